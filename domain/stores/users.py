@@ -1,0 +1,91 @@
+"""The users collection."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from domain.clock import utcnow
+from domain.errors import Conflict
+from domain.stores.bson_codec import from_document
+from domain.stores.mongo import Database, index, object_id
+from domain.stores.pagination import find_page
+from domain.users import Role, User
+
+index("users", ("email", 1), unique=True, name="email_unique")
+index("users", ("name_lower", 1), name="name_lower")
+
+_EMAIL_TAKEN = Conflict("an account with this email already exists", code="email_taken")
+
+
+class UserStore:
+    def __init__(self, db: Database) -> None:
+        self._users = db["users"]
+
+    async def insert(self, *, email: str, name: str, role: Role, password_hash: str) -> User:
+        now = utcnow()
+        doc: dict[str, Any] = {
+            "email": email,
+            "name": name,
+            "name_lower": name.lower(),
+            "role": role.value,
+            "active": True,
+            "password_hash": password_hash,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            result = await self._users.insert_one(doc)
+        except DuplicateKeyError:
+            raise _EMAIL_TAKEN from None
+        doc["_id"] = result.inserted_id
+        return from_document(User, doc)
+
+    async def get(self, user_id: str) -> User | None:
+        doc = await self._users.find_one({"_id": object_id(user_id, "user")})
+        return from_document(User, doc) if doc else None
+
+    async def get_many(self, user_ids: list[str]) -> dict[str, User]:
+        ids = [object_id(u, "user") for u in user_ids]
+        return {
+            str(doc["_id"]): from_document(User, doc) async for doc in self._users.find({"_id": {"$in": ids}})
+        }
+
+    async def exists_email(self, email: str) -> bool:
+        return await self._users.count_documents({"email": email}, limit=1) > 0
+
+    async def credentials(self, email: str) -> tuple[User, str] | None:
+        doc = await self._users.find_one({"email": email})
+        return (from_document(User, doc), doc["password_hash"]) if doc else None
+
+    async def password_hash(self, user_id: str) -> str | None:
+        doc = await self._users.find_one({"_id": object_id(user_id, "user")}, {"password_hash": 1})
+        return doc["password_hash"] if doc else None
+
+    async def update(self, user_id: str, fields: dict[str, Any]) -> User | None:
+        changes = dict(fields)
+        if "name" in changes:
+            changes["name_lower"] = changes["name"].lower()
+        if "role" in changes:
+            changes["role"] = Role(changes["role"]).value
+        changes["updated_at"] = utcnow()
+        doc = await self._users.find_one_and_update(
+            {"_id": object_id(user_id, "user")},
+            {"$set": changes},
+            return_document=ReturnDocument.AFTER,
+        )
+        return from_document(User, doc) if doc else None
+
+    async def list(self, *, q: str | None, limit: int, cursor: str | None) -> tuple[list[User], str | None]:
+        query: dict[str, Any] = {}
+        if q:
+            # no $text index on SecantusDB: an anchored, escaped prefix match on indexed fields
+            prefix = "^" + re.escape(q.strip().lower())
+            query = {"$or": [{"name_lower": {"$regex": prefix}}, {"email": {"$regex": prefix}}]}
+        docs, next_cursor = await find_page(
+            self._users, query, [("name_lower", 1), ("_id", 1)], limit, cursor
+        )
+        return [from_document(User, d) for d in docs], next_cursor

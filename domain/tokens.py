@@ -1,0 +1,88 @@
+"""Access tokens and SSE tickets (PyJWT, one pinned algorithm) and opaque refresh tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import datetime, timedelta
+
+import attrs
+import jwt
+
+from domain.errors import Unauthenticated
+
+ALGORITHM = "HS256"
+SSE_AUDIENCE = "sse"
+REQUIRED_CLAIMS = ("sub", "iat", "nbf", "exp", "iss", "aud", "jti")
+LEEWAY_S = 5  # clock skew tolerated between instances
+
+
+@attrs.frozen
+class TokenConfig:
+    secret: str = attrs.field(repr=False)
+    issuer: str
+    audience: str
+    access_ttl_s: int
+    sse_ttl_s: int
+
+
+@attrs.frozen
+class Claims:
+    sub: str
+    role: str | None
+    jti: str
+    exp: int
+
+
+def _encode(config: TokenConfig, claims: dict[str, object], now: datetime, ttl_s: int) -> str:
+    payload = {
+        **claims,
+        "iat": now,
+        "nbf": now,
+        "exp": now + timedelta(seconds=ttl_s),
+        "iss": config.issuer,
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(payload, config.secret, algorithm=ALGORITHM)
+
+
+def issue_access_token(config: TokenConfig, user_id: str, role: str, now: datetime) -> str:
+    claims: dict[str, object] = {"sub": user_id, "role": role, "aud": config.audience}
+    return _encode(config, claims, now, config.access_ttl_s)
+
+
+def issue_sse_ticket(config: TokenConfig, user_id: str, now: datetime) -> str:
+    return _encode(config, {"sub": user_id, "aud": SSE_AUDIENCE}, now, config.sse_ttl_s)
+
+
+def verify_token(config: TokenConfig, token: str, *, audience: str | None = None) -> Claims:
+    """Any failure (bad signature, other algorithm, expired, wrong audience...) is a plain 401."""
+    try:
+        payload = jwt.decode(
+            token,
+            config.secret,
+            algorithms=[ALGORITHM],
+            audience=audience or config.audience,
+            issuer=config.issuer,
+            leeway=LEEWAY_S,
+            options={"require": list(REQUIRED_CLAIMS)},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthenticated("token expired; refresh it or sign in again", code="token_expired") from None
+    except jwt.InvalidTokenError:
+        raise Unauthenticated("invalid token", code="invalid_token") from None
+    sub, jti, exp = payload.get("sub"), payload.get("jti"), payload.get("exp")
+    if not isinstance(sub, str) or not isinstance(jti, str) or not isinstance(exp, int):
+        raise Unauthenticated("invalid token", code="invalid_token")
+    role = payload.get("role")
+    return Claims(sub=sub, role=role if isinstance(role, str) else None, jti=jti, exp=exp)
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_refresh_token(token: str) -> str:
+    """Refresh tokens are 256 random bits, so a plain SHA-256 is a safe way to store them."""
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""The HTTP edge: one module per resource, each with its own RouteTableDef."""

@@ -1,0 +1,133 @@
+"""The JSON edge: a strict cattrs converter, body and query parsing, JSON responses."""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+import cattrs
+from aiohttp import web
+from cattrs.preconf.json import make_converter
+
+from domain.converters import exactly
+from domain.errors import InvalidInput
+
+T = TypeVar("T")
+
+converter = make_converter(forbid_extra_keys=True)
+
+
+def _strict(expected: type, name: str) -> Any:
+    def hook(value: object, _type: type) -> Any:
+        # bool is an int in Python; JSON true is not a number here
+        if isinstance(value, expected) and not (expected is not bool and isinstance(value, bool)):
+            return value
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        raise ValueError(f"expected {name}")
+
+    return hook
+
+
+converter.register_structure_hook_func(exactly(str), _strict(str, "a string"))
+converter.register_structure_hook_func(exactly(int), _strict(int, "an integer"))
+converter.register_structure_hook_func(exactly(float), _strict(float, "a number"))
+converter.register_structure_hook_func(exactly(bool), _strict(bool, "true or false"))
+
+# query strings are text: numbers and booleans are parsed from it
+query_converter = make_converter(forbid_extra_keys=False)
+
+
+def _query_int(value: object, _type: type) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        raise ValueError("expected an integer") from None
+
+
+def _query_bool(value: object, _type: type) -> bool:
+    text = str(value).lower()
+    if text in {"true", "1", "yes"}:
+        return True
+    if text in {"false", "0", "no"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+query_converter.register_structure_hook_func(exactly(int), _query_int)
+query_converter.register_structure_hook_func(exactly(bool), _query_bool)
+
+
+def _describe(exc: BaseException, type_: Any) -> str:
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        return f"unknown field(s): {', '.join(sorted(exc.extra_fields))}"
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    if isinstance(type_, type) and issubclass(type_, enum.Enum):
+        return "must be one of " + ", ".join(repr(m.value) for m in type_)
+    if isinstance(exc, ValueError | TypeError) and str(exc):
+        return str(exc)
+    return "invalid value"
+
+
+def validation_error(exc: cattrs.BaseValidationError, root: str = "$") -> InvalidInput:
+    errors = []
+    for line in cattrs.transform_error(exc, path=root, format_exception=_describe):
+        message, _, path = line.rpartition(" @ ")
+        errors.append({"path": path or root, "message": message or line})
+    summary = "; ".join(f"{e['path']}: {e['message']}" for e in errors[:3])
+    return InvalidInput(f"request does not match the expected shape: {summary}", errors=errors)
+
+
+def structure(data: object, cls: type[T], *, root: str = "$") -> T:
+    try:
+        return converter.structure(data, cls)
+    except cattrs.BaseValidationError as exc:
+        raise validation_error(exc, root) from None
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(str(exc), errors=[{"path": root, "message": str(exc)}]) from None
+
+
+async def parse_body(request: web.Request, cls: type[T]) -> T:
+    """The request's JSON object as cls; malformed JSON is 400, a wrong shape 422."""
+    raw = await request.read()
+    try:
+        data = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise web.HTTPBadRequest(
+            reason="Malformed JSON", text=f"request body is not valid JSON: {exc}"
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidInput(
+            "request body must be a JSON object", errors=[{"path": "$", "message": "expected an object"}]
+        )
+    return structure(data, cls)
+
+
+def parse_query(request: web.Request, cls: type[T]) -> T:
+    data: dict[str, Any] = {}
+    for key in request.query:
+        values = request.query.getall(key)
+        data[key] = values if len(values) > 1 else values[0]
+    try:
+        return query_converter.structure(data, cls)
+    except cattrs.BaseValidationError as exc:
+        raise validation_error(exc, root="query") from None
+
+
+def to_json(obj: Any) -> Any:
+    return converter.unstructure(obj)
+
+
+def _default(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def json_response(obj: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    body = json.dumps(to_json(obj), default=_default, ensure_ascii=False, separators=(",", ":"))
+    return web.Response(text=body, status=status, content_type="application/json", headers=headers)

@@ -1,0 +1,129 @@
+"""One middleware turns every error into an RFC 9457 application/problem+json body."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from domain.errors import DomainError, TooManyRequests, Unauthenticated
+from handlers.keys import REQUEST_ID, SETTINGS
+
+log = logging.getLogger("labhub.errors")
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:labhub:problem:"
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    408: "request_timeout",
+    411: "length_required",
+    413: "too_large",
+    415: "unsupported_media_type",
+    416: "range_not_satisfiable",
+    422: "validation_error",
+    429: "too_many_requests",
+}
+
+
+def problem_response(
+    request: web.Request,
+    *,
+    status: int,
+    code: str,
+    detail: str,
+    title: str | None = None,
+    errors: Sequence[Mapping[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> web.Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + code,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.path,
+        "code": code,
+        "request_id": request.get(REQUEST_ID, ""),
+    }
+    if errors:
+        body["errors"] = list(errors)
+    if extra:
+        body.update(extra)
+    return web.Response(
+        text=json.dumps(body, ensure_ascii=False),
+        status=status,
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers=headers,
+    )
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
+    headers: dict[str, str] = {}
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+        detail = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
+    elif isinstance(exc, web.HTTPNotFound) and request.match_info.http_exception is not None:
+        detail = f"no route matches {request.method} {request.path}"
+    elif isinstance(exc, web.HTTPRequestEntityTooLarge):
+        limit = request.app[SETTINGS].http.max_body_bytes
+        detail = f"request body is larger than the limit of {limit} bytes"
+    else:
+        detail = exc.text if exc.text and exc.text != f"{exc.status}: {exc.reason}" else exc.reason
+    return problem_response(
+        request,
+        status=exc.status,
+        code=_HTTP_CODES.get(exc.status, "http_error"),
+        title=exc.reason,
+        detail=detail,
+        headers=headers,
+    )
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except DomainError as exc:
+        headers: dict[str, str] = {}
+        if isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(exc.retry_after_s)
+        if isinstance(exc, Unauthenticated):
+            headers["WWW-Authenticate"] = 'Bearer realm="labhub"'
+        if exc.status >= 500:
+            log.exception("domain error", extra={"code": exc.code, "detail": exc.detail})
+        return problem_response(
+            request,
+            status=exc.status,
+            code=exc.code,
+            title=exc.title,
+            detail=exc.detail,
+            errors=exc.errors,
+            headers=headers,
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _from_http_exception(request, exc)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+        return problem_response(
+            request,
+            status=500,
+            code="internal_error",
+            title="Internal error",
+            detail="an unexpected error occurred; it was logged with this request's id",
+        )

@@ -1,0 +1,25 @@
+"""Typed application and request state keys, declared once."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pymongo.asynchronous.database import AsyncDatabase
+
+from domain.accounts import AccountsService
+from domain.auth import AuthService
+from domain.settings import Settings
+from domain.stores.embedded import ServiceEndpoints
+from domain.stores.objects import ObjectStore
+from domain.stores.redis_store import RedisStore
+
+SETTINGS = web.AppKey("settings", Settings)
+ENDPOINTS = web.AppKey("endpoints", ServiceEndpoints)
+MONGO = web.AppKey("mongo", AsyncDatabase)
+REDIS = web.AppKey("redis", RedisStore)
+OBJECTS = web.AppKey("objects", ObjectStore)
+ACCOUNTS = web.AppKey("accounts", AccountsService)
+AUTH = web.AppKey("auth", AuthService)
+OPENAPI = web.AppKey("openapi", dict)
+
+REQUEST_ID = web.RequestKey("request_id", str)
+USER_ID = web.RequestKey("user_id", str)

@@ -1,0 +1,312 @@
+"""LabHub server: create_app(settings) assembles the application; the CLI serves it or runs admin commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp_cors
+from aiohttp import web
+
+from domain.accounts import AccountsService
+from domain.auth import AuthService
+from domain.errors import DomainError
+from domain.passwords import Passwords
+from domain.settings import Settings, SettingsError, finalize_secrets, load_settings, with_changes
+from domain.stores.embedded import (
+    EmbeddedServiceError,
+    EmbeddedServices,
+    ServiceEndpoints,
+    read_running_endpoints,
+)
+from domain.stores.mongo import Database, open_mongo
+from domain.stores.objects import open_objects
+from domain.stores.redis_store import open_redis
+from domain.stores.refresh_tokens import RefreshTokenStore
+from domain.stores.throttle import LoginThrottle
+from domain.stores.users import UserStore
+from domain.tokens import TokenConfig
+from domain.users import Role
+from handlers import auth, health, openapi, users
+from handlers.errors import problem_middleware
+from handlers.keys import ACCOUNTS, AUTH, ENDPOINTS, MONGO, OBJECTS, OPENAPI, REDIS, SETTINGS
+from handlers.observe import add_standard_headers, configure_logging, request_context_middleware
+
+VERSION = "0.1.0"
+ROUTE_MODULES = (health, auth, users, openapi)
+
+log = logging.getLogger("labhub.server")
+
+
+# -- lifecycle: one cleanup context per resource, in order; cleanup runs in reverse ----------------
+
+
+def embedded_services(
+    settings: Settings, only: frozenset[str] = frozenset({"mongo", "redis", "s3"})
+) -> EmbeddedServices:
+    s = settings.services
+    return EmbeddedServices(
+        settings.data_path,
+        s3_access_key=settings.s3.access_key,
+        s3_secret_key=settings.s3.secret_key,
+        mongo_port=s.mongo_port,
+        redis_port=s.redis_port,
+        s3_port=s.s3_port,
+        start_timeout_s=s.start_timeout_s,
+        only=only,
+    )
+
+
+async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.services.mode == "external":
+        app[ENDPOINTS] = ServiceEndpoints(settings.mongo.uri, settings.redis.url, settings.s3.endpoint_url)
+        yield
+        return
+    services = embedded_services(settings)
+    services.spawn()  # in the main thread: the children's PDEATHSIG is tied to the spawning thread
+    try:
+        app[ENDPOINTS] = await asyncio.to_thread(services.wait_ready)
+        log.info("embedded services ready", extra={"pids": services.pids, "data_dir": str(services.data_dir)})
+        yield
+    finally:
+        await asyncio.to_thread(services.stop)
+
+
+async def mongo_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with open_mongo(app[ENDPOINTS].mongo_uri, app[SETTINGS].mongo.database) as db:
+        app[MONGO] = db
+        yield
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with open_redis(app[ENDPOINTS].redis_url, app[SETTINGS].redis.key_prefix) as store:
+        app[REDIS] = store
+        yield
+
+
+async def objects_ctx(app: web.Application) -> AsyncIterator[None]:
+    s3 = app[SETTINGS].s3
+    async with open_objects(
+        app[ENDPOINTS].s3_endpoint_url, s3.access_key, s3.secret_key, s3.bucket, s3.region
+    ) as store:
+        app[OBJECTS] = store
+        yield
+
+
+def build_accounts(db: Database, settings: Settings) -> tuple[AccountsService, Passwords]:
+    a = settings.auth
+    passwords = Passwords(
+        time_cost=a.argon2_time_cost, memory_kib=a.argon2_memory_kib, parallelism=a.argon2_parallelism
+    )
+    accounts = AccountsService(
+        UserStore(db), RefreshTokenStore(db), passwords, open_registration=a.open_registration
+    )
+    return accounts, passwords
+
+
+async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    db = app[MONGO]
+    accounts, passwords = build_accounts(db, settings)
+    a = settings.auth
+    throttle = LoginThrottle(
+        app[REDIS],
+        free_attempts=a.login_free_attempts,
+        base_s=a.login_backoff_base_s,
+        max_s=a.login_backoff_max_s,
+    )
+    tokens = TokenConfig(
+        secret=a.jwt_secret,
+        issuer=a.jwt_issuer,
+        audience=a.jwt_audience,
+        access_ttl_s=a.access_ttl_s,
+        sse_ttl_s=a.sse_ticket_ttl_s,
+    )
+    app[ACCOUNTS] = accounts
+    app[AUTH] = AuthService(
+        UserStore(db),
+        RefreshTokenStore(db),
+        passwords,
+        throttle,
+        accounts,
+        tokens,
+        refresh_ttl_s=a.refresh_ttl_s,
+    )
+    if a.bootstrap_email and a.bootstrap_password:
+        created = await accounts.ensure_head(
+            email=a.bootstrap_email, password=a.bootstrap_password, name=a.bootstrap_email.split("@")[0]
+        )
+        if created:
+            log.info("bootstrap head created", extra={"user_id": created.id})
+    yield
+
+
+def _setup_cors(app: web.Application, origins: tuple[str, ...]) -> None:
+    if not origins:
+        return
+    options = aiohttp_cors.ResourceOptions(
+        allow_credentials=True,
+        allow_headers="*",
+        allow_methods="*",
+        expose_headers=("X-Request-ID", "Retry-After", "Content-Disposition", "Location"),
+        max_age=600,
+    )
+    cors = aiohttp_cors.setup(app, defaults=dict.fromkeys(origins, options))
+    for route in list(app.router.routes()):
+        cors.add(route)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The whole application; tests build it the same way, with their own settings."""
+    app = web.Application(
+        middlewares=[request_context_middleware, problem_middleware],
+        client_max_size=settings.http.max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.extend([services_ctx, mongo_ctx, redis_ctx, objects_ctx, domain_ctx])
+    for module in ROUTE_MODULES:
+        app.add_routes(module.routes)
+    _setup_cors(app, settings.http.cors_origins)
+    app.on_response_prepare.append(add_standard_headers)
+    app[OPENAPI] = openapi.build_openapi(app, version=VERSION)
+    return app
+
+
+# -- command line ----------------------------------------------------------------------------------
+
+
+def fail(message: str) -> int:
+    print(f"labhub: {message}", file=sys.stderr)
+    return 1
+
+
+async def serve(settings: Settings) -> int:
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, settings.http.host, settings.http.port)
+        await site.start()
+    except EmbeddedServiceError as exc:
+        await runner.cleanup()
+        return fail(str(exc))
+    except OSError as exc:
+        await runner.cleanup()
+        return fail(f"cannot listen on {settings.http.host}:{settings.http.port}: {exc.strerror or exc}")
+    except Exception as exc:
+        log.debug("start-up failed", exc_info=True)
+        await runner.cleanup()
+        return fail(f"cannot start: {type(exc).__name__}: {exc}")
+    log.info(
+        "listening",
+        extra={"url": f"http://{settings.http.host}:{settings.http.port}", "mode": settings.services.mode},
+    )
+    await stop.wait()
+    log.info("stopping")
+    await runner.cleanup()
+    return 0
+
+
+def _read_password(path: str | None) -> str:
+    if path == "-":
+        return sys.stdin.readline().rstrip("\n")
+    if path:
+        return Path(path).read_text(encoding="utf-8").rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Repeat password: "):
+        raise SystemExit(fail("passwords do not match"))
+    return first
+
+
+@contextlib.asynccontextmanager
+async def _mongo_for_admin(settings: Settings) -> AsyncIterator[Database]:
+    """MongoDB for an admin command: external, the running server's, or a short-lived embedded one."""
+    if settings.services.mode == "external":
+        uri = settings.mongo.uri
+        services = None
+    elif running := read_running_endpoints(settings.data_path):
+        uri = running.mongo_uri
+        services = None
+    else:
+        services = embedded_services(settings, only=frozenset({"mongo"}))
+        services.spawn()
+        uri = (await asyncio.to_thread(services.wait_ready)).mongo_uri
+    try:
+        async with open_mongo(uri, settings.mongo.database) as db:
+            yield db
+    finally:
+        if services is not None:
+            await asyncio.to_thread(services.stop)
+
+
+async def create_user(settings: Settings, args: argparse.Namespace) -> int:
+    password = _read_password(args.password_file)
+    async with _mongo_for_admin(settings) as db:
+        accounts, _ = build_accounts(db, settings)
+        try:
+            user = await accounts.create(
+                email=args.email,
+                password=password,
+                name=args.name or args.email.split("@")[0],
+                role=Role(args.role),
+            )
+        except DomainError as exc:
+            return fail(exc.detail)
+    print(f"created {user.role.value} {user.email} (id {user.id})")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="labhub", description=__doc__)
+    parser.add_argument("--config", help="config file (default: config.toml or $LABHUB_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="run LabHub (embedded services unless configured external)")
+    serve_cmd.add_argument("--host", help="listen address (overrides http.host)")
+    serve_cmd.add_argument("--port", type=int, help="listen port (overrides http.port)")
+    user_cmd = commands.add_parser("create-user", help="create an account with any role")
+    user_cmd.add_argument("--email", required=True)
+    user_cmd.add_argument("--role", required=True, choices=[r.value for r in Role])
+    user_cmd.add_argument("--name", help="display name (default: the part of the email before @)")
+    user_cmd.add_argument(
+        "--password-file", help="read the password from this file ('-' = stdin) instead of a prompt"
+    )
+    commands.add_parser("check-config", help="validate the configuration and print it (secrets hidden)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        if args.command == "serve" and (args.host or args.port is not None):
+            http = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
+            settings = with_changes(settings, http=http)
+        settings = finalize_secrets(settings)
+    except SettingsError as exc:
+        return fail(f"configuration error: {exc}")
+    configure_logging(settings.app.log_level)
+    if args.command == "serve":
+        return asyncio.run(serve(settings))
+    if args.command == "create-user":
+        try:
+            return asyncio.run(create_user(settings, args))
+        except EmbeddedServiceError as exc:
+            return fail(str(exc))
+    print(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

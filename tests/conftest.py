@@ -1,0 +1,121 @@
+"""Shared fixtures: one set of real embedded services per test session, isolated per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from aiohttp.test_utils import TestClient
+
+from domain.settings import Settings, structure_settings
+from domain.stores.embedded import EmbeddedServices, ServiceEndpoints
+from domain.users import Role
+from handlers.keys import ACCOUNTS
+from server import create_app
+
+TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+S3_KEY = "labhub-test"
+S3_SECRET = "labhub-test-secret"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceEndpoints]:
+    """Real MongoDB-compatible, Redis and S3 servers on random ports, for the whole session."""
+    embedded = EmbeddedServices(
+        tmp_path_factory.mktemp("services"), s3_access_key=S3_KEY, s3_secret_key=S3_SECRET
+    )
+    embedded.spawn()
+    try:
+        yield embedded.wait_ready()
+    finally:
+        embedded.stop()
+
+
+def make_settings(endpoints: ServiceEndpoints, data_dir: Path, **sections: dict[str, Any]) -> Settings:
+    """External-mode settings on the session's services, with a database, prefix and bucket of its own."""
+    tag = uuid.uuid4().hex[:16]
+    data: dict[str, dict[str, Any]] = {
+        "app": {"env": "test"},
+        "services": {"mode": "external", "data_dir": str(data_dir)},
+        "mongo": {"uri": endpoints.mongo_uri, "database": f"t_{tag}"},
+        "redis": {"url": endpoints.redis_url, "key_prefix": f"t_{tag}:"},
+        "s3": {
+            "endpoint_url": endpoints.s3_endpoint_url,
+            "access_key": S3_KEY,
+            "secret_key": S3_SECRET,
+            "bucket": f"t-{tag}",
+        },
+        "auth": {
+            "jwt_secret": TEST_SECRET,
+            # cheap hashing keeps the suite fast; production cost is in config.toml
+            "argon2_time_cost": 1,
+            "argon2_memory_kib": 1024,
+            "argon2_parallelism": 1,
+        },
+    }
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    return structure_settings(data)
+
+
+@pytest.fixture
+def settings(services: ServiceEndpoints, tmp_path: Path) -> Settings:
+    return make_settings(services, tmp_path)
+
+
+AppClient = TestClient  # type alias for readability in tests
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings) -> AppClient:
+    return await aiohttp_client(create_app(settings))
+
+
+@attrs.frozen
+class Account:
+    id: str
+    email: str
+    role: str
+    token: str
+    refresh_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+MakeAccount = Callable[..., Awaitable[Account]]
+
+
+@pytest.fixture
+def make_account(client: AppClient) -> MakeAccount:
+    """Create a user with any role (as create-user would) and sign it in through the API."""
+
+    async def make(role: str = "student", *, name: str | None = None, email: str | None = None) -> Account:
+        email = email or f"{role.lower()}-{uuid.uuid4().hex[:8]}@lab.example"
+        user = await client.app[ACCOUNTS].create(
+            email=email, password=PASSWORD, name=name or f"{role} user", role=Role(role)
+        )
+        response = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+        assert response.status == 200, await response.text()
+        tokens = await response.json()
+        return Account(user.id, email, role, tokens["access_token"], tokens["refresh_token"])
+
+    return make
+
+
+async def problem(response: Any, status: int) -> dict[str, Any]:
+    """Assert an RFC 9457 problem with this status and return its body."""
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/problem+json"
+    body: dict[str, Any] = await response.json()
+    assert body["status"] == status
+    assert isinstance(body["type"], str) and body["type"]
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    return body

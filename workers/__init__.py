@@ -1,0 +1,1 @@
+"""Pure synchronous functions run in the process pool (parse, stats, plot)."""
