@@ -16,8 +16,6 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn
 from cattrs.v import transform_error
 
-from domain.converters import exactly
-
 ENV_PREFIX = "LABHUB_"
 CONFIG_PATH_VARIABLE = "LABHUB_CONFIG"
 SAMPLE_JWT_SECRET = "change-me-to-a-long-random-secret"  # noqa: S105 - the sample that must never run in production
@@ -164,15 +162,15 @@ def _structure_float(value: object, _type: type) -> float:
 def _structure_str(value: object, _type: type) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {value!r}")
-    return value
+    return value  # settings hold no str-based enums, only Literal choices
 
 
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True)
-    converter.register_structure_hook_func(exactly(bool), _structure_bool)
-    converter.register_structure_hook_func(exactly(int), _structure_int)
-    converter.register_structure_hook_func(exactly(float), _structure_float)
-    converter.register_structure_hook_func(exactly(str), _structure_str)
+    converter.register_structure_hook(bool, _structure_bool)
+    converter.register_structure_hook(int, _structure_int)
+    converter.register_structure_hook(float, _structure_float)
+    converter.register_structure_hook(str, _structure_str)
     for cls in [*_SECTIONS.values(), Settings]:
         converter.register_structure_hook(
             cls, make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True)

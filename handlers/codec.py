@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import typing
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -12,7 +13,6 @@ import cattrs
 from aiohttp import web
 from cattrs.preconf.json import make_converter
 
-from domain.converters import exactly
 from domain.errors import InvalidInput
 
 T = TypeVar("T")
@@ -21,10 +21,11 @@ converter = make_converter(forbid_extra_keys=True)
 
 
 def _strict(expected: type, name: str) -> Any:
-    def hook(value: object, _type: type) -> Any:
+    def hook(value: object, type_: type) -> Any:
         # bool is an int in Python; JSON true is not a number here
         if isinstance(value, expected) and not (expected is not bool and isinstance(value, bool)):
-            return value
+            # registered for str, so it also receives str-based enums such as Role
+            return value if type_ is expected else type_(value)
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         raise ValueError(f"expected {name}")
@@ -32,10 +33,10 @@ def _strict(expected: type, name: str) -> Any:
     return hook
 
 
-converter.register_structure_hook_func(exactly(str), _strict(str, "a string"))
-converter.register_structure_hook_func(exactly(int), _strict(int, "an integer"))
-converter.register_structure_hook_func(exactly(float), _strict(float, "a number"))
-converter.register_structure_hook_func(exactly(bool), _strict(bool, "true or false"))
+converter.register_structure_hook(str, _strict(str, "a string"))
+converter.register_structure_hook(int, _strict(int, "an integer"))
+converter.register_structure_hook(float, _strict(float, "a number"))
+converter.register_structure_hook(bool, _strict(bool, "true or false"))
 
 # query strings are text: numbers and booleans are parsed from it
 query_converter = make_converter(forbid_extra_keys=False)
@@ -57,8 +58,8 @@ def _query_bool(value: object, _type: type) -> bool:
     raise ValueError("expected true or false")
 
 
-query_converter.register_structure_hook_func(exactly(int), _query_int)
-query_converter.register_structure_hook_func(exactly(bool), _query_bool)
+query_converter.register_structure_hook(int, _query_int)
+query_converter.register_structure_hook(bool, _query_bool)
 
 
 def _describe(exc: BaseException, type_: Any) -> str:
@@ -66,8 +67,9 @@ def _describe(exc: BaseException, type_: Any) -> str:
         return f"unknown field(s): {', '.join(sorted(exc.extra_fields))}"
     if isinstance(exc, KeyError):
         return "required field missing"
-    if isinstance(type_, type) and issubclass(type_, enum.Enum):
-        return "must be one of " + ", ".join(repr(m.value) for m in type_)
+    for candidate in (type_, *typing.get_args(type_)):
+        if isinstance(candidate, type) and issubclass(candidate, enum.Enum):
+            return "must be one of " + ", ".join(repr(m.value) for m in candidate)
     if isinstance(exc, ValueError | TypeError) and str(exc):
         return str(exc)
     return "invalid value"

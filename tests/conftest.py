@@ -115,7 +115,7 @@ async def problem(response: Any, status: int) -> dict[str, Any]:
     assert response.content_type == "application/problem+json"
     body: dict[str, Any] = await response.json()
     assert body["status"] == status
-    assert isinstance(body["type"], str) and body["type"]
-    assert isinstance(body["title"], str) and body["title"]
-    assert isinstance(body["detail"], str) and body["detail"]
+    for member in ("type", "title", "detail"):
+        assert isinstance(body[member], str), member
+        assert body[member], member
     return body

@@ -9,16 +9,15 @@ from typing import Any, TypeVar
 import cattrs
 from bson import ObjectId
 
-from domain.converters import exactly
-
 T = TypeVar("T")
 
 _converter = cattrs.Converter()
 
 
-def _structure_str(value: object, _type: type) -> str:
+def _structure_str(value: object, type_: type) -> str:
+    # registered for str, so it also receives str-based enums such as Role
     if isinstance(value, ObjectId | str):
-        return str(value)
+        return str(value) if type_ is str else type_(value)
     raise TypeError(f"expected a string, got {type(value).__name__}")
 
 
@@ -28,7 +27,7 @@ def _structure_datetime(value: object, _type: type) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-_converter.register_structure_hook_func(exactly(str), _structure_str)
+_converter.register_structure_hook(str, _structure_str)
 _converter.register_structure_hook(datetime, _structure_datetime)
 
 

@@ -1,0 +1,200 @@
+"""Registration, login, rotating refresh tokens, logout, SSE tickets and login throttling."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from datetime import timedelta
+
+import jwt
+
+from domain.clock import utcnow
+from domain.tokens import TokenConfig, issue_access_token, issue_sse_ticket
+from server import create_app
+from tests.conftest import PASSWORD, TEST_SECRET, make_settings, problem
+
+
+async def register(client, email="ada@lab.example", password=PASSWORD, name="Ada Lovelace"):
+    return await client.post("/api/auth/register", json={"email": email, "password": password, "name": name})
+
+
+async def login(client, email="ada@lab.example", password=PASSWORD):
+    return await client.post("/api/auth/login", json={"email": email, "password": password})
+
+
+async def test_register_creates_a_student_and_never_returns_the_password(client):
+    response = await register(client, email="Ada@Lab.Example")
+    assert response.status == 201
+    user = await response.json()
+    assert user["email"] == "ada@lab.example"
+    assert user["role"] == "student"
+    assert user["active"] is True
+    assert "password" not in json.dumps(user)
+    assert user["created_at"].endswith("+00:00")
+
+
+async def test_register_taken_email_is_409_case_insensitive(client):
+    assert (await register(client)).status == 201
+    body = await problem(await register(client, email="ADA@lab.example"), 409)
+    assert body["code"] == "email_taken"
+
+
+async def test_register_validates_fields(client):
+    body = await problem(await register(client, email="not-an-email"), 422)
+    assert body["errors"][0]["path"] == "$.email"
+    body = await problem(await register(client, name="   "), 422)
+    assert body["errors"][0]["path"] == "$.name"
+
+
+async def test_closed_registration(aiohttp_client, services, tmp_path):
+    settings = make_settings(services, tmp_path, auth={"open_registration": False})
+    client = await aiohttp_client(create_app(settings))
+    body = await problem(await register(client), 403)
+    assert body["code"] == "registration_closed"
+
+
+async def test_login_me_and_token_shape(client):
+    await register(client)
+    response = await login(client, email="ADA@lab.example")
+    assert response.status == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    tokens = await response.json()
+    assert tokens["token_type"] == "Bearer"
+    assert tokens["expires_in"] == 900
+    me = await client.get("/api/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert me.status == 200
+    assert (await me.json())["email"] == "ada@lab.example"
+
+
+async def test_wrong_password_and_unknown_email_look_the_same(client):
+    await register(client)
+    wrong = await problem(await login(client, password="wrong password!"), 401)
+    unknown = await problem(await login(client, email="nobody@lab.example"), 401)
+    assert wrong["detail"] == unknown["detail"]
+    assert wrong["code"] == unknown["code"] == "invalid_credentials"
+
+
+async def test_refresh_rotates_and_reuse_revokes_the_family(client):
+    await register(client)
+    first = await (await login(client)).json()
+    rotated = await client.post("/api/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert rotated.status == 200
+    second = await rotated.json()
+    assert second["refresh_token"] != first["refresh_token"]
+    # the spent token comes back (stolen copy): 401, and the whole family is revoked
+    body = await problem(
+        await client.post("/api/auth/refresh", json={"refresh_token": first["refresh_token"]}), 401
+    )
+    assert body["code"] == "refresh_token_reused"
+    await problem(
+        await client.post("/api/auth/refresh", json={"refresh_token": second["refresh_token"]}), 401
+    )
+    # another session of the same user is untouched
+    other = await (await login(client)).json()
+    assert (
+        await client.post("/api/auth/refresh", json={"refresh_token": other["refresh_token"]})
+    ).status == 200
+
+
+async def test_unknown_refresh_token_is_401(client):
+    body = await problem(await client.post("/api/auth/refresh", json={"refresh_token": "nope"}), 401)
+    assert body["code"] == "invalid_refresh_token"
+
+
+async def test_logout_ends_the_session(client):
+    await register(client)
+    tokens = await (await login(client)).json()
+    response = await client.post("/api/auth/logout", json={"refresh_token": tokens["refresh_token"]})
+    assert response.status == 204
+    await problem(
+        await client.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]}), 401
+    )
+
+
+async def test_sse_ticket_is_short_lived_and_not_a_bearer_token(client):
+    await register(client)
+    tokens = await (await login(client)).json()
+    response = await client.post(
+        "/api/auth/sse-ticket", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
+    assert response.status == 200
+    ticket = await response.json()
+    assert ticket["expires_in"] == 60
+    claims = jwt.decode(ticket["ticket"], options={"verify_signature": False})
+    assert claims["aud"] == "sse"
+    assert claims["exp"] - claims["iat"] == 60
+    await problem(
+        await client.get("/api/auth/me", headers={"Authorization": f"Bearer {ticket['ticket']}"}), 401
+    )
+
+
+def _config(secret=TEST_SECRET, audience="labhub-api", issuer="labhub"):
+    return TokenConfig(secret=secret, issuer=issuer, audience=audience, access_ttl_s=900, sse_ttl_s=60)
+
+
+async def test_every_jwt_attack_is_401(client, make_account):
+    account = await make_account("student")
+    payload = jwt.decode(account.token, options={"verify_signature": False})
+
+    def b64(data):
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    header, _body, signature = account.token.split(".")
+    escalated = dict(payload, role="DH")
+    attacks = {
+        "alg none": f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(payload)}.",
+        "other key": issue_access_token(_config(secret="x" * 48), account.id, "student", utcnow()),
+        "tampered payload": f"{header}.{b64(escalated)}.{signature}",
+        "expired": issue_access_token(_config(), account.id, "student", utcnow() - timedelta(hours=2)),
+        "wrong audience": issue_access_token(_config(audience="other"), account.id, "student", utcnow()),
+        "wrong issuer": issue_access_token(_config(issuer="other"), account.id, "student", utcnow()),
+        "sse ticket": issue_sse_ticket(_config(), account.id, utcnow()),
+        "HS512": jwt.encode(payload, TEST_SECRET + "-long-enough-for-hs512-" * 2, algorithm="HS512"),
+        "garbage": "not.a.token",
+    }
+    for name, token in attacks.items():
+        response = await client.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
+        assert response.status == 401, name
+        assert response.content_type == "application/problem+json", name
+    ok = await client.get("/api/auth/me", headers=account.headers)
+    assert ok.status == 200
+
+
+async def test_authorization_header_variants(client, make_account):
+    account = await make_account()
+    for header in ["", "Bearer", "Bearer ", f"Basic {account.token}", account.token]:
+        response = await client.get("/api/auth/me", headers={"Authorization": header})
+        assert response.status == 401, header
+    assert (
+        await client.get("/api/auth/me", headers={"Authorization": f"bearer {account.token}"})
+    ).status == 200
+
+
+async def test_login_throttling_backs_off_and_lets_the_owner_back_in(aiohttp_client, services, tmp_path):
+    settings = make_settings(
+        services,
+        tmp_path,
+        auth={"login_free_attempts": 3, "login_backoff_base_s": 1.0, "login_backoff_max_s": 2.0},
+    )
+    client = await aiohttp_client(create_app(settings))
+    await register(client)
+    for _ in range(3):
+        await problem(await login(client, password="wrong password!"), 401)
+    throttled = await login(client)  # even the right password waits: no guessing during back-off
+    body = await problem(throttled, 429)
+    assert body["code"] == "login_throttled"
+    assert 1 <= int(throttled.headers["Retry-After"]) <= 2
+    # the back-off is capped: however many failures, never more than login_backoff_max_s
+    for _ in range(3):
+        await asyncio.sleep(float(throttled.headers["Retry-After"]))
+        throttled = await login(client, password="wrong password!")
+        assert throttled.status in (401, 429)
+        if throttled.status == 429:
+            assert int(throttled.headers["Retry-After"]) <= 2
+        else:
+            throttled = await login(client, password="wrong password!")
+            assert int(throttled.headers.get("Retry-After", "0")) <= 2
+    await asyncio.sleep(2.1)
+    assert (await login(client)).status == 200  # the owner gets in once the wait is over
+    assert (await login(client, password="wrong password!")).status == 401  # and the count restarted
