@@ -16,10 +16,16 @@ import aiohttp_cors
 from aiohttp import web
 
 from domain.accounts import AccountsService
+from domain.audit import AuditLog
 from domain.auth import AuthService
+from domain.document_service import DocumentsService
 from domain.errors import DomainError
 from domain.passwords import Passwords
+from domain.project_service import ProjectGate, ProjectsService
+from domain.record_service import RecordsService
 from domain.settings import Settings, SettingsError, finalize_secrets, load_settings, with_changes
+from domain.stores.audit import AuditStore
+from domain.stores.documents import DocumentStore
 from domain.stores.embedded import (
     EmbeddedServiceError,
     EmbeddedServices,
@@ -28,19 +34,33 @@ from domain.stores.embedded import (
 )
 from domain.stores.mongo import Database, open_mongo
 from domain.stores.objects import open_objects
+from domain.stores.projects import ProjectStore
+from domain.stores.records import RecordStore
 from domain.stores.redis_store import open_redis
 from domain.stores.refresh_tokens import RefreshTokenStore
 from domain.stores.throttle import LoginThrottle
 from domain.stores.users import UserStore
 from domain.tokens import TokenConfig
 from domain.users import Role
-from handlers import auth, health, openapi, users
+from handlers import auth, documents, health, openapi, projects, records, users
 from handlers.errors import problem_middleware
-from handlers.keys import ACCOUNTS, AUTH, ENDPOINTS, MONGO, OBJECTS, OPENAPI, REDIS, SETTINGS
+from handlers.keys import (
+    ACCOUNTS,
+    AUTH,
+    DOCUMENTS,
+    ENDPOINTS,
+    MONGO,
+    OBJECTS,
+    OPENAPI,
+    PROJECTS,
+    RECORDS,
+    REDIS,
+    SETTINGS,
+)
 from handlers.observe import add_standard_headers, configure_logging, request_context_middleware
 
 VERSION = "0.1.0"
-ROUTE_MODULES = (health, auth, users, openapi)
+ROUTE_MODULES = (health, auth, users, projects, documents, records, openapi)
 
 log = logging.getLogger("labhub.server")
 
@@ -140,6 +160,25 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
         tokens,
         refresh_ttl_s=a.refresh_ttl_s,
     )
+    project_store, audit_store = ProjectStore(db), AuditStore(db)
+    gate = ProjectGate(project_store)
+    audit = AuditLog(audit_store)
+    app[PROJECTS] = projects_service = ProjectsService(gate, project_store, UserStore(db), audit)
+    app[DOCUMENTS] = documents_service = DocumentsService(
+        gate,
+        DocumentStore(db),
+        app[OBJECTS],
+        audit,
+        max_bytes=settings.uploads.max_bytes,
+        part_size=settings.uploads.part_size_bytes,
+    )
+    app[RECORDS] = records_service = RecordsService(gate, RecordStore(db), audit)
+    for purger in (
+        documents_service.purge_project,
+        records_service.purge_project,
+        audit_store.delete_project,
+    ):
+        projects_service.add_purger(purger)
     if a.bootstrap_email and a.bootstrap_password:
         created = await accounts.ensure_head(
             email=a.bootstrap_email, password=a.bootstrap_password, name=a.bootstrap_email.split("@")[0]

@@ -67,10 +67,12 @@ class AccountsService:
             raise Unauthenticated("account is not active", code="inactive_account")
         return user
 
-    async def list(self, actor: User, *, q: str | None, limit: int | None, cursor: str | None) -> Page[User]:
+    async def list_users(
+        self, actor: User, *, q: str | None, limit: int | None, cursor: str | None
+    ) -> Page[User]:
         if not actor.is_head:
             raise Forbidden("only heads (GD, DH) can list users", code="not_head")
-        users, next_cursor = await self._users.list(q=q, limit=clamp_limit(limit), cursor=cursor)
+        users, next_cursor = await self._users.page(q=q, limit=clamp_limit(limit), cursor=cursor)
         return Page(users, next_cursor)
 
     async def get(self, actor: User, user_id: str) -> User:

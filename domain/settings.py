@@ -41,6 +41,13 @@ def _fraction(_inst: object, attribute: attrs.Attribute[Any], value: float) -> N
         raise ValueError(f"{attribute.name}: must be in (0, 1], got {value}")
 
 
+def _part_size(_inst: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if not 5 * 1024**2 <= value <= 5 * 1024**3:
+        raise ValueError(
+            f"{attribute.name}: must be between 5 MiB and 5 GiB (S3 multipart limits), got {value}"
+        )
+
+
 @attrs.frozen
 class AppSettings:
     env: Literal["dev", "test", "production"] = "dev"
@@ -108,6 +115,12 @@ class AuthSettings:
 
 
 @attrs.frozen
+class UploadSettings:
+    max_bytes: int = attrs.field(default=5 * 1024**3, validator=_positive)
+    part_size_bytes: int = attrs.field(default=8 * 1024**2, validator=_part_size)
+
+
+@attrs.frozen
 class Settings:
     app: AppSettings = AppSettings()
     http: HttpSettings = HttpSettings()
@@ -116,6 +129,7 @@ class Settings:
     redis: RedisSettings = RedisSettings()
     s3: S3Settings = S3Settings()
     auth: AuthSettings = AuthSettings()
+    uploads: UploadSettings = UploadSettings()
 
     @property
     def data_path(self) -> Path:
@@ -337,6 +351,7 @@ __all__ = [
     "ServicesSettings",
     "Settings",
     "SettingsError",
+    "UploadSettings",
     "finalize_secrets",
     "load_settings",
     "structure_settings",

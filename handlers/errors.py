@@ -69,8 +69,11 @@ def problem_response(
     )
 
 
+_KEPT_HEADERS = ("Content-Range", "Retry-After", "WWW-Authenticate")
+
+
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
-    headers: dict[str, str] = {}
+    headers = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
     if isinstance(exc, web.HTTPMethodNotAllowed):
         headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
         detail = f"{request.method} is not allowed here; allowed: {headers['Allow']}"

@@ -7,6 +7,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from domain.accounts import AccountsService
 from domain.auth import AuthService
+from domain.document_service import DocumentsService
+from domain.project_service import ProjectsService
+from domain.record_service import RecordsService
 from domain.settings import Settings
 from domain.stores.embedded import ServiceEndpoints
 from domain.stores.objects import ObjectStore
@@ -20,6 +23,9 @@ OBJECTS = web.AppKey("objects", ObjectStore)
 ACCOUNTS = web.AppKey("accounts", AccountsService)
 AUTH = web.AppKey("auth", AuthService)
 OPENAPI = web.AppKey("openapi", dict)
+PROJECTS = web.AppKey("projects", ProjectsService)
+DOCUMENTS = web.AppKey("documents", DocumentsService)
+RECORDS = web.AppKey("records", RecordsService)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 USER_ID = web.RequestKey("user_id", str)

@@ -79,6 +79,8 @@ class SchemaBuilder:
         simple = {str: "string", int: "integer", float: "number", bool: "boolean"}
         if tp in simple:
             return {"type": simple[tp]}
+        if tp is bytes:
+            return {"type": "string", "format": "binary"}
         if tp is dt.datetime:
             return {"type": "string", "format": "date-time"}
         if tp is dt.date:

@@ -28,7 +28,7 @@ class UserListQuery:
 async def list_users(request: web.Request) -> web.Response:
     actor = await require_user(request)
     query = parse_query(request, UserListQuery)
-    page = await request.app[ACCOUNTS].list(actor, q=query.q, limit=query.limit, cursor=query.cursor)
+    page = await request.app[ACCOUNTS].list_users(actor, q=query.q, limit=query.limit, cursor=query.cursor)
     return json_response(page)
 
 

@@ -2,13 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
+
+from domain.errors import NotFound, TooLarge
+
+log = logging.getLogger("labhub.objects")
+
+READ_CHUNK = 256 * 1024
+
+
+@attrs.frozen
+class StoredObject:
+    key: str
+    size: int
+    sha256: str
+
+
+class ObjectReader:
+    """An open GET: its length and an async iterator over its bytes."""
+
+    def __init__(self, response: dict[str, Any]) -> None:
+        self._body = response["Body"]
+        self.length: int = int(response["ContentLength"])
+
+    async def chunks(self, size: int = READ_CHUNK) -> AsyncIterator[bytes]:
+        while chunk := await self._body.read(size):
+            yield chunk
+
+    def close(self) -> None:
+        self._body.close()
 
 
 class ObjectStore:
@@ -33,6 +65,128 @@ class ObjectStore:
 
     async def ping(self) -> None:
         await self.client.head_bucket(Bucket=self.bucket)
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        await self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    async def put_stream(
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        max_bytes: int,
+        part_size: int,
+        content_type: str = "application/octet-stream",
+    ) -> StoredObject:
+        """Stream chunks into key, hashing on the way; memory stays within about two parts.
+
+        Over max_bytes raises TooLarge; any failure (or cancellation) aborts the multipart upload,
+        so nothing partial is left in the bucket.
+        """
+        hasher = hashlib.sha256()
+        size = 0
+        pending: list[bytes] = []
+        pending_size = 0
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise TooLarge(
+                        f"file is larger than the upload limit of {max_bytes} bytes", code="upload_too_large"
+                    )
+                hasher.update(chunk)
+                pending.append(chunk)
+                pending_size += len(chunk)
+                if pending_size >= part_size:
+                    if upload_id is None:
+                        created = await self.client.create_multipart_upload(
+                            Bucket=self.bucket, Key=key, ContentType=content_type
+                        )
+                        upload_id = created["UploadId"]
+                    await self._upload_part(key, upload_id, parts, b"".join(pending))
+                    pending, pending_size = [], 0
+            if upload_id is None:
+                await self.put_bytes(key, b"".join(pending), content_type)
+            else:
+                if pending or not parts:
+                    await self._upload_part(key, upload_id, parts, b"".join(pending))
+                await self.client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                )
+        except BaseException:
+            if upload_id is not None:
+                await asyncio.shield(self._abort(key, upload_id))
+            raise
+        return StoredObject(key=key, size=size, sha256=hasher.hexdigest())
+
+    async def _upload_part(self, key: str, upload_id: str, parts: list[dict[str, Any]], body: bytes) -> None:
+        number = len(parts) + 1
+        response = await self.client.upload_part(
+            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+        )
+        parts.append({"ETag": response["ETag"], "PartNumber": number})
+
+    async def _abort(self, key: str, upload_id: str) -> None:
+        try:
+            await self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except ClientError:
+            log.warning("could not abort a multipart upload", extra={"key": key}, exc_info=True)
+
+    @asynccontextmanager
+    async def open_read(
+        self, key: str, byte_range: tuple[int, int] | None = None
+    ) -> AsyncIterator[ObjectReader]:
+        """GET key (optionally the inclusive byte range); NotFound if it is missing."""
+        options: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if byte_range is not None:
+            options["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+        try:
+            response = await self.client.get_object(**options)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
+                raise NotFound("stored content is missing", code="content_missing") from None
+            raise
+        reader = ObjectReader(response)
+        try:
+            yield reader
+        finally:
+            reader.close()
+
+    async def read_bytes(self, key: str) -> bytes:
+        async with self.open_read(key) as reader:
+            return b"".join([chunk async for chunk in reader.chunks()])
+
+    async def exists(self, key: str) -> bool:
+        try:
+            await self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return False
+            raise
+        return True
+
+    async def delete(self, keys: Iterable[str]) -> None:
+        """Delete keys (missing ones are fine), a thousand per request."""
+        batch = list(dict.fromkeys(keys))
+        for start in range(0, len(batch), 1000):
+            chunk = batch[start : start + 1000]
+            await self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+            )
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        found: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            found.extend(item["Key"] for item in page.get("Contents", []))
+        return found
+
+    async def pending_uploads(self) -> list[str]:
+        """Keys of multipart uploads that were started and neither completed nor aborted."""
+        response = await self.client.list_multipart_uploads(Bucket=self.bucket)
+        return [upload["Key"] for upload in response.get("Uploads", [])]
 
 
 @asynccontextmanager

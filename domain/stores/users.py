@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
@@ -17,6 +18,13 @@ from domain.users import Role, User
 
 index("users", ("email", 1), unique=True, name="email_unique")
 index("users", ("name_lower", 1), name="name_lower")
+
+
+def _prefix_query(q: str) -> dict[str, Any]:
+    # no $text index on SecantusDB: an anchored, escaped prefix match on indexed fields
+    prefix = "^" + re.escape(q.strip().lower())
+    return {"$or": [{"name_lower": {"$regex": prefix}}, {"email": {"$regex": prefix}}]}
+
 
 _EMAIL_TAKEN = Conflict("an account with this email already exists", code="email_taken")
 
@@ -54,6 +62,11 @@ class UserStore:
             str(doc["_id"]): from_document(User, doc) async for doc in self._users.find({"_id": {"$in": ids}})
         }
 
+    async def search_among(self, user_ids: list[str], q: str) -> set[str]:
+        """Which of user_ids have a name or email starting with q."""
+        query = {"_id": {"$in": [ObjectId(u) for u in user_ids]}, **_prefix_query(q)}
+        return {str(doc["_id"]) async for doc in self._users.find(query, {"_id": 1})}
+
     async def exists_email(self, email: str) -> bool:
         return await self._users.count_documents({"email": email}, limit=1) > 0
 
@@ -79,12 +92,8 @@ class UserStore:
         )
         return from_document(User, doc) if doc else None
 
-    async def list(self, *, q: str | None, limit: int, cursor: str | None) -> tuple[list[User], str | None]:
-        query: dict[str, Any] = {}
-        if q:
-            # no $text index on SecantusDB: an anchored, escaped prefix match on indexed fields
-            prefix = "^" + re.escape(q.strip().lower())
-            query = {"$or": [{"name_lower": {"$regex": prefix}}, {"email": {"$regex": prefix}}]}
+    async def page(self, *, q: str | None, limit: int, cursor: str | None) -> tuple[list[User], str | None]:
+        query = _prefix_query(q) if q else {}
         docs, next_cursor = await find_page(
             self._users, query, [("name_lower", 1), ("_id", 1)], limit, cursor
         )

@@ -1,0 +1,172 @@
+"""Documents service: files kept in S3 with every version, streamed in and out, never held in memory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+
+from bson import ObjectId
+
+from domain.audit import AuditLog, TargetType, diff
+from domain.clock import utcnow
+from domain.content import Content
+from domain.documents import (
+    Document,
+    DocumentVersion,
+    clean_content_type,
+    clean_file_name,
+)
+from domain.errors import Forbidden, NotFound
+from domain.pagination import Page, clamp_limit
+from domain.project_service import ProjectGate
+from domain.projects import Need, ProjectRole
+from domain.stores.documents import DocumentStore
+from domain.stores.objects import ObjectReader, ObjectStore
+from domain.users import User
+
+
+class DocumentsService:
+    def __init__(
+        self,
+        gate: ProjectGate,
+        store: DocumentStore,
+        objects: ObjectStore,
+        audit: AuditLog,
+        *,
+        max_bytes: int,
+        part_size: int,
+    ) -> None:
+        self._gate = gate
+        self._store = store
+        self._objects = objects
+        self._audit = audit
+        self._max_bytes = max_bytes
+        self._part_size = part_size
+
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
+    async def _put(
+        self, document_id: str, chunks: AsyncIterator[bytes], content_type: str
+    ) -> tuple[str, int, str]:
+        key = f"documents/{document_id}/{ObjectId()}"
+        stored = await self._objects.put_stream(
+            key, chunks, max_bytes=self._max_bytes, part_size=self._part_size, content_type=content_type
+        )
+        return key, stored.size, stored.sha256
+
+    async def upload(
+        self,
+        actor: User,
+        project_id: str,
+        *,
+        name: str | None,
+        content_type: str | None,
+        chunks: AsyncIterator[bytes],
+    ) -> Document:
+        project = await self._gate.require(actor, project_id, Need.WRITE)
+        clean_name = clean_file_name(name)
+        media_type = clean_content_type(content_type, clean_name)
+        document_id = str(ObjectId())
+        key, size, sha256 = await self._put(document_id, chunks, media_type)
+        try:
+            document = await self._store.insert(
+                document_id=document_id, project_id=project.id, name=clean_name, content_type=media_type,
+                size=size, sha256=sha256, object_key=key, created_by=actor.id,
+            )  # fmt: skip
+        except BaseException:
+            await self._objects.delete([key])
+            raise
+        await self._audit.record(
+            project_id=project.id, actor_id=actor.id, action="document.uploaded", target_type=TargetType.DOCUMENT,
+            target_id=document.id, changes=diff({}, {"name": clean_name, "size": size, "version": 1}),
+            at=document.created_at,
+        )  # fmt: skip
+        return document
+
+    async def add_version(
+        self,
+        actor: User,
+        document_id: str,
+        *,
+        name: str | None,
+        content_type: str | None,
+        chunks: AsyncIterator[bytes],
+    ) -> Document:
+        current = await self.get(actor, document_id, Need.WRITE)
+        clean_name = clean_file_name(name) if name else current.name
+        media_type = clean_content_type(content_type, clean_name)
+        key, size, sha256 = await self._put(current.id, chunks, media_type)
+        try:
+            document = await self._store.add_version(
+                document_id=current.id, name=clean_name, content_type=media_type, size=size, sha256=sha256,
+                object_key=key, created_by=actor.id,
+            )  # fmt: skip
+        except BaseException:
+            await self._objects.delete([key])
+            raise
+        if document is None:  # deleted while the new version was uploading
+            await self._objects.delete([key])
+            raise NotFound("document not found")
+        await self._audit.record(
+            project_id=document.project_id, actor_id=actor.id, action="document.version_added",
+            target_type=TargetType.DOCUMENT, target_id=document.id,
+            changes=diff({"version": current.version, "name": current.name, "size": current.size},
+                         {"version": document.version, "name": document.name, "size": document.size}),
+            at=document.updated_at,
+        )  # fmt: skip
+        return document
+
+    async def get(self, actor: User, document_id: str, need: Need = Need.READ) -> Document:
+        document = await self._store.get(document_id)
+        if document is None:
+            raise NotFound("document not found")
+        await self._gate.require(actor, document.project_id, need, what="document")
+        return document
+
+    async def list_documents(
+        self, actor: User, project_id: str, *, q: str | None, limit: int | None, cursor: str | None
+    ) -> Page[Document]:
+        project = await self._gate.require(actor, project_id, Need.READ)
+        documents, next_cursor = await self._store.page(
+            project.id, q=q, limit=clamp_limit(limit), cursor=cursor
+        )
+        return Page(documents, next_cursor)
+
+    async def versions(self, actor: User, document_id: str) -> Page[DocumentVersion]:
+        document = await self.get(actor, document_id)
+        return Page(await self._store.versions(document.id))
+
+    async def content(self, actor: User, document_id: str, version: int | None) -> Content:
+        document = await self.get(actor, document_id)
+        found = await self._store.version(document.id, version or document.version)
+        if found is None:
+            raise NotFound(f"version {version} of this document does not exist", code="version_not_found")
+        stored, key = found
+        return Content(key, stored.name, stored.content_type, stored.size, stored.sha256)
+
+    def open(
+        self, content: Content, byte_range: tuple[int, int] | None
+    ) -> AbstractAsyncContextManager[ObjectReader]:
+        return self._objects.open_read(content.key, byte_range)
+
+    async def delete(self, actor: User, document_id: str) -> None:
+        document = await self.get(actor, document_id, Need.WRITE)
+        project = await self._gate.require(actor, document.project_id, Need.WRITE, what="document")
+        if (
+            document.created_by != actor.id
+            and not actor.is_head
+            and project.role_of(actor.id) is not ProjectRole.LEAD
+        ):
+            raise Forbidden("only the uploader, the project's leads and heads can delete a document")
+        keys = await self._store.delete(document.id)
+        await self._objects.delete(keys)
+        await self._audit.record(
+            project_id=document.project_id, actor_id=actor.id, action="document.deleted",
+            target_type=TargetType.DOCUMENT, target_id=document.id, changes=diff({"name": document.name}, {}),
+            at=utcnow(),
+        )  # fmt: skip
+
+    async def purge_project(self, project_id: str) -> None:
+        await self._objects.delete(await self._store.delete_project(project_id))

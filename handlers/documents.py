@@ -1,0 +1,111 @@
+"""/api/documents: files streamed into S3 with versions, streamed out with Range support."""
+
+from __future__ import annotations
+
+import attrs
+from aiohttp import web
+
+from domain.documents import Document, DocumentVersion
+from domain.pagination import Page
+from handlers.codec import json_response, parse_query
+from handlers.downloads import stream_content
+from handlers.identity import require_user
+from handlers.keys import DOCUMENTS
+from handlers.openapi import doc
+from handlers.uploads import UploadForm, single_file
+
+routes = web.RouteTableDef()
+
+
+@attrs.frozen
+class DocumentListQuery:
+    q: str | None = None
+    limit: int | None = None
+    cursor: str | None = None
+
+
+@attrs.frozen
+class ContentQuery:
+    version: int | None = None
+
+
+@routes.post("/api/projects/{pid}/documents")
+@doc("Upload a document (multipart field `file`), streamed into storage", body=UploadForm,
+     request_content_type="multipart/form-data", response=Document, status=201)  # fmt: skip
+async def upload_document(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    service = request.app[DOCUMENTS]
+    upload = await single_file(request, max_bytes=service.max_bytes)
+    document = await service.upload(
+        actor,
+        request.match_info["pid"],
+        name=upload.name,
+        content_type=upload.content_type,
+        chunks=upload.chunks,
+    )
+    return json_response(document, status=201)
+
+
+@routes.get("/api/projects/{pid}/documents")
+@doc(
+    "The project's documents, newest first; q= matches the name",
+    query=DocumentListQuery,
+    response=Page[Document],
+)
+async def list_documents(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    query = parse_query(request, DocumentListQuery)
+    page = await request.app[DOCUMENTS].list_documents(
+        actor, request.match_info["pid"], q=query.q, limit=query.limit, cursor=query.cursor
+    )
+    return json_response(page)
+
+
+@routes.get("/api/documents/{id}")
+@doc("One document (its current version)", response=Document)
+async def get_document(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    return json_response(await request.app[DOCUMENTS].get(actor, request.match_info["id"]))
+
+
+@routes.delete("/api/documents/{id}")
+@doc("Delete a document with all its versions (uploader, leads, heads)", status=204)
+async def delete_document(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    await request.app[DOCUMENTS].delete(actor, request.match_info["id"])
+    return web.Response(status=204)
+
+
+@routes.get("/api/documents/{id}/content")
+@doc("The document's bytes (version= for an old one), as an attachment; Range gives 206",
+     query=ContentQuery, response=bytes, response_content_type="application/octet-stream")  # fmt: skip
+async def document_content(request: web.Request) -> web.StreamResponse:
+    actor = await require_user(request)
+    query = parse_query(request, ContentQuery)
+    service = request.app[DOCUMENTS]
+    content = await service.content(actor, request.match_info["id"], query.version)
+    return await stream_content(request, content, service.open)
+
+
+@routes.post("/api/documents/{id}/versions")
+@doc("Upload a new version of a document (multipart field `file`)", body=UploadForm,
+     request_content_type="multipart/form-data", response=Document, status=201)  # fmt: skip
+async def add_version(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    service = request.app[DOCUMENTS]
+    upload = await single_file(request, max_bytes=service.max_bytes)
+    document = await service.add_version(
+        actor,
+        request.match_info["id"],
+        name=upload.name,
+        content_type=upload.content_type,
+        chunks=upload.chunks,
+    )
+    return json_response(document, status=201)
+
+
+@routes.get("/api/documents/{id}/versions")
+@doc("Every version of a document, newest first", response=Page[DocumentVersion])
+async def list_versions(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    return json_response(await request.app[DOCUMENTS].versions(actor, request.match_info["id"]))
