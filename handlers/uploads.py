@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import AsyncIterator
 
 import attrs
@@ -33,6 +34,11 @@ async def _read_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
+def _file_name(raw: str) -> str:
+    # browsers escape quotes and newlines as %22/%0A (HTML spec), aiohttp and others escape more
+    return urllib.parse.unquote(raw) if "%" in raw else raw
+
+
 def _check_multipart(request: web.Request, max_bytes: int) -> None:
     if request.content_type != "multipart/form-data":
         raise web.HTTPUnsupportedMediaType(
@@ -49,7 +55,7 @@ async def single_file(request: web.Request, *, max_bytes: int, field: str = "fil
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
             if isinstance(part, BodyPartReader) and part.name == field and part.filename is not None:
-                return UploadedFile(part.filename, part.headers.get(CONTENT_TYPE), _read_chunks(part))
+                return UploadedFile(_file_name(part.filename), part.headers.get(CONTENT_TYPE), _read_chunks(part))
             await part.release()
     except (ValueError, AssertionError, RuntimeError) as exc:
         raise web.HTTPBadRequest(

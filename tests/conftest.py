@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import attrs
 import pytest
 from aiohttp.test_utils import TestClient
@@ -109,6 +110,13 @@ def make_account(client: AppClient) -> MakeAccount:
     return make
 
 
+def file_form(data: Any, filename: str, content_type: str | None = None, field: str = "file") -> aiohttp.FormData:
+    """A multipart body holding one file; data may be bytes or an async iterator of chunks."""
+    form = aiohttp.FormData()
+    form.add_field(field, data, filename=filename, content_type=content_type or "application/octet-stream")
+    return form
+
+
 async def problem(response: Any, status: int) -> dict[str, Any]:
     """Assert an RFC 9457 problem with this status and return its body."""
     assert response.status == status, await response.text()
@@ -119,3 +127,36 @@ async def problem(response: Any, status: int) -> dict[str, Any]:
         assert isinstance(body[member], str), member
         assert body[member], member
     return body
+
+
+@attrs.frozen
+class Team:
+    """A project with one account in each place: lead, member, viewer, outsider, head."""
+
+    project_id: str
+    lead: Account
+    member: Account
+    viewer: Account
+    outsider: Account
+    head: Account
+
+    def by_role(self, role: str) -> Account | None:
+        return None if role == "anonymous" else getattr(self, role)
+
+
+@pytest.fixture
+async def team(client: AppClient, make_account: MakeAccount) -> Team:
+    lead = await make_account("researcher", name="Lena Lead")
+    member = await make_account("student", name="Mia Member")
+    viewer = await make_account("student", name="Vic Viewer")
+    outsider = await make_account("student", name="Otto Outsider")
+    head = await make_account("DH", name="Hedy Head")
+    response = await client.post("/api/projects", json={"name": "Wind tunnel", "description": "Tests"}, headers=lead.headers)
+    assert response.status == 201, await response.text()
+    project_id = (await response.json())["id"]
+    for account, role in ((member, "member"), (viewer, "viewer")):
+        added = await client.post(
+            f"/api/projects/{project_id}/members", json={"user_id": account.id, "role": role}, headers=lead.headers
+        )
+        assert added.status == 201, await added.text()
+    return Team(project_id, lead, member, viewer, outsider, head)
