@@ -55,7 +55,9 @@ async def single_file(request: web.Request, *, max_bytes: int, field: str = "fil
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
             if isinstance(part, BodyPartReader) and part.name == field and part.filename is not None:
-                return UploadedFile(_file_name(part.filename), part.headers.get(CONTENT_TYPE), _read_chunks(part))
+                return UploadedFile(
+                    _file_name(part.filename), part.headers.get(CONTENT_TYPE), _read_chunks(part)
+                )
             await part.release()
     except (ValueError, AssertionError, RuntimeError) as exc:
         raise web.HTTPBadRequest(

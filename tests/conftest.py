@@ -110,7 +110,9 @@ def make_account(client: AppClient) -> MakeAccount:
     return make
 
 
-def file_form(data: Any, filename: str, content_type: str | None = None, field: str = "file") -> aiohttp.FormData:
+def file_form(
+    data: Any, filename: str, content_type: str | None = None, field: str = "file"
+) -> aiohttp.FormData:
     """A multipart body holding one file; data may be bytes or an async iterator of chunks."""
     form = aiohttp.FormData()
     form.add_field(field, data, filename=filename, content_type=content_type or "application/octet-stream")
@@ -151,12 +153,16 @@ async def team(client: AppClient, make_account: MakeAccount) -> Team:
     viewer = await make_account("student", name="Vic Viewer")
     outsider = await make_account("student", name="Otto Outsider")
     head = await make_account("DH", name="Hedy Head")
-    response = await client.post("/api/projects", json={"name": "Wind tunnel", "description": "Tests"}, headers=lead.headers)
+    response = await client.post(
+        "/api/projects", json={"name": "Wind tunnel", "description": "Tests"}, headers=lead.headers
+    )
     assert response.status == 201, await response.text()
     project_id = (await response.json())["id"]
     for account, role in ((member, "member"), (viewer, "viewer")):
         added = await client.post(
-            f"/api/projects/{project_id}/members", json={"user_id": account.id, "role": role}, headers=lead.headers
+            f"/api/projects/{project_id}/members",
+            json={"user_id": account.id, "role": role},
+            headers=lead.headers,
         )
         assert added.status == 201, await added.text()
     return Team(project_id, lead, member, viewer, outsider, head)

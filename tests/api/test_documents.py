@@ -14,7 +14,9 @@ from tests.conftest import PASSWORD, Team, file_form, make_settings, problem
 async def upload(client, team: Team, data: bytes, name="notes.txt", content_type="text/plain", who=None):
     account = who or team.member
     return await client.post(
-        f"/api/projects/{team.project_id}/documents", data=file_form(data, name, content_type), headers=account.headers
+        f"/api/projects/{team.project_id}/documents",
+        data=file_form(data, name, content_type),
+        headers=account.headers,
     )
 
 
@@ -38,7 +40,9 @@ async def test_upload_answers_with_the_document(client, team):
 
 async def test_download_is_an_attachment_with_the_exact_name(client, team):
     name = "Mäßig «résumé» 2026.pdf"
-    document = await (await upload(client, team, b"%PDF-1.4 fake", name=name, content_type="application/pdf")).json()
+    document = await (
+        await upload(client, team, b"%PDF-1.4 fake", name=name, content_type="application/pdf")
+    ).json()
     response = await client.get(f"/api/documents/{document['id']}/content", headers=team.viewer.headers)
     assert response.status == 200
     assert await response.read() == b"%PDF-1.4 fake"
@@ -53,7 +57,9 @@ async def test_download_is_an_attachment_with_the_exact_name(client, team):
 async def test_active_content_is_served_as_octet_stream(client, team):
     for name, declared in [("x.html", "text/html"), ("x.svg", "image/svg+xml"), ("x.js", "text/javascript"),
                            ("page.htm", None), ("x.xhtml", "application/xhtml+xml")]:  # fmt: skip
-        document = await (await upload(client, team, b"<script>alert(1)</script>", name=name, content_type=declared)).json()
+        document = await (
+            await upload(client, team, b"<script>alert(1)</script>", name=name, content_type=declared)
+        ).json()
         response = await client.get(f"/api/documents/{document['id']}/content", headers=team.member.headers)
         assert response.headers["Content-Type"] == "application/octet-stream", name
         assert response.headers["Content-Disposition"].startswith("attachment")
@@ -61,7 +67,9 @@ async def test_active_content_is_served_as_octet_stream(client, team):
 
 async def test_range_requests(client, team):
     data = bytes(range(256)) * 40
-    document = await (await upload(client, team, data, name="b.bin", content_type="application/octet-stream")).json()
+    document = await (
+        await upload(client, team, data, name="b.bin", content_type="application/octet-stream")
+    ).json()
     url = f"/api/documents/{document['id']}/content"
     headers = team.member.headers
     partial = await client.get(url, headers={**headers, "Range": "bytes=100-199"})
@@ -98,14 +106,22 @@ async def test_versions(client, team):
     assert current["name"] == "protocol-v2.txt"
     assert current["size"] == len(b"version two!")
     versions = await (await client.get(f"{url}/versions", headers=team.viewer.headers)).json()
-    assert [(v["version"], v["name"]) for v in versions["items"]] == [(2, "protocol-v2.txt"), (1, "protocol.txt")]
+    assert [(v["version"], v["name"]) for v in versions["items"]] == [
+        (2, "protocol-v2.txt"),
+        (1, "protocol.txt"),
+    ]
     assert await (await client.get(f"{url}/content", headers=team.viewer.headers)).read() == b"version two!"
     old = await client.get(f"{url}/content", params={"version": "1"}, headers=team.viewer.headers)
     assert await old.read() == b"version one"
-    await problem(await client.get(f"{url}/content", params={"version": "7"}, headers=team.viewer.headers), 404)
-    await problem(await client.get(f"{url}/content", params={"version": "x"}, headers=team.viewer.headers), 422)
     await problem(
-        await client.post(f"{url}/versions", data=file_form(b"v3", "v3.txt"), headers=team.viewer.headers), 403
+        await client.get(f"{url}/content", params={"version": "7"}, headers=team.viewer.headers), 404
+    )
+    await problem(
+        await client.get(f"{url}/content", params={"version": "x"}, headers=team.viewer.headers), 422
+    )
+    await problem(
+        await client.post(f"{url}/versions", data=file_form(b"v3", "v3.txt"), headers=team.viewer.headers),
+        403,
     )
 
 
@@ -116,7 +132,11 @@ async def test_list_search_and_pages_newest_first(client, team):
     url = f"/api/projects/{team.project_id}/documents"
     page = await (await client.get(url, params={"limit": "4"}, headers=team.viewer.headers)).json()
     assert [d["name"] for d in page["items"]] == ["Calibration.txt", "run-4.csv", "run-3.csv", "run-2.csv"]
-    rest = await (await client.get(url, params={"limit": "4", "cursor": page["next_cursor"]}, headers=team.viewer.headers)).json()
+    rest = await (
+        await client.get(
+            url, params={"limit": "4", "cursor": page["next_cursor"]}, headers=team.viewer.headers
+        )
+    ).json()
     assert [d["name"] for d in rest["items"]] == ["run-1.csv", "run-0.csv"]
     assert rest["next_cursor"] is None
     found = await (await client.get(url, params={"q": "CALIB"}, headers=team.viewer.headers)).json()
@@ -129,13 +149,17 @@ async def test_delete_removes_every_version_and_object(client, team):
     await client.post(f"{url}/versions", data=file_form(b"two", "n.txt"), headers=team.member.headers)
     assert len(await client.app[OBJECTS].keys("documents/")) == 2
     other_member_doc = await (await upload(client, team, b"lead's", who=team.lead)).json()
-    await problem(await client.delete(f"/api/documents/{other_member_doc['id']}", headers=team.member.headers), 403)
+    await problem(
+        await client.delete(f"/api/documents/{other_member_doc['id']}", headers=team.member.headers), 403
+    )
     await problem(await client.delete(url, headers=team.viewer.headers), 403)
     assert (await client.delete(url, headers=team.member.headers)).status == 204
     await problem(await client.get(url, headers=team.member.headers), 404)
     await problem(await client.get(f"{url}/content", headers=team.member.headers), 404)
     assert len(await client.app[OBJECTS].keys("documents/")) == 1
-    assert await client.app[MONGO]["document_versions"].count_documents({"document_id": {"$exists": True}}) == 1
+    assert (
+        await client.app[MONGO]["document_versions"].count_documents({"document_id": {"$exists": True}}) == 1
+    )
 
 
 async def test_multipart_upload_of_several_parts(client, team):
@@ -156,10 +180,18 @@ async def test_multipart_upload_of_several_parts(client, team):
 
 
 async def test_too_large_is_413_and_leaves_nothing_behind(aiohttp_client, services, tmp_path, make_account):
-    settings = make_settings(services, tmp_path, uploads={"max_bytes": 10 * 1024 * 1024, "part_size_bytes": 5 * 1024 * 1024})
+    settings = make_settings(
+        services, tmp_path, uploads={"max_bytes": 10 * 1024 * 1024, "part_size_bytes": 5 * 1024 * 1024}
+    )
     client = await aiohttp_client(create_app(settings))
-    await client.post("/api/auth/register", json={"email": "big@lab.example", "password": PASSWORD, "name": "Big"})
-    token = (await (await client.post("/api/auth/login", json={"email": "big@lab.example", "password": PASSWORD})).json())["access_token"]
+    await client.post(
+        "/api/auth/register", json={"email": "big@lab.example", "password": PASSWORD, "name": "Big"}
+    )
+    token = (
+        await (
+            await client.post("/api/auth/login", json={"email": "big@lab.example", "password": PASSWORD})
+        ).json()
+    )["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     pid = (await (await client.post("/api/projects", json={"name": "P"}, headers=headers)).json())["id"]
 
@@ -167,7 +199,9 @@ async def test_too_large_is_413_and_leaves_nothing_behind(aiohttp_client, servic
         for _ in range(13):
             yield os.urandom(1024 * 1024)
 
-    response = await client.post(f"/api/projects/{pid}/documents", data=file_form(chunks(), "huge.bin"), headers=headers)
+    response = await client.post(
+        f"/api/projects/{pid}/documents", data=file_form(chunks(), "huge.bin"), headers=headers
+    )
     body = await problem(response, 413)
     assert body["code"] == "upload_too_large"
     store = client.app[OBJECTS]
@@ -177,7 +211,9 @@ async def test_too_large_is_413_and_leaves_nothing_behind(aiohttp_client, servic
     assert await client.app[MONGO]["document_versions"].count_documents({}) == 0
     # a declared Content-Length over the limit is refused before reading
     declared = await client.post(
-        f"/api/projects/{pid}/documents", data=file_form(os.urandom(12 * 1024 * 1024), "big.bin"), headers=headers
+        f"/api/projects/{pid}/documents",
+        data=file_form(os.urandom(12 * 1024 * 1024), "big.bin"),
+        headers=headers,
     )
     await problem(declared, 413)
     assert (await client.get("/ready")).status == 200
@@ -191,13 +227,17 @@ async def test_bad_upload_requests(client, team):
     )
     assert body["errors"][0]["path"] == "$.file"
     broken = await client.post(
-        url, data=b"--xyz\r\nnot really multipart", headers={**team.member.headers, "Content-Type": "multipart/form-data; boundary=abc"}
+        url,
+        data=b"--xyz\r\nnot really multipart",
+        headers={**team.member.headers, "Content-Type": "multipart/form-data; boundary=abc"},
     )
     assert broken.status in (400, 422)
     assert broken.content_type == "application/problem+json"
     empty = await upload(client, team, b"", name="empty.txt")
     assert empty.status == 201
     assert (await empty.json())["size"] == 0
-    got = await client.get(f"/api/documents/{(await empty.json())['id']}/content", headers=team.member.headers)
+    got = await client.get(
+        f"/api/documents/{(await empty.json())['id']}/content", headers=team.member.headers
+    )
     assert got.status == 200
     assert await got.read() == b""

@@ -10,12 +10,16 @@ async def test_create_makes_the_creator_lead_and_lists_per_user(client, make_acc
     alice = await make_account("student", name="Alice")
     bob = await make_account("student", name="Bob")
     head = await make_account("GD")
-    response = await client.post("/api/projects", json={"name": "  Rotor   noise ", "description": "d"}, headers=alice.headers)
+    response = await client.post(
+        "/api/projects", json={"name": "  Rotor   noise ", "description": "d"}, headers=alice.headers
+    )
     assert response.status == 201
     project = await response.json()
     assert project["name"] == "Rotor noise"
     assert project["status"] == "active"
-    assert project["members"] == [{"user_id": alice.id, "role": "lead", "added_at": project["members"][0]["added_at"]}]
+    assert project["members"] == [
+        {"user_id": alice.id, "role": "lead", "added_at": project["members"][0]["added_at"]}
+    ]
     await client.post("/api/projects", json={"name": "Bob's"}, headers=bob.headers)
     mine = await (await client.get("/api/projects", headers=alice.headers)).json()
     assert [p["name"] for p in mine["items"]] == ["Rotor noise"]
@@ -23,14 +27,18 @@ async def test_create_makes_the_creator_lead_and_lists_per_user(client, make_acc
     assert sorted(p["name"] for p in everything["items"]) == ["Bob's", "Rotor noise"]
     found = await (await client.get("/api/projects", params={"q": "NOISE"}, headers=head.headers)).json()
     assert [p["name"] for p in found["items"]] == ["Rotor noise"]
-    assert (await (await client.get("/api/projects", params={"q": "(("}, headers=head.headers)).json())["items"] == []
+    assert (await (await client.get("/api/projects", params={"q": "(("}, headers=head.headers)).json())[
+        "items"
+    ] == []
 
 
 async def test_project_validation(client, make_account):
     alice = await make_account()
     body = await problem(await client.post("/api/projects", json={"name": " "}, headers=alice.headers), 422)
     assert body["errors"][0]["path"] == "$.name"
-    body = await problem(await client.post("/api/projects", json={"description": "x"}, headers=alice.headers), 422)
+    body = await problem(
+        await client.post("/api/projects", json={"description": "x"}, headers=alice.headers), 422
+    )
     assert body["errors"][0]["path"] == "$.name"
 
 
@@ -44,13 +52,16 @@ async def test_patch_archive_and_unarchive(client, team):
     assert archived["status"] == "archived"
     # an archived project is read-only
     body = await problem(
-        await client.post(f"{url}/records", json={"kind": "note", "title": "t"}, headers=team.member.headers), 409
+        await client.post(f"{url}/records", json={"kind": "note", "title": "t"}, headers=team.member.headers),
+        409,
     )
     assert body["code"] == "project_archived"
     await problem(await client.patch(url, json={"name": "y"}, headers=team.lead.headers), 409)
     listed = await (await client.get("/api/projects", headers=team.lead.headers)).json()
     assert listed["items"] == []
-    archived_list = await (await client.get("/api/projects", params={"status": "archived"}, headers=team.lead.headers)).json()
+    archived_list = await (
+        await client.get("/api/projects", params={"status": "archived"}, headers=team.lead.headers)
+    ).json()
     assert [p["id"] for p in archived_list["items"]] == [team.project_id]
     reopened = await client.patch(url, json={"status": "active"}, headers=team.lead.headers)
     assert (await reopened.json())["status"] == "active"
@@ -69,14 +80,20 @@ async def test_members_add_change_remove_and_search(client, team, make_account):
     await problem(await client.post(url, json={"user_id": newcomer.id}, headers=team.lead.headers), 409)
     body = await problem(await client.post(url, json={"user_id": "0" * 24}, headers=team.lead.headers), 422)
     assert body["errors"][0]["path"] == "$.user_id"
-    await problem(await client.post(url, json={"user_id": newcomer.id, "role": "owner"}, headers=team.lead.headers), 422)
+    await problem(
+        await client.post(url, json={"user_id": newcomer.id, "role": "owner"}, headers=team.lead.headers), 422
+    )
     changed = await client.patch(f"{url}/{newcomer.id}", json={"role": "viewer"}, headers=team.lead.headers)
     assert (await changed.json())["role"] == "viewer"
     found = await (await client.get(f"{url}/search", params={"q": "no"}, headers=team.member.headers)).json()
     assert [m["name"] for m in found["items"]] == ["Nora New"]
-    by_email = await (await client.get(f"{url}/search", params={"q": "researcher-"}, headers=team.member.headers)).json()
+    by_email = await (
+        await client.get(f"{url}/search", params={"q": "researcher-"}, headers=team.member.headers)
+    ).json()
     assert [m["name"] for m in by_email["items"]] == ["Lena Lead"]
-    not_members = await (await client.get(f"{url}/search", params={"q": "otto"}, headers=team.member.headers)).json()
+    not_members = await (
+        await client.get(f"{url}/search", params={"q": "otto"}, headers=team.member.headers)
+    ).json()
     assert not_members["items"] == []
     assert (await client.delete(f"{url}/{newcomer.id}", headers=team.lead.headers)).status == 204
     # members may leave on their own
@@ -86,12 +103,17 @@ async def test_members_add_change_remove_and_search(client, team, make_account):
 
 async def test_last_lead_cannot_be_removed_or_demoted(client, team):
     url = f"/api/projects/{team.project_id}/members"
-    body = await problem(await client.patch(f"{url}/{team.lead.id}", json={"role": "member"}, headers=team.lead.headers), 409)
+    body = await problem(
+        await client.patch(f"{url}/{team.lead.id}", json={"role": "member"}, headers=team.lead.headers), 409
+    )
     assert body["code"] == "last_lead"
     await problem(await client.delete(f"{url}/{team.lead.id}", headers=team.head.headers), 409)
     await client.patch(f"{url}/{team.member.id}", json={"role": "lead"}, headers=team.lead.headers)
     assert (await client.delete(f"{url}/{team.lead.id}", headers=team.lead.headers)).status == 204
-    await problem(await client.patch(f"{url}/{team.member.id}", json={"role": "viewer"}, headers=team.member.headers), 409)
+    await problem(
+        await client.patch(f"{url}/{team.member.id}", json={"role": "viewer"}, headers=team.member.headers),
+        409,
+    )
 
 
 async def test_audit_log_records_who_changed_what(client, team):
@@ -99,10 +121,16 @@ async def test_audit_log_records_who_changed_what(client, team):
     await client.patch(f"/api/projects/{pid}", json={"name": "Renamed"}, headers=team.lead.headers)
     record = await (await client.post(f"/api/projects/{pid}/records", json={"kind": "run", "title": "Run 1"},
                                       headers=team.member.headers)).json()  # fmt: skip
-    await client.patch(f"/api/records/{record['id']}", json={"title": "Run 1b", "data": {"x": 1}}, headers=team.member.headers)
+    await client.patch(
+        f"/api/records/{record['id']}",
+        json={"title": "Run 1b", "data": {"x": 1}},
+        headers=team.member.headers,
+    )
     await problem(await client.get(f"/api/projects/{pid}/audit", headers=team.member.headers), 403)
     await problem(await client.get(f"/api/projects/{pid}/audit", headers=team.outsider.headers), 404)
-    events = (await (await client.get(f"/api/projects/{pid}/audit", headers=team.lead.headers)).json())["items"]
+    events = (await (await client.get(f"/api/projects/{pid}/audit", headers=team.lead.headers)).json())[
+        "items"
+    ]
     actions = [e["action"] for e in events]
     assert actions[:3] == ["record.updated", "record.created", "project.updated"]
     assert "member.added" in actions
@@ -114,7 +142,9 @@ async def test_audit_log_records_who_changed_what(client, team):
     assert update["changes"]["data"]["values_omitted"] is True
     rename = events[2]["changes"]["name"]
     assert (rename["old"], rename["new"]) == ("Wind tunnel", "Renamed")
-    heads_view = await (await client.get(f"/api/projects/{pid}/audit", params={"limit": 2}, headers=team.head.headers)).json()
+    heads_view = await (
+        await client.get(f"/api/projects/{pid}/audit", params={"limit": 2}, headers=team.head.headers)
+    ).json()
     assert len(heads_view["items"]) == 2
     assert heads_view["next_cursor"]
 
@@ -125,10 +155,19 @@ async def test_purge_removes_everything_and_is_for_heads(client, team):
         f"/api/projects/{pid}/documents", data=file_form(b"hello", "hello.txt"), headers=team.member.headers
     )
     assert upload.status == 201
-    await client.post(f"/api/projects/{pid}/records", json={"kind": "k", "title": "t"}, headers=team.member.headers)
-    await problem(await client.delete(f"/api/projects/{pid}", params={"purge": "true"}, headers=team.lead.headers), 403)
-    await problem(await client.delete(f"/api/projects/{pid}", params={"purge": "true"}, headers=team.outsider.headers), 404)
-    assert (await client.delete(f"/api/projects/{pid}", params={"purge": "true"}, headers=team.head.headers)).status == 204
+    await client.post(
+        f"/api/projects/{pid}/records", json={"kind": "k", "title": "t"}, headers=team.member.headers
+    )
+    await problem(
+        await client.delete(f"/api/projects/{pid}", params={"purge": "true"}, headers=team.lead.headers), 403
+    )
+    await problem(
+        await client.delete(f"/api/projects/{pid}", params={"purge": "true"}, headers=team.outsider.headers),
+        404,
+    )
+    assert (
+        await client.delete(f"/api/projects/{pid}", params={"purge": "true"}, headers=team.head.headers)
+    ).status == 204
     await problem(await client.get(f"/api/projects/{pid}", headers=team.head.headers), 404)
     assert await client.app[OBJECTS].keys("documents/") == []
     db = client.app[MONGO]

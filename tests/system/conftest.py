@@ -1,0 +1,71 @@
+"""Fixtures for tests of the real server process started with ./labhub serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from domain.stores.embedded import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start(data_dir: Path, port: int, *extra_env: tuple[str, str]) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "LABHUB_SERVICES_DATA_DIR": str(data_dir),
+        "LABHUB_HTTP_PORT": str(port),
+        **dict(extra_env),
+    }
+    return subprocess.Popen(
+        [str(ROOT / "labhub"), "serve"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes], timeout_s: float = 90) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {process.stderr.read().decode()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as response:
+                return json.load(response)
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError("server did not become ready")
+
+
+def service_pids(data_dir: Path) -> dict[str, int]:
+    return json.loads((data_dir / "services.json").read_text())["pids"]
+
+
+def all_gone(pids, timeout_s: float = 10) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = [
+            p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+        ]
+        if not alive:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    process = start(tmp_path, port)
+    try:
+        ready = wait_ready(port, process)
+        yield process, port, ready
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
