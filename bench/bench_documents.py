@@ -62,7 +62,9 @@ async def wait_ready(session: aiohttp.ClientSession, base: str) -> None:
 async def direct_round(data_dir: Path, block: bytes, count: int) -> tuple[float, float]:
     state = json.loads((data_dir / "services.json").read_text())
     secret = (data_dir / "secrets" / "s3_secret").read_text().strip()
-    async with open_objects(state["s3_endpoint_url"], "labhub-local", secret, "bench-direct", "us-east-1") as store:
+    async with open_objects(
+        state["s3_endpoint_url"], "labhub-local", secret, "bench-direct", "us-east-1"
+    ) as store:
         started = time.perf_counter()
         stored = await store.put_stream(
             "bench/object", blocks(block, count), max_bytes=count * len(block), part_size=PART
@@ -83,7 +85,9 @@ async def labhub_round(
     session: aiohttp.ClientSession, base: str, headers: dict[str, str], pid: str, block: bytes, count: int
 ) -> tuple[float, float]:
     form = aiohttp.FormData()
-    form.add_field("file", blocks(block, count), filename="bench.bin", content_type="application/octet-stream")
+    form.add_field(
+        "file", blocks(block, count), filename="bench.bin", content_type="application/octet-stream"
+    )
     started = time.perf_counter()
     async with session.post(f"{base}/api/projects/{pid}/documents", data=form, headers=headers) as response:
         document = await response.json()
@@ -115,11 +119,17 @@ async def main(size_mib: int, rounds: int) -> None:
                 await wait_ready(session, base)
                 account = {"email": "bench@lab.example", "password": "bench password 1", "name": "Bench"}
                 await session.post(f"{base}/api/auth/register", json=account)
-                login = await session.post(f"{base}/api/auth/login", json={k: account[k] for k in ("email", "password")})
+                login = await session.post(
+                    f"{base}/api/auth/login", json={k: account[k] for k in ("email", "password")}
+                )
                 headers = {"Authorization": f"Bearer {(await login.json())['access_token']}"}
-                project = await (await session.post(f"{base}/api/projects", json={"name": "bench"}, headers=headers)).json()
+                project = await (
+                    await session.post(f"{base}/api/projects", json={"name": "bench"}, headers=headers)
+                ).json()
                 print(f"{size_mib} MiB per transfer, {rounds} round(s), part size {PART // 2**20} MiB")
-                print(f"{'round':>5} {'direct put':>11} {'labhub put':>11} {'ratio':>6} {'direct get':>11} {'labhub get':>11} {'ratio':>6}")
+                print(
+                    f"{'round':>5} {'direct put':>11} {'labhub put':>11} {'ratio':>6} {'direct get':>11} {'labhub get':>11} {'ratio':>6}"
+                )
                 ratios: list[tuple[float, float]] = []
                 for n in range(1, rounds + 1):
                     d_put, d_get = await direct_round(data_dir, block, count)
@@ -132,14 +142,18 @@ async def main(size_mib: int, rounds: int) -> None:
                     )
                 best_put = max(r[0] for r in ratios)
                 best_get = max(r[1] for r in ratios)
-                print(f"labhub/direct throughput (best round): upload {best_put:.2f}x, download {best_get:.2f}x")
+                print(
+                    f"labhub/direct throughput (best round): upload {best_put:.2f}x, download {best_get:.2f}x"
+                )
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=1)
     options = parser.parse_args()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import urllib.parse
@@ -241,3 +242,52 @@ async def test_bad_upload_requests(client, team):
     )
     assert got.status == 200
     assert await got.read() == b""
+
+
+async def test_client_that_disconnects_mid_upload_leaves_nothing(aiohttp_client, services, tmp_path):
+    settings = make_settings(services, tmp_path, uploads={"part_size_bytes": 5 * 1024 * 1024})
+    client = await aiohttp_client(create_app(settings))
+    await client.post(
+        "/api/auth/register", json={"email": "cut@lab.example", "password": PASSWORD, "name": "Cut"}
+    )
+    login = await client.post("/api/auth/login", json={"email": "cut@lab.example", "password": PASSWORD})
+    token = (await login.json())["access_token"]
+    pid = (
+        await (
+            await client.post(
+                "/api/projects", json={"name": "P"}, headers={"Authorization": f"Bearer {token}"}
+            )
+        ).json()
+    )["id"]
+    boundary = "cutcutcut"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="cut.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    announced = 50 * 1024 * 1024
+    _reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+    writer.write(
+        (
+            f"POST /api/projects/{pid}/documents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {announced}\r\n\r\n"
+        ).encode()
+        + head
+    )
+    store = client.app[OBJECTS]
+    for _ in range(12):  # 12 MiB: at least one part reaches S3 before the client vanishes
+        writer.write(os.urandom(1024 * 1024))
+        await writer.drain()
+    for _ in range(50):
+        if await store.pending_uploads():
+            break
+        await asyncio.sleep(0.1)
+    assert await store.pending_uploads(), "the upload never reached S3; the test would prove nothing"
+    writer.transport.abort()
+    for _ in range(100):
+        await asyncio.sleep(0.1)
+        if not await store.pending_uploads():
+            break
+    assert await store.pending_uploads() == []
+    assert await store.keys() == []
+    assert await client.app[MONGO]["documents"].count_documents({}) == 0
+    assert (await client.get("/health")).status == 200
