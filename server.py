@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import getpass
+import importlib
 import logging
 import signal
 import sys
@@ -13,16 +14,22 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp_cors
+import attrs
 from aiohttp import web
 
+from domain import __version__
 from domain.accounts import AccountsService
 from domain.audit import AuditLog
 from domain.auth import AuthService
 from domain.document_service import DocumentsService
 from domain.errors import DomainError
+from domain.job_service import JobEvents, JobsService
+from domain.jobs import JobKinds
+from domain.notification_service import NotificationsService
 from domain.passwords import Passwords
 from domain.project_service import ProjectGate, ProjectsService
 from domain.record_service import RecordsService
+from domain.scheduler import Scheduler, SchedulerSettings
 from domain.settings import Settings, SettingsError, finalize_secrets, load_settings, with_changes
 from domain.stores.audit import AuditStore
 from domain.stores.documents import DocumentStore
@@ -32,7 +39,10 @@ from domain.stores.embedded import (
     ServiceEndpoints,
     read_running_endpoints,
 )
+from domain.stores.events import EventHub, EventLog
+from domain.stores.jobs import JobStore
 from domain.stores.mongo import Database, open_mongo
+from domain.stores.notifications import NotificationStore
 from domain.stores.objects import open_objects
 from domain.stores.projects import ProjectStore
 from domain.stores.records import RecordStore
@@ -42,25 +52,34 @@ from domain.stores.throttle import LoginThrottle
 from domain.stores.users import UserStore
 from domain.tokens import TokenConfig
 from domain.users import Role
-from handlers import auth, documents, health, openapi, projects, records, users
+from handlers import auth, documents, health, jobs, notifications, openapi, projects, records, system, users
 from handlers.errors import problem_middleware
 from handlers.keys import (
     ACCOUNTS,
     AUTH,
     DOCUMENTS,
     ENDPOINTS,
+    EVENT_HUB,
+    EVENT_LOG,
+    JOB_KINDS,
+    JOBS,
     MONGO,
+    NOTIFICATIONS,
     OBJECTS,
     OPENAPI,
+    POOL,
+    POOL_SIZING,
     PROJECTS,
     RECORDS,
     REDIS,
+    SCHEDULER,
     SETTINGS,
 )
 from handlers.observe import add_standard_headers, configure_logging, request_context_middleware
+from handlers.sse import PING_FRAME, encode_entry
+from workers.pool import WorkerPool, host_sizing
 
-VERSION = "0.1.0"
-ROUTE_MODULES = (health, auth, users, projects, documents, records, openapi)
+ROUTE_MODULES = (health, auth, users, projects, documents, records, jobs, notifications, system, openapi)
 
 log = logging.getLogger("labhub.server")
 
@@ -179,6 +198,10 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
         audit_store.delete_project,
     ):
         projects_service.add_purger(purger)
+    j = settings.jobs
+    app[EVENT_LOG] = event_log = EventLog(app[REDIS], maxlen=j.events_maxlen, ttl_s=j.events_ttl_s)
+    app[NOTIFICATIONS] = NotificationsService(NotificationStore(db), event_log)
+    app[JOBS] = JobsService(gate, JobStore(db), JobEvents(event_log, app[REDIS]), app[JOB_KINDS])
     if a.bootstrap_email and a.bootstrap_password:
         created = await accounts.ensure_head(
             email=a.bootstrap_email, password=a.bootstrap_password, name=a.bootstrap_email.split("@")[0]
@@ -186,6 +209,62 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
         if created:
             log.info("bootstrap head created", extra={"user_id": created.id})
     yield
+
+
+async def events_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The one Redis reader that feeds every SSE client of this process."""
+    hub = EventHub(app[REDIS], encode_entry, ping_s=app[SETTINGS].sse.ping_s, ping_frame=PING_FRAME)
+    app[EVENT_HUB] = hub
+    task = asyncio.create_task(hub.run(), name="event-hub")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def close_event_streams(app: web.Application) -> None:
+    """on_shutdown: open event streams end now instead of holding the shutdown up."""
+    if EVENT_HUB in app:
+        app[EVENT_HUB].close_all()
+
+
+async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
+    p = app[SETTINGS].pool
+    sizing = host_sizing(
+        ram_fraction=p.ram_fraction, worker_memory_bytes=p.worker_memory_bytes,
+        min_workers=p.min_workers, max_workers=p.max_workers,
+    )  # fmt: skip
+    log.info("worker pool", extra={"pool": attrs.asdict(sizing)})
+    pool = WorkerPool(sizing.size, p.worker_memory_bytes)
+    await asyncio.to_thread(pool.start)
+    app[POOL], app[POOL_SIZING] = pool, sizing
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(pool.shutdown)
+
+
+async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
+    j = app[SETTINGS].jobs
+    scheduler = Scheduler(
+        JobStore(app[MONGO]),
+        JobEvents(app[EVENT_LOG], app[REDIS]),
+        app[JOB_KINDS],
+        app[POOL],
+        app[NOTIFICATIONS],
+        app[REDIS],
+        SchedulerSettings(
+            heartbeat_s=j.heartbeat_s, lease_s=j.lease_s, poll_s=j.poll_s,
+            cancel_grace_s=j.cancel_grace_s, shutdown_grace_s=j.shutdown_grace_s,
+        ),
+    )  # fmt: skip
+    app[POOL].listen(scheduler.on_worker_event)
+    app[SCHEDULER] = scheduler
+    await scheduler.start()
+    try:
+        yield
+    finally:
+        await scheduler.stop()
 
 
 def _setup_cors(app: web.Application, origins: tuple[str, ...]) -> None:
@@ -203,6 +282,18 @@ def _setup_cors(app: web.Application, origins: tuple[str, ...]) -> None:
         cors.add(route)
 
 
+def load_job_plugins(kinds: JobKinds, plugins: tuple[str, ...]) -> None:
+    """Register the job kinds named by jobs.plugins ("module:ATTRIBUTE", a list of JobKind)."""
+    for plugin in plugins:
+        module_name, _, attribute = plugin.partition(":")
+        try:
+            found = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as exc:
+            raise SettingsError(f"jobs.plugins: cannot load {plugin!r}: {exc}") from None
+        for kind in found:
+            kinds.register(kind)
+
+
 def create_app(settings: Settings) -> web.Application:
     """The whole application; tests build it the same way, with their own settings."""
     app = web.Application(
@@ -210,12 +301,17 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.http.max_body_bytes,
     )
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([services_ctx, mongo_ctx, redis_ctx, objects_ctx, domain_ctx])
+    app[JOB_KINDS] = JobKinds()
+    load_job_plugins(app[JOB_KINDS], settings.jobs.plugins)
+    app.cleanup_ctx.extend(
+        [services_ctx, mongo_ctx, redis_ctx, objects_ctx, domain_ctx, events_ctx, pool_ctx, scheduler_ctx]
+    )
+    app.on_shutdown.append(close_event_streams)
     for module in ROUTE_MODULES:
         app.add_routes(module.routes)
     _setup_cors(app, settings.http.cors_origins)
     app.on_response_prepare.append(add_standard_headers)
-    app[OPENAPI] = openapi.build_openapi(app, version=VERSION)
+    app[OPENAPI] = openapi.build_openapi(app, version=__version__)
     return app
 
 
@@ -337,7 +433,10 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"configuration error: {exc}")
     configure_logging(settings.app.log_level)
     if args.command == "serve":
-        return asyncio.run(serve(settings))
+        try:
+            return asyncio.run(serve(settings))
+        except SettingsError as exc:
+            return fail(f"configuration error: {exc}")
     if args.command == "create-user":
         try:
             return asyncio.run(create_user(settings, args))

@@ -121,6 +121,33 @@ class UploadSettings:
 
 
 @attrs.frozen
+class PoolSettings:
+    ram_fraction: float = attrs.field(default=0.5, validator=_fraction)
+    worker_memory_bytes: int = attrs.field(default=1024**3, validator=_positive)
+    min_workers: int = attrs.field(default=1, validator=_positive)
+    max_workers: int = attrs.field(default=8, validator=_positive)
+
+
+@attrs.frozen
+class JobSettings:
+    heartbeat_s: float = attrs.field(default=5.0, validator=_positive)
+    lease_s: float = attrs.field(default=30.0, validator=_positive)
+    poll_s: float = attrs.field(default=2.0, validator=_positive)
+    cancel_grace_s: float = attrs.field(default=10.0, validator=_positive)
+    shutdown_grace_s: float = attrs.field(default=20.0, validator=_positive)
+    events_ttl_s: int = attrs.field(default=7 * 24 * 3600, validator=_positive)
+    events_maxlen: int = attrs.field(default=5000, validator=_positive)
+    plugins: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class SseSettings:
+    ping_s: float = attrs.field(default=15.0, validator=_positive)
+    retry_ms: int = attrs.field(default=3000, validator=_positive)
+    max_buffer_bytes: int = attrs.field(default=512 * 1024, validator=_positive)
+
+
+@attrs.frozen
 class Settings:
     app: AppSettings = AppSettings()
     http: HttpSettings = HttpSettings()
@@ -130,6 +157,9 @@ class Settings:
     s3: S3Settings = S3Settings()
     auth: AuthSettings = AuthSettings()
     uploads: UploadSettings = UploadSettings()
+    pool: PoolSettings = PoolSettings()
+    jobs: JobSettings = JobSettings()
+    sse: SseSettings = SseSettings()
 
     @property
     def data_path(self) -> Path:
@@ -345,12 +375,15 @@ __all__ = [
     "AppSettings",
     "AuthSettings",
     "HttpSettings",
+    "JobSettings",
     "MongoSettings",
+    "PoolSettings",
     "RedisSettings",
     "S3Settings",
     "ServicesSettings",
     "Settings",
     "SettingsError",
+    "SseSettings",
     "UploadSettings",
     "finalize_secrets",
     "load_settings",

@@ -12,7 +12,7 @@ from aiohttp import web
 from domain.stores.mongo import ping_mongo
 from handlers.codec import json_response
 from handlers.errors import problem_response
-from handlers.keys import MONGO, OBJECTS, REDIS
+from handlers.keys import MONGO, OBJECTS, POOL, REDIS
 from handlers.openapi import doc
 
 routes = web.RouteTableDef()
@@ -48,7 +48,11 @@ async def health(_request: web.Request) -> web.Response:
 
 
 @routes.get("/ready")
-@doc("Readiness: MongoDB, Redis and S3 answer (503 names what is down)", response=Readiness, auth="none")
+@doc(
+    "Readiness: MongoDB, Redis, S3 and the worker pool answer (503 names what is down)",
+    response=Readiness,
+    auth="none",
+)
 async def ready(request: web.Request) -> web.Response:
     app = request.app
     names = ["mongo", "redis", "s3"]
@@ -58,6 +62,7 @@ async def ready(request: web.Request) -> web.Response:
         _check(app[OBJECTS].ping),
     )
     checks = dict(zip(names, results, strict=True))
+    checks["pool"] = "ok" if app[POOL].healthy else "down: the worker pool is being rebuilt"
     down = [name for name, result in checks.items() if result != "ok"]
     if down:
         return problem_response(

@@ -8,12 +8,18 @@ from pymongo.asynchronous.database import AsyncDatabase
 from domain.accounts import AccountsService
 from domain.auth import AuthService
 from domain.document_service import DocumentsService
+from domain.job_service import JobsService
+from domain.jobs import JobKinds
+from domain.notification_service import NotificationsService
 from domain.project_service import ProjectsService
 from domain.record_service import RecordsService
+from domain.scheduler import Scheduler
 from domain.settings import Settings
 from domain.stores.embedded import ServiceEndpoints
+from domain.stores.events import EventHub, EventLog
 from domain.stores.objects import ObjectStore
 from domain.stores.redis_store import RedisStore
+from workers.pool import PoolSizing, WorkerPool
 
 SETTINGS = web.AppKey("settings", Settings)
 ENDPOINTS = web.AppKey("endpoints", ServiceEndpoints)
@@ -26,6 +32,14 @@ OPENAPI = web.AppKey("openapi", dict)
 PROJECTS = web.AppKey("projects", ProjectsService)
 DOCUMENTS = web.AppKey("documents", DocumentsService)
 RECORDS = web.AppKey("records", RecordsService)
+EVENT_LOG = web.AppKey("event_log", EventLog)
+EVENT_HUB = web.AppKey("event_hub", EventHub)
+NOTIFICATIONS = web.AppKey("notifications", NotificationsService)
+JOB_KINDS = web.AppKey("job_kinds", JobKinds)
+JOBS = web.AppKey("jobs", JobsService)
+POOL = web.AppKey("pool", WorkerPool)
+POOL_SIZING = web.AppKey("pool_sizing", PoolSizing)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 USER_ID = web.RequestKey("user_id", str)

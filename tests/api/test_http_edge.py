@@ -86,7 +86,7 @@ async def test_health_and_ready(client):
     assert (await (await client.get("/health")).json()) == {"status": "ok"}
     ready = await client.get("/ready")
     assert ready.status == 200
-    assert (await ready.json())["checks"] == {"mongo": "ok", "redis": "ok", "s3": "ok"}
+    assert (await ready.json())["checks"] == {"mongo": "ok", "redis": "ok", "s3": "ok", "pool": "ok"}
     assert ready.headers["X-Content-Type-Options"] == "nosniff"
 
 

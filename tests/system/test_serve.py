@@ -20,7 +20,7 @@ pytestmark = pytest.mark.system
 
 def test_serve_is_ready_and_sigkill_leaves_no_service_behind(server, tmp_path):
     process, _port, ready = server
-    assert ready == {"status": "ok", "checks": {"mongo": "ok", "redis": "ok", "s3": "ok"}}
+    assert ready == {"status": "ok", "checks": {"mongo": "ok", "redis": "ok", "s3": "ok", "pool": "ok"}}
     pids = service_pids(tmp_path)
     assert set(pids) == {"mongo", "redis", "s3"}
     for pid in pids.values():

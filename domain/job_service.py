@@ -1,0 +1,136 @@
+"""Jobs service: submit, read, cancel and retry jobs; publish their state to the live view."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from domain.jobs import Job, JobKinds, JobStatus
+from domain.project_service import ProjectGate
+from domain.projects import Need, ProjectRole
+from domain.stores.events import EventLog
+from domain.stores.jobs import JobStore
+from domain.stores.redis_store import RedisStore
+from domain.users import User
+
+WAKE_CHANNEL = "jobs:wake"
+CONTROL_CHANNEL = "jobs:control"
+
+
+def job_snapshot(job: Job) -> dict[str, Any]:
+    """What a watcher needs to draw a job: the same shape in the snapshot and in status events."""
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status.value,
+        "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+        "progress": None
+        if job.progress is None
+        else {"stage": job.progress.stage, "done": job.progress.done, "total": job.progress.total,
+              "message": job.progress.message},
+        "result": job.result,
+        "error": None if job.error is None else {"code": job.error.code, "message": job.error.message},
+        "cancel_requested": job.cancel_requested,
+        "updated_at": job.updated_at.isoformat(),
+    }  # fmt: skip
+
+
+class JobEvents:
+    """Publishes job state: Redis snapshot + event stream, and the scheduler's wake-up signal."""
+
+    def __init__(self, events: EventLog, redis: RedisStore) -> None:
+        self.log = events
+        self._redis = redis
+
+    async def status(self, job: Job) -> None:
+        snapshot = job_snapshot(job)
+        await self.log.append(self.log.job_stream(job.id), "status", snapshot, expire=job.final)
+        await self.log.set_snapshot(job.id, snapshot, expire=job.final)
+
+    async def wake(self) -> None:
+        await self._redis.client.publish(self._redis.key(WAKE_CHANNEL), b"1")
+
+    async def control(self, message: dict[str, Any]) -> None:
+        await self._redis.client.publish(self._redis.key(CONTROL_CHANNEL), json.dumps(message))
+
+
+class JobsService:
+    def __init__(self, gate: ProjectGate, store: JobStore, events: JobEvents, kinds: JobKinds) -> None:
+        self._gate = gate
+        self._store = store
+        self._events = events
+        self.kinds = kinds
+
+    async def submit(
+        self,
+        actor: User,
+        project_id: str,
+        kind: str,
+        params: dict[str, Any],
+        *,
+        extra: dict[str, Any] | None = None,
+    ) -> Job:
+        job_kind = self.kinds.get(kind)
+        if job_kind is None:
+            raise InvalidInput(f"unknown job kind {kind!r}", code="unknown_job_kind")
+        project = await self._gate.require(actor, project_id, Need.WRITE)
+        job = await self._store.insert(
+            kind=kind, project_id=project.id, owner_id=actor.id, params=params,
+            max_attempts=job_kind.max_attempts, extra=extra,
+        )  # fmt: skip
+        await self._events.status(job)
+        await self._events.wake()
+        return job
+
+    async def get(self, actor: User, job_id: str, need: Need = Need.READ) -> Job:
+        job = await self._store.get(job_id)
+        if job is None:
+            raise NotFound("job not found")
+        project = await self._gate.require(actor, job.project_id, need, what="job")
+        owns = job.owner_id == actor.id or actor.is_head or project.role_of(actor.id) is ProjectRole.LEAD
+        if need is Need.WRITE and not owns:
+            raise Forbidden("only the job's owner, the project's leads and heads can do this")
+        return job
+
+    async def cancel(self, actor: User, job_id: str) -> Job:
+        job = await self.get(actor, job_id, Need.WRITE)
+        if job.final:
+            raise Conflict(f"the job has already {job.status.value}", code="job_finished")
+        cancelled = await self._store.cancel_queued(job.id)
+        if cancelled is not None:
+            await self._events.status(cancelled)
+            return cancelled
+        running = await self._store.request_cancel(job.id)
+        if running is None:  # it finished or was requeued meanwhile: look again
+            return await self.cancel(actor, job_id)
+        await self._events.status(running)
+        await self._events.control({"cancel": running.id})
+        return running
+
+    async def retry(self, actor: User, job_id: str) -> Job:
+        job = await self.get(actor, job_id, Need.WRITE)
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise Conflict("only failed or cancelled jobs can be retried", code="job_not_retryable")
+        kind = self.kinds.get(job.kind)
+        retried = await self._store.retry(job.id, kind.max_attempts if kind else 3)
+        if retried is None:
+            raise Conflict("the job changed meanwhile; look at it again", code="job_changed")
+        await self._events.status(retried)
+        await self._events.wake()
+        return retried
+
+    async def snapshot(self, job: Job) -> dict[str, Any]:
+        """The live snapshot (fresher progress from Redis) or, failing that, MongoDB's view."""
+        live = await self._events.log.snapshot(job.id)
+        stored = job_snapshot(job)
+        if live and live.get("attempt") == job.attempt and live.get("status") == stored["status"]:
+            return live
+        return stored
+
+    def stream(self, job_id: str) -> str:
+        return self._events.log.job_stream(job_id)
+
+    async def counts(self) -> dict[str, int]:
+        return await self._store.counts()

@@ -1,0 +1,62 @@
+"""Notifications service: one call to tell a user something; stored, counted and streamed live."""
+
+from __future__ import annotations
+
+import attrs
+
+from domain.clock import utcnow
+from domain.errors import NotFound
+from domain.notifications import MAX_BODY, MAX_TITLE, Notification, UnreadCount
+from domain.pagination import Page, clamp_limit
+from domain.stores.events import EventLog
+from domain.stores.notifications import NotificationStore
+from domain.users import User
+
+
+class NotificationsService:
+    def __init__(self, store: NotificationStore, events: EventLog) -> None:
+        self._store = store
+        self._events = events
+
+    async def notify(
+        self, user_id: str, *, category: str, title: str, body: str = "", link: str | None = None
+    ) -> Notification:
+        """The one call that tells a user something: stored, then pushed to their live stream."""
+        notification = await self._store.insert(
+            user_id=user_id, category=category, title=title[:MAX_TITLE], body=body[:MAX_BODY], link=link,
+            created_at=utcnow(),
+        )  # fmt: skip
+        await self._events.append(
+            self._events.user_stream(user_id), "notification", attrs.asdict(notification)
+        )
+        return notification
+
+    async def list_for(
+        self, user: User, *, unread_only: bool, limit: int | None, cursor: str | None
+    ) -> Page[Notification]:
+        items, next_cursor = await self._store.page(
+            user.id, unread_only=unread_only, limit=clamp_limit(limit), cursor=cursor
+        )
+        return Page(items, next_cursor)
+
+    async def unread_count(self, user: User) -> UnreadCount:
+        return UnreadCount(await self._store.unread_count(user.id))
+
+    async def mark_read(self, user: User, notification_id: str) -> Notification:
+        notification = await self._store.mark_read(user.id, notification_id, utcnow())
+        if notification is None:
+            raise NotFound("notification not found")
+        await self._push_count(user.id)
+        return notification
+
+    async def mark_all_read(self, user: User) -> UnreadCount:
+        await self._store.mark_all_read(user.id, utcnow())
+        await self._push_count(user.id)
+        return UnreadCount(0)
+
+    async def _push_count(self, user_id: str) -> None:
+        count = await self._store.unread_count(user_id)
+        await self._events.append(self._events.user_stream(user_id), "unread", {"unread": count})
+
+    def stream(self, user: User) -> str:
+        return self._events.user_stream(user.id)

@@ -1,0 +1,423 @@
+"""The scheduler: claims jobs into free pool slots, keeps their leases, sweeps the abandoned ones.
+
+No broker: MongoDB holds the queue (claims are one atomic find_one_and_update), Redis carries the
+wake-up signal, cancellations and live progress. Every state change is guarded by the job's
+attempt, so a stale attempt (a lost lease, a slow instance) can never overwrite a newer one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+import uuid
+from concurrent.futures import BrokenExecutor, Future
+from typing import Any
+
+import attrs
+from redis.exceptions import RedisError
+
+from domain.clock import utcnow
+from domain.errors import DomainError
+from domain.job_service import CONTROL_CHANNEL, WAKE_CHANNEL, JobEvents, job_snapshot
+from domain.jobs import Attempt, Job, JobError, JobKind, JobKinds, JobStatus, Progress, job_error
+from domain.notification_service import NotificationsService
+from domain.stores.jobs import JobStore
+from domain.stores.redis_store import RedisStore
+from workers.pool import JobCancelled, JobFailed, WorkerEvent, WorkerPool
+
+log = logging.getLogger("labhub.scheduler")
+
+PROGRESS_TO_MONGO_S = 1.0  # MongoDB gets a progress snapshot at most this often per job
+KILL_WAIT_S = 15.0
+
+
+@attrs.frozen
+class SchedulerSettings:
+    heartbeat_s: float
+    lease_s: float
+    poll_s: float
+    cancel_grace_s: float
+    shutdown_grace_s: float
+
+
+@attrs.define
+class Running:
+    job: Job
+    task: asyncio.Task[None] | None = None
+    pid: int | None = None
+    future: Future[Any] | None = None
+    generation: int = 0
+    kill_reason: str | None = None  # timeout | cancel | lost | shutdown
+    progress: Progress | None = None
+    progress_saved_at: float = 0.0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: JobStore,
+        events: JobEvents,
+        kinds: JobKinds,
+        pool: WorkerPool,
+        notifications: NotificationsService,
+        redis: RedisStore,
+        settings: SchedulerSettings,
+    ) -> None:
+        self.instance_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._store = store
+        self._events = events
+        self._kinds = kinds
+        self._pool = pool
+        self._notifications = notifications
+        self._redis = redis
+        self._settings = settings
+        self._running: dict[str, Running] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._worker_events: asyncio.Queue[WorkerEvent] = asyncio.Queue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self._rebuild_live_view()
+        for name, coroutine in (
+            ("claims", self._claim_loop()),
+            ("heartbeat", self._heartbeat_loop()),
+            ("signals", self._signal_loop()),
+            ("progress", self._progress_loop()),
+        ):
+            self._tasks.append(asyncio.create_task(coroutine, name=f"scheduler-{name}"))
+        log.info("scheduler started", extra={"instance": self.instance_id, "slots": self._pool.size})
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop claiming, let running jobs finish within the grace period, put the rest back."""
+        self._stopping = True
+        self._wake.set()
+        grace = self._settings.shutdown_grace_s if grace_s is None else grace_s
+        tasks = [r.task for r in self._running.values() if r.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for running in list(self._running.values()):
+                if running.task in pending:
+                    running.kill_reason = "shutdown"
+                    running.task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=KILL_WAIT_S)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def on_worker_event(self, event: WorkerEvent) -> None:
+        """Called from the pool's reader thread."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._worker_events.put_nowait, event)
+
+    @property
+    def running_jobs(self) -> list[str]:
+        return list(self._running)
+
+    async def _rebuild_live_view(self) -> None:
+        """Redis may have lost its last second: the live snapshots are rebuilt from MongoDB."""
+        try:
+            for job in await self._store.active():
+                await self._events.log.set_snapshot(job.id, job_snapshot(job))
+        except RedisError:
+            log.warning("could not rebuild live job snapshots", exc_info=True)
+
+    # -- claiming ----------------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            try:
+                while len(self._running) < self._pool.size and not self._stopping:
+                    job = await self._store.claim(
+                        self.instance_id, self._kinds.names(), self._settings.lease_s
+                    )
+                    if job is None:
+                        break
+                    self._launch(job)
+            except Exception:
+                log.exception("claiming jobs failed; trying again")
+                await asyncio.sleep(1)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._settings.poll_s)
+
+    def _launch(self, job: Job) -> None:
+        running = Running(job)
+        self._running[job.id] = running
+        running.task = asyncio.create_task(self._run(running), name=f"job-{job.id}")
+
+    # -- one job -----------------------------------------------------------------------------------
+
+    async def _run(self, running: Running) -> None:
+        job = running.job
+        kind = self._kinds.get(job.kind)
+        attempt = Attempt(job.id, job.attempt, self.instance_id)
+        try:
+            await self._publish(job)
+            if kind is None:
+                raise JobFailed("unknown_kind", f"this server cannot run jobs of kind {job.kind!r}")
+            if job.cancel_requested:
+                raise JobCancelled(job.id)
+            inputs = await kind.prepare(job)
+            result = await self._execute(running, kind, inputs)
+            output = await kind.commit(job, result, attempt)
+            await self._finish(job, JobStatus.SUCCEEDED, result=output)
+        except JobCancelled:
+            await self._finish(job, JobStatus.CANCELLED, error=job_error("cancelled"))
+        except JobFailed as failure:
+            await self._finish(job, JobStatus.FAILED, error=JobError(failure.code, failure.message))
+        except DomainError as failure:
+            await self._finish(job, JobStatus.FAILED, error=JobError(failure.code, failure.detail))
+        except MemoryError:
+            await self._finish(job, JobStatus.FAILED, error=job_error("out_of_memory"))
+        except (BrokenExecutor, _WorkerKilled):
+            await self._after_lost_worker(running)
+        except asyncio.CancelledError:
+            if running.kill_reason == "shutdown":
+                # the server is stopping: never fail a job for that, put it back as it was
+                await asyncio.shield(self._requeue(job, bump=False))
+            raise
+        except Exception:
+            log.exception("job failed unexpectedly", extra={"job_id": job.id, "kind": job.kind})
+            await self._finish(job, JobStatus.FAILED, error=job_error("internal_error"))
+        finally:
+            self._running.pop(job.id, None)
+            self._pool.clear_cancel(job.id)
+            self._wake.set()
+
+    async def _execute(self, running: Running, kind: JobKind, inputs: dict[str, Any]) -> dict[str, Any]:
+        job = running.job
+        running.generation, future = self._pool.submit(kind.worker, job.id, job.attempt, inputs)
+        running.future = future
+        waiting = asyncio.wrap_future(future)
+        done, _ = await asyncio.wait({waiting}, timeout=kind.timeout_s)
+        if not done:
+            log.warning("job timed out", extra={"job_id": job.id, "timeout_s": kind.timeout_s})
+            self._kill(running, "timeout")
+        if future.cancelled():
+            raise _WorkerKilled
+        try:
+            result: dict[str, Any] = await asyncio.wait_for(waiting, timeout=KILL_WAIT_S)
+        except TimeoutError:
+            raise _WorkerKilled from None
+        return result
+
+    def _kill(self, running: Running, reason: str) -> None:
+        """Stop a job's worker the hard way: this breaks the pool, which is then rebuilt."""
+        if running.future is None or running.future.done():
+            return
+        running.kill_reason = running.kill_reason or reason
+        if running.future.cancel():
+            return  # it had not started yet
+        if running.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(running.pid, signal.SIGKILL)
+
+    async def _after_lost_worker(self, running: Running) -> None:
+        job = running.job
+        if running.generation and not self._pool.healthy:
+            self._pool.rebuild(running.generation)
+        reason = running.kill_reason
+        if reason == "lost":
+            return  # another instance owns this job now
+        if reason == "cancel":
+            await self._finish(job, JobStatus.CANCELLED, error=job_error("cancelled"))
+        elif job.attempt < job.max_attempts:
+            await self._requeue(job, bump=True)
+        else:
+            await self._finish(
+                job, JobStatus.FAILED, error=job_error("timeout" if reason == "timeout" else "worker_crashed")
+            )
+
+    async def _requeue(self, job: Job, *, bump: bool) -> None:
+        requeued = await self._store.requeue(Attempt(job.id, job.attempt, self.instance_id), job, bump=bump)
+        if requeued is not None:
+            await self._publish(requeued)
+            await self._events.wake()
+
+    async def _finish(
+        self,
+        job: Job,
+        status: JobStatus,
+        *,
+        result: dict[str, Any] | None = None,
+        error: JobError | None = None,
+    ) -> None:
+        finished = await self._store.finish(job, status, owner=self.instance_id, result=result, error=error)
+        if finished is None:
+            log.info("stale attempt not committed", extra={"job_id": job.id, "attempt": job.attempt})
+            return
+        await self._publish(finished)
+        await self._notify(finished)
+
+    async def _publish(self, job: Job) -> None:
+        try:
+            await self._events.status(job)
+        except RedisError:
+            log.warning("could not publish job status", extra={"job_id": job.id}, exc_info=True)
+
+    async def _notify(self, job: Job) -> None:
+        if job.status is JobStatus.CANCELLED:
+            return
+        kind = self._kinds.get(job.kind)
+        title = kind.title if kind else "Job"
+        verb = "finished" if job.status is JobStatus.SUCCEEDED else "failed"
+        try:
+            await self._notifications.notify(
+                job.owner_id, category="job", title=f"{title} {verb}",
+                body=job.error.message if job.error else "", link=f"/api/jobs/{job.id}",
+            )  # fmt: skip
+        except Exception:
+            log.exception("could not notify the job's owner", extra={"job_id": job.id})
+
+    # -- leases, sweeps, signals -------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        await self._sweep()
+        while True:
+            await asyncio.sleep(self._settings.heartbeat_s)
+            try:
+                await self._heartbeat()
+                await self._sweep()
+            except Exception:
+                log.exception("heartbeat failed; trying again")
+
+    async def _heartbeat(self) -> None:
+        ids = [job_id for job_id, r in self._running.items() if r.kill_reason is None]
+        if not ids:
+            return
+        await self._store.renew(self.instance_id, ids, self._settings.lease_s)
+        held = await self._store.held(self.instance_id, ids)
+        for job_id in ids:
+            running = self._running.get(job_id)
+            if running is None:
+                continue
+            current = held.get(job_id)
+            if current is None and running.future is not None:
+                log.warning("lease lost; stopping our copy", extra={"job_id": job_id})
+                self._kill(running, "lost")
+            elif current is not None and current.cancel_requested:
+                self._cancel(job_id)
+
+    async def _sweep(self) -> None:
+        """Jobs whose lease ran out (a crashed instance) go back to the queue, or fail when out of tries."""
+        now = utcnow()
+        for job in await self._store.expired(now):
+            if job.id in self._running:
+                continue
+            if job.cancel_requested:
+                finished = await self._store.finish(
+                    job, JobStatus.CANCELLED, owner=None, error=job_error("cancelled"), expired_before=now
+                )
+                if finished is not None:
+                    await self._publish(finished)
+                continue
+            if job.attempt < job.max_attempts:
+                requeued = await self._store.requeue(None, job, bump=True, expired_before=now)
+                if requeued is not None:
+                    log.info("abandoned job requeued", extra={"job_id": job.id, "attempt": requeued.attempt})
+                    await self._publish(requeued)
+                    self._wake.set()
+                continue
+            finished = await self._store.finish(
+                job,
+                JobStatus.FAILED,
+                owner=None,
+                error=job_error("attempts_exhausted"),
+                expired_before=now,
+            )
+            if finished is not None:
+                await self._publish(finished)
+                await self._notify(finished)
+
+    def _cancel(self, job_id: str) -> None:
+        running = self._running.get(job_id)
+        if running is None or running.kill_reason is not None:
+            return
+        self._pool.request_cancel(job_id)  # the worker stops at its next progress point
+        if running.future is not None and running.future.cancel():
+            running.kill_reason = "cancel"
+            return
+        loop = asyncio.get_running_loop()
+        loop.call_later(self._settings.cancel_grace_s, self._kill, running, "cancel")
+
+    async def _signal_loop(self) -> None:
+        """Wake-ups and cancellations from any instance, over Redis pub/sub (polling is the fallback)."""
+        wake, control = self._redis.key(WAKE_CHANNEL), self._redis.key(CONTROL_CHANNEL)
+        while True:
+            pubsub = self._redis.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(wake, control)
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is None:
+                        continue
+                    channel = message["channel"].decode()
+                    if channel == wake:
+                        self._wake.set()
+                    elif channel == control:
+                        self._on_control(message["data"])
+            except RedisError:
+                log.warning("lost the Redis signal channel; reconnecting", exc_info=True)
+                await asyncio.sleep(1)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _on_control(self, raw: bytes) -> None:
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            return
+        job_id = message.get("cancel") if isinstance(message, dict) else None
+        if isinstance(job_id, str) and job_id in self._running:
+            self._cancel(job_id)
+
+    async def _progress_loop(self) -> None:
+        while True:
+            kind, job_id, attempt, payload = await self._worker_events.get()
+            running = self._running.get(job_id)
+            if running is None or running.job.attempt != attempt:
+                continue
+            if kind == "started":
+                running.pid = int(payload["pid"])
+                continue
+            try:
+                await self._progress(running, payload)
+            except Exception:
+                log.warning("could not publish progress", extra={"job_id": job_id}, exc_info=True)
+
+    async def _progress(self, running: Running, payload: dict[str, Any]) -> None:
+        job = running.job
+        progress = Progress(
+            stage=str(payload.get("stage", "")), done=payload.get("done"), total=payload.get("total"),
+            message=str(payload.get("message", "")),
+        )  # fmt: skip
+        running.progress = progress
+        snapshot = job_snapshot(attrs.evolve(job, progress=progress))
+        log_ = self._events.log
+        await log_.append(
+            log_.job_stream(job.id),
+            "progress",
+            {"job_id": job.id, "attempt": job.attempt, **attrs.asdict(progress)},
+        )
+        await log_.set_snapshot(job.id, snapshot)
+        now = time.monotonic()
+        if now - running.progress_saved_at >= PROGRESS_TO_MONGO_S:
+            running.progress_saved_at = now
+            await self._store.set_progress(job.id, job.attempt, progress)
+
+
+class _WorkerKilled(Exception):
+    """The job's worker was stopped on purpose (timeout, cancel) before it could answer."""

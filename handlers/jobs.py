@@ -1,0 +1,53 @@
+"""/api/jobs: a job's state, its live events (SSE), cancel and retry."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from domain.jobs import Job
+from handlers.codec import json_response
+from handlers.identity import require_sse_user, require_user
+from handlers.keys import JOBS
+from handlers.openapi import doc
+from handlers.sse import last_event_id, stream_events
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/jobs/{id}")
+@doc("A job: status, attempt, progress, result or error", response=Job)
+async def get_job(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    return json_response(await request.app[JOBS].get(actor, request.match_info["id"]))
+
+
+@routes.get("/api/jobs/{id}/events")
+@doc("Live job events (text/event-stream): a snapshot, what came after Last-Event-ID, then live "
+     "progress until the job ends; 204 when a finished job has nothing more to send",
+     auth="sse", response=str, response_content_type="text/event-stream")  # fmt: skip
+async def job_events(request: web.Request) -> web.StreamResponse:
+    actor = await require_sse_user(request)
+    jobs = request.app[JOBS]
+    job = await jobs.get(actor, request.match_info["id"])
+    return await stream_events(
+        request,
+        stream=jobs.stream(job.id),
+        snapshot=await jobs.snapshot(job),
+        after=last_event_id(request),
+        finished=job.final,
+    )
+
+
+@routes.post("/api/jobs/{id}/cancel")
+@doc("Cancel a job: a queued one at once, a running one at its next progress point (killed after a grace period)",
+     response=Job, status=202)  # fmt: skip
+async def cancel_job(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    return json_response(await request.app[JOBS].cancel(actor, request.match_info["id"]), status=202)
+
+
+@routes.post("/api/jobs/{id}/retry")
+@doc("Queue a failed or cancelled job again as a new attempt", response=Job, status=202)
+async def retry_job(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    return json_response(await request.app[JOBS].retry(actor, request.match_info["id"]), status=202)
