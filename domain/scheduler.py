@@ -201,6 +201,8 @@ class Scheduler:
         running.generation, future = self._pool.submit(kind.worker, job.id, job.attempt, inputs)
         running.future = future
         waiting = asyncio.wrap_future(future)
+        # if this task is cancelled (shutdown) the outcome is dropped on purpose, not "never retrieved"
+        waiting.add_done_callback(lambda f: f.cancelled() or f.exception())
         done, _ = await asyncio.wait({waiting}, timeout=kind.timeout_s)
         if not done:
             log.warning("job timed out", extra={"job_id": job.id, "timeout_s": kind.timeout_s})

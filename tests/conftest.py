@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -166,3 +167,36 @@ async def team(client: AppClient, make_account: MakeAccount) -> Team:
         )
         assert added.status == 201, await added.text()
     return Team(project_id, lead, member, viewer, outsider, head)
+
+
+FAST_JOBS = {
+    "heartbeat_s": 0.3,
+    "lease_s": 1.5,
+    "poll_s": 30.0,
+    "cancel_grace_s": 1.0,
+    "shutdown_grace_s": 1.0,
+}
+
+
+def job_settings(endpoints: ServiceEndpoints, data_dir: Path, **jobs: Any) -> Settings:
+    """Settings for job tests: the test kinds, quick leases, and no polling (so only wake-ups start jobs)."""
+    return make_settings(
+        endpoints,
+        data_dir,
+        jobs={**FAST_JOBS, "plugins": ["tests.jobkinds:TEST_KINDS"], **jobs},
+        pool={"max_workers": 2, "min_workers": 2},
+    )
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[Any]], timeout_s: float = 20.0, every_s: float = 0.05
+) -> Any:
+    """Poll check() until it returns something truthy; fail after timeout_s."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s (last value {value!r})")
+        await asyncio.sleep(every_s)

@@ -39,3 +39,4 @@ TIMEOUTS = JobKind("test.timeout", sleepy, title="Timed job", timeout_s=1.0, max
 
 # for the real server in system tests: LABHUB_JOBS_PLUGINS=tests.jobkinds:SYSTEM_KINDS
 SYSTEM_KINDS = [SLEEPY]
+TEST_KINDS = [SLEEPY, TIMEOUTS]

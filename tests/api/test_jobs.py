@@ -1,0 +1,321 @@
+"""The job engine: claims, progress, failures, crashes, timeouts, cancel, retry, leases, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from bson import ObjectId
+from pymongo import AsyncMongoClient
+
+from domain.clock import utcnow
+from domain.jobs import Attempt, JobStatus
+from domain.stores.jobs import JobStore
+from domain.users import Role
+from handlers.keys import ACCOUNTS, JOBS, MONGO, POOL, PROJECTS
+from server import create_app
+from tests.conftest import PASSWORD, job_settings, problem, wait_until
+
+
+@pytest.fixture
+async def client(aiohttp_client, services, tmp_path):
+    """The app with the test job kinds (this replaces the plain client for the whole module)."""
+    return await aiohttp_client(create_app(job_settings(services, tmp_path)))
+
+
+@pytest.fixture
+def engine(client):
+    return client
+
+
+async def owner_and_project(client):
+    email = f"owner-{ObjectId()}@lab.example"
+    user = await client.app[ACCOUNTS].create(email=email, password=PASSWORD, name="Owner", role=Role.STUDENT)
+    login = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+    headers = {"Authorization": f"Bearer {(await login.json())['access_token']}"}
+    project = await client.app[PROJECTS].create(user, name="Jobs", description="")
+    return user, project, headers
+
+
+async def submit(client, user, project, kind="test.sleepy", **params):
+    return await client.app[JOBS].submit(user, project.id, kind, params)
+
+
+async def final_job(client, headers, job_id, timeout_s=30.0):
+    async def check():
+        body = await (await client.get(f"/api/jobs/{job_id}", headers=headers)).json()
+        return body if body["status"] in {"succeeded", "failed", "cancelled"} else None
+
+    return await wait_until(check, timeout_s)
+
+
+async def test_job_runs_reports_progress_and_notifies(engine):
+    client = engine
+    user, project, headers = await owner_and_project(client)
+    job = await submit(client, user, project, steps=6, delay=0.05)
+    # the schedulers poll only every 30 s here: a prompt start proves the Redis wake-up works
+    done = await final_job(client, headers, job.id, timeout_s=10)
+    assert done["status"] == "succeeded"
+    assert done["result"]["steps"] == 6
+    assert done["attempt"] == 1
+    assert done["error"] is None
+    assert done["progress"]["stage"] in {"working", "done"}
+    stream = client.app[JOBS].stream(job.id)
+    entries = await client.app[JOBS]._events.log.replay(stream, None)
+    events = [event for _, event, _ in entries]
+    assert events[0] == "status"
+    assert "progress" in events
+    assert entries[-1][2]["status"] == "succeeded"
+    notes = await (await client.get("/api/notifications", headers=headers)).json()
+    assert notes["items"][0]["title"] == "Test job finished"
+    assert notes["items"][0]["link"] == f"/api/jobs/{job.id}"
+
+
+async def test_job_is_hidden_from_outsiders(engine, make_account):
+    client = engine
+    user, project, headers = await owner_and_project(client)
+    outsider = await make_account("student")
+    job = await submit(client, user, project, steps=1)
+    await problem(await client.get(f"/api/jobs/{job.id}", headers=outsider.headers), 404)
+    await problem(await client.post(f"/api/jobs/{job.id}/cancel", headers=outsider.headers), 404)
+    await problem(await client.get(f"/api/jobs/{job.id}/events", headers=outsider.headers), 404)
+    await problem(await client.get(f"/api/jobs/{job.id}"), 401)
+    await problem(await client.get("/api/jobs/not-a-job", headers=headers), 404)
+
+
+async def test_failure_carries_a_code_and_a_human_message(engine):
+    client = engine
+    user, project, headers = await owner_and_project(client)
+    failed = await final_job(client, headers, (await submit(client, user, project, steps=1, fail=True)).id)
+    assert failed["status"] == "failed"
+    assert failed["error"] == {"code": "bad_input", "message": "the input file has no numeric columns"}
+    assert failed["attempt"] == 1  # a deterministic failure is not retried
+    crashed = await final_job(
+        client, headers, (await submit(client, user, project, steps=1, **{"raise": True})).id
+    )
+    assert crashed["error"]["code"] == "internal_error"
+    assert "secret internal detail" not in str(crashed)
+    assert "Traceback" not in str(crashed)
+    notes = await (await client.get("/api/notifications", headers=headers)).json()
+    assert notes["items"][0]["title"] == "Test job failed"
+
+
+async def test_worker_crash_rebuilds_the_pool_and_retries(engine):
+    client = engine
+    user, project, headers = await owner_and_project(client)
+    generation = client.app[POOL].generation
+    survivor = await submit(client, user, project, steps=40, delay=0.05)
+    crasher = await submit(client, user, project, steps=2, crash_on=[1])
+    crashed = await final_job(client, headers, crasher.id)
+    assert crashed["status"] == "succeeded"
+    assert crashed["attempt"] == 2
+    assert client.app[POOL].generation > generation
+    # the job that shared the broken pool was handed back and finished too
+    other = await final_job(client, headers, survivor.id)
+    assert other["status"] == "succeeded"
+    assert (await client.get("/ready")).status == 200
+
+
+async def test_segfault_on_every_attempt_gives_up(engine):
+    client = engine
+    user, project, headers = await owner_and_project(client)
+    job = await submit(client, user, project, steps=1, segfault_on=[1, 2, 3])
+    failed = await final_job(client, headers, job.id)
+    assert failed["status"] == "failed"
+    assert failed["attempt"] == 3
+    assert failed["error"]["code"] == "worker_crashed"
+    assert (await client.get("/ready")).status == 200
+
+
+async def test_out_of_memory_fails_cleanly(engine):
+    client = engine
+    user, project, headers = await owner_and_project(client)
+    failed = await final_job(client, headers, (await submit(client, user, project, steps=1, memory=True)).id)
+    assert failed["status"] == "failed"
+    assert failed["error"]["code"] == "out_of_memory"
+
+
+async def test_timeout_kills_and_fails_once_attempts_are_used(engine):
+    client = engine
+    user, project, headers = await owner_and_project(client)
+    job = await submit(client, user, project, kind="test.timeout", steps=3, delay=0.05, hang_at=1)
+    failed = await final_job(client, headers, job.id)
+    assert failed["status"] == "failed"
+    assert failed["error"]["code"] == "timeout"
+    assert failed["attempt"] == 2
+
+
+async def test_cancel_a_queued_job(engine):
+    client = engine
+    user, project, headers = await owner_and_project(client)
+    blockers = [await submit(client, user, project, steps=100, delay=0.05) for _ in range(2)]
+    await wait_until(lambda: _status_is(client, headers, blockers[1].id, "running"))
+    queued = await submit(client, user, project, steps=1)
+    response = await client.post(f"/api/jobs/{queued.id}/cancel", headers=headers)
+    assert response.status == 202
+    assert (await response.json())["status"] == "cancelled"
+    await problem(await client.post(f"/api/jobs/{queued.id}/cancel", headers=headers), 409)
+    for blocker in blockers:
+        await client.post(f"/api/jobs/{blocker.id}/cancel", headers=headers)
+        assert (await final_job(client, headers, blocker.id))["status"] == "cancelled"
+
+
+async def _status_is(client, headers, job_id, status):
+    return (await (await client.get(f"/api/jobs/{job_id}", headers=headers)).json())["status"] == status
+
+
+async def test_cancel_a_running_job_at_its_next_progress_point(engine):
+    client = engine
+    user, project, headers = await owner_and_project(client)
+    job = await submit(client, user, project, steps=200, delay=0.05)
+    await wait_until(lambda: _status_is(client, headers, job.id, "running"))
+    generation = client.app[POOL].generation
+    response = await client.post(f"/api/jobs/{job.id}/cancel", headers=headers)
+    assert (await response.json())["cancel_requested"] is True
+    cancelled = await final_job(client, headers, job.id, timeout_s=5)
+    assert cancelled["status"] == "cancelled"
+    assert client.app[POOL].generation == generation  # stopped by itself, nothing killed
+
+
+async def test_cancel_a_job_that_never_checks_is_killed_after_the_grace(engine):
+    client = engine
+    user, project, headers = await owner_and_project(client)
+    job = await submit(client, user, project, steps=5, delay=0.01, hang_at=0)
+    events = client.app[JOBS]._events.log
+
+    async def hanging():  # its one progress point has passed: from now on only a kill stops it
+        return any(
+            event == "progress" for _, event, _ in await events.replay(events.job_stream(job.id), None)
+        )
+
+    await wait_until(hanging)
+    await asyncio.sleep(0.1)
+    generation = client.app[POOL].generation
+    await client.post(f"/api/jobs/{job.id}/cancel", headers=headers)
+    cancelled = await final_job(client, headers, job.id, timeout_s=10)
+    assert cancelled["status"] == "cancelled"
+    assert client.app[POOL].generation > generation
+
+
+async def test_retry_a_failed_job_as_a_new_attempt(engine, make_account):
+    client = engine
+    user, project, headers = await owner_and_project(client)
+    job = await submit(client, user, project, steps=1, fail=True)
+    await final_job(client, headers, job.id)
+    viewer = await make_account("student")
+    await client.post(
+        f"/api/projects/{project.id}/members", json={"user_id": viewer.id, "role": "viewer"}, headers=headers
+    )
+    await problem(await client.post(f"/api/jobs/{job.id}/retry", headers=viewer.headers), 403)
+    response = await client.post(f"/api/jobs/{job.id}/retry", headers=headers)
+    assert response.status == 202
+    retried = await response.json()
+    assert retried["status"] == "queued"
+    assert retried["attempt"] == 2
+    assert retried["error"] is None
+    again = await final_job(client, headers, job.id)
+    assert again["attempt"] == 2
+    assert again["status"] == "failed"  # still bad input, but it ran again
+    ok = await submit(client, user, project, steps=1)
+    await final_job(client, headers, ok.id)
+    await problem(await client.post(f"/api/jobs/{ok.id}/retry", headers=headers), 409)
+
+
+async def test_abandoned_lease_is_swept_and_run_again(engine):
+    client = engine
+    user, project, headers = await owner_and_project(client)
+    store = JobStore(client.app[MONGO])
+    job = await store.insert(
+        kind="test.sleepy", project_id=project.id, owner_id=user.id, params={"steps": 1}, max_attempts=3
+    )
+    # another instance claimed it and died: its lease runs out and this instance sweeps it
+    await client.app[MONGO]["jobs"].update_one(
+        {"_id": ObjectId(job.id)},
+        {"$set": {"status": "running", "lease": {"owner": "dead-instance", "expires_at": utcnow()}}},
+    )
+    done = await final_job(client, headers, job.id)
+    assert done["status"] == "succeeded"
+    assert done["attempt"] == 2
+
+
+async def test_abandoned_lease_with_no_attempts_left_fails(engine):
+    client = engine
+    user, project, headers = await owner_and_project(client)
+    store = JobStore(client.app[MONGO])
+    job = await store.insert(
+        kind="test.sleepy", project_id=project.id, owner_id=user.id, params={}, max_attempts=1
+    )
+    await client.app[MONGO]["jobs"].update_one(
+        {"_id": ObjectId(job.id)},
+        {"$set": {"status": "running", "lease": {"owner": "dead-instance", "expires_at": utcnow()}}},
+    )
+    failed = await final_job(client, headers, job.id)
+    assert failed["error"]["code"] == "attempts_exhausted"
+
+
+async def test_a_stale_attempt_cannot_overwrite_a_newer_one(engine):
+    client = engine
+    user, project, _ = await owner_and_project(client)
+    store = JobStore(client.app[MONGO])
+    job = await store.insert(
+        kind="nobody.runs.this", project_id=project.id, owner_id=user.id, params={}, max_attempts=3
+    )
+    first = await store.claim("instance-a", ["nobody.runs.this"], 0.01)
+    await asyncio.sleep(0.05)  # instance A's lease runs out
+    requeued = await store.requeue(None, first, bump=True, expired_before=utcnow())
+    assert requeued.attempt == 2
+    second = await store.claim("instance-b", ["nobody.runs.this"], 60)
+    assert await store.write_output(
+        "test_outputs", job.id, {"value": "new"}, Attempt(job.id, 2, "instance-b")
+    )
+    # instance A wakes up late with attempt 1: neither its output nor its status lands
+    assert not await store.write_output(
+        "test_outputs", job.id, {"value": "old"}, Attempt(job.id, 1, "instance-a")
+    )
+    assert await store.finish(first, status=JobStatus.SUCCEEDED, owner="instance-a") is None
+    output = await client.app[MONGO]["test_outputs"].find_one({"_id": ObjectId(job.id)})
+    assert output["value"] == "new"
+    assert output["attempt"] == 2
+    assert await store.finish(second, status=JobStatus.SUCCEEDED, owner="instance-b")
+
+
+async def test_two_instances_share_one_queue_without_running_a_job_twice(aiohttp_client, services, tmp_path):
+    settings = job_settings(services, tmp_path)
+    first = await aiohttp_client(create_app(settings))
+    second = await aiohttp_client(create_app(settings))
+    user, project, headers = await owner_and_project(first)
+    jobs = [await submit(first, user, project, steps=3, delay=0.05) for _ in range(10)]
+    results = [await final_job(first, headers, job.id) for job in jobs]
+    assert all(r["status"] == "succeeded" for r in results)
+    assert all(r["attempt"] == 1 for r in results), "a job ran more than once"
+    events = first.app[JOBS]._events.log
+    owners = set()
+    for job in jobs:
+        entries = await events.replay(events.job_stream(job.id), None)
+        running = [data for _, event, data in entries if event == "status" and data["status"] == "running"]
+        assert len(running) == 1, "a job was started twice"
+        owners.add(running[0]["attempt"])
+    pids = {r["result"]["pid"] for r in results}
+    assert len(pids) > 2, "both instances' pools should have done some of the work"
+
+
+async def test_graceful_stop_puts_running_jobs_back_in_the_queue(aiohttp_client, services, tmp_path):
+    settings = job_settings(services, tmp_path)
+    client = await aiohttp_client(create_app(settings))
+    user, project, headers = await owner_and_project(client)
+    job = await submit(client, user, project, steps=400, delay=0.05)
+    quick = await submit(client, user, project, steps=2, delay=0.01)
+    await wait_until(lambda: _status_is(client, headers, job.id, "running"))
+    await final_job(client, headers, quick.id)
+    await client.close()  # SIGTERM path: stop claiming, grace, put the rest back
+    mongo = AsyncMongoClient(settings.mongo.uri)
+    try:
+        stored = await mongo[settings.mongo.database]["jobs"].find_one({"_id": ObjectId(job.id)})
+    finally:
+        await mongo.close()
+    assert stored["status"] == "queued"
+    assert stored["attempt"] == 1
+    assert stored["error"] is None
+    # another instance picks it up as it was and finishes it
+    again = await aiohttp_client(create_app(settings))
+    assert (await final_job(again, headers, job.id, timeout_s=60))["status"] == "succeeded"
