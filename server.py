@@ -236,7 +236,8 @@ async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
     )  # fmt: skip
     log.info("worker pool", extra={"pool": attrs.asdict(sizing)})
     pool = WorkerPool(sizing.size, p.worker_memory_bytes)
-    await asyncio.to_thread(pool.start)
+    # the main thread: the forkserver's PDEATHSIG is tied to the thread that starts it
+    pool.start()
     app[POOL], app[POOL_SIZING] = pool, sizing
     try:
         yield

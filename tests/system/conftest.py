@@ -17,23 +17,28 @@ from domain.stores.embedded import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start(data_dir: Path, port: int, *extra_env: tuple[str, str]) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "LABHUB_SERVICES_DATA_DIR": str(data_dir),
-        "LABHUB_HTTP_PORT": str(port),
-        **dict(extra_env),
-    }
-    return subprocess.Popen(
-        [str(ROOT / "labhub"), "serve"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+def log_path(data_dir: Path, port: int) -> Path:
+    return data_dir.parent / f"{data_dir.name}-server-{port}.log"
+
+
+def start(data_dir: Path, port: int, **extra_env: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "LABHUB_SERVICES_DATA_DIR": str(data_dir), "LABHUB_HTTP_PORT": str(port), **extra_env}
+    # output goes to a file: a pipe nobody reads would fill up and block the server
+    with log_path(data_dir, port).open("ab") as log:
+        return subprocess.Popen(
+            [str(ROOT / "labhub"), "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+def output(data_dir: Path, port: int) -> str:
+    return log_path(data_dir, port).read_text(errors="replace")
 
 
 def wait_ready(port: int, process: subprocess.Popen[bytes], timeout_s: float = 90) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stderr.read().decode()[-2000:]}")
+            raise AssertionError(f"server exited with {process.returncode}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as response:
                 return json.load(response)
@@ -49,9 +54,13 @@ def service_pids(data_dir: Path) -> dict[str, int]:
 def all_gone(pids, timeout_s: float = 10) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        alive = [
-            p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-        ]
+        alive = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.NoSuchProcess:
+                continue
         if not alive:
             return True
         time.sleep(0.1)

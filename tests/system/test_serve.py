@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from domain.stores.embedded import free_port
-from tests.system.conftest import ROOT, all_gone, service_pids, start, wait_ready
+from tests.system.conftest import ROOT, all_gone, output, service_pids, start, wait_ready
 
 pytestmark = pytest.mark.system
 
@@ -23,19 +23,23 @@ def test_serve_is_ready_and_sigkill_leaves_no_service_behind(server, tmp_path):
     assert ready == {"status": "ok", "checks": {"mongo": "ok", "redis": "ok", "s3": "ok", "pool": "ok"}}
     pids = service_pids(tmp_path)
     assert set(pids) == {"mongo", "redis", "s3"}
+    descendants = [child.pid for child in psutil.Process(process.pid).children(recursive=True)]
+    assert len(descendants) > len(pids), "the worker pool (forkserver and workers) should be running"
     for pid in pids.values():
         assert psutil.Process(pid).is_running()
     # a second server on the same data dir refuses at once, naming the problem
-    second = start(tmp_path, free_port())
-    _, err = second.communicate(timeout=60)
-    assert second.returncode != 0
-    assert b"in use by another LabHub process" in err
-    assert len(err.decode().strip().splitlines()) == 1
+    second_port = free_port()
+    second = start(tmp_path, second_port)
+    assert second.wait(timeout=60) != 0
+    err = output(tmp_path, second_port)
+    assert "in use by another LabHub process" in err
+    assert len(err.strip().splitlines()) == 1
     for pid in pids.values():
         assert psutil.Process(pid).is_running()
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert all_gone(pids.values()), "embedded services outlived a SIGKILLed server"
+    assert all_gone(descendants), "a worker or the forkserver outlived a SIGKILLed server"
 
 
 def test_sigterm_stops_services_and_data_survives_a_restart(server, tmp_path):
