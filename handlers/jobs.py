@@ -9,7 +9,7 @@ from handlers.codec import json_response
 from handlers.identity import require_sse_user, require_user
 from handlers.keys import JOBS
 from handlers.openapi import doc
-from handlers.sse import last_event_id, stream_events
+from handlers.sse import StreamSource, stream_events
 
 routes = web.RouteTableDef()
 
@@ -26,16 +26,13 @@ async def get_job(request: web.Request) -> web.Response:
      "progress until the job ends; 204 when a finished job has nothing more to send",
      auth="sse", response=str, response_content_type="text/event-stream")  # fmt: skip
 async def job_events(request: web.Request) -> web.StreamResponse:
-    actor = await require_sse_user(request)
+    return await stream_events(request, await _job_source(request))
+
+
+async def _job_source(request: web.Request) -> StreamSource:
     jobs = request.app[JOBS]
-    job = await jobs.get(actor, request.match_info["id"])
-    return await stream_events(
-        request,
-        stream=jobs.stream(job.id),
-        snapshot=await jobs.snapshot(job),
-        after=last_event_id(request),
-        finished=job.final,
-    )
+    job = await jobs.get(await require_sse_user(request), request.match_info["id"])
+    return StreamSource(jobs.stream(job.id), await jobs.snapshot(job), job.final)
 
 
 @routes.post("/api/jobs/{id}/cancel")

@@ -11,7 +11,7 @@ from handlers.codec import json_response, parse_query
 from handlers.identity import require_sse_user, require_user
 from handlers.keys import NOTIFICATIONS
 from handlers.openapi import doc
-from handlers.sse import last_event_id, stream_events
+from handlers.sse import StreamSource, stream_events
 
 routes = web.RouteTableDef()
 
@@ -60,12 +60,10 @@ async def read_one(request: web.Request) -> web.Response:
 @doc("Live notifications (text/event-stream): a snapshot of the unread count, then what came after "
      "Last-Event-ID, then new ones", auth="sse", response=str, response_content_type="text/event-stream")  # fmt: skip
 async def notification_events(request: web.Request) -> web.StreamResponse:
+    return await stream_events(request, await _notification_source(request))
+
+
+async def _notification_source(request: web.Request) -> StreamSource:
     user = await require_sse_user(request)
     service = request.app[NOTIFICATIONS]
-    return await stream_events(
-        request,
-        stream=service.stream(user),
-        snapshot=attrs.asdict(await service.unread_count(user)),
-        after=last_event_id(request),
-        finished=False,
-    )
+    return StreamSource(service.stream(user), attrs.asdict(await service.unread_count(user)), finished=False)

@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Any
 
+import attrs
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
@@ -13,9 +14,20 @@ from domain.jobs import FINAL_STATUSES
 from domain.stores.events import Entry, EventHub, valid_stream_id
 from handlers.keys import EVENT_HUB, EVENT_LOG, SETTINGS
 
-# aiohttp-sse's own per-connection ping is replaced by the hub's single ping sweep over all clients
-HUB_PINGS = 10**9
 PING_FRAME = b": ping\n\n"
+
+
+class HubPingedResponse(EventSourceResponse):
+    """aiohttp-sse's response without its ping task per connection: the hub pings every client in
+    one sweep (thousands of sleeping tasks would cost memory and wake-ups for nothing)."""
+
+    async def _ping(self) -> None:
+        return
+
+    async def prepare(self, request: web.BaseRequest) -> Any:
+        writer = await super().prepare(request)
+        self._ping_task = None  # the finished no-op task is not kept per connection either
+        return writer
 
 
 def frame(event: str, data: Any, entry_id: str | None = None) -> bytes:
@@ -86,44 +98,51 @@ def last_event_id(request: web.Request) -> str | None:
     return valid_stream_id(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
 
 
-async def stream_events(
-    request: web.Request,
-    *,
-    stream: str,
-    snapshot: dict[str, Any],
-    after: str | None,
-    finished: bool,
-) -> web.StreamResponse:
-    """Snapshot (no id), stored events after `after`, then live ones until a terminal event."""
+@attrs.define
+class StreamSource:
+    """What an event stream starts from: the stream's name, the snapshot, whether it has ended."""
+
+    stream: str
+    snapshot: dict[str, Any] | None
+    finished: bool
+
+
+async def stream_events(request: web.Request, source: StreamSource) -> web.StreamResponse:
+    """Snapshot (no id), stored events after Last-Event-ID, then live ones until a terminal event.
+
+    Callers pass the source straight in (`return await stream_events(request, await ...)`) so that
+    nothing but this frame holds memory while thousands of clients listen.
+    """
     settings = request.app[SETTINGS].sse
+    stream, snapshot, finished = source.stream, source.snapshot, source.finished
+    source.snapshot = None
+    after = last_event_id(request)
     replay = await request.app[EVENT_LOG].replay(stream, after)
     if finished and after is not None and not replay:
         return web.Response(status=204)  # nothing missed, nothing more will come
-    response = EventSourceResponse(headers={"Cache-Control": "no-store"}, ping_interval=HUB_PINGS)
+    response = HubPingedResponse()
     await response.prepare(request)
     await response.send(json.dumps(snapshot, default=str), event="snapshot", retry=settings.retry_ms)
     last_sent = after or "0-0"
-    for entry_id, event, data in replay:
-        await response.send(json.dumps(data, default=str), id=entry_id, event=event)
+    backlog = []
+    for entry_id, event, data in replay:  # written in one go: a long history costs one write, not one each
+        backlog.append(frame(event, data, entry_id))
         last_sent = entry_id
         if is_terminal(event, data):
             finished = True
             break
+    if backlog:
+        await response.write(b"".join(backlog))
+    del replay, backlog, snapshot, source
     if not finished:
-        await _follow(request, response, stream, last_sent, settings.max_buffer_bytes)
-    response.stop_streaming()
+        # from here on this frame is all a client costs, besides aiohttp's own objects
+        hub: EventHub = request.app[EVENT_HUB]
+        connection = SseConnection(request, last_sent, settings.max_buffer_bytes)
+        hub.subscribe(stream, connection)
+        try:
+            await connection.done
+        finally:
+            hub.unsubscribe(stream, connection)
     if request.transport is not None and not request.transport.is_closing():
         await response.write_eof()
     return response
-
-
-async def _follow(
-    request: web.Request, response: EventSourceResponse, stream: str, last_sent: str, max_buffer: int
-) -> None:
-    hub: EventHub = request.app[EVENT_HUB]
-    connection = SseConnection(request, last_sent, max_buffer)
-    hub.subscribe(stream, connection)
-    try:
-        await connection.done
-    finally:
-        hub.unsubscribe(stream, connection)

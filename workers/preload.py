@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -10,10 +11,8 @@ import matplotlib
 
 # this runs in the forkserver, which the server starts from its main thread: make the forkserver
 # die with the server (its workers die with it in turn, see workers.pool.init_worker)
-try:
+with contextlib.suppress(AttributeError, OSError):
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-except (AttributeError, OSError):
-    pass
 if os.environ.get("LABHUB_POOL_PARENT", str(os.getppid())) != str(os.getppid()):
     os._exit(0)  # the server is already gone
 

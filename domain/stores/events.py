@@ -141,12 +141,13 @@ class EventHub:
         self._subscribers: dict[str, set[Subscriber]] = {}
         self._cursors: dict[str, str] = {}
         self._pending: list[tuple[str, Subscriber]] = []
+        self._ahead: dict[str, set[Subscriber]] = {}  # admitted, but their replay went past the cursor
         self._wake = asyncio.Event()
-        self.delivered = 0
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._subscribers.values()) + len(self._pending)
+        admitted = sum(len(s) for s in self._subscribers.values()) + sum(len(s) for s in self._ahead.values())
+        return admitted + len(self._pending)
 
     def subscribe(self, stream: str, subscriber: Subscriber) -> None:
         self._pending.append((stream, subscriber))
@@ -154,19 +155,21 @@ class EventHub:
 
     def close_all(self) -> None:
         """End every stream (server shutdown); clients reconnect elsewhere and replay."""
-        for watchers in self._subscribers.values():
-            for subscriber in watchers:
-                subscriber.close()
+        for group in (self._subscribers, self._ahead):
+            for watchers in group.values():
+                for subscriber in watchers:
+                    subscriber.close()
+            group.clear()
         for _, subscriber in self._pending:
             subscriber.close()
-        self._subscribers.clear()
         self._pending.clear()
 
     def unsubscribe(self, stream: str, subscriber: Subscriber) -> None:
         self._pending = [(s, sub) for s, sub in self._pending if sub is not subscriber]
-        watchers = self._subscribers.get(stream)
-        if watchers is not None:
-            watchers.discard(subscriber)
+        for group in (self._subscribers, self._ahead):
+            watchers = group.get(stream)
+            if watchers is not None:
+                watchers.discard(subscriber)
 
     async def run(self) -> None:
         next_ping = asyncio.get_running_loop().time() + self._ping_s
@@ -206,13 +209,18 @@ class EventHub:
                 backlog = await read_entries(self._redis, stream, subscriber.last_id or None, until=cursor)
                 if not self._deliver_all(subscriber, backlog):
                     continue
+            elif stream_id(cursor) < stream_id(subscriber.last_id or "0-0"):
+                # it replayed further than the hub has read: hold it back until the hub catches up
+                self._ahead.setdefault(stream, set()).add(subscriber)
+                continue
             self._subscribers.setdefault(stream, set()).add(subscriber)
 
     def _forget_idle_streams(self) -> None:
-        for stream in [s for s in self._cursors if not self._subscribers.get(s)]:
+        for stream in [s for s in self._cursors if not self._subscribers.get(s) and not self._ahead.get(s)]:
             if not any(s == stream for s, _ in self._pending):
                 self._cursors.pop(stream, None)
                 self._subscribers.pop(stream, None)
+                self._ahead.pop(stream, None)
 
     def _deliver_all(self, subscriber: Subscriber, entries: list[Entry]) -> bool:
         for entry in entries:
@@ -225,19 +233,27 @@ class EventHub:
 
     def _broadcast(self, stream: str, entries: list[Entry]) -> None:
         watchers = self._subscribers.get(stream, set())
+        ahead = self._ahead.get(stream)
         for entry in entries:
             frame, terminal = self._encode(entry)
-            position = stream_id(entry[0])
-            for subscriber in list(watchers):
-                if position <= stream_id(subscriber.last_id or "0-0"):
-                    continue  # already sent in its replay
-                self.delivered += 1
-                if not subscriber.deliver(entry[0], frame, terminal) or terminal:
-                    watchers.discard(subscriber)
+            dropped = [s for s in watchers if not s.deliver(entry[0], frame, terminal)]
+            if terminal:
+                watchers.clear()
+            for subscriber in dropped:
+                watchers.discard(subscriber)
+            if ahead:
+                position = stream_id(entry[0])
+                for subscriber in list(ahead):  # these replayed past the hub: skip what they have
+                    if position <= stream_id(subscriber.last_id):
+                        continue
+                    ahead.discard(subscriber)
+                    if subscriber.deliver(entry[0], frame, terminal) and not terminal:
+                        watchers.add(subscriber)
             self._cursors[stream] = entry[0]
 
     def _ping_all(self) -> None:
-        for watchers in self._subscribers.values():
-            for subscriber in list(watchers):
-                if not subscriber.ping(self._ping_frame):
-                    watchers.discard(subscriber)
+        for group in (self._subscribers, self._ahead):
+            for watchers in group.values():
+                for subscriber in list(watchers):
+                    if not subscriber.ping(self._ping_frame):
+                        watchers.discard(subscriber)

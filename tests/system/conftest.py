@@ -22,7 +22,12 @@ def log_path(data_dir: Path, port: int) -> Path:
 
 
 def start(data_dir: Path, port: int, **extra_env: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "LABHUB_SERVICES_DATA_DIR": str(data_dir), "LABHUB_HTTP_PORT": str(port), **extra_env}
+    env = {
+        **os.environ,
+        "LABHUB_SERVICES_DATA_DIR": str(data_dir),
+        "LABHUB_HTTP_PORT": str(port),
+        **extra_env,
+    }
     # output goes to a file: a pipe nobody reads would fill up and block the server
     with log_path(data_dir, port).open("ab") as log:
         return subprocess.Popen(

@@ -50,9 +50,13 @@ async def test_sigkill_mid_job_then_restart_finishes_it_without_gaps(tmp_path):
         async with aiohttp.ClientSession() as http:
             account = {"email": "kill@lab.example", "password": "kill -9 password", "name": "K"}
             user = await (await http.post(f"{base}/api/auth/register", json=account)).json()
-            login = await http.post(f"{base}/api/auth/login", json={"email": account["email"], "password": account["password"]})
+            login = await http.post(
+                f"{base}/api/auth/login", json={"email": account["email"], "password": account["password"]}
+            )
             headers = {"Authorization": f"Bearer {(await login.json())['access_token']}"}
-            project = await (await http.post(f"{base}/api/projects", json={"name": "Restart"}, headers=headers)).json()
+            project = await (
+                await http.post(f"{base}/api/projects", json={"name": "Restart"}, headers=headers)
+            ).json()
             mongo_uri, redis_url = endpoints(tmp_path)
             mongo = AsyncMongoClient(mongo_uri, tz_aware=True)
             job = await JobStore(mongo["labhub"]).insert(
@@ -80,11 +84,15 @@ async def test_sigkill_mid_job_then_restart_finishes_it_without_gaps(tmp_path):
         base = f"http://127.0.0.1:{port}"
         mongo_uri, redis_url = endpoints(tmp_path)
         while (await job_status(mongo_uri, job.id))["attempt"] < 2:
-            assert time.monotonic() - restarted < LEASE_S + 5 + 30, "the abandoned job was not picked up again"
+            assert time.monotonic() - restarted < LEASE_S + 5 + 30, (
+                "the abandoned job was not picked up again"
+            )
             await asyncio.sleep(0.2)
         async with aiohttp.ClientSession() as http:
             last_id = [e.id for e in seen if e.id][-1]
-            again = await http.get(f"{base}/api/jobs/{job.id}/events", headers={**headers, "Last-Event-ID": last_id})
+            again = await http.get(
+                f"{base}/api/jobs/{job.id}/events", headers={**headers, "Last-Event-ID": last_id}
+            )
             assert again.status == 200
             rest, ended = await read_events(again, timeout_s=60)
             assert ended
