@@ -218,8 +218,7 @@ async def events_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(hub.run(), name="event-hub")
     yield
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await asyncio.wait([task], timeout=10)
 
 
 async def close_event_streams(app: web.Application) -> None:

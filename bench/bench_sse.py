@@ -129,6 +129,7 @@ def run_load(
     for event in ready:
         event.wait(timeout=600)
     connect_s = time.monotonic() - started
+    rss_idle = server.memory_info().rss
     if on_connected is not None:
         on_connected()
     time.sleep(3)  # settle into the steady state
@@ -152,6 +153,7 @@ def run_load(
         "p99_ms": 1000 * lags[int(len(lags) * 0.99)] if lags else float("nan"),
         "cpu_pct": 100 * cpu_used / seconds,
         "kib_per_conn": (rss_connected - rss_before) / len(paths) / 1024,
+        "kib_idle": (rss_idle - rss_before) / len(paths) / 1024,
     }
 
 
@@ -317,7 +319,8 @@ def report(name: str, figures: dict[str, float]) -> None:
     print(
         f"{name:>8}: connected in {figures['connect_s']:.1f} s, {figures['events']} events received, "
         f"lag p50 {figures['p50_ms']:.1f} ms p99 {figures['p99_ms']:.1f} ms, "
-        f"server CPU {figures['cpu_pct']:.0f}% of one core, {figures['kib_per_conn']:.1f} KiB per connection"
+        f"server CPU {figures['cpu_pct']:.0f}% of one core, {figures['kib_per_conn']:.1f} KiB per connection "
+        f"({figures['kib_idle']:.1f} KiB once connected, before events)"
     )
 
 
@@ -343,6 +346,9 @@ def main(clients: int, jobs: int, seconds: float, *, skip_baselines: bool = Fals
         port = free_port()
         env = {**os.environ, "LABHUB_SERVICES_DATA_DIR": str(data_dir), "LABHUB_HTTP_PORT": str(port),
                "LABHUB_APP_LOG_LEVEL": "WARNING", "LABHUB_POOL_MAX_WORKERS": "1"}  # fmt: skip
+        for assignment in filter(None, os.environ.get("BENCH_SERVER_ENV", "").split(",")):
+            name, _, value = assignment.partition("=")
+            env[name] = value
         server = subprocess.Popen([sys.executable, str(ROOT / "server.py"), "serve"], cwd=ROOT, env=env)  # noqa: S603
         try:
             token, job_ids, redis_url = asyncio.run(labhub_setup(f"http://127.0.0.1:{port}", data_dir, jobs))

@@ -113,7 +113,9 @@ class Scheduler:
                 await asyncio.wait(pending, timeout=KILL_WAIT_S)
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        _, stuck = await asyncio.wait(self._tasks, timeout=KILL_WAIT_S)
+        if stuck:  # never hold the shutdown up forever
+            log.error("scheduler tasks did not stop", extra={"tasks": [t.get_name() for t in stuck]})
         self._tasks.clear()
 
     def on_worker_event(self, event: WorkerEvent) -> None:
@@ -149,8 +151,10 @@ class Scheduler:
                 log.exception("claiming jobs failed; trying again")
                 await asyncio.sleep(1)
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races a wake-up
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._settings.poll_s)
+                async with asyncio.timeout(self._settings.poll_s):
+                    await self._wake.wait()
 
     def _launch(self, job: Job) -> None:
         running = Running(job)
@@ -210,7 +214,8 @@ class Scheduler:
         if future.cancelled():
             raise _WorkerKilled
         try:
-            result: dict[str, Any] = await asyncio.wait_for(waiting, timeout=KILL_WAIT_S)
+            async with asyncio.timeout(KILL_WAIT_S):
+                result: dict[str, Any] = await waiting
         except TimeoutError:
             raise _WorkerKilled from None
         return result

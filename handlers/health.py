@@ -33,7 +33,8 @@ class Readiness:
 
 async def _check(probe: Callable[[], Awaitable[Any]]) -> str:
     try:
-        await asyncio.wait_for(probe(), READY_TIMEOUT_S)
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            await probe()
     except TimeoutError:
         return f"down: no answer within {READY_TIMEOUT_S:.0f} s"
     except Exception as exc:  # noqa: BLE001 - any failure of a probe means "down", with its reason

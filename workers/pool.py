@@ -188,7 +188,7 @@ class WorkerPool:
         self._context = multiprocessing.get_context("forkserver")
         for name, value in SINGLE_THREADED_MATH.items():
             os.environ.setdefault(name, value)
-        os.environ["LABHUB_POOL_PARENT"] = str(os.getpid())  # checked by the forkserver (workers.preload)
+        os.environ["_LABHUB_POOL_PARENT"] = str(os.getpid())  # checked by the forkserver (workers.preload)
         with contextlib.suppress(ValueError):  # the forkserver is per process and may be running already
             self._context.set_forkserver_preload(PRELOAD)
 

@@ -13,7 +13,7 @@ import matplotlib
 # die with the server (its workers die with it in turn, see workers.pool.init_worker)
 with contextlib.suppress(AttributeError, OSError):
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-if os.environ.get("LABHUB_POOL_PARENT", str(os.getppid())) != str(os.getppid()):
+if os.environ.get("_LABHUB_POOL_PARENT", str(os.getppid())) != str(os.getppid()):
     os._exit(0)  # the server is already gone
 
 matplotlib.use("Agg")

@@ -179,7 +179,8 @@ class EventHub:
                 self._forget_idle_streams()
                 if not self._cursors:
                     self._wake.clear()
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._ping_s)
+                    async with asyncio.timeout(self._ping_s):  # not wait_for: it can swallow a cancel on 3.11
+                        await self._wake.wait()
                 else:
                     streams: Any = dict(self._cursors)
                     response: Any = await self._redis.client.xread(

@@ -42,9 +42,11 @@ async def ensure_indexes(db: Database) -> None:
 
 
 @asynccontextmanager
-async def open_mongo(uri: str, database: str, *, timeout_ms: int = 10_000) -> AsyncIterator[Database]:
+async def open_mongo(
+    uri: str, database: str, *, timeout_ms: int = 10_000, max_pool_size: int = 32
+) -> AsyncIterator[Database]:
     client: AsyncMongoClient[Document] = AsyncMongoClient(
-        uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, appname="labhub"
+        uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, appname="labhub", maxPoolSize=max_pool_size
     )
     try:
         db = client[database]

@@ -23,10 +23,15 @@ class RedisStore:
 
 
 @asynccontextmanager
-async def open_redis(url: str, prefix: str) -> AsyncIterator[RedisStore]:
-    client = aioredis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+async def open_redis(url: str, prefix: str, *, max_connections: int = 32) -> AsyncIterator[RedisStore]:
+    # a bounded pool that waits for a free connection instead of opening hundreds under a burst
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=10, socket_connect_timeout=5, health_check_interval=30
+    )
+    client = aioredis.Redis(connection_pool=pool)
     try:
         await client.ping()
         yield RedisStore(client, prefix)
     finally:
         await client.aclose()
+        await pool.disconnect()
