@@ -146,7 +146,11 @@ def build_accounts(db: Database, settings: Settings) -> tuple[AccountsService, P
         time_cost=a.argon2_time_cost, memory_kib=a.argon2_memory_kib, parallelism=a.argon2_parallelism
     )
     accounts = AccountsService(
-        UserStore(db), RefreshTokenStore(db), passwords, open_registration=a.open_registration
+        UserStore(db),
+        RefreshTokenStore(db),
+        passwords,
+        open_registration=a.open_registration,
+        cache_s=a.identity_cache_s,
     )
     return accounts, passwords
 
@@ -180,7 +184,7 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
         refresh_ttl_s=a.refresh_ttl_s,
     )
     project_store, audit_store = ProjectStore(db), AuditStore(db)
-    gate = ProjectGate(project_store)
+    gate = ProjectGate(project_store, cache_s=a.identity_cache_s)
     audit = AuditLog(audit_store)
     app[PROJECTS] = projects_service = ProjectsService(gate, project_store, UserStore(db), audit)
     app[DOCUMENTS] = documents_service = DocumentsService(

@@ -250,9 +250,11 @@ def run_baseline(kind: str, port: int, jobs: int) -> None:
 
 async def labhub_setup(base: str, data_dir: Path, jobs: int) -> tuple[str, list[str], str]:
     import aiohttp
+    import redis.asyncio as aioredis
     from pymongo import AsyncMongoClient
 
     from domain.clock import utcnow
+    from domain.job_service import job_snapshot
     from domain.stores.jobs import JobStore
 
     async with aiohttp.ClientSession() as http:
@@ -276,6 +278,7 @@ async def labhub_setup(base: str, data_dir: Path, jobs: int) -> tuple[str, list[
     mongo = AsyncMongoClient(state["mongo_uri"], tz_aware=True)
     store = JobStore(mongo["labhub"])
     ids = []
+    live = aioredis.from_url(state["redis_url"])
     for _ in range(jobs):
         # a running job of a kind no server runs, leased for an hour: only the bench writes its events
         job = await store.insert(
@@ -291,6 +294,12 @@ async def labhub_setup(base: str, data_dir: Path, jobs: int) -> tuple[str, list[
             },
         )
         ids.append(job.id)
+        running = await store.get(job.id)
+        assert running is not None
+        await live.set(
+            f"labhub:job:{job.id}", json.dumps(job_snapshot(running), default=str)
+        )  # as the scheduler would
+    await live.aclose()
     await mongo.close()
     return token, ids, state["redis_url"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.cache import TtlCache
 from domain.clock import utcnow
 from domain.errors import Forbidden, NotFound, Unauthenticated, field_error
 from domain.pagination import Page, clamp_limit
@@ -30,11 +31,13 @@ class AccountsService:
         passwords: Passwords,
         *,
         open_registration: bool,
+        cache_s: float = 0.0,
     ) -> None:
         self._users = users
         self._refresh_tokens = refresh_tokens
         self._passwords = passwords
         self._open_registration = open_registration
+        self._active: TtlCache[str, User] = TtlCache(cache_s)
 
     async def register(self, *, email: str, password: str, name: str) -> User:
         if not self._open_registration:
@@ -59,12 +62,16 @@ class AccountsService:
 
     async def get_active(self, user_id: str) -> User:
         """The user behind a token; a deactivated or deleted account is no longer signed in."""
+        user = self._active.get(user_id)
+        if user is not None:
+            return user
         try:
             user = await self._users.get(user_id)
         except NotFound:
             user = None
         if user is None or not user.active:
             raise Unauthenticated("account is not active", code="inactive_account")
+        self._active.put(user_id, user)
         return user
 
     async def list_users(
@@ -99,6 +106,7 @@ class AccountsService:
         if changes.active is not None:
             fields["active"] = changes.active
         updated = await self._users.update(target.id, fields)
+        self._active.forget(target.id)
         if updated is None:
             raise NotFound("user not found")
         if changes.password is not None or changes.active is False:

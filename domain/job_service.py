@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
-from domain.jobs import Job, JobKinds, JobStatus
+from domain.jobs import FINAL_STATUSES, Job, JobKinds, JobStatus
 from domain.project_service import ProjectGate
 from domain.projects import Need, ProjectRole
 from domain.stores.events import EventLog
@@ -14,6 +15,7 @@ from domain.stores.jobs import JobStore
 from domain.stores.redis_store import RedisStore
 from domain.users import User
 
+_OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 WAKE_CHANNEL = "jobs:wake"
 CONTROL_CHANNEL = "jobs:control"
 
@@ -23,6 +25,7 @@ def job_snapshot(job: Job) -> dict[str, Any]:
     return {
         "id": job.id,
         "kind": job.kind,
+        "project_id": job.project_id,
         "status": job.status.value,
         "attempt": job.attempt,
         "max_attempts": job.max_attempts,
@@ -128,6 +131,21 @@ class JobsService:
         if live and live.get("attempt") == job.attempt and live.get("status") == stored["status"]:
             return live
         return stored
+
+    async def watch(self, actor: User, job_id: str) -> tuple[str, dict[str, Any], bool]:
+        """(stream, snapshot, finished) for an event stream, from the live view when it has the job.
+
+        Reconnect storms after a restart are thousands of these at once: the Redis snapshot carries
+        the job's project, so no MongoDB round trip is needed while it is there.
+        """
+        if not _OBJECT_ID.match(job_id):
+            raise NotFound("job not found")
+        live = await self._events.log.snapshot(job_id)
+        if live and isinstance(live.get("project_id"), str):
+            await self._gate.require(actor, live["project_id"], Need.READ, what="job")
+            return self.stream(job_id), live, live.get("status") in FINAL_STATUSES
+        job = await self.get(actor, job_id)
+        return self.stream(job.id), await self.snapshot(job), job.final
 
     def stream(self, job_id: str) -> str:
         return self._events.log.job_stream(job_id)

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from domain.audit import AuditEvent, AuditLog, TargetType, diff
+from domain.cache import TtlCache
 from domain.clock import utcnow
 from domain.errors import Conflict, Forbidden, NotFound, field_error
 from domain.pagination import Page, clamp_limit
@@ -39,18 +40,26 @@ ProjectPurger = Callable[[str], Awaitable[None]]
 class ProjectGate:
     """Loads a project and checks the caller's place in it: the one authorisation point."""
 
-    def __init__(self, projects: ProjectStore) -> None:
+    def __init__(self, projects: ProjectStore, cache_s: float = 0.0) -> None:
         self._projects = projects
+        self._cache: TtlCache[str, Project] = TtlCache(cache_s)
+
+    def forget(self, project_id: str) -> None:
+        self._cache.forget(project_id)
 
     async def require(
         self, actor: User, project_id: str, need: Need, *, what: str = "project", allow_archived: bool = False
     ) -> Project:
-        try:
-            project = await self._projects.get(project_id)
-        except NotFound:
-            project = None
+        # reads may use a cached copy; changes always check the stored project
+        project = self._cache.get(project_id) if need is Need.READ else None
         if project is None:
-            raise NotFound(f"{what} not found")
+            try:
+                project = await self._projects.get(project_id)
+            except NotFound:
+                project = None
+            if project is None:
+                raise NotFound(f"{what} not found")
+            self._cache.put(project_id, project)
         check_access(actor, project, need, what=what)
         if need is not Need.READ and not allow_archived:
             check_active(project)
@@ -135,6 +144,7 @@ class ProjectsService:
         for purger in self._purgers:
             await purger(project.id)
         await self._projects.delete(project.id)
+        self._gate.forget(project.id)
         log.info("project purged", extra={"project_id": project.id, "actor_id": actor.id})
 
     async def _change(
@@ -153,6 +163,7 @@ class ProjectsService:
             project = await self._gate.require(actor, project_id, need, allow_archived=allow_archived)
             fields = compute(project)
             updated = await self._projects.update(project, fields)
+            self._gate.forget(project.id)
             if updated is None:
                 continue
             target_type, target_id = target or (TargetType.PROJECT, project.id)

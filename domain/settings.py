@@ -112,6 +112,7 @@ class AuthSettings:
     argon2_time_cost: int = attrs.field(default=3, validator=_positive)
     argon2_memory_kib: int = attrs.field(default=65_536, validator=_positive)
     argon2_parallelism: int = attrs.field(default=4, validator=_positive)
+    identity_cache_s: float = 5.0
 
 
 @attrs.frozen

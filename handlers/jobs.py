@@ -30,9 +30,10 @@ async def job_events(request: web.Request) -> web.StreamResponse:
 
 
 async def _job_source(request: web.Request) -> StreamSource:
-    jobs = request.app[JOBS]
-    job = await jobs.get(await require_sse_user(request), request.match_info["id"])
-    return StreamSource(jobs.stream(job.id), await jobs.snapshot(job), job.final)
+    stream, snapshot, finished = await request.app[JOBS].watch(
+        await require_sse_user(request), request.match_info["id"]
+    )
+    return StreamSource(stream, snapshot, finished)
 
 
 @routes.post("/api/jobs/{id}/cancel")
