@@ -318,3 +318,26 @@ async def test_graceful_stop_puts_running_jobs_back_in_the_queue(aiohttp_client,
     # another instance picks it up as it was and finishes it
     again = await aiohttp_client(create_app(settings))
     assert (await final_job(again, headers, job.id, timeout_s=60))["status"] == "succeeded"
+
+
+async def test_system_view_is_for_heads(client, make_account):
+    head = await make_account("DH")
+    student = await make_account("student")
+    await problem(await client.get("/api/system", headers=student.headers), 403)
+    response = await client.get("/api/system", headers=head.headers)
+    assert response.status == 200
+    view = await response.json()
+    sizing = view["pool"]["sizing"]
+    assert sizing["size"] == 2  # min_workers = max_workers = 2 in these tests
+    assert {
+        "cpu_count",
+        "available_bytes",
+        "ram_fraction",
+        "worker_memory_bytes",
+        "min_workers",
+        "max_workers",
+    } <= set(sizing)
+    assert view["pool"]["healthy"] is True
+    assert set(view["jobs"]) == {"queued", "running", "succeeded", "failed", "cancelled"}
+    assert view["versions"]["python"]
+    assert view["versions"]["aiohttp"]

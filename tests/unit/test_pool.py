@@ -1,0 +1,55 @@
+"""Pool sizing from the host, and the rate limit on progress events."""
+
+from __future__ import annotations
+
+import pytest
+
+from workers import pool
+from workers.pool import JobCancelled, Reporter, choose_size
+
+GIB = 1024**3
+
+
+@pytest.mark.parametrize(
+    ("cpus", "available", "expected"),
+    [
+        (2, 24 * GIB, 2),  # this machine: the CPUs are the limit
+        (16, 24 * GIB, 8),  # capped by max_workers
+        (16, 6 * GIB, 3),  # floor(6 GiB * 0.5 / 1 GiB): memory is the limit
+        (4, 1 * GIB, 1),  # never below min_workers, even when memory says 0
+    ],
+)
+def test_pool_size_is_clamped_min_of_cpus_and_memory(cpus, available, expected):
+    sizing = choose_size(
+        cpu_count=cpus, available_bytes=available, ram_fraction=0.5, worker_memory_bytes=GIB,
+        min_workers=1, max_workers=8,
+    )  # fmt: skip
+    assert sizing.size == expected
+    assert sizing.cpu_count == cpus
+    assert sizing.available_bytes == available
+
+
+def test_reporter_rate_limits_and_always_reports_stage_changes_and_the_end(monkeypatch, tmp_path):
+    sent = []
+    monkeypatch.setattr(pool, "_send", sent.append)
+    monkeypatch.setattr(pool, "_cancel_dir", tmp_path)
+    reporter = Reporter("job1", 1)
+    for i in range(1000):
+        reporter.progress("parse", i, 1000)
+    reporter.progress("parse", 1000, 1000)
+    reporter.progress("stats", 0, 10)
+    stages = [event[3]["stage"] for event in sent]
+    assert len(sent) <= 5
+    assert sent[0][3]["done"] == 0
+    assert sent[-2][3]["done"] == 1000
+    assert stages[-1] == "stats"
+
+
+def test_reporter_stops_a_cancelled_job(monkeypatch, tmp_path):
+    monkeypatch.setattr(pool, "_send", lambda _event: None)
+    monkeypatch.setattr(pool, "_cancel_dir", tmp_path)
+    reporter = Reporter("job2", 1)
+    reporter.progress("parse", 1, 10)
+    (tmp_path / "job2").touch()
+    with pytest.raises(JobCancelled):
+        reporter.progress("parse", 2, 10)
