@@ -73,7 +73,7 @@ class SchemaBuilder:
     def __init__(self) -> None:
         self.components: dict[str, Any] = {}
 
-    def schema(self, tp: Any) -> dict[str, Any]:  # noqa: PLR0911 - one branch per kind of type
+    def schema(self, tp: Any) -> dict[str, Any]:
         origin = typing.get_origin(tp)
         args = typing.get_args(tp)
         simple = {str: "string", int: "integer", float: "number", bool: "boolean"}

@@ -1,0 +1,209 @@
+"""What every format shares: column names and units, header detection, limits, and the builder
+that turns a stream of record batches into Parquet, statistics, a sample and warnings."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from workers.pool import JobFailed, Reporter
+from workers.stats import TableStats
+
+SAMPLE_ROWS = 20
+MAX_WARNING_EXAMPLES = 5
+_UNIT = re.compile(r"^(?P<name>.*?)\s*[\[(](?P<unit>[^\[\]()]{1,32})[\])]\s*$")
+_NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$")
+
+
+@attrs.frozen
+class Limits:
+    max_columns: int = 2000
+    max_cell_bytes: int = 1024 * 1024
+    max_uncompressed_bytes: int = 1024**3
+    max_zip_entries: int = 10_000
+    max_compression_ratio: float = 200.0
+    block_bytes: int = 8 * 1024 * 1024
+    stats_values: int = 16_000_000  # float64 values kept for exact quantiles (128 MB)
+
+    @classmethod
+    def from_params(cls, raw: dict[str, Any] | None) -> Limits:
+        fields = {f.name for f in attrs.fields(cls)}
+        return cls(**{k: v for k, v in (raw or {}).items() if k in fields})
+
+
+def limit_exceeded(message: str) -> JobFailed:
+    return JobFailed("limit_exceeded", message)
+
+
+def is_number(text: str) -> bool:
+    return bool(_NUMBER.match(text.strip()))
+
+
+def split_unit(name: str) -> tuple[str, str | None]:
+    """'Velocity [m/s]' -> ('Velocity [m/s]', 'm/s'); the name is kept as written."""
+    match = _UNIT.match(name)
+    return (name, match.group("unit").strip()) if match and match.group("name") else (name, None)
+
+
+def clean_names(raw: Sequence[Any]) -> list[str]:
+    """Column names as users will see them: trimmed, never empty, never twice."""
+    names: list[str] = []
+    seen: set[str] = set()
+    for index, value in enumerate(raw, start=1):
+        name = " ".join(str(value).split()) if value is not None else ""
+        name = name[:200] or f"column_{index}"
+        candidate, n = name, 2
+        while candidate in seen:
+            candidate, n = f"{name}_{n}", n + 1
+        seen.add(candidate)
+        names.append(candidate)
+    return names
+
+
+def looks_like_header(first: Sequence[str], rest: Sequence[Sequence[str]]) -> bool:
+    """A first row is a header when it reads as text where the rows below read as numbers.
+
+    When no column below is numeric, a first row of distinct, non-empty, non-numeric texts is taken
+    as the header (the usual convention for tables of text).
+    """
+    first_text = [str(v).strip() for v in first]
+    if not first_text:
+        return False
+    numeric_below = [i for i in range(len(first_text)) if _mostly_numeric(rest, i)]
+    if numeric_below:
+        return any(first_text[i] and not is_number(first_text[i]) for i in numeric_below)
+    return (
+        all(first_text)
+        and len(set(first_text)) == len(first_text)
+        and not any(is_number(v) for v in first_text)
+    )
+
+
+def _mostly_numeric(rows: Sequence[Sequence[str]], index: int) -> bool:
+    values = [str(r[index]).strip() for r in rows if index < len(r) and str(r[index]).strip()]
+    return bool(values) and sum(is_number(v) for v in values) >= 0.8 * len(values)
+
+
+def json_safe(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return str(value)
+
+
+class Warnings:
+    """Counted problems with a few examples each, for the dataset's `warnings`."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, Any]] = {}
+
+    def add(self, code: str, message: str, example: Any = None, count: int = 1) -> None:
+        entry = self._entries.setdefault(code, {"code": code, "message": message, "count": 0, "examples": []})
+        entry["count"] += count
+        if example is not None and len(entry["examples"]) < MAX_WARNING_EXAMPLES:
+            entry["examples"].append(json_safe(example))
+
+    def result(self) -> list[dict[str, Any]]:
+        return list(self._entries.values())
+
+
+class DatasetBuilder:
+    """Receives record batches of one schema; writes Parquet, keeps stats and the first rows."""
+
+    def __init__(
+        self, path: Path, schema: pa.Schema, limits: Limits, reporter: Reporter, *, stage: str = "parse"
+    ) -> None:
+        if len(schema) > limits.max_columns:
+            raise limit_exceeded(
+                f"the data has {len(schema)} columns; at most {limits.max_columns} are accepted"
+            )
+        self.path = path
+        self.schema = schema
+        self.limits = limits
+        self.reporter = reporter
+        self.stage = stage
+        self.rows = 0
+        self.stats = TableStats(schema, limits.stats_values)
+        self.sample: list[dict[str, Any]] = []
+        self._writer = pq.ParquetWriter(str(path), schema, compression="zstd", compression_level=1)
+
+    def add(self, batch: pa.RecordBatch, *, done: float | None = None, total: float | None = None) -> None:
+        if batch.num_rows == 0:
+            return
+        for name, column in zip(batch.schema.names, batch.columns, strict=True):
+            if (
+                pa.types.is_string(column.type)
+                or pa.types.is_large_string(column.type)
+                or pa.types.is_binary(column.type)
+            ):
+                longest = pc.max(pc.binary_length(column)).as_py()
+                if longest is not None and longest > self.limits.max_cell_bytes:
+                    raise limit_exceeded(
+                        f"a cell in column {name!r} holds {longest} bytes; at most {self.limits.max_cell_bytes} are accepted"
+                    )
+        self._writer.write_batch(batch)
+        self.stats.update(batch)
+        if len(self.sample) < SAMPLE_ROWS:
+            head = batch.slice(0, SAMPLE_ROWS - len(self.sample)).to_pylist()
+            self.sample.extend({k: json_safe(v) for k, v in row.items()} for row in head)
+        self.rows += batch.num_rows
+        self.reporter.progress(
+            self.stage, done if done is not None else self.rows, total, f"{self.rows} rows"
+        )
+
+    def finish(self) -> dict[str, Any]:
+        self.reporter.progress("stats", 0, 1, "finishing statistics")
+        stats = self.stats.result()
+        self.reporter.progress("write", 0, 1, "closing the Parquet file")
+        self._writer.close()
+        schema = []
+        for field in self.schema:
+            name, unit = split_unit(field.name)
+            schema.append({"name": name, "type": type_name(field.type), "unit": unit})
+        return {
+            "parquet_path": str(self.path),
+            "row_count": self.rows,
+            "schema": schema,
+            "stats": stats,
+            "sample": self.sample,
+        }
+
+    def abort(self) -> None:
+        try:
+            self._writer.close()
+        finally:
+            self.path.unlink(missing_ok=True)
+
+
+def type_name(data_type: pa.DataType) -> str:
+    if pa.types.is_integer(data_type):
+        return "integer"
+    if pa.types.is_floating(data_type) or pa.types.is_decimal(data_type):
+        return "number"
+    if pa.types.is_boolean(data_type):
+        return "boolean"
+    if pa.types.is_timestamp(data_type):
+        return "datetime"
+    if pa.types.is_date(data_type):
+        return "date"
+    if pa.types.is_time(data_type):
+        return "time"
+    return "text"

@@ -1,0 +1,210 @@
+"""Excel workbooks (.xlsx, .xlsm, .xls) read with python-calamine; each selected sheet is a dataset.
+
+An .xlsx is a zip of XML files: before anything reads it, the archive is checked (entry count,
+total uncompressed size, compression ratio) and its XML parts are refused if they declare a DTD
+or entities, so zip bombs and entity expansion never get a chance to run.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import defusedxml.ElementTree as safe_xml
+import pyarrow as pa
+from defusedxml import DefusedXmlException
+from python_calamine import CalamineError, CalamineWorkbook, PasswordError
+
+from workers.ingest.common import (
+    DatasetBuilder,
+    Limits,
+    Warnings,
+    clean_names,
+    limit_exceeded,
+    looks_like_header,
+)
+from workers.pool import JobFailed, Reporter
+
+BATCH_ROWS = 50_000
+HEADER_SCAN_ROWS = 50
+
+
+def check_archive(path: Path, limits: Limits) -> None:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        raise JobFailed("corrupt_file", "the workbook is damaged: it is not a readable zip archive") from None
+    with archive:
+        entries = archive.infolist()
+        if len(entries) > limits.max_zip_entries:
+            raise limit_exceeded(
+                f"the workbook has {len(entries)} parts; at most {limits.max_zip_entries} are accepted"
+            )
+        total = sum(e.file_size for e in entries)
+        if total > limits.max_uncompressed_bytes:
+            raise limit_exceeded(
+                f"the workbook unpacks to {total} bytes; at most {limits.max_uncompressed_bytes} are accepted"
+            )
+        packed = sum(e.compress_size for e in entries)
+        if total > 10 * 1024 * 1024 and total > packed * limits.max_compression_ratio:
+            raise limit_exceeded(
+                "the workbook is compressed far more than real spreadsheets are (a zip bomb?)"
+            )
+        names = {e.filename for e in entries}
+        if "[Content_Types].xml" not in names or not any(n.startswith("xl/workbook") for n in names):
+            raise JobFailed("corrupt_file", "the file is a zip archive but not an Excel workbook")
+        for entry in entries:
+            if not entry.filename.endswith((".xml", ".rels")):
+                continue
+            with archive.open(entry) as part:
+                prolog = part.read(4096)
+            if b"<!DOCTYPE" in prolog or b"<!ENTITY" in prolog:
+                raise JobFailed(
+                    "corrupt_file", "the workbook's XML declares entities (a known attack); it was not read"
+                )
+        try:
+            safe_xml.fromstring(archive.read("[Content_Types].xml"))
+        except (DefusedXmlException, safe_xml.ParseError):
+            raise JobFailed("corrupt_file", "the workbook's XML is damaged or unsafe") from None
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _column_type(values: list[Any]) -> pa.DataType:
+    present = [v for v in values if not _is_empty(v)]
+    if not present:
+        return pa.string()
+    if all(isinstance(v, bool) for v in present):
+        return pa.bool_()
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+        return (
+            pa.int64() if all(isinstance(v, int) or float(v).is_integer() for v in present) else pa.float64()
+        )
+    if all(isinstance(v, datetime | date) for v in present):
+        return pa.timestamp("us")
+    return pa.string()
+
+
+def _convert(value: Any, data_type: pa.DataType) -> Any:
+    if _is_empty(value):
+        return None
+    if data_type == pa.string():
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return value.isoformat() if isinstance(value, datetime | date | time) else str(value)
+    if data_type == pa.int64():
+        return int(value)
+    if data_type == pa.timestamp("us") and isinstance(value, date) and not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day)  # noqa: DTZ001 - Excel dates have no time zone
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return value
+
+
+def _read_sheet(
+    workbook: CalamineWorkbook,
+    name: str,
+    options: dict[str, Any],
+    limits: Limits,
+    reporter: Reporter,
+    out: Path,
+) -> dict[str, Any] | None:
+    rows: list[list[Any]] = [list(r) for r in workbook.get_sheet_by_name(name).iter_rows()]
+    while rows and all(_is_empty(v) for v in rows[-1]):
+        rows.pop()
+    while rows and all(_is_empty(v) for v in rows[0]):
+        rows.pop(0)
+    if not rows:
+        return None
+    width = max(len(r) for r in rows)
+    if width > limits.max_columns:
+        raise limit_exceeded(f"sheet {name!r} has {width} columns; at most {limits.max_columns} are accepted")
+    rows = [r + [None] * (width - len(r)) for r in rows]
+    warnings = Warnings()
+    text_rows = [["" if _is_empty(v) else str(v) for v in r] for r in rows[:HEADER_SCAN_ROWS]]
+    mode = options.get("header_mode", "file")
+    has_header = mode == "file" and looks_like_header(text_rows[0], text_rows[1:])
+    if mode == "custom":
+        custom = list(options.get("custom_headers") or [])
+        if len(custom) != width:
+            raise JobFailed(
+                "invalid_options",
+                f"custom_headers has {len(custom)} names but sheet {name!r} has {width} columns",
+            )
+        header = custom
+    elif has_header:
+        header = ["" if _is_empty(v) else str(v) for v in rows[0]]
+    else:
+        header = [f"column_{i}" for i in range(1, width + 1)]
+        if mode == "file":
+            warnings.add(
+                "header_not_found",
+                "the first row looks like data, so it was kept as data and columns were numbered",
+            )
+    data = rows[1:] if has_header else rows
+    # columns without a name and without a single value ("Unnamed: 3" in pandas) are dropped
+    keep = [i for i in range(width) if str(header[i]).strip() or any(not _is_empty(r[i]) for r in data)]
+    names = clean_names([header[i] for i in keep])
+    types = [_column_type([r[i] for r in data]) for i in keep]
+    schema = pa.schema(list(zip(names, types, strict=True)))
+    builder = DatasetBuilder(out, schema, limits, reporter)
+    try:
+        for start in range(0, len(data), BATCH_ROWS):
+            chunk = data[start : start + BATCH_ROWS]
+            arrays = [
+                pa.array([_convert(r[i], t) for r in chunk], type=t) for i, t in zip(keep, types, strict=True)
+            ]
+            builder.add(
+                pa.RecordBatch.from_arrays(arrays, schema=schema), done=start + len(chunk), total=len(data)
+            )
+        if builder.rows == 0:
+            builder.abort()
+            return None
+        result = builder.finish()
+    except BaseException:
+        builder.abort()
+        raise
+    result["warnings"] = warnings.result()
+    result["metadata"] = {"sheet": name, "header_row": has_header, "dropped_empty_columns": width - len(keep)}
+    return result
+
+
+def ingest_excel(
+    path: Path, options: dict[str, Any], limits: Limits, reporter: Reporter, work_dir: Path, *, zipped: bool
+) -> list[dict[str, Any]]:
+    if zipped:
+        check_archive(path, limits)
+    try:
+        workbook = CalamineWorkbook.from_path(str(path))
+    except PasswordError:
+        raise JobFailed(
+            "unsupported_format", "the workbook is password-protected; save it without a password"
+        ) from None
+    except (CalamineError, ValueError, OSError) as exc:
+        raise JobFailed("corrupt_file", f"the workbook cannot be read: {str(exc)[:200]}") from None
+    available = list(workbook.sheet_names)
+    wanted = options.get("sheets") or available
+    missing = [s for s in wanted if s not in available]
+    if missing:
+        raise JobFailed(
+            "invalid_options",
+            f"sheet(s) {', '.join(map(repr, missing))} not found; the workbook has {available}",
+        )
+    results = []
+    for index, name in enumerate(wanted):
+        reporter.progress("parse", index, len(wanted), f"sheet {name}")
+        try:
+            result = _read_sheet(
+                workbook, name, options, limits, reporter, work_dir / f"sheet-{index}.parquet"
+            )
+        except (CalamineError, ValueError) as exc:
+            raise JobFailed("corrupt_file", f"sheet {name!r} cannot be read: {str(exc)[:200]}") from None
+        if result is not None:
+            results.append({**result, "sheet": name})
+    if not results:
+        raise JobFailed("no_tabular_data", "the workbook's sheets are empty")
+    return results

@@ -1,0 +1,479 @@
+"""Delimited text (CSV, TSV, .txt, .dat, .c): sniffed, then parsed in blocks by pyarrow's
+streaming reader; whitespace-separated data, comment lines and other encodings go through a
+streaming transform that feeds pyarrow clean UTF-8."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from workers.ingest.common import (
+    DatasetBuilder,
+    Limits,
+    Warnings,
+    clean_names,
+    is_number,
+    limit_exceeded,
+    looks_like_header,
+)
+from workers.pool import JobFailed, Reporter
+
+SNIFF_BYTES = 256 * 1024
+SNIFF_LINES = 400
+COMMENT_PREFIXES = ("#", "%", "//")
+DELIMITERS = (",", "\t", ";", "|")
+WHITESPACE = " "  # marker: runs of spaces and tabs separate fields
+NORMALISED = "\t"  # what whitespace-separated rows are rewritten to for pyarrow
+TIMESTAMP_FORMATS = [
+    pacsv.ISO8601,
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y/%m/%d %H:%M:%S",
+    "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M",
+    "%d.%m.%Y",
+    "%Y/%m/%d",
+]
+MAX_RESTARTS = 20
+_CONVERSION = re.compile(r"In CSV column #(\d+): .*CSV conversion error to (\w+)")
+_WIDER = {"int64": pa.float64(), "double": pa.string(), "null": pa.float64()}
+
+
+@attrs.frozen
+class Layout:
+    """What sniffing found out about a text file."""
+
+    encoding: str
+    delimiter: str
+    start_offset: int  # byte offset of the first table line (header or data)
+    start_line: int  # its 0-based line number
+    names: list[str] | None  # from the header row, when there is one
+    header_present: bool
+    width: int
+    decimal_comma: bool
+    needs_transform: bool
+    metadata: list[str]
+
+
+def detect_encoding(head: bytes) -> tuple[str, int]:
+    """(codec, length of the byte order mark) for the start of a file."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8", 3
+    if head.startswith(codecs.BOM_UTF16_LE):
+        return "utf-16-le", 2
+    if head.startswith(codecs.BOM_UTF16_BE):
+        return "utf-16-be", 2
+    sample = head[:4096]
+    if sample and sample.count(b"\x00") > len(sample) // 4:
+        # UTF-16 without a BOM: every other byte is zero
+        return ("utf-16-le" if sample[1::2].count(0) > sample[0::2].count(0) else "utf-16-be"), 0
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the end of the sample
+            return "latin-1", 0
+    return "utf-8", 0
+
+
+def _check_text(text: str) -> None:
+    if not text.strip():
+        raise JobFailed("no_tabular_data", "the file is empty")
+    window = text[:20000]
+    controls = sum(1 for ch in window if ord(ch) < 32 and ch not in "\r\n\t\f\v")
+    if "\x00" in window or controls > len(window) * 0.02:
+        raise JobFailed("corrupt_file", "the file is not text: it holds binary data")
+
+
+def _fields(line: str, delimiter: str) -> list[str]:
+    if delimiter == WHITESPACE:
+        return line.split()
+    return next(csv.reader([line], delimiter=delimiter), [])
+
+
+def _is_comment(line: str) -> bool:
+    return line.lstrip().startswith(COMMENT_PREFIXES)
+
+
+def _choose_delimiter(lines: list[str], extension: str) -> tuple[str, int]:
+    """The delimiter whose field count is the most consistent over the table lines, and that count."""
+    candidates = [d for d in DELIMITERS if any(d in line for line in lines)] + [WHITESPACE]
+    best = (WHITESPACE, 1, -1.0)
+    for delimiter in candidates:
+        counts = Counter(len(_fields(line, delimiter)) for line in lines)
+        width, hits = counts.most_common(1)[0]
+        if width < 2:
+            continue
+        score = hits / len(lines) + (0.05 if delimiter == "\t" and extension == ".tsv" else 0)
+        score += 0.02 if delimiter != WHITESPACE else 0  # a real delimiter wins a tie
+        if score > best[2]:
+            best = (delimiter, width, score)
+    return best[0], best[1]
+
+
+def sniff(path: Path, options: dict[str, Any], warnings: Warnings) -> Layout:
+    with path.open("rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    encoding, bom = detect_encoding(head)
+    text = head[bom:].decode(encoding, errors="replace")
+    _check_text(text)
+    lines = text.splitlines(keepends=True)[:SNIFF_LINES]
+    if len(head) == SNIFF_BYTES and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut
+    first_line, last_line = _parse_range(options)
+    window = range(first_line - 1, len(lines) if last_line is None else min(len(lines), last_line))
+    content = [(i, lines[i].rstrip("\r\n")) for i in window if lines[i].strip() and not _is_comment(lines[i])]
+    metadata = [lines[i].strip() for i in window if lines[i].strip() and _is_comment(lines[i])]
+    if not content:
+        raise JobFailed("no_tabular_data", "no table was found in the file (only comments or blank lines)")
+    delimiter, width = _choose_delimiter([line for _, line in content[:200]], path.suffix.lower())
+    # lines before the table that do not have its shape (a title, "Date: ...") are metadata too
+    while len(content) > 2 and len(_fields(content[0][1], delimiter)) != width:
+        metadata.append(content.pop(0)[1].strip())
+    start_line = content[0][0]
+    metadata = [m for m in metadata if m] if start_line else metadata
+    rows = [_fields(line, delimiter) for _, line in content[:50]]
+    header_mode = options.get("header_mode", "file")
+    header_present = header_mode == "file" and looks_like_header(rows[0], rows[1:])
+    if header_mode == "file" and not header_present:
+        warnings.add(
+            "header_not_found",
+            "the first row looks like data, so it was kept as data and columns were numbered",
+        )
+    decimal_comma = delimiter != "," and _decimal_comma(rows[1:] if header_present else rows)
+    start_offset = bom + len("".join(lines[:start_line]).encode(encoding))
+    later_comments = any(_is_comment(line) or not line.strip() for line in lines[start_line + 1 :])
+    return Layout(
+        encoding=encoding,
+        delimiter=delimiter,
+        start_offset=start_offset,
+        start_line=start_line,
+        names=rows[0] if header_present else None,
+        header_present=header_present,
+        width=width,
+        decimal_comma=decimal_comma,
+        needs_transform=(
+            encoding != "utf-8" or delimiter == WHITESPACE or later_comments or last_line is not None
+        ),
+        metadata=metadata[:200],
+    )
+
+
+def _parse_range(options: dict[str, Any]) -> tuple[int, int | None]:
+    parse_range = options.get("parse_range") or {}
+    return int(parse_range.get("start_line") or 1), parse_range.get("end_line")
+
+
+def _decimal_comma(rows: list[list[str]]) -> bool:
+    values = [v.strip() for row in rows for v in row if v.strip()]
+    comma = sum(1 for v in values if re.fullmatch(r"[+-]?\d+,\d+([eE][+-]?\d+)?", v))
+    dot = sum(1 for v in values if re.fullmatch(r"[+-]?\d*\.\d+([eE][+-]?\d+)?", v))
+    return comma > 0 and dot == 0
+
+
+class CountingReader(io.RawIOBase):
+    """A file object that knows how many bytes pyarrow has taken from it."""
+
+    def __init__(self, path: Path, offset: int) -> None:
+        self._file = path.open("rb")
+        self._file.seek(offset)
+        self.consumed = offset
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._file.readinto(buffer)
+        self.consumed += n or 0
+        return n or 0
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+class TransformingReader(io.RawIOBase):
+    """Streams the table part of a file as clean UTF-8: decoded, comment and blank lines dropped,
+    runs of whitespace turned into one delimiter, lines past the parse range cut off."""
+
+    def __init__(self, path: Path, layout: Layout, end_line: int | None, block: int) -> None:
+        self._raw = CountingReader(path, layout.start_offset)
+        self._decoder = codecs.getincrementaldecoder(layout.encoding)(errors="replace")
+        self._whitespace = layout.delimiter == WHITESPACE
+        self._remaining_lines = None if end_line is None else max(0, end_line - layout.start_line)
+        self._block = block
+        self._pending = b""
+        self._tail = ""
+        self._done = False
+
+    @property
+    def consumed(self) -> int:
+        return self._raw.consumed
+
+    def readable(self) -> bool:
+        return True
+
+    def _lines(self, text: str) -> Iterator[str]:
+        for line in text.splitlines():
+            if self._remaining_lines is not None:
+                if self._remaining_lines <= 0:
+                    self._done = True
+                    return
+                self._remaining_lines -= 1
+            stripped = line.strip()
+            if not stripped or stripped.startswith(COMMENT_PREFIXES):
+                continue
+            yield NORMALISED.join(stripped.split()) if self._whitespace else line
+
+    def _fill(self) -> None:
+        while not self._pending and not self._done:
+            chunk = self._raw.read(self._block)
+            if not chunk:
+                text, self._tail = self._tail + self._decoder.decode(b"", final=True), ""
+                self._done = True
+            else:
+                text = self._tail + self._decoder.decode(chunk)
+                cut = max(text.rfind("\n"), text.rfind("\r"))
+                text, self._tail = (text[: cut + 1], text[cut + 1 :]) if cut >= 0 else ("", text)
+            self._pending = "".join(line + "\n" for line in self._lines(text)).encode()
+
+    def readinto(self, buffer: Any) -> int:
+        self._fill()
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def _names(layout: Layout, options: dict[str, Any]) -> list[str]:
+    if options.get("header_mode") == "custom":
+        custom = list(options.get("custom_headers") or [])
+        if len(custom) != layout.width:
+            raise JobFailed(
+                "invalid_options",
+                f"custom_headers has {len(custom)} names but the data has {layout.width} columns",
+            )
+        return clean_names(custom)
+    if layout.names is not None:
+        return clean_names(layout.names + [""] * (layout.width - len(layout.names)))[: layout.width]
+    return [f"column_{i}" for i in range(1, layout.width + 1)]
+
+
+def ingest_text(
+    path: Path, options: dict[str, Any], limits: Limits, reporter: Reporter, out: Path
+) -> dict[str, Any]:
+    warnings = Warnings()
+    layout = sniff(path, options, warnings)
+    if layout.width > limits.max_columns:
+        raise limit_exceeded(
+            f"the data has {layout.width} columns; at most {limits.max_columns} are accepted"
+        )
+    names = _names(layout, options)
+    column_types: dict[str, pa.DataType] = {}
+    total = path.stat().st_size
+    for _ in range(MAX_RESTARTS):
+        rejected = Warnings()
+        try:
+            result = _parse(
+                path, layout, names, column_types, options, limits, reporter, out, total, rejected
+            )
+        except pa.ArrowInvalid as exc:
+            widened = _widen(str(exc), names, column_types)
+            if widened is None:
+                raise JobFailed(
+                    "corrupt_file", f"the file cannot be parsed as a table: {str(exc)[:300]}"
+                ) from None
+            continue
+        for entry in warnings.result() + rejected.result():
+            result.setdefault("warnings", []).append(entry)
+        result["metadata"] = {
+            "comments": layout.metadata,
+            "delimiter": "whitespace" if layout.delimiter == WHITESPACE else layout.delimiter,
+            "encoding": layout.encoding,
+            "header_row": layout.header_present,
+            "decimal_comma": layout.decimal_comma,
+        }
+        return result
+    raise JobFailed(
+        "corrupt_file", "the column types kept changing through the file; it cannot be read as a table"
+    )
+
+
+def _widen(
+    message: str, names: list[str], column_types: dict[str, pa.DataType]
+) -> dict[str, pa.DataType] | None:
+    """After a conversion error in a later block: make that column wider and read again."""
+    match = _CONVERSION.search(message)
+    if match is None:
+        return None
+    index, current = int(match.group(1)), match.group(2)
+    if index >= len(names):
+        return None
+    name = names[index]
+    wider = _WIDER.get(current, pa.string())
+    if column_types.get(name) == wider == pa.string():
+        return None
+    column_types[name] = wider if current in _WIDER else pa.string()
+    return column_types
+
+
+def _parse(
+    path: Path,
+    layout: Layout,
+    names: list[str],
+    column_types: dict[str, pa.DataType],
+    options: dict[str, Any],
+    limits: Limits,
+    reporter: Reporter,
+    out: Path,
+    total: int,
+    rejected: Warnings,
+) -> dict[str, Any]:
+    _, end_line = _parse_range(options)
+    source: CountingReader | TransformingReader
+    if layout.needs_transform:
+        source = TransformingReader(path, layout, end_line, limits.block_bytes)
+    else:
+        source = CountingReader(path, layout.start_offset)
+
+    def invalid_row(row: Any) -> str:
+        rejected.add(
+            "rejected_rows",
+            f"rows without the table's {row.expected_columns} fields were left out",
+            example=f"line {row.number}: {str(row.text)[:200]}" if row.number else str(row.text)[:200],
+        )
+        return "skip"
+
+    reader = pacsv.open_csv(
+        source,
+        read_options=pacsv.ReadOptions(
+            column_names=names, skip_rows=1 if layout.header_present else 0, block_size=limits.block_bytes,
+            encoding="utf8",
+        ),
+        parse_options=pacsv.ParseOptions(
+            delimiter=NORMALISED if layout.delimiter == WHITESPACE else layout.delimiter,
+            invalid_row_handler=invalid_row,
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types=column_types, decimal_point="," if layout.decimal_comma else ".",
+            timestamp_parsers=TIMESTAMP_FORMATS, strings_can_be_null=True, quoted_strings_can_be_null=False,
+        ),
+    )  # fmt: skip
+    builder = DatasetBuilder(out, reader.schema, limits, reporter)
+    try:
+        for batch in reader:
+            builder.add(batch, done=source.consumed, total=total)
+        if builder.rows == 0:
+            raise JobFailed("no_tabular_data", "the table has a header but no rows")
+        return {**builder.finish(), "warnings": []}
+    except BaseException:
+        builder.abort()
+        raise
+    finally:
+        source.close()
+
+
+# -- profile wind_tunnel -----------------------------------------------------------------------------
+
+
+class _WindTunnelRows:
+    """Collects the numeric rows of a wind-tunnel export into record batches."""
+
+    def __init__(self, names: list[str], limits: Limits, reporter: Reporter, out: Path, total: int) -> None:
+        self.columns: list[list[float]] = [[] for _ in names]
+        self.builder = DatasetBuilder(out, pa.schema([(n, pa.float64()) for n in names]), limits, reporter)
+        self.total = total
+
+    def add(self, fields: list[str], done: int) -> bool:
+        if len(fields) != len(self.columns) or not all(is_number(f) for f in fields):
+            return False
+        for column, value in zip(self.columns, fields, strict=True):
+            column.append(float(value.replace(",", ".")))
+        if len(self.columns[0]) >= 50_000:
+            self.flush(done)
+        return True
+
+    def flush(self, done: int) -> None:
+        if self.columns[0]:
+            arrays = [pa.array(c, type=pa.float64()) for c in self.columns]
+            self.builder.add(
+                pa.RecordBatch.from_arrays(arrays, schema=self.builder.schema), done=done, total=self.total
+            )
+            self.columns = [[] for _ in self.columns]
+
+
+def ingest_wind_tunnel(
+    path: Path, options: dict[str, Any], limits: Limits, reporter: Reporter, out: Path
+) -> dict[str, Any]:
+    """Skip to the line holding %Dyn; header tokens (comma separated, % stripped) until the first
+    numeric row; then numeric rows only, every other line skipped and counted."""
+    with path.open("rb") as handle:
+        encoding, _ = detect_encoding(handle.read(SNIFF_BYTES))
+    warnings = Warnings()
+    preamble: list[str] = []
+    tokens: list[str] = []
+    rows: _WindTunnelRows | None = None
+    done = 0
+    codec = "utf-8-sig" if encoding == "utf-8" else encoding
+    with path.open("r", encoding=codec, errors="replace", newline="") as handle:
+        for number, line in enumerate(handle, start=1):
+            done += len(line)
+            stripped = line.strip()
+            if rows is None and not tokens and "%Dyn" not in line:
+                if stripped:
+                    preamble.append(stripped)
+                continue
+            fields = [f for f in re.split(r"[,;\s]+", stripped) if f]
+            if rows is None:
+                if fields and all(is_number(f) for f in fields):
+                    names = (
+                        clean_names(tokens)
+                        if len(tokens) == len(fields)
+                        else _fit(tokens, len(fields), warnings)
+                    )
+                    rows = _WindTunnelRows(names, limits, reporter, out, path.stat().st_size)
+                else:
+                    tokens += [
+                        t.strip().lstrip("%").strip()
+                        for t in stripped.split(",")
+                        if t.strip().lstrip("%").strip()
+                    ]
+                    continue
+            if not rows.add(fields, done) and stripped:
+                warnings.add("skipped_lines", "lines that are not numeric rows were skipped",
+                             example=f"line {number}: {stripped[:200]}")  # fmt: skip
+    if rows is None:
+        raise JobFailed(
+            "no_tabular_data", "no %Dyn header followed by numeric rows was found (profile wind_tunnel)"
+        )
+    try:
+        rows.flush(done)
+        result = rows.builder.finish()
+    except BaseException:
+        rows.builder.abort()
+        raise
+    result["warnings"] = warnings.result()
+    result["metadata"] = {"preamble": preamble[:200], "profile": "wind_tunnel"}
+    return result
+
+
+def _fit(tokens: list[str], width: int, warnings: Warnings) -> list[str]:
+    warnings.add(
+        "header_mismatch",
+        f"the header has {len(tokens)} names but the rows have {width} values; extra names were dropped "
+        "and missing ones numbered",
+    )
+    return clean_names((tokens + [""] * width)[:width])
