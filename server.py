@@ -21,8 +21,10 @@ from domain import __version__
 from domain.accounts import AccountsService
 from domain.audit import AuditLog
 from domain.auth import AuthService
+from domain.dataset_service import DatasetsService
 from domain.document_service import DocumentsService
 from domain.errors import DomainError
+from domain.ingestion_service import IngestionService
 from domain.job_service import JobEvents, JobsService
 from domain.jobs import JobKinds
 from domain.notification_service import NotificationsService
@@ -32,6 +34,7 @@ from domain.record_service import RecordsService
 from domain.scheduler import Scheduler, SchedulerSettings
 from domain.settings import Settings, SettingsError, finalize_secrets, load_settings, with_changes
 from domain.stores.audit import AuditStore
+from domain.stores.datasets import DatasetStore, IngestionStore
 from domain.stores.documents import DocumentStore
 from domain.stores.embedded import (
     EmbeddedServiceError,
@@ -41,6 +44,7 @@ from domain.stores.embedded import (
 )
 from domain.stores.events import EventHub, EventLog
 from domain.stores.jobs import JobStore
+from domain.stores.localfiles import LocalFiles
 from domain.stores.mongo import Database, open_mongo
 from domain.stores.notifications import NotificationStore
 from domain.stores.objects import open_objects
@@ -52,17 +56,33 @@ from domain.stores.throttle import LoginThrottle
 from domain.stores.users import UserStore
 from domain.tokens import TokenConfig
 from domain.users import Role
-from handlers import auth, documents, health, jobs, notifications, openapi, projects, records, system, users
+from handlers import (
+    auth,
+    datasets,
+    documents,
+    health,
+    ingestions,
+    jobs,
+    notifications,
+    openapi,
+    projects,
+    records,
+    system,
+    users,
+)
 from handlers.errors import problem_middleware
 from handlers.keys import (
     ACCOUNTS,
     AUTH,
+    DATASETS,
     DOCUMENTS,
     ENDPOINTS,
     EVENT_HUB,
     EVENT_LOG,
+    INGESTIONS,
     JOB_KINDS,
     JOBS,
+    LOCAL_FILES,
     MONGO,
     NOTIFICATIONS,
     OBJECTS,
@@ -79,7 +99,9 @@ from handlers.observe import add_standard_headers, configure_logging, request_co
 from handlers.sse import PING_FRAME, encode_entry
 from workers.pool import WorkerPool, host_sizing
 
-ROUTE_MODULES = (health, auth, users, projects, documents, records, jobs, notifications, system, openapi)
+ROUTE_MODULES = (
+    health, auth, users, projects, documents, records, ingestions, datasets, jobs, notifications, system, openapi,
+)  # fmt: skip
 
 log = logging.getLogger("labhub.server")
 
@@ -205,7 +227,22 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     j = settings.jobs
     app[EVENT_LOG] = event_log = EventLog(app[REDIS], maxlen=j.events_maxlen, ttl_s=j.events_ttl_s)
     app[NOTIFICATIONS] = NotificationsService(NotificationStore(db), event_log)
-    app[JOBS] = JobsService(gate, JobStore(db), JobEvents(event_log, app[REDIS]), app[JOB_KINDS])
+    app[JOBS] = jobs_service = JobsService(
+        gate, JobStore(db), JobEvents(event_log, app[REDIS]), app[JOB_KINDS]
+    )
+    app[LOCAL_FILES] = local_files = LocalFiles(settings.data_path, cache_bytes=settings.ingest.cache_bytes)
+    await asyncio.to_thread(local_files.sweep)
+    dataset_store, ingestion_store = DatasetStore(db), IngestionStore(db)
+    app[DATASETS] = datasets_service = DatasetsService(
+        gate, dataset_store, ingestion_store, app[OBJECTS], local_files
+    )
+    app[INGESTIONS] = ingestion_service = IngestionService(
+        gate, jobs_service, JobStore(db), ingestion_store, dataset_store, app[OBJECTS], local_files,
+        datasets_service, settings.ingest, part_size=settings.uploads.part_size_bytes,
+    )  # fmt: skip
+    app[JOB_KINDS].register(ingestion_service.job_kind())
+    for purger in (datasets_service.purge_project, ingestion_service.purge_project):
+        projects_service.add_purger(purger)
     if a.bootstrap_email and a.bootstrap_password:
         created = await accounts.ensure_head(
             email=a.bootstrap_email, password=a.bootstrap_password, name=a.bootstrap_email.split("@")[0]

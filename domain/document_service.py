@@ -16,10 +16,10 @@ from domain.documents import (
     clean_content_type,
     clean_file_name,
 )
-from domain.errors import Forbidden, NotFound
+from domain.errors import NotFound
 from domain.pagination import Page, clamp_limit
 from domain.project_service import ProjectGate
-from domain.projects import Need, ProjectRole
+from domain.projects import Need, check_owner_or_lead
 from domain.stores.documents import DocumentStore
 from domain.stores.objects import ObjectReader, ObjectStore
 from domain.users import User
@@ -154,12 +154,7 @@ class DocumentsService:
     async def delete(self, actor: User, document_id: str) -> None:
         document = await self.get(actor, document_id, Need.WRITE)
         project = await self._gate.require(actor, document.project_id, Need.WRITE, what="document")
-        if (
-            document.created_by != actor.id
-            and not actor.is_head
-            and project.role_of(actor.id) is not ProjectRole.LEAD
-        ):
-            raise Forbidden("only the uploader, the project's leads and heads can delete a document")
+        check_owner_or_lead(actor, project, document.created_by, "the uploader")
         keys = await self._store.delete(document.id)
         await self._objects.delete(keys)
         await self._audit.record(

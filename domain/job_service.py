@@ -6,10 +6,10 @@ import json
 import re
 from typing import Any
 
-from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from domain.errors import Conflict, InvalidInput, NotFound
 from domain.jobs import FINAL_STATUSES, Job, JobKinds, JobStatus
 from domain.project_service import ProjectGate
-from domain.projects import Need, ProjectRole
+from domain.projects import Need, check_owner_or_lead
 from domain.stores.events import EventLog
 from domain.stores.jobs import JobStore
 from domain.stores.redis_store import RedisStore
@@ -92,9 +92,8 @@ class JobsService:
         if job is None:
             raise NotFound("job not found")
         project = await self._gate.require(actor, job.project_id, need, what="job")
-        owns = job.owner_id == actor.id or actor.is_head or project.role_of(actor.id) is ProjectRole.LEAD
-        if need is Need.WRITE and not owns:
-            raise Forbidden("only the job's owner, the project's leads and heads can do this")
+        if need is Need.WRITE:
+            check_owner_or_lead(actor, project, job.owner_id, "the job's owner")
         return job
 
     async def cancel(self, actor: User, job_id: str) -> Job:

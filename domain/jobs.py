@@ -91,13 +91,18 @@ async def _result_as_is(_job: Job, result: dict[str, Any], _attempt: Attempt) ->
     return result
 
 
+async def _nothing(_job: Job) -> None:
+    return None
+
+
 @attrs.frozen
 class JobKind:
     """A kind of job: a pure worker function plus the async steps around it.
 
     prepare turns the stored job into the worker's small picklable inputs (object keys, options);
     commit writes the worker's result where it belongs, keyed by job or output id so that a retry
-    overwrites instead of duplicating, and returns what the job document keeps as its result.
+    overwrites instead of duplicating, and returns what the job document keeps as its result;
+    cleanup runs after every attempt, however it ended (temporary files).
     """
 
     name: str
@@ -105,8 +110,11 @@ class JobKind:
     title: str = "Job"
     prepare: Prepare = _params_as_inputs
     commit: Commit = _result_as_is
+    cleanup: Cleanup = _nothing
     timeout_s: float = 3600.0
     max_attempts: int = 3
+    prepare_stage: str = "prepare"  # progress stage names shown while the server-side steps run
+    commit_stage: str = "commit"
 
 
 class JobKinds:

@@ -90,6 +90,12 @@ def check_access(actor: User, project: Project, need: Need, *, what: str = "proj
         raise Forbidden("only the project's leads and heads can do this", code="not_lead")
 
 
+def check_owner_or_lead(actor: User, project: Project, owner_id: str, who: str) -> None:
+    """Changing someone's document, record, job or dataset takes its owner, a lead or a head."""
+    if owner_id != actor.id and not actor.is_head and project.role_of(actor.id) is not ProjectRole.LEAD:
+        raise Forbidden(f"only {who}, the project's leads and heads can do this", code="not_owner")
+
+
 def check_active(project: Project) -> None:
     if project.status is ProjectStatus.ARCHIVED:
         raise Conflict("the project is archived; un-archive it to make changes", code="project_archived")

@@ -8,10 +8,10 @@ import attrs
 
 from domain.audit import AuditLog, TargetType, diff
 from domain.clock import utcnow
-from domain.errors import Forbidden, NotFound, field_error
+from domain.errors import NotFound, field_error
 from domain.pagination import Page
 from domain.project_service import ProjectGate
-from domain.projects import Need, Project, ProjectRole
+from domain.projects import Need, Project, check_owner_or_lead
 from domain.records import Record, RecordChanges, RecordInput, RecordQuery, checked_fields
 from domain.stores.records import RecordStore
 from domain.users import User
@@ -54,12 +54,7 @@ class RecordsService:
 
     async def _editable(self, actor: User, record_id: str) -> Record:
         record, project = await self.get(actor, record_id, Need.WRITE)
-        if (
-            record.created_by != actor.id
-            and not actor.is_head
-            and project.role_of(actor.id) is not ProjectRole.LEAD
-        ):
-            raise Forbidden("only the record's author, the project's leads and heads can change it")
+        check_owner_or_lead(actor, project, record.created_by, "the record's author")
         return record
 
     async def update(self, actor: User, record_id: str, changes: RecordChanges) -> Record:

@@ -173,8 +173,10 @@ class Scheduler:
                 raise JobFailed("unknown_kind", f"this server cannot run jobs of kind {job.kind!r}")
             if job.cancel_requested:
                 raise JobCancelled(job.id)
+            await self._stage(running, kind.prepare_stage)
             inputs = await kind.prepare(job)
             result = await self._execute(running, kind, inputs)
+            await self._stage(running, kind.commit_stage)
             output = await kind.commit(job, result, attempt)
             await self._finish(job, JobStatus.SUCCEEDED, result=output)
         except JobCancelled:
@@ -199,6 +201,20 @@ class Scheduler:
             self._running.pop(job.id, None)
             self._pool.clear_cancel(job.id)
             self._wake.set()
+            if kind is not None:
+                await asyncio.shield(self._cleanup(kind, job))
+
+    async def _stage(self, running: Running, stage: str) -> None:
+        try:
+            await self._progress(running, {"stage": stage, "done": 0, "total": 1})
+        except RedisError:
+            log.warning("could not publish progress", extra={"job_id": running.job.id}, exc_info=True)
+
+    async def _cleanup(self, kind: JobKind, job: Job) -> None:
+        try:
+            await kind.cleanup(job)
+        except Exception:
+            log.exception("job cleanup failed", extra={"job_id": job.id})
 
     async def _execute(self, running: Running, kind: JobKind, inputs: dict[str, Any]) -> dict[str, Any]:
         job = running.job

@@ -149,6 +149,22 @@ class SseSettings:
 
 
 @attrs.frozen
+class IngestSettings:
+    max_file_bytes: int = attrs.field(default=4 * 1024**3, validator=_positive)
+    max_files: int = attrs.field(default=100, validator=_positive)
+    max_columns: int = attrs.field(default=2000, validator=_positive)
+    max_cell_bytes: int = attrs.field(default=1024 * 1024, validator=_positive)
+    max_uncompressed_bytes: int = attrs.field(default=1024**3, validator=_positive)
+    max_zip_entries: int = attrs.field(default=10_000, validator=_positive)
+    max_compression_ratio: float = attrs.field(default=200.0, validator=_positive)
+    block_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=_positive)
+    stats_values: int = attrs.field(default=16_000_000, validator=_positive)
+    timeout_s: float = attrs.field(default=3600.0, validator=_positive)
+    raw_wait_s: float = attrs.field(default=600.0, validator=_positive)
+    cache_bytes: int = attrs.field(default=2 * 1024**3, validator=_positive)
+
+
+@attrs.frozen
 class Settings:
     app: AppSettings = AppSettings()
     http: HttpSettings = HttpSettings()
@@ -161,6 +177,7 @@ class Settings:
     pool: PoolSettings = PoolSettings()
     jobs: JobSettings = JobSettings()
     sse: SseSettings = SseSettings()
+    ingest: IngestSettings = IngestSettings()
 
     @property
     def data_path(self) -> Path:
@@ -376,6 +393,7 @@ __all__ = [
     "AppSettings",
     "AuthSettings",
     "HttpSettings",
+    "IngestSettings",
     "JobSettings",
     "MongoSettings",
     "PoolSettings",

@@ -7,7 +7,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from domain.accounts import AccountsService
 from domain.auth import AuthService
+from domain.dataset_service import DatasetsService
 from domain.document_service import DocumentsService
+from domain.ingestion_service import IngestionService
 from domain.job_service import JobsService
 from domain.jobs import JobKinds
 from domain.notification_service import NotificationsService
@@ -17,6 +19,7 @@ from domain.scheduler import Scheduler
 from domain.settings import Settings
 from domain.stores.embedded import ServiceEndpoints
 from domain.stores.events import EventHub, EventLog
+from domain.stores.localfiles import LocalFiles
 from domain.stores.objects import ObjectStore
 from domain.stores.redis_store import RedisStore
 from workers.pool import PoolSizing, WorkerPool
@@ -40,6 +43,9 @@ JOBS = web.AppKey("jobs", JobsService)
 POOL = web.AppKey("pool", WorkerPool)
 POOL_SIZING = web.AppKey("pool_sizing", PoolSizing)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
+LOCAL_FILES = web.AppKey("local_files", LocalFiles)
+DATASETS = web.AppKey("datasets", DatasetsService)
+INGESTIONS = web.AppKey("ingestions", IngestionService)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 USER_ID = web.RequestKey("user_id", str)

@@ -29,17 +29,17 @@ class UploadForm:
     file: bytes
 
 
-async def _read_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+async def read_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
     while chunk := await part.read_chunk(READ_CHUNK):
         yield chunk
 
 
-def _file_name(raw: str) -> str:
+def file_name(raw: str) -> str:
     # browsers escape quotes and newlines as %22/%0A (HTML spec), aiohttp and others escape more
     return urllib.parse.unquote(raw) if "%" in raw else raw
 
 
-def _check_multipart(request: web.Request, max_bytes: int) -> None:
+def check_multipart(request: web.Request, max_bytes: int) -> None:
     if request.content_type != "multipart/form-data":
         raise web.HTTPUnsupportedMediaType(
             text="send the file as multipart/form-data with the file in a field named 'file'"
@@ -50,13 +50,13 @@ def _check_multipart(request: web.Request, max_bytes: int) -> None:
 
 async def single_file(request: web.Request, *, max_bytes: int, field: str = "file") -> UploadedFile:
     """The first part named `field` that carries a file; other parts before it are skipped."""
-    _check_multipart(request, max_bytes)
+    check_multipart(request, max_bytes)
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
             if isinstance(part, BodyPartReader) and part.name == field and part.filename is not None:
                 return UploadedFile(
-                    _file_name(part.filename), part.headers.get(CONTENT_TYPE), _read_chunks(part)
+                    file_name(part.filename), part.headers.get(CONTENT_TYPE), read_chunks(part)
                 )
             await part.release()
     except (ValueError, AssertionError, RuntimeError) as exc:

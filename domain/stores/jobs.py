@@ -61,6 +61,22 @@ class JobStore:
     async def get(self, job_id: str) -> Job | None:
         return _job(await self._jobs.find_one({"_id": object_id(job_id, "job")}))
 
+    async def get_many(self, job_ids: list[str]) -> dict[str, Job]:
+        cursor = self._jobs.find({"_id": {"$in": [ObjectId(j) for j in job_ids]}})
+        return {str(doc["_id"]): from_document(Job, doc) async for doc in cursor}
+
+    async def active_with(self, kind: str, field: str, value: Any) -> bool:
+        """Whether a queued or running job of this kind has params field == value."""
+        query = {
+            "kind": kind,
+            field: value,
+            "status": {"$in": [JobStatus.QUEUED.value, JobStatus.RUNNING.value]},
+        }
+        return await self._jobs.count_documents(query, limit=1) > 0
+
+    async def delete(self, job_id: str) -> None:
+        await self._jobs.delete_one({"_id": ObjectId(job_id)})
+
     async def claim(self, owner: str, kinds: list[str], lease_s: float) -> Job | None:
         """Take the oldest queued job of a known kind, atomically: no two instances get the same one."""
         now = utcnow()

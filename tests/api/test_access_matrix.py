@@ -1,18 +1,22 @@
 """Every project-scoped route × {anonymous, outsider, viewer, member, lead, head}.
 
 Outsiders get 404 (never a hint that the thing exists), viewers read but do not write (403),
-members write, leads and heads manage. Every refusal is a problem+json body.
+members write, leads and heads manage (and the lead's own things are the lead's). Every refusal
+is a problem+json body.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 import pytest
 
-from tests.conftest import file_form, problem
+from handlers.keys import ACCOUNTS, JOBS
+from server import create_app
+from tests.conftest import file_form, job_settings, problem, wait_until
 
 ROLES = ("anonymous", "outsider", "viewer", "member", "lead", "head")
 OK = "ok"
@@ -29,29 +33,44 @@ class Route:
     path: str
     need: str
     body: Callable[[dict[str, str]], dict[str, Any]] = lambda _ctx: {}
+    fresh: bool = False  # changes what the next role would see: fresh state for every role
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}"
+
+    @property
+    def needs(self) -> set[str]:
+        return set(re.findall(r"\{(\w+)\}", self.path))
 
 
 def _file(_ctx):
     return {"data": file_form(b"bytes", "f.txt", "text/plain")}
 
 
+def _csv(_ctx):
+    return {"data": file_form(b"a,b\n1,2\n3,4\n", "m.csv", "text/csv", field="files")}
+
+
 ROUTES = [
     Route("GET", "/api/projects/{pid}", "read"),
     Route("PATCH", "/api/projects/{pid}", "manage", lambda _c: {"json": {"description": "changed"}}),
-    Route("DELETE", "/api/projects/{pid}", "manage"),
+    Route("DELETE", "/api/projects/{pid}", "manage", fresh=True),
     Route("GET", "/api/projects/{pid}/members", "read"),
-    Route("POST", "/api/projects/{pid}/members", "manage", lambda c: {"json": {"user_id": c["newcomer"]}}),
+    Route(
+        "POST",
+        "/api/projects/{pid}/members",
+        "manage",
+        lambda c: {"json": {"user_id": c["newcomer"]}},
+        fresh=True,
+    ),
     Route("GET", "/api/projects/{pid}/members/search?q=e", "read"),
     Route("PATCH", "/api/projects/{pid}/members/{extra}", "manage", lambda _c: {"json": {"role": "viewer"}}),
-    Route("DELETE", "/api/projects/{pid}/members/{extra}", "manage"),
+    Route("DELETE", "/api/projects/{pid}/members/{extra}", "manage", fresh=True),
     Route("GET", "/api/projects/{pid}/audit", "manage"),
     Route("POST", "/api/projects/{pid}/documents", "write", _file),
     Route("GET", "/api/projects/{pid}/documents", "read"),
     Route("GET", "/api/documents/{doc}", "read"),
-    Route("DELETE", "/api/documents/{doc}", "manage"),  # the lead's document: members may not delete it
+    Route("DELETE", "/api/documents/{doc}", "manage", fresh=True),  # the lead's document
     Route("GET", "/api/documents/{doc}/content", "read"),
     Route("POST", "/api/documents/{doc}/versions", "write", _file),
     Route("GET", "/api/documents/{doc}/versions", "read"),
@@ -61,13 +80,35 @@ ROUTES = [
     Route("GET", "/api/records/{record}", "read"),
     Route(
         "PATCH", "/api/records/{record}", "manage", lambda _c: {"json": {"title": "changed"}}
-    ),  # the lead's record
-    Route("DELETE", "/api/records/{record}", "manage"),
+    ),  # the lead's
+    Route("DELETE", "/api/records/{record}", "manage", fresh=True),
+    Route("POST", "/api/projects/{pid}/ingestions", "write", _csv),
+    Route("GET", "/api/projects/{pid}/ingestions", "read"),
+    Route("GET", "/api/ingestions/{ingestion}", "read"),
+    Route("DELETE", "/api/ingestions/{ingestion}", "manage", fresh=True),  # the lead's upload
+    Route("GET", "/api/projects/{pid}/datasets", "read"),
+    Route("GET", "/api/datasets/{dataset}", "read"),
+    Route("GET", "/api/datasets/{dataset}/rows", "read"),
+    Route("GET", "/api/datasets/{dataset}/download?format=csv", "read"),
+    Route("GET", "/api/datasets/{dataset}/raw", "read"),
+    Route("DELETE", "/api/datasets/{dataset}", "manage", fresh=True),  # the lead's dataset
+    Route("GET", "/api/jobs/{job}", "read"),
+    Route("GET", "/api/jobs/{job}/events", "read"),
+    Route("POST", "/api/jobs/{running_job}/cancel", "manage", fresh=True),  # the lead's job
+    Route("POST", "/api/jobs/{failed_job}/retry", "manage", fresh=True),
 ]
 
+PLACEHOLDERS = {"doc": "id", "record": "id", "ingestion": "id", "dataset": "id", "job": "id",
+                "running_job": "id", "failed_job": "id", "extra": "uid"}  # fmt: skip
 
-async def fresh_project(client, team, extra, newcomer) -> dict[str, str]:
-    """A new project led by team.lead, with member, viewer and extra, one document and one record."""
+
+@pytest.fixture
+async def client(aiohttp_client, services, tmp_path):
+    return await aiohttp_client(create_app(job_settings(services, tmp_path)))
+
+
+async def fresh_project(client, team, extra, newcomer, needs: set[str]) -> dict[str, str]:
+    """A new project led by team.lead, with member, viewer and extra, and what the route needs."""
     lead = team.lead.headers
     pid = (await (await client.post("/api/projects", json={"name": "Matrix"}, headers=lead)).json())["id"]
     for account, role in ((team.member, "member"), (team.viewer, "viewer"), (extra, "member")):
@@ -75,43 +116,61 @@ async def fresh_project(client, team, extra, newcomer) -> dict[str, str]:
             f"/api/projects/{pid}/members", json={"user_id": account.id, "role": role}, headers=lead
         )
         assert response.status == 201
-    document = await client.post(
-        f"/api/projects/{pid}/documents", data=file_form(b"doc", "d.txt", "text/plain"), headers=lead
-    )
-    record = await client.post(
-        f"/api/projects/{pid}/records", json={"kind": "k", "title": "lead's"}, headers=lead
-    )
-    return {
-        "pid": pid,
-        "doc": (await document.json())["id"],
-        "record": (await record.json())["id"],
-        "extra": extra.id,
-        "newcomer": newcomer.id,
-    }
+    ctx = {"pid": pid, "extra": extra.id, "newcomer": newcomer.id}
+    if "doc" in needs:
+        document = await client.post(
+            f"/api/projects/{pid}/documents", data=file_form(b"doc", "d.txt", "text/plain"), headers=lead
+        )
+        ctx["doc"] = (await document.json())["id"]
+    if "record" in needs:
+        record = await client.post(
+            f"/api/projects/{pid}/records", json={"kind": "k", "title": "lead's"}, headers=lead
+        )
+        ctx["record"] = (await record.json())["id"]
+    if needs & {"ingestion", "dataset", "job"}:
+        batch = await (await client.post(f"/api/projects/{pid}/ingestions", headers=lead, **_csv(ctx))).json()
+        ctx["ingestion"] = ctx["job"] = batch["jobs"][0]["id"]
+        job = await wait_until(lambda: _final(client, lead, ctx["job"]))
+        ctx["dataset"] = job["result"]["dataset_id"]
+    if needs & {"running_job", "failed_job"}:
+        lead_user = await client.app[ACCOUNTS].get_active(team.lead.id)
+        running = await client.app[JOBS].submit(lead_user, pid, "test.sleepy", {"steps": 100, "delay": 0.02})
+        failed = await client.app[JOBS].submit(lead_user, pid, "test.sleepy", {"steps": 1, "fail": True})
+        await wait_until(lambda: _final(client, lead, failed.id))
+        ctx["running_job"], ctx["failed_job"] = running.id, failed.id
+    return ctx
+
+
+async def _final(client, headers, job_id):
+    body = await (await client.get(f"/api/jobs/{job_id}", headers=headers)).json()
+    return body if body["status"] in {"succeeded", "failed", "cancelled"} else None
 
 
 def test_the_matrix_covers_every_project_scoped_route():
     """A new project-scoped route must be added to ROUTES (and so to this test)."""
     from domain.settings import structure_settings
-    from server import create_app
 
     app = create_app(structure_settings({"auth": {"jwt_secret": "x" * 40}}))
+    scoped_prefixes = (
+        "{pid}",
+        "/documents/{id}",
+        "/records/{id}",
+        "/jobs/{id}",
+        "/ingestions/{id}",
+        "/datasets/{id}",
+    )
     scoped = {
         (route.method, route.resource.canonical)
         for route in app.router.routes()
         if route.method not in {"HEAD", "OPTIONS"}
-        and any(part in route.resource.canonical for part in ("{pid}", "/documents/{id}", "/records/{id}"))
+        and any(p in route.resource.canonical for p in scoped_prefixes)
     }
-    covered = {
-        (
-            r.method,
-            r.path.split("?")[0]
-            .replace("{doc}", "{id}")
-            .replace("{record}", "{id}")
-            .replace("{extra}", "{uid}"),
-        )
-        for r in ROUTES
-    }
+    covered = set()
+    for route in ROUTES:
+        path = route.path.split("?")[0]
+        for placeholder, name in PLACEHOLDERS.items():
+            path = path.replace("{" + placeholder + "}", "{" + name + "}")
+        covered.add((route.method, path))
     assert scoped == covered
 
 
@@ -119,8 +178,10 @@ def test_the_matrix_covers_every_project_scoped_route():
 async def test_route_by_role(client, team, make_account, route):
     extra = await make_account("student", name="Eve Extra")
     newcomer = await make_account("student", name="Ned Newcomer")
+    ctx = None
     for role in ROLES:
-        ctx = await fresh_project(client, team, extra, newcomer)
+        if ctx is None or route.fresh:
+            ctx = await fresh_project(client, team, extra, newcomer, route.needs)
         account = team.by_role(role)
         headers = account.headers if account else {}
         response = await client.request(

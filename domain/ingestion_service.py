@@ -1,0 +1,342 @@
+"""Ingestion: uploads become raw objects and jobs; the job kind turns each file into datasets.
+
+The upload is spooled to local disk (hashed on the way), jobs are queued at once and parse from
+the spool while the raw bytes go to S3 as raw/{sha256} (stored once, whoever uploads them again);
+the request answers when the raw bytes are safely stored. A job claimed by another instance
+downloads the raw object instead; every commit waits until the raw object exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+from bson import ObjectId
+
+from domain.clock import utcnow
+from domain.dataset_service import DatasetsService
+from domain.datasets import IngestionBatch, IngestionJob, IngestOptions, ManifestEntry, SourceFile
+from domain.errors import NotFound, Unavailable, field_error
+from domain.job_service import JobsService
+from domain.jobs import Attempt, Job, JobKind
+from domain.pagination import Page, clamp_limit
+from domain.project_service import ProjectGate
+from domain.projects import Need, check_owner_or_lead
+from domain.settings import IngestSettings
+from domain.stores.datasets import DatasetStore, IngestionStore, ingestion_view
+from domain.stores.jobs import JobStore
+from domain.stores.localfiles import LocalFiles, SpooledFile
+from domain.stores.objects import ObjectStore
+from domain.users import User
+from workers.ingest.run import ingest_file
+from workers.pool import JobFailed
+
+log = logging.getLogger("labhub.ingestion")
+
+INGEST_KIND = "ingest"
+READ_CHUNK = 8 * 1024 * 1024
+
+
+def raw_key(sha256: str) -> str:
+    return f"raw/{sha256}"
+
+
+def derived_id(job_id: str, index: int) -> str:
+    """The id of a job's index-th dataset: the same on every attempt, so a retry overwrites."""
+    return str(ObjectId(hashlib.sha256(f"{job_id}:{index}".encode()).digest()[:12]))
+
+
+async def file_chunks(path: Path, size: int = READ_CHUNK) -> AsyncIterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(size):
+            yield chunk
+
+
+class IngestionService:
+    def __init__(
+        self,
+        gate: ProjectGate,
+        jobs: JobsService,
+        job_store: JobStore,
+        ingestions: IngestionStore,
+        datasets: DatasetStore,
+        objects: ObjectStore,
+        files: LocalFiles,
+        dataset_service: DatasetsService,
+        settings: IngestSettings,
+        *,
+        part_size: int,
+    ) -> None:
+        self._gate = gate
+        self._jobs = jobs
+        self._job_store = job_store
+        self._ingestions = ingestions
+        self._datasets = datasets
+        self._objects = objects
+        self._files = files
+        self._dataset_service = dataset_service
+        self.settings = settings
+        self._part_size = part_size
+        self._uploads: dict[str, asyncio.Future[None]] = {}  # raw uploads under way on this instance
+
+    def job_kind(self) -> JobKind:
+        return JobKind(
+            INGEST_KIND, ingest_file, title="Ingestion", prepare=self._prepare, commit=self._commit,
+            cleanup=self._cleanup, timeout_s=self.settings.timeout_s, max_attempts=3, prepare_stage="upload",
+        )  # fmt: skip
+
+    # -- the upload ------------------------------------------------------------------------------
+
+    async def check_project(self, actor: User, project_id: str) -> None:
+        """Before any byte is read: the caller may add data to this project."""
+        await self._gate.require(actor, project_id, Need.WRITE)
+
+    async def accept(
+        self, actor: User, project_id: str, options: IngestOptions, files: list[SpooledFile]
+    ) -> IngestionBatch:
+        project = await self._gate.require(actor, project_id, Need.WRITE)
+        if not files:
+            raise field_error("$.files", "upload at least one file in a field named files")
+        if len(options.manifest) > len(files):
+            raise field_error("$.manifest", f"has {len(options.manifest)} entries for {len(files)} file(s)")
+        batch_id = str(ObjectId())
+        accepted: list[IngestionJob] = []
+        for index, spooled in enumerate(files):
+            entry = options.manifest[index] if index < len(options.manifest) else ManifestEntry()
+            source = SourceFile(
+                spooled.name, spooled.size, spooled.sha256, spooled.content_type or "application/octet-stream"
+            )
+            if not entry.ingest:
+                accepted.append(
+                    await self._record(actor, project.id, batch_id, source, None, options, entry, job=False)
+                )
+                continue
+            sheets: list[str | None] = list(entry.sheets) if entry.sheets else [None]
+            for sheet in sheets:
+                accepted.append(
+                    await self._record(actor, project.id, batch_id, source, sheet, options, entry, job=True)
+                )
+        try:
+            await asyncio.gather(*(self._store_raw(f) for f in {f.sha256: f for f in files}.values()))
+        except Exception:
+            log.exception("raw upload failed", extra={"batch_id": batch_id})
+            for item in accepted:
+                if item.status != "stored":
+                    await self._jobs.cancel(actor, item.id)
+            raise Unavailable("the files could not be stored; nothing was kept, upload them again") from None
+        return IngestionBatch(batch_id, accepted)
+
+    async def _record(
+        self, actor: User, project_id: str, batch_id: str, source: SourceFile, sheet: str | None,
+        options: IngestOptions, entry: ManifestEntry, *, job: bool,
+    ) -> IngestionJob:  # fmt: skip
+        ingestion_id = ObjectId()
+        job_options: dict[str, Any] = {
+            "header_mode": options.header_mode,
+            "custom_headers": options.custom_headers,
+            "sheets": [sheet] if sheet else None,
+            "parse_range": attrs.asdict(entry.parse_range) if entry.parse_range else None,
+            "variables": entry.variables,
+            "profile": entry.profile,
+            "visualize": entry.visualize,
+        }
+        await self._ingestions.insert({
+            "_id": ingestion_id, "project_id": ObjectId(project_id), "batch_id": batch_id,
+            "file": attrs.asdict(source), "sheet": sheet, "dataset_type": options.dataset_type, "tag": options.tag,
+            "options": job_options, "job_id": ingestion_id if job else None, "dataset_ids": [],
+            "stored_only": not job, "reason": None if job else "ingest was false: stored as is",
+            "created_by": ObjectId(actor.id), "created_at": utcnow(),
+        })  # fmt: skip
+        if not job:
+            return IngestionJob(str(ingestion_id), source.name, sheet, "stored")
+        params = {
+            "batch_id": batch_id, "file": attrs.asdict(source), "sheet": sheet, "options": job_options,
+            "dataset_type": options.dataset_type, "tag": options.tag,
+        }  # fmt: skip
+        queued = await self._jobs.submit(actor, project_id, INGEST_KIND, params, extra={"_id": ingestion_id})
+        return IngestionJob(queued.id, source.name, sheet, queued.status.value)
+
+    async def _store_raw(self, spooled: SpooledFile) -> None:
+        sha = spooled.sha256
+        if sha in self._uploads:
+            await asyncio.shield(self._uploads[sha])
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._uploads[sha] = done
+        try:
+            if not await self._objects.exists(raw_key(sha)):
+                await self._objects.put_stream(
+                    raw_key(sha), file_chunks(spooled.path), max_bytes=spooled.size, part_size=self._part_size,
+                    content_type=spooled.content_type or "application/octet-stream",
+                )  # fmt: skip
+            done.set_result(None)
+        except BaseException as exc:
+            done.set_exception(exc)
+            done.exception()  # retrieved here: waiters get their own error
+            raise
+        finally:
+            self._uploads.pop(sha, None)
+
+    async def _wait_raw(self, sha256: str) -> None:
+        if sha256 in self._uploads:
+            try:
+                await asyncio.shield(self._uploads[sha256])
+            except Exception:  # noqa: BLE001 - whatever stopped the upload, the job cannot go on
+                raise JobFailed(
+                    "upload_incomplete", "the uploaded file never reached storage; upload it again"
+                ) from None
+            return
+        deadline = asyncio.get_running_loop().time() + self.settings.raw_wait_s
+        while not await self._objects.exists(raw_key(sha256)):
+            if asyncio.get_running_loop().time() > deadline:
+                raise JobFailed(
+                    "upload_incomplete", "the uploaded file never reached storage; upload it again"
+                )
+            await asyncio.sleep(0.5)
+
+    # -- the job kind ----------------------------------------------------------------------------
+
+    async def _prepare(self, job: Job) -> dict[str, Any]:
+        sha = job.params["file"]["sha256"]
+        local = self._files.spool_path(sha)
+        if not local.exists():  # claimed by another instance than the one that took the upload
+            await self._wait_raw(sha)
+            partial = local.with_name(f".download-{job.id}")
+            async with self._objects.open_read(raw_key(sha)) as reader:
+                with partial.open("wb") as handle:
+                    async for chunk in reader.chunks():
+                        handle.write(chunk)
+            partial.rename(local)
+        work = self._files.work_dir(job.id, job.attempt)
+        shutil.rmtree(work, ignore_errors=True)
+        s = self.settings
+        return {
+            "path": str(local),
+            "file_name": job.params["file"]["name"],
+            "work_dir": str(work),
+            "options": job.params["options"],
+            "limits": {
+                "max_columns": s.max_columns, "max_cell_bytes": s.max_cell_bytes,
+                "max_uncompressed_bytes": s.max_uncompressed_bytes, "max_zip_entries": s.max_zip_entries,
+                "max_compression_ratio": s.max_compression_ratio, "block_bytes": s.block_bytes,
+                "stats_values": s.stats_values,
+            },
+        }  # fmt: skip
+
+    async def _commit(self, job: Job, result: dict[str, Any], attempt: Attempt) -> dict[str, Any]:
+        params = job.params
+        if result.get("stored_only"):
+            await self._ingestions.record_outcome(
+                job.id, {"stored_only": True, "reason": result.get("reason")}
+            )
+            return {
+                "stored_only": True,
+                "reason": result.get("reason"),
+                "dataset_id": None,
+                "dataset_ids": [],
+            }
+        await self._wait_raw(params["file"]["sha256"])
+        ids: list[str] = []
+        for index, dataset in enumerate(result["datasets"]):
+            dataset_id = derived_id(job.id, index)
+            key = f"datasets/{dataset_id}/data.parquet"
+            path = Path(dataset["parquet_path"])
+            stored = await self._objects.put_stream(
+                key, file_chunks(path), max_bytes=2**63, part_size=self._part_size,
+                content_type="application/vnd.apache.parquet",
+            )  # fmt: skip
+            sheet = dataset.get("sheet")
+            fields = {
+                "project_id": ObjectId(job.project_id),
+                "name": f"{params['file']['name']} — {sheet}" if sheet else params["file"]["name"],
+                "sheet": sheet,
+                "dataset_type": params.get("dataset_type"),
+                "tag": params.get("tag"),
+                "schema": dataset["schema"],
+                "row_count": dataset["row_count"],
+                # stored as lists and text: column names may hold dots and dollars, which keys may not
+                "stats_list": [{"column": name, **values} for name, values in dataset["stats"].items()],
+                "sample_rows": [[row.get(c["name"]) for c in dataset["schema"]] for row in dataset["sample"]],
+                "warnings": dataset.get("warnings", []),
+                "metadata_json": json.dumps(dataset.get("metadata", {}), default=str),
+                "source": {**params["file"], "raw_key": raw_key(params["file"]["sha256"])},
+                "provenance": {
+                    "options": params["options"], "format": result.get("format"), "versions": result.get("versions"),
+                    "job_id": job.id, "attempt": attempt.attempt, "ingested_at": utcnow(),
+                },
+                "parquet_key": key,
+                "parquet_bytes": stored.size,
+                "parquet_sha256": stored.sha256,
+                "created_by": ObjectId(job.owner_id),
+                "created_at": job.created_at,
+            }  # fmt: skip
+            if not await self._job_store.write_output("datasets", dataset_id, fields, attempt):
+                raise JobFailed(
+                    "stale_attempt", "a newer attempt of this job has already written its results"
+                )
+            ids.append(dataset_id)
+        await self._ingestions.record_outcome(job.id, {"dataset_ids": ids, "stored_only": False})
+        rows = sum(d["row_count"] for d in result["datasets"])
+        return {"stored_only": False, "dataset_id": ids[0], "dataset_ids": ids, "rows": rows}
+
+    async def _cleanup(self, job: Job) -> None:
+        for work in self._files.work.glob(f"{job.id}-*"):
+            shutil.rmtree(work, ignore_errors=True)
+        await self._release(job.params["file"]["sha256"])
+
+    async def _release(self, sha256: str) -> None:
+        """A spooled upload goes once no queued or running job still needs it."""
+        if sha256 not in self._uploads and not await self._job_store.active_with(
+            INGEST_KIND, "params.file.sha256", sha256
+        ):
+            self._files.spool_path(sha256).unlink(missing_ok=True)
+
+    async def release_spool(self, files: list[SpooledFile]) -> None:
+        """After a refused upload: its spooled files are not kept (unless a job needs the same bytes)."""
+        for spooled in files:
+            await self._release(spooled.sha256)
+
+    # -- reading and deleting --------------------------------------------------------------------
+
+    async def list_ingestions(
+        self, actor: User, project_id: str, *, limit: int | None, cursor: str | None
+    ) -> Page[Any]:
+        project = await self._gate.require(actor, project_id, Need.READ)
+        docs, next_cursor = await self._ingestions.page(project.id, limit=clamp_limit(limit), cursor=cursor)
+        jobs = await self._job_store.get_many([str(d["job_id"]) for d in docs if d.get("job_id")])
+        return Page([ingestion_view(d, jobs.get(str(d.get("job_id")))) for d in docs], next_cursor)
+
+    async def get(self, actor: User, ingestion_id: str, need: Need = Need.READ) -> Any:
+        doc = await self._ingestions.get(ingestion_id)
+        if doc is None:
+            raise NotFound("ingestion not found")
+        project = await self._gate.require(actor, str(doc["project_id"]), need, what="ingestion")
+        if need is Need.WRITE:
+            check_owner_or_lead(actor, project, str(doc["created_by"]), "the uploader")
+        job = await self._job_store.get(str(doc["job_id"])) if doc.get("job_id") else None
+        return ingestion_view(doc, job)
+
+    async def delete(self, actor: User, ingestion_id: str) -> None:
+        """Cancel its job, remove its datasets, and its raw bytes when nothing else uses them."""
+        ingestion = await self.get(actor, ingestion_id, Need.WRITE)
+        if ingestion.job_id and ingestion.status in ("queued", "running"):
+            await self._jobs.cancel(actor, ingestion.job_id)
+        for dataset in await self._datasets.by_job(ingestion.id):
+            await self._dataset_service.remove(str(dataset["_id"]))
+        await self._ingestions.delete(ingestion.id)
+        if ingestion.job_id:
+            await self._job_store.delete(ingestion.job_id)
+        if not await self._ingestions.sha_in_use(ingestion.file.sha256):
+            await self._objects.delete([raw_key(ingestion.file.sha256)])
+
+    async def purge_project(self, project_id: str) -> None:
+        shas = await self._ingestions.delete_project(project_id)
+        unused = [s for s in shas if not await self._ingestions.sha_in_use(s)]
+        await self._objects.delete([raw_key(s) for s in unused])

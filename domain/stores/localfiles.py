@@ -1,0 +1,95 @@
+"""Files on the instance's own disk: the upload spool, job work directories, the dataset cache."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import attrs
+
+from domain.errors import TooLarge
+
+SPOOL_MAX_AGE_S = 24 * 3600
+
+
+@attrs.frozen
+class SpooledFile:
+    path: Path
+    name: str
+    content_type: str | None
+    size: int
+    sha256: str
+
+
+class LocalFiles:
+    """data_dir/spool (uploads, named by sha256), data_dir/work (job outputs), data_dir/cache."""
+
+    def __init__(self, root: Path, *, cache_bytes: int) -> None:
+        self.spool = root / "spool"
+        self.work = root / "work"
+        self.cache = root / "cache"
+        self.cache_bytes = cache_bytes
+        for directory in (self.spool, self.work, self.cache):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    def sweep(self) -> None:
+        """At start: spool and work files of jobs that can no longer be running are removed."""
+        cutoff = time.time() - SPOOL_MAX_AGE_S
+        for directory in (self.spool, self.work):
+            for entry in directory.iterdir():
+                if entry.stat().st_mtime < cutoff:
+                    shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(
+                        missing_ok=True
+                    )
+
+    async def spool_upload(
+        self, chunks: AsyncIterator[bytes], *, name: str, content_type: str | None, max_bytes: int
+    ) -> SpooledFile:
+        """Write an upload to the spool while hashing it; kept as spool/{sha256}, written once."""
+        temporary = self.spool / f".upload-{uuid.uuid4().hex}"
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with temporary.open("wb") as handle:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise TooLarge(
+                            f"{name} is larger than the limit of {max_bytes} bytes", code="file_too_large"
+                        )
+                    digest.update(chunk)
+                    handle.write(chunk)  # the page cache absorbs these; they do not stall the loop
+            final = self.spool_path(digest.hexdigest())
+            if final.exists():
+                temporary.unlink()
+                os.utime(final)
+            else:
+                temporary.rename(final)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        return SpooledFile(final, name, content_type, size, digest.hexdigest())
+
+    def spool_path(self, sha256: str) -> Path:
+        return self.spool / sha256
+
+    def work_dir(self, job_id: str, attempt: int) -> Path:
+        return self.work / f"{job_id}-{attempt}"
+
+    def cached(self, name: str) -> Path:
+        return self.cache / name
+
+    def trim_cache(self) -> None:
+        """Keep the cache under cache_bytes, dropping the least recently used files first."""
+        entries = [(p.stat().st_atime, p.stat().st_size, p) for p in self.cache.iterdir() if p.is_file()]
+        total = sum(size for _, size, _ in entries)
+        for _, size, path in sorted(entries):
+            if total <= self.cache_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= size

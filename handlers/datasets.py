@@ -1,0 +1,108 @@
+"""/api/datasets: what ingestion produced; rows read by row group, Parquet and CSV downloads."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+from aiohttp import web
+
+from domain.datasets import Dataset, DatasetRows, DatasetSummary
+from domain.pagination import Page
+from handlers.codec import json_response, parse_query
+from handlers.downloads import stream_content
+from handlers.export import stream_csv
+from handlers.identity import require_user
+from handlers.keys import DATASETS
+from handlers.openapi import doc
+
+routes = web.RouteTableDef()
+
+
+@attrs.frozen
+class DatasetListQuery:
+    dataset_type: str | None = None
+    tag: str | None = None
+    limit: int | None = None
+    cursor: str | None = None
+
+
+@attrs.frozen
+class RowsQuery:
+    """columns: comma-separated names (default: all)."""
+
+    offset: int = 0
+    limit: int = 100
+    columns: str | None = None
+
+
+@attrs.frozen
+class DownloadQuery:
+    format: Literal["parquet", "csv"] = "parquet"
+
+
+@routes.get("/api/projects/{pid}/datasets")
+@doc("The project's datasets, newest first; filter by dataset_type and tag", query=DatasetListQuery,
+     response=Page[DatasetSummary])  # fmt: skip
+async def list_datasets(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    query = parse_query(request, DatasetListQuery)
+    page = await request.app[DATASETS].list_datasets(
+        actor, request.match_info["pid"], dataset_type=query.dataset_type, tag=query.tag, limit=query.limit,
+        cursor=query.cursor,
+    )  # fmt: skip
+    return json_response(page)
+
+
+@routes.get("/api/datasets/{id}")
+@doc(
+    "A dataset: schema, row count, statistics, sample rows, warnings, source and provenance", response=Dataset
+)
+async def get_dataset(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    return json_response(await request.app[DATASETS].get(actor, request.match_info["id"]))
+
+
+@routes.get("/api/datasets/{id}/rows")
+@doc("A page of rows, read from the Parquet file by row group", query=RowsQuery, response=DatasetRows)
+async def dataset_rows(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    query = parse_query(request, RowsQuery)
+    columns = [c.strip() for c in query.columns.split(",") if c.strip()] if query.columns else None
+    rows = await request.app[DATASETS].rows(
+        actor, request.match_info["id"], offset=query.offset, limit=query.limit, columns=columns
+    )
+    return json_response(rows)
+
+
+@routes.get("/api/datasets/{id}/download")
+@doc("The whole dataset as Parquet (Range works) or CSV (streamed, formula-safe)", query=DownloadQuery,
+     response=bytes, response_content_type="application/octet-stream")  # fmt: skip
+async def download_dataset(request: web.Request) -> web.StreamResponse:
+    actor = await require_user(request)
+    query = parse_query(request, DownloadQuery)
+    service = request.app[DATASETS]
+    if query.format == "csv":
+        name, header, rows = await service.csv_rows(actor, request.match_info["id"])
+        return await stream_csv(request, name, header, rows)
+    return await stream_content(request, await service.parquet(actor, request.match_info["id"]), service.open)
+
+
+@routes.get("/api/datasets/{id}/raw")
+@doc(
+    "The file the dataset was made from, as uploaded",
+    response=bytes,
+    response_content_type="application/octet-stream",
+)
+async def dataset_raw(request: web.Request) -> web.StreamResponse:
+    actor = await require_user(request)
+    service = request.app[DATASETS]
+    return await stream_content(request, await service.raw(actor, request.match_info["id"]), service.open)
+
+
+@routes.delete("/api/datasets/{id}")
+@doc("Delete a dataset and its Parquet file (creator, leads, heads)", status=204)
+async def delete_dataset(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    await request.app[DATASETS].delete(actor, request.match_info["id"])
+    return web.Response(status=204)

@@ -1,0 +1,155 @@
+"""/api/ingestions: upload instrument files with options; each file (or sheet) becomes a job."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+from aiohttp import BodyPartReader, web
+
+from domain.datasets import Ingestion, IngestionBatch, IngestOptions, check_options
+from domain.errors import InvalidInput, TooLarge, field_error
+from domain.pagination import Page
+from domain.stores.localfiles import SpooledFile
+from handlers.codec import json_response, parse_query, structure
+from handlers.identity import require_user
+from handlers.keys import INGESTIONS, LOCAL_FILES, SETTINGS
+from handlers.openapi import doc
+from handlers.uploads import check_multipart, file_name, read_chunks
+
+routes = web.RouteTableDef()
+
+OPTION_FIELDS = {"dataset_type", "tag", "header_mode", "custom_headers", "manifest"}
+JSON_FIELDS = {"custom_headers", "manifest"}
+MAX_FIELD_BYTES = 256 * 1024
+
+
+@attrs.frozen
+class IngestionForm:
+    """multipart/form-data: the option fields first, then one or more `files`; custom_headers and
+    manifest are JSON arrays (manifest entries: ingest, sheets, parse_range, variables, profile)."""
+
+    files: list[bytes]
+    dataset_type: str | None = None
+    tag: str | None = None
+    header_mode: str | None = None
+    custom_headers: str | None = None
+    manifest: str | None = None
+
+
+@attrs.frozen
+class PageQuery:
+    limit: int | None = None
+    cursor: str | None = None
+
+
+async def _field_text(part: BodyPartReader) -> str:
+    raw = b""
+    while chunk := await part.read_chunk(64 * 1024):
+        raw += chunk
+        if len(raw) > MAX_FIELD_BYTES:
+            raise field_error(f"$.{part.name}", f"must be at most {MAX_FIELD_BYTES} bytes")
+    return raw.decode("utf-8", errors="replace")
+
+
+def parse_options(fields: dict[str, str]) -> IngestOptions:
+    """Form fields (all text) into validated options; every failure names its field."""
+    data: dict[str, Any] = {}
+    for name, text in fields.items():
+        if name in JSON_FIELDS:
+            try:
+                data[name] = json.loads(text)
+            except json.JSONDecodeError:
+                raise field_error(f"$.{name}", "must be a JSON array") from None
+            if not isinstance(data[name], list):
+                raise field_error(f"$.{name}", "must be a JSON array")
+        elif text.strip():
+            data[name] = text.strip()
+    return check_options(structure(data, IngestOptions))
+
+
+async def read_upload(request: web.Request, files: list[SpooledFile]) -> IngestOptions:
+    """Options are checked when the first file starts, so bad options never store a byte; the
+    spooled files are appended to `files`, which the caller owns (and cleans up on failure)."""
+    settings = request.app[SETTINGS].ingest
+    check_multipart(request, settings.max_file_bytes * settings.max_files)
+    spool = request.app[LOCAL_FILES]
+    fields: dict[str, str] = {}
+    options: IngestOptions | None = None
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise InvalidInput("nested multipart bodies are not accepted")
+        if part.filename is None:
+            if part.name not in OPTION_FIELDS:
+                raise field_error(
+                    f"$.{part.name}", f"unknown field; the fields are {', '.join(sorted(OPTION_FIELDS))}"
+                )
+            if options is not None:
+                raise field_error(f"$.{part.name}", "option fields must come before the files")
+            fields[part.name] = await _field_text(part)
+            continue
+        if part.name not in ("files", "file"):
+            raise field_error(f"$.{part.name}", "files are sent in fields named files")
+        options = options or parse_options(fields)
+        if len(files) >= settings.max_files:
+            raise TooLarge(
+                f"at most {settings.max_files} files can be uploaded at once", code="too_many_files"
+            )
+        name = file_name(part.filename)
+        spooled = await spool.spool_upload(
+            read_chunks(part),
+            name=name,
+            content_type=part.headers.get("Content-Type"),
+            max_bytes=settings.max_file_bytes,
+        )
+        files.append(spooled)
+    return options or parse_options(fields)
+
+
+@routes.post("/api/projects/{pid}/ingestions")
+@doc("Upload instrument files; each one (or each chosen sheet) becomes a dataset through a job",
+     body=IngestionForm, request_content_type="multipart/form-data", response=IngestionBatch, status=202)  # fmt: skip
+async def create_ingestions(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    service = request.app[INGESTIONS]
+    await service.check_project(actor, request.match_info["pid"])  # outsiders are refused before the upload
+    files: list[SpooledFile] = []
+    try:
+        options = await read_upload(request, files)
+    except BaseException:
+        await service.release_spool(files)
+        raise
+    batch = await service.accept(actor, request.match_info["pid"], options, files)
+    return json_response(batch, status=202)
+
+
+@routes.get("/api/projects/{pid}/ingestions")
+@doc(
+    "The project's ingestions, newest first, with their jobs' status",
+    query=PageQuery,
+    response=Page[Ingestion],
+)
+async def list_ingestions(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    query = parse_query(request, PageQuery)
+    page = await request.app[INGESTIONS].list_ingestions(
+        actor, request.match_info["pid"], limit=query.limit, cursor=query.cursor
+    )
+    return json_response(page)
+
+
+@routes.get("/api/ingestions/{id}")
+@doc("One ingestion: its file, options, job status and datasets", response=Ingestion)
+async def get_ingestion(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    return json_response(await request.app[INGESTIONS].get(actor, request.match_info["id"]))
+
+
+@routes.delete("/api/ingestions/{id}")
+@doc("Delete an ingestion: cancels its job, removes its datasets and raw bytes nothing else uses", status=204)
+async def delete_ingestion(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    await request.app[INGESTIONS].delete(actor, request.match_info["id"])
+    return web.Response(status=204)

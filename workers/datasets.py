@@ -1,0 +1,47 @@
+"""Reading stored datasets back: pages of rows and CSV chunks, one Parquet row group at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from workers.ingest.common import json_safe
+
+
+def read_rows(
+    path: Path, offset: int, limit: int, columns: list[str] | None
+) -> tuple[list[str], list[dict[str, Any]], int]:
+    """Rows [offset, offset + limit) of the chosen columns, reading only the row groups that hold them."""
+    parquet = pq.ParquetFile(str(path))
+    metadata = parquet.metadata
+    names = columns or parquet.schema_arrow.names
+    rows: list[dict[str, Any]] = []
+    start = 0
+    for group in range(metadata.num_row_groups):
+        size = metadata.row_group(group).num_rows
+        end = start + size
+        if end > offset and start < offset + limit:
+            table = parquet.read_row_group(group, columns=names)
+            first = max(0, offset - start)
+            wanted = table.slice(first, offset + limit - start - first)
+            rows.extend({k: json_safe(v) for k, v in row.items()} for row in wanted.to_pylist())
+        if end >= offset + limit:
+            break
+        start = end
+    return names, rows, metadata.num_rows
+
+
+def row_groups(path: Path) -> Iterator[list[list[Any]]]:
+    """Every row, as lists in column order, one row group at a time."""
+    parquet = pq.ParquetFile(str(path))
+    for group in range(parquet.metadata.num_row_groups):
+        table = parquet.read_row_group(group)
+        columns = [column.to_pylist() for column in table.columns]
+        yield [list(row) for row in zip(*columns, strict=True)]
+
+
+def column_names(path: Path) -> list[str]:
+    return list(pq.ParquetFile(str(path)).schema_arrow.names)
