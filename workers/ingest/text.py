@@ -136,7 +136,17 @@ def sniff(path: Path, options: dict[str, Any], warnings: Warnings) -> Layout:
     if not content:
         raise JobFailed("no_tabular_data", "no table was found in the file (only comments or blank lines)")
     delimiter, width = _choose_delimiter([line for _, line in content[:200]], path.suffix.lower())
-    # lines before the table that do not have its shape (a title, "Date: ...") are metadata too
+    # what comes before the table (a title, "Operator: K. Lee") is metadata: the table starts at the
+    # first numeric row of the table's width, or the line just before it when that reads as a header
+    first_data = next(
+        (i for i, (_, line) in enumerate(content) if _numeric_row(_fields(line, delimiter), width)), None
+    )
+    if first_data is not None:
+        start = first_data
+        if first_data > 0 and len(_fields(content[first_data - 1][1], delimiter)) == width:
+            start = first_data - 1
+        metadata += [line.strip() for _, line in content[:start]]
+        content = content[start:]
     while len(content) > 2 and len(_fields(content[0][1], delimiter)) != width:
         metadata.append(content.pop(0)[1].strip())
     start_line = content[0][0]
@@ -166,6 +176,10 @@ def sniff(path: Path, options: dict[str, Any], warnings: Warnings) -> Layout:
         ),
         metadata=metadata[:200],
     )
+
+
+def _numeric_row(fields: list[str], width: int) -> bool:
+    return len(fields) == width and sum(1 for f in fields if is_number(f)) * 2 >= width
 
 
 def _parse_range(options: dict[str, Any]) -> tuple[int, int | None]:
