@@ -178,13 +178,16 @@ FAST_JOBS = {
 }
 
 
-def job_settings(endpoints: ServiceEndpoints, data_dir: Path, **jobs: Any) -> Settings:
+def job_settings(
+    endpoints: ServiceEndpoints, data_dir: Path, sections: dict[str, Any] | None = None, **jobs: Any
+) -> Settings:
     """Settings for job tests: the test kinds, quick leases, and no polling (so only wake-ups start jobs)."""
     return make_settings(
         endpoints,
         data_dir,
         jobs={**FAST_JOBS, "plugins": ["tests.jobkinds:TEST_KINDS"], **jobs},
         pool={"max_workers": 2, "min_workers": 2},
+        **(sections or {}),
     )
 
 

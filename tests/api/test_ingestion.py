@@ -1,0 +1,304 @@
+"""Ingestion through the API: uploads, options, jobs, datasets and everything read back from them."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import zipfile
+
+import aiohttp
+import openpyxl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from handlers.keys import MONGO, OBJECTS
+from server import create_app
+from tests.conftest import job_settings, problem, wait_until
+from tests.sse_client import read_events
+
+CSV = b"time,speed [m/s],label\n0,1.5,=cmd|' /C calc'!A0\n1,2.5,calm\n2,3.5,+gust\n"
+
+
+@pytest.fixture
+async def client(aiohttp_client, services, tmp_path):
+    # a low unpacked-size limit lets the zip bomb below be small enough to build quickly
+    sections = {"ingest": {"max_uncompressed_bytes": 64 * 1024 * 1024}}
+    return await aiohttp_client(create_app(job_settings(services, tmp_path, sections)))
+
+
+def form(files, **fields):
+    """Options first, then the files: the order a browser's FormData keeps."""
+    data = aiohttp.FormData()
+    for name, value in fields.items():
+        data.add_field(name, value if isinstance(value, str) else json.dumps(value))
+    for name, content, content_type in files:
+        data.add_field("files", content, filename=name, content_type=content_type)
+    return data
+
+
+async def ingest(client, team, files, who=None, **fields):
+    return await client.post(
+        f"/api/projects/{team.project_id}/ingestions",
+        data=form(files, **fields),
+        headers=(who or team.member).headers,
+    )
+
+
+async def finished(client, team, job_id):
+    async def check():
+        body = await (await client.get(f"/api/jobs/{job_id}", headers=team.member.headers)).json()
+        return body if body["status"] in {"succeeded", "failed", "cancelled"} else None
+
+    return await wait_until(check, timeout_s=60)
+
+
+async def test_csv_becomes_a_dataset_with_everything_readable(client, team):
+    response = await ingest(client, team, [("wind.csv", CSV, "text/csv")], dataset_type="wind", tag="roof")
+    assert response.status == 202
+    batch = await response.json()
+    assert batch["batch_id"]
+    [entry] = batch["jobs"]
+    assert entry["file"] == "wind.csv"
+    assert entry["sheet"] is None
+    assert entry["status"] in {"queued", "running"}
+    job = await finished(client, team, entry["id"])
+    assert job["status"] == "succeeded", job
+    dataset_id = job["result"]["dataset_id"]
+    dataset = await (await client.get(f"/api/datasets/{dataset_id}", headers=team.viewer.headers)).json()
+    assert dataset["name"] == "wind.csv"
+    assert dataset["dataset_type"] == "wind"
+    assert dataset["tag"] == "roof"
+    assert dataset["row_count"] == 3
+    assert dataset["schema"] == [
+        {"name": "time", "type": "integer", "unit": None},
+        {"name": "speed [m/s]", "type": "number", "unit": "m/s"},
+        {"name": "label", "type": "text", "unit": None},
+    ]
+    assert dataset["stats"]["speed [m/s]"]["mean"] == 2.5
+    assert dataset["sample"][1] == {"time": 1, "speed [m/s]": 2.5, "label": "calm"}
+    assert dataset["source"]["sha256"] == hashlib.sha256(CSV).hexdigest()
+    assert dataset["source"]["size"] == len(CSV)
+    assert dataset["provenance"]["versions"]["pyarrow"]
+    assert dataset["provenance"]["format"] == "text"
+
+    rows = await (await client.get(f"/api/datasets/{dataset_id}/rows", params={"offset": "1", "limit": "5",
+                                   "columns": "label,time"}, headers=team.viewer.headers)).json()  # fmt: skip
+    assert rows == {"columns": ["label", "time"], "rows": [{"label": "calm", "time": 1}, {"label": "+gust", "time": 2}],
+                    "offset": 1, "limit": 5, "total": 3}  # fmt: skip
+    await problem(
+        await client.get(
+            f"/api/datasets/{dataset_id}/rows", params={"columns": "nope"}, headers=team.viewer.headers
+        ),
+        422,
+    )
+
+    parquet = await client.get(f"/api/datasets/{dataset_id}/download", headers=team.viewer.headers)
+    assert parquet.headers["Content-Disposition"].startswith("attachment")
+    table = pq.read_table(pa.BufferReader(await parquet.read()))
+    assert table.column("speed [m/s]").to_pylist() == [1.5, 2.5, 3.5]
+
+    exported = await client.get(
+        f"/api/datasets/{dataset_id}/download", params={"format": "csv"}, headers=team.viewer.headers
+    )
+    assert exported.headers["Content-Type"].startswith("text/csv")
+    lines = list(csv.reader(io.StringIO((await exported.read()).decode())))
+    assert lines[0] == ["time", "speed [m/s]", "label"]
+    assert lines[1][2] == "'=cmd|' /C calc'!A0"  # formula neutralised
+    assert lines[3][2] == "'+gust"
+
+    raw = await client.get(f"/api/datasets/{dataset_id}/raw", headers=team.viewer.headers)
+    assert await raw.read() == CSV
+
+
+async def test_progress_events_name_the_stages(client, team):
+    big = b"a,b\n" + b"".join(b"%d,%d\n" % (i, i * 2) for i in range(200_000))
+    [entry] = (await (await ingest(client, team, [("big.csv", big, "text/csv")])).json())["jobs"]
+    response = await client.get(f"/api/jobs/{entry['id']}/events", headers=team.member.headers)
+    events, ended = await read_events(response, timeout_s=60)
+    assert ended
+    stages = {e.data["stage"] for e in events if e.event == "progress"}
+    assert {"upload", "parse", "stats", "write", "commit"} <= stages
+    assert events[-1].data["status"] == "succeeded"
+
+
+async def test_the_same_bytes_are_stored_once(client, team):
+    for _ in range(2):
+        [entry] = (await (await ingest(client, team, [("same.csv", CSV, "text/csv")])).json())["jobs"]
+        await finished(client, team, entry["id"])
+    assert len(await client.app[OBJECTS].keys("raw/")) == 1
+    datasets = await (
+        await client.get(f"/api/projects/{team.project_id}/datasets", headers=team.viewer.headers)
+    ).json()
+    assert len(datasets["items"]) == 2
+
+
+async def test_ingest_false_stores_raw_only_and_other_formats_are_stored(client, team):
+    response = await ingest(client, team, [("notes.csv", CSV, "text/csv"), ("photo.png", b"\x89PNG....", "image/png")],
+                            manifest=[{"ingest": False}])  # fmt: skip
+    jobs = (await response.json())["jobs"]
+    assert jobs[0]["status"] == "stored"
+    stored = await (await client.get(f"/api/ingestions/{jobs[0]['id']}", headers=team.viewer.headers)).json()
+    assert stored["status"] == "stored"
+    assert stored["stored_only"] is True
+    photo = await finished(client, team, jobs[1]["id"])
+    assert photo["status"] == "succeeded"
+    assert photo["result"]["stored_only"] is True
+    assert ".png" in photo["result"]["reason"]
+    assert len(await client.app[OBJECTS].keys("raw/")) == 2
+    listing = await (
+        await client.get(f"/api/projects/{team.project_id}/ingestions", headers=team.viewer.headers)
+    ).json()
+    assert {i["status"] for i in listing["items"]} == {"stored", "succeeded"}
+
+
+def xlsx() -> bytes:
+    book = openpyxl.Workbook()
+    book.active.title = "A"
+    book.active.append(["x", "y"])
+    book.active.append([1, 2])
+    book.create_sheet("B").append(["p", "q"])
+    book["B"].append([3, 4])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+async def test_workbooks_one_job_per_chosen_sheet_or_one_for_all(client, team):
+    content = xlsx()
+    chosen = await ingest(
+        client, team, [("book.xlsx", content, "application/vnd.ms-excel")], manifest=[{"sheets": ["B", "A"]}]
+    )
+    jobs = (await chosen.json())["jobs"]
+    assert [(j["file"], j["sheet"]) for j in jobs] == [("book.xlsx", "B"), ("book.xlsx", "A")]
+    for job in jobs:
+        done = await finished(client, team, job["id"])
+        dataset = await (
+            await client.get(f"/api/datasets/{done['result']['dataset_id']}", headers=team.member.headers)
+        ).json()
+        assert dataset["sheet"] == job["sheet"]
+        assert dataset["name"] == f"book.xlsx — {job['sheet']}"
+    [whole] = (
+        await (await ingest(client, team, [("book.xlsx", content, "application/vnd.ms-excel")])).json()
+    )["jobs"]
+    done = await finished(client, team, whole["id"])
+    assert len(done["result"]["dataset_ids"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("fields", "path"),
+    [
+        ({"header_mode": "sideways"}, "$.header_mode"),
+        ({"header_mode": "custom"}, "$.custom_headers"),
+        ({"manifest": "not json"}, "$.manifest"),
+        ({"manifest": [{"ingest": "yes"}]}, "$.manifest[0].ingest"),
+        ({"manifest": [{"parse_range": {"start_line": 0}}]}, "$.manifest[0].parse_range.start_line"),
+        ({"manifest": [{"profile": "radar"}]}, "$.manifest[0].profile"),
+        ({"manifest": [{"colour": "red"}]}, "$.manifest[0]"),
+        ({"manifest": [{}, {}]}, "$.manifest"),
+        ({"dataset_type": "x" * 100}, "$.dataset_type"),
+    ],
+)
+async def test_bad_options_are_422_and_nothing_is_stored(client, team, fields, path):
+    response = await ingest(client, team, [("wind.csv", CSV, "text/csv")], **fields)
+    body = await problem(response, 422)
+    assert any(e["path"].startswith(path) for e in body["errors"]), body
+    assert await client.app[OBJECTS].keys("raw/") == []
+    assert await client.app[MONGO]["jobs"].count_documents({}) == 0
+
+
+async def test_options_after_the_files_are_refused(client, team):
+    data = aiohttp.FormData()
+    data.add_field("files", CSV, filename="wind.csv", content_type="text/csv")
+    data.add_field("tag", "late")
+    body = await problem(
+        await client.post(
+            f"/api/projects/{team.project_id}/ingestions", data=data, headers=team.member.headers
+        ),
+        422,
+    )
+    assert body["errors"][0]["path"] == "$.tag"
+    assert await client.app[OBJECTS].keys("raw/") == []
+
+
+async def test_custom_headers_that_do_not_fit_fail_the_job_with_a_message(client, team):
+    [entry] = (await (await ingest(client, team, [("wind.csv", CSV, "text/csv")], header_mode="custom",
+                                   custom_headers=["only", "two"])).json())["jobs"]  # fmt: skip
+    job = await finished(client, team, entry["id"])
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "invalid_options"
+    assert "3 columns" in job["error"]["message"]
+
+
+async def test_viewers_and_outsiders_cannot_upload(client, team):
+    await problem(await ingest(client, team, [("w.csv", CSV, "text/csv")], who=team.viewer), 403)
+    await problem(await ingest(client, team, [("w.csv", CSV, "text/csv")], who=team.outsider), 404)
+    assert await client.app[OBJECTS].keys("raw/") == []
+
+
+async def test_hostile_files_fail_their_job_and_nothing_else(client, team):
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+        archive.writestr(
+            "xl/worksheets/sheet1.xml", b"\0" * (1100 * 1024 * 1024)
+        )  # 1.1 GB of zeros, ~1 MB packed
+    laughs = io.BytesIO()
+    entity = '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]><sst>&lol2;</sst>'
+    with zipfile.ZipFile(laughs, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+        archive.writestr("xl/sharedStrings.xml", entity)
+    files = [
+        ("bomb.xlsx", bomb.getvalue(), "application/octet-stream"),
+        ("laughs.xlsx", laughs.getvalue(), "application/octet-stream"),
+        ("noise.csv", bytes(range(256)) * 100, "text/csv"),
+        ("fine.csv", CSV, "text/csv"),
+    ]
+    jobs = (await (await ingest(client, team, files)).json())["jobs"]
+    outcomes = {j["file"]: await finished(client, team, j["id"]) for j in jobs}
+    assert outcomes["bomb.xlsx"]["error"]["code"] == "limit_exceeded"
+    assert outcomes["laughs.xlsx"]["error"]["code"] == "corrupt_file"
+    assert outcomes["noise.csv"]["error"]["code"] == "corrupt_file"
+    assert outcomes["fine.csv"]["status"] == "succeeded"
+    for outcome in outcomes.values():
+        if outcome["error"]:
+            assert "Traceback" not in outcome["error"]["message"]
+    assert (await client.get("/ready")).status == 200
+
+
+async def test_deleting_an_ingestion_removes_its_datasets_and_unused_raw_bytes(client, team):
+    [entry] = (await (await ingest(client, team, [("wind.csv", CSV, "text/csv")])).json())["jobs"]
+    job = await finished(client, team, entry["id"])
+    dataset_id = job["result"]["dataset_id"]
+    store = client.app[OBJECTS]
+    assert len(await store.keys("datasets/")) == 1
+    await problem(await client.delete(f"/api/ingestions/{entry['id']}", headers=team.viewer.headers), 403)
+    assert (await client.delete(f"/api/ingestions/{entry['id']}", headers=team.member.headers)).status == 204
+    await problem(await client.get(f"/api/datasets/{dataset_id}", headers=team.member.headers), 404)
+    await problem(await client.get(f"/api/ingestions/{entry['id']}", headers=team.member.headers), 404)
+    assert await store.keys("datasets/") == []
+    assert await store.keys("raw/") == []
+
+
+async def test_dataset_list_filters_and_dataset_delete(client, team):
+    for tag in ("a", "b"):
+        [entry] = (
+            await (
+                await ingest(client, team, [(f"{tag}.csv", CSV, "text/csv")], tag=tag, dataset_type="cfd")
+            ).json()
+        )["jobs"]
+        await finished(client, team, entry["id"])
+    url = f"/api/projects/{team.project_id}/datasets"
+    tagged = await (await client.get(url, params={"tag": "a"}, headers=team.viewer.headers)).json()
+    assert [d["name"] for d in tagged["items"]] == ["a.csv"]
+    assert tagged["items"][0]["columns"] == 3
+    typed = await (await client.get(url, params={"dataset_type": "cfd"}, headers=team.viewer.headers)).json()
+    assert len(typed["items"]) == 2
+    target = tagged["items"][0]["id"]
+    await problem(await client.delete(f"/api/datasets/{target}", headers=team.viewer.headers), 403)
+    assert (await client.delete(f"/api/datasets/{target}", headers=team.member.headers)).status == 204
+    assert len((await (await client.get(url, headers=team.viewer.headers)).json())["items"]) == 1
