@@ -35,8 +35,18 @@ WorkerEvent = tuple[str, str, int, dict[str, Any]]
 WorkerFunction = Callable[[dict[str, Any], "Reporter"], dict[str, Any]]
 # "__main__" is imported once in the forkserver, so workers do not each re-run the server module
 PRELOAD = ["__main__", "workers.preload"]
-# BLAS thread pools multiply virtual memory and fight over the same cores as the pool itself
-SINGLE_THREADED_MATH = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# Worker memory is capped with RLIMIT_AS, which counts address space, not use: BLAS thread pools,
+# glibc's per-thread arenas (64 MiB each) and mimalloc's 1 GiB reservation (Arrow's default pool)
+# would spend the budget on reservations, so workers use single-threaded math, two malloc arenas and
+# Arrow's system allocator, with large blocks handed back to the kernel when freed.
+WORKER_ENVIRONMENT = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "MALLOC_ARENA_MAX": "2",
+    "MALLOC_MMAP_THRESHOLD_": "1048576",
+    "ARROW_DEFAULT_MEMORY_POOL": "system",
+}
 MIN_EVENT_INTERVAL_S = 0.2  # at most about five progress events per second per job
 
 
@@ -186,7 +196,7 @@ class WorkerPool:
         self._reader: threading.Thread | None = None
         self._reader_stop = threading.Event()
         self._context = multiprocessing.get_context("forkserver")
-        for name, value in SINGLE_THREADED_MATH.items():
+        for name, value in WORKER_ENVIRONMENT.items():
             os.environ.setdefault(name, value)
         os.environ["_LABHUB_POOL_PARENT"] = str(os.getpid())  # checked by the forkserver (workers.preload)
         with contextlib.suppress(ValueError):  # the forkserver is per process and may be running already

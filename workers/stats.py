@@ -39,6 +39,9 @@ class NumericStats:
         self._kept = 0
         self._sample: np.ndarray | None = None  # once sampling: values
         self._keys: np.ndarray | None = None  # and their random keys
+        self._threshold = 1.0
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._pending_count = 0
         self.integer = True
 
     def update(self, array: pa.Array | pa.ChunkedArray) -> None:
@@ -68,16 +71,32 @@ class NumericStats:
             self._kept += len(values)
             return
         if self._sample is None:  # the exact budget is spent: from here on, a uniform sample
-            self._sample = np.concatenate([*self._values, values]) if self._values else values
+            self._sample = np.concatenate([*self._values, values])
             self._keys = self._rng.random(len(self._sample))
             self._values = []
-        else:
-            assert self._keys is not None
-            self._sample = np.concatenate([self._sample, values])
-            self._keys = np.concatenate([self._keys, self._rng.random(len(values))])
+            self._trim()
+            return
+        # a value enters only if its random key beats the k-th smallest so far; few do, so the
+        # candidates are kept aside and the sample is trimmed once they add up to its size
+        keys = self._rng.random(len(values))
+        entering = keys < self._threshold
+        if entering.any():
+            self._pending.append((values[entering], keys[entering]))
+            self._pending_count += int(entering.sum())
+            if self._pending_count >= self.capacity:
+                self._trim()
+
+    def _trim(self) -> None:
+        assert self._sample is not None
+        assert self._keys is not None
+        if self._pending:
+            self._sample = np.concatenate([self._sample, *(v for v, _ in self._pending)])
+            self._keys = np.concatenate([self._keys, *(k for _, k in self._pending)])
+            self._pending, self._pending_count = [], 0
         if len(self._sample) > self.capacity:
             keep = np.argpartition(self._keys, self.capacity - 1)[: self.capacity]
             self._sample, self._keys = self._sample[keep], self._keys[keep]
+        self._threshold = float(self._keys.max()) if len(self._keys) >= self.capacity else 1.0
 
     def result(self) -> dict[str, Any]:
         kept = (
@@ -113,10 +132,14 @@ class TextStats:
     def update(self, array: pa.Array | pa.ChunkedArray) -> None:
         self.nulls += array.null_count
         self.count += len(array) - array.null_count
-        for entry in pc.value_counts(pc.drop_null(array)).to_pylist():
-            value, n = str(entry["values"]), int(entry["counts"])
+        if self.truncated:
+            return  # past MAX_DISTINCT values: distinct is a lower bound, top values from what was seen
+        counted = pc.value_counts(pc.drop_null(array))
+        for value, n in zip(
+            counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True
+        ):
             if value in self.counts or len(self.counts) < MAX_DISTINCT:
-                self.counts[value] += n
+                self.counts[str(value)] += n
             else:
                 self.truncated = True
 

@@ -43,6 +43,60 @@ class ObjectReader:
         self._body.close()
 
 
+class _MultipartUpload:
+    """One S3 multipart upload with up to `concurrency` parts being sent at a time."""
+
+    def __init__(self, store: ObjectStore, key: str, upload_id: str, concurrency: int) -> None:
+        self._client, self._bucket = store.client, store.bucket
+        self._key, self._id = key, upload_id
+        self._concurrency = concurrency
+        self._etags: dict[int, str] = {}
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._next = 1
+
+    @classmethod
+    async def start(
+        cls, store: ObjectStore, key: str, content_type: str, concurrency: int
+    ) -> _MultipartUpload:
+        created = await store.client.create_multipart_upload(
+            Bucket=store.bucket, Key=key, ContentType=content_type
+        )
+        return cls(store, key, created["UploadId"], concurrency)
+
+    async def _send(self, number: int, body: bytes) -> None:
+        response = await self._client.upload_part(
+            Bucket=self._bucket, Key=self._key, UploadId=self._id, PartNumber=number, Body=body
+        )
+        self._etags[number] = response["ETag"]
+
+    async def add(self, body: bytes) -> None:
+        if len(self._in_flight) >= self._concurrency:
+            done, self._in_flight = await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        self._in_flight.add(asyncio.create_task(self._send(self._next, body)))
+        self._next += 1
+
+    async def complete(self) -> None:
+        if self._next == 1:
+            await self.add(b"")
+        in_flight, self._in_flight = self._in_flight, set()
+        await asyncio.gather(*in_flight)
+        parts = [{"ETag": self._etags[n], "PartNumber": n} for n in sorted(self._etags)]
+        await self._client.complete_multipart_upload(
+            Bucket=self._bucket, Key=self._key, UploadId=self._id, MultipartUpload={"Parts": parts}
+        )
+
+    async def abort(self) -> None:
+        for task in self._in_flight:
+            task.cancel()
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        try:
+            await self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._id)
+        except ClientError:
+            log.warning("could not abort a multipart upload", extra={"key": self._key}, exc_info=True)
+
+
 class ObjectStore:
     """One bucket of an S3-compatible service."""
 
@@ -77,8 +131,10 @@ class ObjectStore:
         max_bytes: int,
         part_size: int,
         content_type: str = "application/octet-stream",
+        concurrency: int = 3,
     ) -> StoredObject:
-        """Stream chunks into key, hashing on the way; memory stays within about two parts.
+        """Stream chunks into key, hashing on the way; a few parts are in flight at once, so memory
+        stays within about (concurrency + 1) parts.
 
         Over max_bytes raises TooLarge; any failure (or cancellation) aborts the multipart upload,
         so nothing partial is left in the bucket.
@@ -87,8 +143,7 @@ class ObjectStore:
         size = 0
         pending: list[bytes] = []
         pending_size = 0
-        upload_id: str | None = None
-        parts: list[dict[str, Any]] = []
+        upload: _MultipartUpload | None = None
         try:
             async for chunk in chunks:
                 size += len(chunk)
@@ -100,39 +155,20 @@ class ObjectStore:
                 pending.append(chunk)
                 pending_size += len(chunk)
                 if pending_size >= part_size:
-                    if upload_id is None:
-                        created = await self.client.create_multipart_upload(
-                            Bucket=self.bucket, Key=key, ContentType=content_type
-                        )
-                        upload_id = created["UploadId"]
-                    await self._upload_part(key, upload_id, parts, b"".join(pending))
+                    upload = upload or await _MultipartUpload.start(self, key, content_type, concurrency)
+                    await upload.add(b"".join(pending))
                     pending, pending_size = [], 0
-            if upload_id is None:
+            if upload is None:
                 await self.put_bytes(key, b"".join(pending), content_type)
             else:
-                if pending or not parts:
-                    await self._upload_part(key, upload_id, parts, b"".join(pending))
-                await self.client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
-                )
+                if pending:
+                    await upload.add(b"".join(pending))
+                await upload.complete()
         except BaseException:
-            if upload_id is not None:
-                await asyncio.shield(self._abort(key, upload_id))
+            if upload is not None:
+                await asyncio.shield(upload.abort())
             raise
         return StoredObject(key=key, size=size, sha256=hasher.hexdigest())
-
-    async def _upload_part(self, key: str, upload_id: str, parts: list[dict[str, Any]], body: bytes) -> None:
-        number = len(parts) + 1
-        response = await self.client.upload_part(
-            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
-        )
-        parts.append({"ETag": response["ETag"], "PartNumber": number})
-
-    async def _abort(self, key: str, upload_id: str) -> None:
-        try:
-            await self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        except ClientError:
-            log.warning("could not abort a multipart upload", extra={"key": key}, exc_info=True)
 
     @asynccontextmanager
     async def open_read(

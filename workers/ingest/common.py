@@ -31,8 +31,8 @@ class Limits:
     max_uncompressed_bytes: int = 1024**3
     max_zip_entries: int = 10_000
     max_compression_ratio: float = 200.0
-    block_bytes: int = 8 * 1024 * 1024
-    stats_values: int = 16_000_000  # float64 values kept for exact quantiles (128 MB)
+    block_bytes: int = 2 * 1024 * 1024
+    stats_values: int = 4_000_000  # float64 values kept for exact quantiles (32 MB)
 
     @classmethod
     def from_params(cls, raw: dict[str, Any] | None) -> Limits:
@@ -143,7 +143,12 @@ class DatasetBuilder:
         self.rows = 0
         self.stats = TableStats(schema, limits.stats_values)
         self.sample: list[dict[str, Any]] = []
-        self._writer = pq.ParquetWriter(str(path), schema, compression="zstd", compression_level=1)
+        # dictionaries pay off for repeated text; for measurements (mostly distinct numbers) they cost
+        # a failed attempt per column chunk, which doubled the writing time here
+        text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        self._writer = pq.ParquetWriter(
+            str(path), schema, compression="zstd", compression_level=1, use_dictionary=text or False
+        )
 
     def add(self, batch: pa.RecordBatch, *, done: float | None = None, total: float | None = None) -> None:
         if batch.num_rows == 0:

@@ -74,35 +74,42 @@ def _is_empty(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _column_type(values: list[Any]) -> pa.DataType:
-    present = [v for v in values if not _is_empty(v)]
-    if not present:
-        return pa.string()
-    if all(isinstance(v, bool) for v in present):
-        return pa.bool_()
-    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
-        return (
-            pa.int64() if all(isinstance(v, int) or float(v).is_integer() for v in present) else pa.float64()
-        )
-    if all(isinstance(v, datetime | date) for v in present):
-        return pa.timestamp("us")
-    return pa.string()
-
-
-def _convert(value: Any, data_type: pa.DataType) -> Any:
+def _text(value: Any) -> str | None:
     if _is_empty(value):
         return None
-    if data_type == pa.string():
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        return value.isoformat() if isinstance(value, datetime | date | time) else str(value)
-    if data_type == pa.int64():
-        return int(value)
-    if data_type == pa.timestamp("us") and isinstance(value, date) and not isinstance(value, datetime):
-        return datetime(value.year, value.month, value.day)  # noqa: DTZ001 - Excel dates have no time zone
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    return value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value.isoformat() if isinstance(value, datetime | date | time) else str(value)
+
+
+def column_array(values: list[Any]) -> pa.Array:
+    """One column of cells as an Arrow array of the narrowest type that holds every value.
+
+    Works on whole columns with C-level passes where it can: a 100,000-row sheet is read several
+    times faster than cell by cell.
+    """
+    kinds = {type(v) for v in values}
+    blanks = str in kinds and all(not v.strip() for v in values if type(v) is str)
+    present = kinds - {type(None)} - ({str} if blanks else set())
+    cleaned = [None if type(v) is str or v is None else v for v in values] if blanks else values
+    if not present:
+        return pa.array([None] * len(values), type=pa.string())
+    if present <= {int, float}:
+        floats = pa.array(cleaned, type=pa.float64(), from_pandas=True)
+        try:
+            return floats.cast(pa.int64())  # whole numbers only: "safe" refuses to truncate
+        except pa.ArrowInvalid:
+            return floats
+    if present == {bool}:
+        return pa.array(cleaned, type=pa.bool_())
+    if present <= {datetime, date}:
+        return pa.array(
+            [datetime(v.year, v.month, v.day) if type(v) is date else v for v in cleaned],  # noqa: DTZ001 - Excel dates have no time zone
+            type=pa.timestamp("us"),
+        )
+    if present == {timedelta}:
+        return pa.array([None if v is None else v.total_seconds() for v in cleaned], type=pa.float64())
+    return pa.array([v if type(v) is str and v.strip() else _text(v) for v in values], type=pa.string())
 
 
 def _read_sheet(
@@ -147,20 +154,18 @@ def _read_sheet(
             )
     data = rows[1:] if has_header else rows
     # columns without a name and without a single value ("Unnamed: 3" in pandas) are dropped
-    keep = [i for i in range(width) if str(header[i]).strip() or any(not _is_empty(r[i]) for r in data)]
+    columns = [[r[i] for r in data] for i in range(width)]
+    # columns without a name and without a single value ("Unnamed: 3" in pandas) are dropped
+    keep = [i for i in range(width) if str(header[i]).strip() or any(not _is_empty(v) for v in columns[i])]
     names = clean_names([header[i] for i in keep])
-    types = [_column_type([r[i] for r in data]) for i in keep]
-    schema = pa.schema(list(zip(names, types, strict=True)))
+    arrays = [column_array(columns[i]) for i in keep]
+    del columns
+    schema = pa.schema([pa.field(n, a.type) for n, a in zip(names, arrays, strict=True)])
     builder = DatasetBuilder(out, schema, limits, reporter)
     try:
         for start in range(0, len(data), BATCH_ROWS):
-            chunk = data[start : start + BATCH_ROWS]
-            arrays = [
-                pa.array([_convert(r[i], t) for r in chunk], type=t) for i, t in zip(keep, types, strict=True)
-            ]
-            builder.add(
-                pa.RecordBatch.from_arrays(arrays, schema=schema), done=start + len(chunk), total=len(data)
-            )
+            batch = pa.RecordBatch.from_arrays([a.slice(start, BATCH_ROWS) for a in arrays], schema=schema)
+            builder.add(batch, done=min(len(data), start + BATCH_ROWS), total=len(data))
         if builder.rows == 0:
             builder.abort()
             return None

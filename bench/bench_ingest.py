@@ -1,0 +1,222 @@
+"""Ingestion benchmarks, each against a baseline measured in the same run.
+
+1. A ~200 MB numeric CSV through LabHub end to end (POST -> job succeeded: upload, spool, raw
+   object, parse, statistics, Parquet, commit) vs pyarrow.csv.read_csv + pyarrow.parquet.write_table
+   of the same file in this process. Target: at most 2.5x, aim for 1.5x.
+2. A 100,000-row workbook through LabHub vs pandas.read_excel(engine="openpyxl"): at least 8x faster.
+3. Worker peak memory while a pool worker ingests a CSV twice its memory budget.
+
+    ./labhub bench
+    .venv/bin/python bench/bench_ingest.py --csv-mib 200 --xlsx-rows 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import aiohttp
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from domain.stores.embedded import free_port  # noqa: E402
+from workers.ingest.run import ingest_file  # noqa: E402
+from workers.pool import WorkerPool  # noqa: E402
+
+
+def numeric_csv(path: Path, target_mib: int) -> int:
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    block = rng.normal(size=(100_000, 8))
+    text = "\n".join(",".join(f"{v:.6f}" for v in row) for row in block).encode() + b"\n"
+    rows = 0
+    with path.open("wb") as handle:
+        handle.write(("time," + ",".join(f"sensor_{i}" for i in range(7)) + "\n").encode())
+        while handle.tell() < target_mib * 1024 * 1024:
+            handle.write(text)
+            rows += 100_000
+    return rows
+
+
+def workbook(path: Path, rows: int) -> None:
+    import datetime as dt
+
+    import openpyxl
+
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet("data")
+    sheet.append(["time", "speed", "pressure", "temperature", "label"])
+    start = dt.datetime(2024, 1, 1)  # noqa: DTZ001 - Excel has no time zones
+    for i in range(rows):
+        sheet.append(
+            [start + dt.timedelta(seconds=i), i * 0.5, 1013 - i * 0.001, 20 + (i % 100) * 0.1, f"run-{i % 7}"]
+        )
+    book.save(path)
+
+
+def baseline_csv(path: Path, out: Path) -> float:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    started = time.perf_counter()
+    pq.write_table(pacsv.read_csv(path), out)
+    return time.perf_counter() - started
+
+
+def baseline_excel(path: Path) -> float:
+    import pandas as pd
+
+    started = time.perf_counter()
+    pd.read_excel(path, engine="openpyxl")
+    return time.perf_counter() - started
+
+
+async def labhub_ingest(
+    base: str, headers: dict[str, str], project_id: str, path: Path, http: aiohttp.ClientSession
+) -> float:
+    started = time.perf_counter()
+    form = aiohttp.FormData()
+    with path.open("rb") as handle:
+        form.add_field("files", handle, filename=path.name, content_type="application/octet-stream")
+        async with http.post(
+            f"{base}/api/projects/{project_id}/ingestions", data=form, headers=headers
+        ) as response:
+            batch = await response.json()
+            assert response.status == 202, batch
+    job_id = batch["jobs"][0]["id"]
+    while True:
+        async with http.get(f"{base}/api/jobs/{job_id}", headers=headers) as response:
+            job = await response.json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            break
+        await asyncio.sleep(0.02)
+    assert job["status"] == "succeeded", job
+    return time.perf_counter() - started
+
+
+async def run_labhub(data_dir: Path, files: list[Path]) -> list[float]:
+    port = free_port()
+    env = {**os.environ, "LABHUB_SERVICES_DATA_DIR": str(data_dir), "LABHUB_HTTP_PORT": str(port),
+           "LABHUB_APP_LOG_LEVEL": "WARNING", "LABHUB_AUTH_ARGON2_MEMORY_KIB": "8192"}  # fmt: skip
+    server = subprocess.Popen([sys.executable, str(ROOT / "server.py"), "serve"], cwd=ROOT, env=env)  # noqa: S603, ASYNC220
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as http:
+            for _ in range(600):
+                try:
+                    async with http.get(f"{base}/ready") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+            account = {
+                "email": "ingest-bench@lab.example",
+                "password": "ingest bench password",
+                "name": "Bench",
+            }
+            await http.post(f"{base}/api/auth/register", json=account)
+            login = await http.post(
+                f"{base}/api/auth/login", json={k: account[k] for k in ("email", "password")}
+            )
+            headers = {"Authorization": f"Bearer {(await login.json())['access_token']}"}
+            project = await (
+                await http.post(f"{base}/api/projects", json={"name": "bench"}, headers=headers)
+            ).json()
+            return [await labhub_ingest(base, headers, project["id"], path, http) for path in files]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=120)
+
+
+def worker_peak(path: Path, work: Path, budget: int) -> tuple[float, int, int]:
+    pool = WorkerPool(1, budget)
+    pool.start()
+    peak_rss, peak_vms = 0, 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak_rss, peak_vms
+        while not stop.is_set():
+            for pid in pool.worker_pids():
+                try:
+                    info = psutil.Process(pid).memory_info()
+                except psutil.NoSuchProcess:
+                    continue
+                peak_rss, peak_vms = max(peak_rss, info.rss), max(peak_vms, info.vms)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    try:
+        _, future = pool.submit(ingest_file, "bench", 1, {"path": str(path), "file_name": path.name, "work_dir": str(work),
+                                                           "options": {}, "limits": None})  # fmt: skip
+        future.result()
+    finally:
+        stop.set()
+        sampler.join()
+        pool.shutdown()
+    return time.perf_counter() - started, peak_rss, peak_vms
+
+
+def main(csv_mib: int, xlsx_rows: int, budget_mib: int, skip: set[str]) -> None:
+    with tempfile.TemporaryDirectory(prefix="labhub-ingest-bench-") as tmp:
+        folder = Path(tmp)
+        csv_path, xlsx_path = folder / "numbers.csv", folder / "book.xlsx"
+        files = []
+        if "csv" not in skip:
+            rows = numeric_csv(csv_path, csv_mib)
+            files.append(csv_path)
+        if "excel" not in skip:
+            workbook(xlsx_path, xlsx_rows)
+            files.append(xlsx_path)
+        if files:
+            timings = dict(
+                zip([f.name for f in files], asyncio.run(run_labhub(folder / "labhub", files)), strict=True)
+            )
+        if "csv" not in skip:
+            base = baseline_csv(csv_path, folder / "baseline.parquet")
+            ours = timings[csv_path.name]
+            size = csv_path.stat().st_size / 1e6
+            print(f"1. CSV {size:.0f} MB ({rows} rows × 8 columns): labhub end to end {ours:.2f} s ({size / ours:.0f} MB/s), "
+                  f"pyarrow read_csv + write_table {base:.2f} s -> {ours / base:.2f}x (target <= 2.5x)")  # fmt: skip
+        if "excel" not in skip:
+            base = baseline_excel(xlsx_path)
+            ours = timings[xlsx_path.name]
+            print(f"2. workbook {xlsx_rows} rows: labhub end to end {ours:.2f} s ({xlsx_rows / ours:.0f} rows/s), "
+                  f"pandas.read_excel(openpyxl) {base:.2f} s -> labhub is {base / ours:.1f}x faster (target >= 8x)")  # fmt: skip
+        if "memory" not in skip:
+            budget = budget_mib * 1024 * 1024
+            big = folder / "twice.csv"
+            numeric_csv(big, 2 * budget_mib)
+            csv_path.unlink(missing_ok=True)
+            seconds, rss, vms = worker_peak(big, folder / "work", budget)
+            print(f"3. CSV of {big.stat().st_size / 2**20:.0f} MiB in a worker with a {budget_mib} MiB budget: done in "
+                  f"{seconds:.1f} s, peak RSS {rss / 2**20:.0f} MiB ({rss / budget:.2f} of the budget), "
+                  f"peak address space {vms / 2**20:.0f} MiB")  # fmt: skip
+        print(json.dumps({"csv_mib": csv_mib, "xlsx_rows": xlsx_rows, "budget_mib": budget_mib}))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--csv-mib", type=int, default=200)
+    parser.add_argument("--xlsx-rows", type=int, default=100_000)
+    parser.add_argument("--budget-mib", type=int, default=1024)
+    parser.add_argument("--skip", action="append", default=[], choices=["csv", "excel", "memory"])
+    options = parser.parse_args()
+    main(options.csv_mib, options.xlsx_rows, options.budget_mib, set(options.skip))
