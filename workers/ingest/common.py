@@ -4,7 +4,9 @@ that turns a stream of record batches into Parquet, statistics, a sample and war
 from __future__ import annotations
 
 import math
+import queue
 import re
+import threading
 from collections.abc import Sequence
 from datetime import date, datetime, time
 from pathlib import Path
@@ -19,6 +21,7 @@ from workers.pool import JobFailed, Reporter
 from workers.stats import TableStats
 
 SAMPLE_ROWS = 20
+WRITER_STACK_BYTES = 1024 * 1024
 MAX_WARNING_EXAMPLES = 5
 _UNIT = re.compile(r"^(?P<name>.*?)\s*[\[(](?P<unit>[^\[\]()]{1,32})[\])]\s*$")
 _NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$")
@@ -126,7 +129,15 @@ class Warnings:
 
 
 class DatasetBuilder:
-    """Receives record batches of one schema; writes Parquet, keeps stats and the first rows."""
+    """Receives record batches of one schema; writes Parquet, keeps stats and the first rows.
+
+    Parsing (the caller) and the statistics and Parquet writing (a thread of this builder) overlap:
+    both spend most of their time in C code that releases the GIL, so with two cores a file is
+    read in about the time of the slower of the two. At most QUEUE_BATCHES batches wait between
+    them, which bounds the memory.
+    """
+
+    QUEUE_BATCHES = 4
 
     def __init__(
         self, path: Path, schema: pa.Schema, limits: Limits, reporter: Reporter, *, stage: str = "parse"
@@ -146,24 +157,43 @@ class DatasetBuilder:
         # dictionaries pay off for repeated text; for measurements (mostly distinct numbers) they cost
         # a failed attempt per column chunk, which doubled the writing time here
         text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        self._text = text
         self._writer = pq.ParquetWriter(
             str(path), schema, compression="zstd", compression_level=1, use_dictionary=text or False
         )
+        self._queue: queue.Queue[tuple[pa.RecordBatch, float | None, float | None] | None] = queue.Queue(
+            self.QUEUE_BATCHES
+        )
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._consume, name="dataset-writer", daemon=True)
+        previous = threading.stack_size(WRITER_STACK_BYTES)  # address space counts against RLIMIT_AS
+        try:
+            self._thread.start()
+        finally:
+            threading.stack_size(previous)
 
     def add(self, batch: pa.RecordBatch, *, done: float | None = None, total: float | None = None) -> None:
-        if batch.num_rows == 0:
-            return
-        for name, column in zip(batch.schema.names, batch.columns, strict=True):
-            if (
-                pa.types.is_string(column.type)
-                or pa.types.is_large_string(column.type)
-                or pa.types.is_binary(column.type)
-            ):
-                longest = pc.max(pc.binary_length(column)).as_py()
-                if longest is not None and longest > self.limits.max_cell_bytes:
-                    raise limit_exceeded(
-                        f"a cell in column {name!r} holds {longest} bytes; at most {self.limits.max_cell_bytes} are accepted"
-                    )
+        if self._failure is not None:
+            raise self._failure
+        if batch.num_rows:
+            self._queue.put((batch, done, total))
+
+    def _consume(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._failure is not None:
+                continue  # drain: the producer learns of the failure at its next add
+            try:
+                self._take(*item)
+            except BaseException as exc:  # noqa: BLE001 - handed to the parsing thread, which raises it
+                self._failure = exc
+
+    def _take(self, batch: pa.RecordBatch, done: float | None, total: float | None) -> None:
+        for name in self._text:
+            longest = pc.max(pc.binary_length(batch.column(name))).as_py()
+            if longest is not None and longest > self.limits.max_cell_bytes:
+                raise limit_exceeded(
+                    f"a cell in column {name!r} holds {longest} bytes; at most {self.limits.max_cell_bytes} are accepted"
+                )
         self._writer.write_batch(batch)
         self.stats.update(batch)
         if len(self.sample) < SAMPLE_ROWS:
@@ -174,7 +204,14 @@ class DatasetBuilder:
             self.stage, done if done is not None else self.rows, total, f"{self.rows} rows"
         )
 
+    def _drain(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._failure is not None:
+            raise self._failure
+
     def finish(self) -> dict[str, Any]:
+        self._drain()
         self.reporter.progress("stats", 0, 1, "finishing statistics")
         stats = self.stats.result()
         self.reporter.progress("write", 0, 1, "closing the Parquet file")
@@ -193,6 +230,10 @@ class DatasetBuilder:
 
     def abort(self) -> None:
         try:
+            if self._thread.is_alive():
+                self._failure = self._failure or JobFailed("aborted", "stopped")
+                self._queue.put(None)
+                self._thread.join()
             self._writer.close()
         finally:
             self.path.unlink(missing_ok=True)

@@ -166,10 +166,10 @@ def _read_sheet(
         for start in range(0, len(data), BATCH_ROWS):
             batch = pa.RecordBatch.from_arrays([a.slice(start, BATCH_ROWS) for a in arrays], schema=schema)
             builder.add(batch, done=min(len(data), start + BATCH_ROWS), total=len(data))
-        if builder.rows == 0:
+        result = builder.finish()
+        if result["row_count"] == 0:
             builder.abort()
             return None
-        result = builder.finish()
     except BaseException:
         builder.abort()
         raise

@@ -390,9 +390,10 @@ def _parse(
     try:
         for batch in reader:
             builder.add(batch, done=source.consumed, total=total)
-        if builder.rows == 0:
+        result = builder.finish()
+        if result["row_count"] == 0:
             raise JobFailed("no_tabular_data", "the table has a header but no rows")
-        return {**builder.finish(), "warnings": []}
+        return {**result, "warnings": []}
     except BaseException:
         builder.abort()
         raise
