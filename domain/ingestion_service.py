@@ -33,8 +33,9 @@ from domain.settings import IngestSettings
 from domain.stores.datasets import DatasetStore, IngestionStore, ingestion_view
 from domain.stores.jobs import JobStore
 from domain.stores.localfiles import LocalFiles, SpooledFile
-from domain.stores.objects import ObjectStore
+from domain.stores.objects import ObjectStore, StoredObject
 from domain.users import User
+from workers.ingest.common import done_marker
 from workers.ingest.run import ingest_file
 from workers.pool import JobFailed
 
@@ -48,9 +49,68 @@ def raw_key(sha256: str) -> str:
     return f"raw/{sha256}"
 
 
-def derived_id(job_id: str, index: int) -> str:
-    """The id of a job's index-th dataset: the same on every attempt, so a retry overwrites."""
-    return str(ObjectId(hashlib.sha256(f"{job_id}:{index}".encode()).digest()[:12]))
+def derived_id(job_id: str, output: str) -> str:
+    """The id of a job's dataset written to `output`: the same on every attempt, so a retry overwrites."""
+    return str(ObjectId(hashlib.sha256(f"{job_id}:{output}".encode()).digest()[:12]))
+
+
+def dataset_key(dataset_id: str) -> str:
+    return f"datasets/{dataset_id}/data.parquet"
+
+
+class _Abandoned(Exception):
+    """The worker gave a Parquet file up (an empty sheet, a failure) before finishing it."""
+
+
+async def growing_file(path: Path, size: int = READ_CHUNK) -> AsyncIterator[bytes]:
+    """The bytes of a file another process is still writing, until its .done marker appears."""
+    with path.open("rb") as handle:
+        while True:
+            chunk = handle.read(size)
+            if chunk:
+                yield chunk
+                continue
+            if done_marker(path).exists():
+                if rest := handle.read():
+                    yield rest
+                return
+            if not path.exists():
+                raise _Abandoned(path.name)
+            await asyncio.sleep(0.05)
+
+
+class OutputFollower:
+    """Uploads a job's Parquet files to S3 while the worker is still writing them, so that the
+    commit finds them stored already instead of starting the upload then."""
+
+    def __init__(self, objects: ObjectStore, work: Path, job_id: str, part_size: int) -> None:
+        self._objects, self._work, self._job_id, self._part_size = objects, work, job_id, part_size
+        self.uploads: dict[str, asyncio.Task[StoredObject]] = {}
+        self._watcher = asyncio.create_task(self._watch(), name=f"follow-{job_id}")
+
+    async def _watch(self) -> None:
+        while True:
+            for path in self._work.glob("*.parquet") if self._work.exists() else []:
+                if path.name not in self.uploads:
+                    key = dataset_key(derived_id(self._job_id, path.stem))
+                    self.uploads[path.name] = asyncio.create_task(self._objects.put_stream(
+                        key, growing_file(path), max_bytes=2**62, part_size=self._part_size,
+                        content_type="application/vnd.apache.parquet",
+                    ))  # fmt: skip
+            await asyncio.sleep(0.05)
+
+    async def stored(self, path: Path) -> StoredObject | None:
+        """The finished upload of path, or None when it was not being followed."""
+        task = self.uploads.get(path.name)
+        return await task if task is not None else None
+
+    async def stop(self) -> list[str]:
+        """Stop following; the keys of the files it stored, so that unused ones can be removed."""
+        for task in [self._watcher, *self.uploads.values()]:
+            task.cancel()
+        results = await asyncio.gather(*self.uploads.values(), return_exceptions=True)
+        await asyncio.gather(self._watcher, return_exceptions=True)
+        return [r.key for r in results if isinstance(r, StoredObject)]
 
 
 async def file_chunks(path: Path, size: int = READ_CHUNK) -> AsyncIterator[bytes]:
@@ -85,6 +145,7 @@ class IngestionService:
         self.settings = settings
         self._part_size = part_size
         self._uploads: dict[str, asyncio.Future[None]] = {}  # raw uploads under way on this instance
+        self._followers: dict[tuple[str, int], OutputFollower] = {}
 
     def job_kind(self) -> JobKind:
         return JobKind(
@@ -216,6 +277,8 @@ class IngestionService:
             partial.rename(local)
         work = self._files.work_dir(job.id, job.attempt)
         shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        self._followers[(job.id, job.attempt)] = OutputFollower(self._objects, work, job.id, self._part_size)
         s = self.settings
         return {
             "path": str(local),
@@ -244,14 +307,17 @@ class IngestionService:
             }
         await self._wait_raw(params["file"]["sha256"])
         ids: list[str] = []
-        for index, dataset in enumerate(result["datasets"]):
-            dataset_id = derived_id(job.id, index)
-            key = f"datasets/{dataset_id}/data.parquet"
+        follower = self._followers.get((job.id, job.attempt))
+        for dataset in result["datasets"]:
             path = Path(dataset["parquet_path"])
-            stored = await self._objects.put_stream(
-                key, file_chunks(path), max_bytes=2**63, part_size=self._part_size,
-                content_type="application/vnd.apache.parquet",
-            )  # fmt: skip
+            dataset_id = derived_id(job.id, path.stem)
+            key = dataset_key(dataset_id)
+            stored = await follower.stored(path) if follower else None
+            if stored is None:
+                stored = await self._objects.put_stream(
+                    key, file_chunks(path), max_bytes=2**62, part_size=self._part_size,
+                    content_type="application/vnd.apache.parquet",
+                )  # fmt: skip
             sheet = dataset.get("sheet")
             fields = {
                 "project_id": ObjectId(job.project_id),
@@ -287,6 +353,12 @@ class IngestionService:
         return {"stored_only": False, "dataset_id": ids[0], "dataset_ids": ids, "rows": rows}
 
     async def _cleanup(self, job: Job) -> None:
+        follower = self._followers.pop((job.id, job.attempt), None)
+        if follower is not None:
+            # a failed or stale attempt may have stored Parquet files that no dataset uses
+            stored = await follower.stop()
+            unused = [key for key in stored if not await self._datasets.uses_key(key)]
+            await self._objects.delete(unused)
         for work in self._files.work.glob(f"{job.id}-*"):
             shutil.rmtree(work, ignore_errors=True)
         await self._release(job.params["file"]["sha256"])

@@ -58,6 +58,9 @@ class DatasetStore:
         )
         return [_summary(d) for d in docs], next_cursor
 
+    async def uses_key(self, parquet_key: str) -> bool:
+        return await self._datasets.count_documents({"parquet_key": parquet_key}, limit=1) > 0
+
     async def by_job(self, job_id: str) -> list[Document]:
         return await self._datasets.find({"job_id": ObjectId(job_id)}, {"parquet_key": 1}).to_list()
 

@@ -43,6 +43,10 @@ class Limits:
         return cls(**{k: v for k, v in (raw or {}).items() if k in fields})
 
 
+def done_marker(path: Path) -> Path:
+    return path.with_name(path.name + ".done")
+
+
 def limit_exceeded(message: str) -> JobFailed:
     return JobFailed("limit_exceeded", message)
 
@@ -216,6 +220,7 @@ class DatasetBuilder:
         stats = self.stats.result()
         self.reporter.progress("write", 0, 1, "closing the Parquet file")
         self._writer.close()
+        done_marker(self.path).touch()  # the server may upload the file while it grows; this says it is whole
         schema = []
         for field in self.schema:
             name, unit = split_unit(field.name)
