@@ -235,7 +235,7 @@ class IngestionService:
             if not await self._objects.exists(raw_key(sha)):
                 await self._objects.put_stream(
                     raw_key(sha), file_chunks(spooled.path), max_bytes=spooled.size, part_size=self._part_size,
-                    content_type=spooled.content_type or "application/octet-stream",
+                    content_type=spooled.content_type or "application/octet-stream", known_sha256=sha,
                 )  # fmt: skip
             done.set_result(None)
         except BaseException as exc:

@@ -11,7 +11,7 @@ from aiohttp.hdrs import CONTENT_TYPE
 
 from domain.errors import TooLarge, field_error
 
-READ_CHUNK = 256 * 1024
+READ_CHUNK = 1024 * 1024
 MULTIPART_SLACK = 1024 * 1024  # boundaries and headers around the file itself
 
 

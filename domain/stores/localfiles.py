@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
@@ -9,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import BinaryIO
 
 import attrs
 
@@ -50,10 +52,21 @@ class LocalFiles:
     async def spool_upload(
         self, chunks: AsyncIterator[bytes], *, name: str, content_type: str | None, max_bytes: int
     ) -> SpooledFile:
-        """Write an upload to the spool while hashing it; kept as spool/{sha256}, written once."""
+        """Write an upload to the spool while hashing it; kept as spool/{sha256}, written once.
+
+        Hashing and writing happen in a thread, one chunk behind the network, so the event loop
+        keeps receiving while the previous chunk is being hashed and written.
+        """
         temporary = self.spool / f".upload-{uuid.uuid4().hex}"
         digest = hashlib.sha256()
         size = 0
+        loop = asyncio.get_running_loop()
+        previous: asyncio.Future[None] | None = None
+
+        def absorb(handle: BinaryIO, chunk: bytes) -> None:
+            digest.update(chunk)
+            handle.write(chunk)
+
         try:
             with temporary.open("wb") as handle:
                 async for chunk in chunks:
@@ -62,8 +75,11 @@ class LocalFiles:
                         raise TooLarge(
                             f"{name} is larger than the limit of {max_bytes} bytes", code="file_too_large"
                         )
-                    digest.update(chunk)
-                    handle.write(chunk)  # the page cache absorbs these; they do not stall the loop
+                    if previous is not None:
+                        await previous
+                    previous = loop.run_in_executor(None, absorb, handle, chunk)
+                if previous is not None:
+                    await previous
             final = self.spool_path(digest.hexdigest())
             if final.exists():
                 temporary.unlink()
@@ -71,6 +87,8 @@ class LocalFiles:
             else:
                 temporary.rename(final)
         except BaseException:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
             temporary.unlink(missing_ok=True)
             raise
         return SpooledFile(final, name, content_type, size, digest.hexdigest())

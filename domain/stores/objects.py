@@ -132,14 +132,15 @@ class ObjectStore:
         part_size: int,
         content_type: str = "application/octet-stream",
         concurrency: int = 3,
+        known_sha256: str | None = None,
     ) -> StoredObject:
         """Stream chunks into key, hashing on the way; a few parts are in flight at once, so memory
         stays within about (concurrency + 1) parts.
 
         Over max_bytes raises TooLarge; any failure (or cancellation) aborts the multipart upload,
-        so nothing partial is left in the bucket.
+        so nothing partial is left in the bucket. known_sha256 skips hashing bytes already hashed.
         """
-        hasher = hashlib.sha256()
+        hasher = None if known_sha256 else hashlib.sha256()
         size = 0
         pending: list[bytes] = []
         pending_size = 0
@@ -151,7 +152,8 @@ class ObjectStore:
                     raise TooLarge(
                         f"file is larger than the upload limit of {max_bytes} bytes", code="upload_too_large"
                     )
-                hasher.update(chunk)
+                if hasher is not None:
+                    hasher.update(chunk)
                 pending.append(chunk)
                 pending_size += len(chunk)
                 if pending_size >= part_size:
@@ -168,7 +170,7 @@ class ObjectStore:
             if upload is not None:
                 await asyncio.shield(upload.abort())
             raise
-        return StoredObject(key=key, size=size, sha256=hasher.hexdigest())
+        return StoredObject(key=key, size=size, sha256=hasher.hexdigest() if hasher else str(known_sha256))
 
     @asynccontextmanager
     async def open_read(
