@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 from workers.ingest.run import ingest_file
 from workers.pool import WorkerPool
 
-BUDGET = 640 * 1024 * 1024  # RLIMIT_AS of the worker: address space, so every byte it maps counts
+BUDGET = 768 * 1024 * 1024  # RLIMIT_AS of the worker: address space, so every byte it maps counts
 
 
 def write_csv(path, target_bytes: int) -> int:
