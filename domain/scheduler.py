@@ -277,7 +277,11 @@ class Scheduler:
         result: dict[str, Any] | None = None,
         error: JobError | None = None,
     ) -> None:
-        finished = await self._store.finish(job, status, owner=self.instance_id, result=result, error=error)
+        running = self._running.get(job.id)
+        finished = await self._store.finish(
+            job, status, owner=self.instance_id, result=result, error=error,
+            progress=running.progress if running is not None else None,
+        )  # fmt: skip
         if finished is None:
             log.info("stale attempt not committed", extra={"job_id": job.id, "attempt": job.attempt})
             return

@@ -20,6 +20,15 @@ index("jobs", ("status", 1), ("lease.expires_at", 1), name="leases")
 index("jobs", ("project_id", 1), ("kind", 1), ("created_at", -1), ("_id", -1), name="project_kind")
 
 
+def _progress_doc(progress: Progress) -> Document:
+    return {
+        "stage": progress.stage,
+        "done": progress.done,
+        "total": progress.total,
+        "message": progress.message,
+    }
+
+
 def _job(doc: Document | None) -> Job | None:
     return from_document(Job, doc) if doc else None
 
@@ -145,6 +154,7 @@ class JobStore:
         result: dict[str, Any] | None = None,
         error: JobError | None = None,
         expired_before: datetime | None = None,
+        progress: Progress | None = None,
     ) -> Job | None:
         """Running → final, only if the attempt (and lease owner) still match; None if stale."""
         now = utcnow()
@@ -158,6 +168,8 @@ class JobStore:
             fields["result"] = result
         if error is not None:
             fields["error"] = {"code": error.code, "message": error.message}
+        if progress is not None:
+            fields["progress"] = _progress_doc(progress)
         return _job(
             await self._jobs.find_one_and_update(
                 query, {"$set": fields}, return_document=ReturnDocument.AFTER
@@ -200,9 +212,8 @@ class JobStore:
     async def set_progress(self, job_id: str, attempt: int, progress: Progress) -> None:
         await self._jobs.update_one(
             {"_id": ObjectId(job_id), "attempt": attempt, "status": JobStatus.RUNNING.value},
-            {"$set": {"progress": {"stage": progress.stage, "done": progress.done, "total": progress.total,
-                                   "message": progress.message}}},
-        )  # fmt: skip
+            {"$set": {"progress": _progress_doc(progress)}},
+        )
 
     async def still_current(self, attempt: Attempt) -> bool:
         count = await self._jobs.count_documents(
