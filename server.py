@@ -54,8 +54,10 @@ from domain.stores.redis_store import open_redis
 from domain.stores.refresh_tokens import RefreshTokenStore
 from domain.stores.throttle import LoginThrottle
 from domain.stores.users import UserStore
+from domain.stores.visualizations import VisualizationStore
 from domain.tokens import TokenConfig
 from domain.users import Role
+from domain.visualization_service import VisualizationsService
 from handlers import (
     auth,
     datasets,
@@ -69,6 +71,7 @@ from handlers import (
     records,
     system,
     users,
+    visualizations,
 )
 from handlers.errors import problem_middleware
 from handlers.keys import (
@@ -94,13 +97,15 @@ from handlers.keys import (
     REDIS,
     SCHEDULER,
     SETTINGS,
+    VISUALIZATIONS,
 )
 from handlers.observe import add_standard_headers, configure_logging, request_context_middleware
 from handlers.sse import PING_FRAME, encode_entry
 from workers.pool import WorkerPool, host_sizing
 
 ROUTE_MODULES = (
-    health, auth, users, projects, documents, records, ingestions, datasets, jobs, notifications, system, openapi,
+    health, auth, users, projects, documents, records, ingestions, datasets, visualizations, jobs, notifications,
+    system, openapi,
 )  # fmt: skip
 
 log = logging.getLogger("labhub.server")
@@ -240,8 +245,20 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
         gate, jobs_service, JobStore(db), ingestion_store, dataset_store, app[OBJECTS], local_files,
         datasets_service, settings.ingest, part_size=settings.uploads.part_size_bytes,
     )  # fmt: skip
-    app[JOB_KINDS].register(ingestion_service.job_kind())
-    for purger in (datasets_service.purge_project, ingestion_service.purge_project):
+    app[VISUALIZATIONS] = visualization_service = VisualizationsService(
+        gate, VisualizationStore(db), dataset_store, datasets_service, jobs_service, JobStore(db), app[OBJECTS],
+        local_files, part_size=settings.uploads.part_size_bytes,
+    )  # fmt: skip
+    ingestion_service.visualize = visualization_service.queue_default
+    datasets_service.on_remove(visualization_service.remove_for_dataset)
+    datasets_service.list_related_with(visualization_service.summaries_for_dataset)
+    for kind in (ingestion_service.job_kind(), visualization_service.job_kind()):
+        app[JOB_KINDS].register(kind)
+    for purger in (
+        visualization_service.purge_project,
+        datasets_service.purge_project,
+        ingestion_service.purge_project,
+    ):
         projects_service.add_purger(purger)
     if a.bootstrap_email and a.bootstrap_password:
         created = await accounts.ensure_head(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from domain.content import Content
 from domain.datasets import Dataset, DatasetRows, DatasetSummary
@@ -38,6 +40,16 @@ class DatasetsService:
         self._ingestions = ingestions
         self._objects = objects
         self._files = files
+        self._removers: list[Callable[[str], Awaitable[None]]] = []
+        self._related: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None
+
+    def on_remove(self, remover: Callable[[str], Awaitable[None]]) -> None:
+        """What else goes when a dataset goes (its visualizations)."""
+        self._removers.append(remover)
+
+    def list_related_with(self, related: Callable[[str], Awaitable[list[dict[str, Any]]]]) -> None:
+        """How a dataset's visualizations are listed on the dataset."""
+        self._related = related
 
     async def list_datasets(
         self, actor: User, project_id: str, *, dataset_type: str | None, tag: str | None, limit: int | None,
@@ -59,9 +71,12 @@ class DatasetsService:
         return doc
 
     async def get(self, actor: User, dataset_id: str) -> Dataset:
-        return dataset_from(await self._load(actor, dataset_id))
+        dataset = dataset_from(await self._load(actor, dataset_id))
+        if self._related is not None:
+            dataset = attrs.evolve(dataset, visualizations=await self._related(dataset.id))
+        return dataset
 
-    async def _local_parquet(self, doc: Document) -> Path:
+    async def local_parquet(self, doc: Document) -> Path:
         """The dataset's Parquet on local disk (a cache), downloaded once, streamed."""
         version = doc.get("parquet_sha256", "0")[:16]
         path = self._files.cached(f"{doc['_id']}-{version}.parquet")
@@ -89,14 +104,14 @@ class DatasetsService:
         unknown = [c for c in columns or [] if c not in known]
         if unknown:
             raise field_error("query.columns", f"unknown column(s): {', '.join(unknown)}")
-        path = await self._local_parquet(doc)
+        path = await self.local_parquet(doc)
         names, rows, total = await asyncio.to_thread(read_rows, path, offset, limit, columns)
         return DatasetRows(columns=names, rows=rows, offset=offset, limit=limit, total=total)
 
     async def csv_rows(self, actor: User, dataset_id: str) -> tuple[str, list[str], AsyncIterator[list[Any]]]:
         """(file name, header, rows) for a streamed CSV download; rows are read a row group at a time."""
         doc = await self._load(actor, dataset_id)
-        path = await self._local_parquet(doc)
+        path = await self.local_parquet(doc)
         header = [c["name"] for c in doc.get("schema", [])]
         return f"{Path(doc['name']).stem}.csv", header, _iterate(row_groups(path))
 
@@ -132,6 +147,8 @@ class DatasetsService:
         doc = await self._store.delete(dataset_id)
         if doc is None:
             return
+        for remover in self._removers:
+            await remover(dataset_id)
         await self._objects.delete([doc["parquet_key"]])
         for cached in self._files.cache.glob(f"{dataset_id}-*.parquet"):
             cached.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from domain.projects import Need, check_owner_or_lead
 from domain.settings import IngestSettings
 from domain.stores.datasets import DatasetStore, IngestionStore, ingestion_view
 from domain.stores.jobs import JobStore
-from domain.stores.localfiles import LocalFiles, SpooledFile
+from domain.stores.localfiles import READ_CHUNK, LocalFiles, SpooledFile, file_chunks
 from domain.stores.objects import ObjectStore, StoredObject
 from domain.users import User
 from workers.ingest.common import done_marker
@@ -42,7 +42,6 @@ from workers.pool import JobFailed
 log = logging.getLogger("labhub.ingestion")
 
 INGEST_KIND = "ingest"
-READ_CHUNK = 8 * 1024 * 1024
 
 
 def raw_key(sha256: str) -> str:
@@ -113,12 +112,6 @@ class OutputFollower:
         return [r.key for r in results if isinstance(r, StoredObject)]
 
 
-async def file_chunks(path: Path, size: int = READ_CHUNK) -> AsyncIterator[bytes]:
-    with path.open("rb") as handle:
-        while chunk := handle.read(size):
-            yield chunk
-
-
 class IngestionService:
     def __init__(
         self,
@@ -146,6 +139,8 @@ class IngestionService:
         self._part_size = part_size
         self._uploads: dict[str, asyncio.Future[None]] = {}  # raw uploads under way on this instance
         self._followers: dict[tuple[str, int], OutputFollower] = {}
+        # set at assembly: queues a dataset's first plot (manifest visualize: true)
+        self.visualize: Callable[[str, str], Awaitable[Any]] | None = None
 
     def job_kind(self) -> JobKind:
         return JobKind(
@@ -349,6 +344,9 @@ class IngestionService:
                 )
             ids.append(dataset_id)
         await self._ingestions.record_outcome(job.id, {"dataset_ids": ids, "stored_only": False})
+        if params["options"].get("visualize") and self.visualize is not None:
+            for dataset_id in ids:
+                await self.visualize(job.owner_id, dataset_id)
         rows = sum(d["row_count"] for d in result["datasets"])
         return {"stored_only": False, "dataset_id": ids[0], "dataset_ids": ids, "rows": rows}
 

@@ -79,9 +79,22 @@ class JobsService:
         if job_kind is None:
             raise InvalidInput(f"unknown job kind {kind!r}", code="unknown_job_kind")
         project = await self._gate.require(actor, project_id, Need.WRITE)
+        return await self.enqueue(actor.id, project.id, kind, params, extra=extra)
+
+    async def enqueue(
+        self,
+        owner_id: str,
+        project_id: str,
+        kind: str,
+        params: dict[str, Any],
+        *,
+        extra: dict[str, Any] | None = None,
+    ) -> Job:
+        """Queue a job for a caller already checked (or for the system, on a user's behalf)."""
+        job_kind = self.kinds.get(kind)
         job = await self._store.insert(
-            kind=kind, project_id=project.id, owner_id=actor.id, params=params,
-            max_attempts=job_kind.max_attempts, extra=extra,
+            kind=kind, project_id=project_id, owner_id=owner_id, params=params,
+            max_attempts=job_kind.max_attempts if job_kind else 3, extra=extra,
         )  # fmt: skip
         await self._events.status(job)
         await self._events.wake()

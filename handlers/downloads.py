@@ -49,22 +49,33 @@ def _unsatisfiable(size: int) -> web.HTTPRequestRangeNotSatisfiable:
     )
 
 
-def content_disposition(name: str) -> str:
-    """attachment with an ASCII fallback and the exact name in filename* (RFC 6266 / RFC 8187)."""
+def content_disposition(name: str, *, inline: bool = False) -> str:
+    """attachment (or inline) with an ASCII fallback and the exact name in filename* (RFC 6266 / 8187)."""
     fallback = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in name) or "download"
     encoded = urllib.parse.quote(name, safe="")
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
+    kind = "inline" if inline else "attachment"
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
 
-async def stream_content(request: web.Request, content: Content, opener: Opener) -> web.StreamResponse:
+async def stream_content(
+    request: web.Request,
+    content: Content,
+    opener: Opener,
+    *,
+    inline: bool = False,
+    headers: dict[str, str] | None = None,
+) -> web.StreamResponse:
+    """Stream stored bytes. Downloads are attachments with safe types; `inline` is for images LabHub
+    made itself (plots), which are shown in the page, sandboxed by the CSP in `headers`."""
     etag = f'"{content.sha256}"'
     headers = {
-        "Content-Type": served_content_type(content.content_type),
-        "Content-Disposition": content_disposition(content.name),
+        "Content-Type": content.content_type if inline else served_content_type(content.content_type),
+        "Content-Disposition": content_disposition(content.name, inline=inline),
         "Accept-Ranges": "bytes",
         "ETag": etag,
         "Cache-Control": "private, no-cache",
         "Content-Security-Policy": "default-src 'none'; sandbox",
+        **(headers or {}),
     }
     if etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers={k: v for k, v in headers.items() if k != "Content-Type"})

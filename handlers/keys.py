@@ -22,6 +22,7 @@ from domain.stores.events import EventHub, EventLog
 from domain.stores.localfiles import LocalFiles
 from domain.stores.objects import ObjectStore
 from domain.stores.redis_store import RedisStore
+from domain.visualization_service import VisualizationsService
 from workers.pool import PoolSizing, WorkerPool
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -46,6 +47,7 @@ SCHEDULER = web.AppKey("scheduler", Scheduler)
 LOCAL_FILES = web.AppKey("local_files", LocalFiles)
 DATASETS = web.AppKey("datasets", DatasetsService)
 INGESTIONS = web.AppKey("ingestions", IngestionService)
+VISUALIZATIONS = web.AppKey("visualizations", VisualizationsService)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 USER_ID = web.RequestKey("user_id", str)

@@ -28,3 +28,9 @@ import pyarrow.parquet
 import workers.pool
 
 __all__ = ["matplotlib", "numpy", "pandas", "pyarrow", "workers"]
+
+# the first figure pays for font discovery and caches: pay it once here, not in every job
+_warm = matplotlib.pyplot.figure(figsize=(1, 1))
+_warm.text(0.5, 0.5, "warm-up")
+_warm.canvas.draw()
+matplotlib.pyplot.close(_warm)

@@ -17,6 +17,14 @@ import attrs
 from domain.errors import TooLarge
 
 SPOOL_MAX_AGE_S = 24 * 3600
+READ_CHUNK = 8 * 1024 * 1024
+
+
+async def file_chunks(path: Path, size: int = READ_CHUNK) -> AsyncIterator[bytes]:
+    """A local file as an async stream of chunks (for uploads to S3)."""
+    with path.open("rb") as handle:
+        while chunk := handle.read(size):
+            yield chunk
 
 
 @attrs.frozen

@@ -92,13 +92,23 @@ ROUTES = [
     Route("GET", "/api/datasets/{dataset}/download?format=csv", "read"),
     Route("GET", "/api/datasets/{dataset}/raw", "read"),
     Route("DELETE", "/api/datasets/{dataset}", "manage", fresh=True),  # the lead's dataset
+    Route(
+        "POST",
+        "/api/datasets/{dataset}/visualizations",
+        "write",
+        lambda _c: {"json": {"kind": "histogram", "y": ["b"]}},
+    ),
+    Route("GET", "/api/projects/{pid}/visualizations", "read"),
+    Route("GET", "/api/visualizations/{viz}", "read"),
+    Route("GET", "/api/visualizations/{viz}/image", "read"),
+    Route("DELETE", "/api/visualizations/{viz}", "manage", fresh=True),  # the lead's plot
     Route("GET", "/api/jobs/{job}", "read"),
     Route("GET", "/api/jobs/{job}/events", "read"),
     Route("POST", "/api/jobs/{running_job}/cancel", "manage", fresh=True),  # the lead's job
     Route("POST", "/api/jobs/{failed_job}/retry", "manage", fresh=True),
 ]
 
-PLACEHOLDERS = {"doc": "id", "record": "id", "ingestion": "id", "dataset": "id", "job": "id",
+PLACEHOLDERS = {"doc": "id", "record": "id", "ingestion": "id", "dataset": "id", "job": "id", "viz": "id",
                 "running_job": "id", "failed_job": "id", "extra": "uid"}  # fmt: skip
 
 
@@ -127,11 +137,17 @@ async def fresh_project(client, team, extra, newcomer, needs: set[str]) -> dict[
             f"/api/projects/{pid}/records", json={"kind": "k", "title": "lead's"}, headers=lead
         )
         ctx["record"] = (await record.json())["id"]
-    if needs & {"ingestion", "dataset", "job"}:
+    if needs & {"ingestion", "dataset", "job", "viz"}:
         batch = await (await client.post(f"/api/projects/{pid}/ingestions", headers=lead, **_csv(ctx))).json()
         ctx["ingestion"] = ctx["job"] = batch["jobs"][0]["id"]
         job = await wait_until(lambda: _final(client, lead, ctx["job"]))
         ctx["dataset"] = job["result"]["dataset_id"]
+    if "viz" in needs:
+        plot = await client.post(
+            f"/api/datasets/{ctx['dataset']}/visualizations", json={"kind": "line", "y": ["b"]}, headers=lead
+        )
+        ctx["viz"] = (await plot.json())["id"]
+        await wait_until(lambda: _final(client, lead, ctx["viz"]))
     if needs & {"running_job", "failed_job"}:
         lead_user = await client.app[ACCOUNTS].get_active(team.lead.id)
         running = await client.app[JOBS].submit(lead_user, pid, "test.sleepy", {"steps": 100, "delay": 0.02})
@@ -155,6 +171,7 @@ def test_the_matrix_covers_every_project_scoped_route():
         "{pid}",
         "/documents/{id}",
         "/records/{id}",
+        "/visualizations/{id}",
         "/jobs/{id}",
         "/ingestions/{id}",
         "/datasets/{id}",

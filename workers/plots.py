@@ -1,0 +1,317 @@
+"""Rendering plots from a dataset's Parquet file with matplotlib (Agg), fast on millions of points.
+
+Only the needed columns (and row range) are read. Line plots with more points than pixel columns
+are decimated per pixel column, keeping each column's first, last, lowest and highest point, which
+draws the same picture; histograms are counted with numpy and drawn as stairs; scatters past a
+threshold become a 2-D histogram. User text is drawn with math parsing off.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import itertools
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from matplotlib import cbook
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from workers.pool import JobFailed, Reporter
+
+SCATTER_POINTS = 200_000
+MAX_GROUPS = 20
+MAX_BARS = 50
+MAX_FLIERS = 1000
+LIBRARIES = ("matplotlib", "numpy", "pyarrow")
+
+
+def library_versions() -> dict[str, str]:
+    return {name: importlib.metadata.version(name) for name in LIBRARIES}
+
+
+# -- data ------------------------------------------------------------------------------------------
+
+
+def read_columns(path: Path, names: list[str], row_range: dict[str, Any] | None) -> pa.Table:
+    """The named columns of rows [start, end), reading only the row groups that hold them."""
+    parquet = pq.ParquetFile(str(path))
+    total = parquet.metadata.num_rows
+    start = int((row_range or {}).get("start") or 0)
+    end = min(total, int((row_range or {}).get("end") or total))
+    if start >= end:
+        raise JobFailed("no_data", f"the row range {start}..{end} holds no rows (the dataset has {total})")
+    groups, offset, first_row = [], 0, None
+    for group in range(parquet.metadata.num_row_groups):
+        rows = parquet.metadata.row_group(group).num_rows
+        if offset + rows > start and offset < end:
+            groups.append(group)
+            first_row = offset if first_row is None else first_row
+        offset += rows
+    table = parquet.read_row_groups(groups, columns=names)
+    return table.slice(start - (first_row or 0), end - start)
+
+
+def numbers(column: pa.ChunkedArray) -> np.ndarray:
+    if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
+        return np.asarray(column.to_numpy(), dtype="datetime64[ns]")
+    return np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def as_axis(values: np.ndarray) -> np.ndarray:
+    """Numbers to bucket by: times as int64 nanoseconds."""
+    return values.astype("int64").astype(np.float64) if values.dtype.kind == "M" else values
+
+
+# -- decimation ------------------------------------------------------------------------------------
+
+
+def decimate(x: np.ndarray, y: np.ndarray, columns: int) -> np.ndarray:
+    """Indices to draw a line through sorted x: per pixel column its first, last, min and max point.
+
+    Within one pixel column every point between the lowest and the highest lands on pixels the
+    vertical stroke from min to max covers anyway, so the picture is the same.
+    """
+    n = len(x)
+    if n <= 4 * columns:
+        return np.arange(n)
+    axis = as_axis(x)
+    low, high = axis[0], axis[-1]
+    if high <= low:
+        edges = np.linspace(0, n, columns + 1).astype(np.int64)  # one x value: split by position
+    else:
+        edges = np.searchsorted(axis, np.linspace(low, high, columns + 1), side="left")
+        edges[-1] = n
+    keep: list[np.ndarray] = []
+    filled = np.where(np.isnan(y), np.inf, y)
+    emptied = np.where(np.isnan(y), -np.inf, y)
+    for begin, stop in itertools.pairwise(edges):
+        if stop <= begin:
+            continue
+        picks = {
+            begin,
+            stop - 1,
+            begin + int(np.argmin(filled[begin:stop])),
+            begin + int(np.argmax(emptied[begin:stop])),
+        }
+        keep.append(np.fromiter(sorted(picks), dtype=np.int64))
+    return np.concatenate(keep) if keep else np.arange(0)
+
+
+def _plot_columns(figure: Figure, axes: Axes) -> int:
+    """Buckets for decimation: twice the axes' width in pixels, so that the final layout (which may
+    move the axes a little once tick labels are known) still has every pixel column's extremes."""
+    figure.tight_layout()
+    return 2 * max(1, int(axes.get_window_extent().width))
+
+
+# -- drawing ---------------------------------------------------------------------------------------
+
+
+def _groups(
+    table: pa.Table, group_by: str | None, notes: list[str]
+) -> list[tuple[str | None, np.ndarray | None]]:
+    if group_by is None:
+        return [(None, None)]
+    values = np.asarray(table.column(group_by).cast(pa.string()).to_pylist(), dtype=object)
+    counts = pc.value_counts(table.column(group_by).cast(pa.string())).to_pylist()
+    counts.sort(key=lambda entry: -entry["counts"])
+    if len(counts) > MAX_GROUPS:
+        notes.append(f"{len(counts)} groups: the {MAX_GROUPS} largest are drawn")
+    return [(str(e["values"]), values == e["values"]) for e in counts[:MAX_GROUPS]]
+
+
+def _label(series: str, group: str | None) -> str:
+    return series if group is None else f"{series} ({group})"
+
+
+def _draw_line(
+    axes: Axes, figure: Figure, table: pa.Table, spec: dict[str, Any], notes: list[str]
+) -> tuple[int, bool]:
+    x_all = numbers(table.column(spec["x"])) if spec.get("x") else np.arange(table.num_rows, dtype=np.float64)
+    drawn, decimated = 0, False
+    _decorate(axes, spec)
+    columns = _plot_columns(figure, axes)
+    for group, mask in _groups(table, spec.get("group_by"), notes):
+        x = x_all if mask is None else x_all[mask]
+        ordered = len(x) < 2 or bool(np.all(np.diff(as_axis(x)) >= 0))
+        for name in spec["y"]:
+            y = numbers(table.column(name))
+            y = y if mask is None else y[mask]
+            if ordered:
+                index = decimate(x, y, columns)
+                decimated = decimated or len(index) < len(x)
+                xs, ys = x[index], y[index]
+            else:
+                xs, ys = x, y
+            axes.plot(xs, ys, linewidth=0.8, label=_label(name, group))
+            drawn += len(xs)
+            if not ordered and not notes:
+                notes.append(
+                    "x is not in increasing order: the points are joined in row order, without decimation"
+                )
+    return drawn, decimated
+
+
+def _draw_scatter(axes: Axes, table: pa.Table, spec: dict[str, Any], notes: list[str]) -> tuple[int, bool]:
+    x_all = numbers(table.column(spec["x"])) if spec.get("x") else np.arange(table.num_rows, dtype=np.float64)
+    series = []
+    for group, mask in _groups(table, spec.get("group_by"), notes):
+        for name in spec["y"]:
+            y = numbers(table.column(name))
+            series.append(
+                (_label(name, group), x_all if mask is None else x_all[mask], y if mask is None else y[mask])
+            )
+    total = sum(len(x) for _, x, _ in series)
+    if total <= SCATTER_POINTS:
+        for label, x, y in series:
+            axes.plot(x, y, linestyle="none", marker=".", markersize=2, label=label)
+        return total, False
+    notes.append(f"{total} points: drawn as a 2-D histogram (density) instead of single markers")
+    x = np.concatenate([as_axis(s[1]) for s in series])
+    y = np.concatenate([s[2] for s in series])
+    finite = np.isfinite(x) & np.isfinite(y)
+    counts, x_edges, y_edges = np.histogram2d(x[finite], y[finite], bins=(200, 200))
+    mesh = axes.pcolormesh(x_edges, y_edges, np.ma.masked_equal(counts.T, 0), cmap="viridis")
+    axes.figure.colorbar(mesh, ax=axes, label="points")
+    return int(finite.sum()), True
+
+
+def _draw_histogram(axes: Axes, table: pa.Table, spec: dict[str, Any], notes: list[str]) -> tuple[int, bool]:
+    drawn = 0
+    for group, mask in _groups(table, spec.get("group_by"), notes):
+        for name in spec["y"]:
+            y = numbers(table.column(name))
+            y = y[np.isfinite(y) if mask is None else (np.isfinite(y) & mask)]
+            if len(y) == 0:
+                continue
+            counts, edges = np.histogram(y, bins=int(spec.get("bins") or 50))
+            axes.stairs(
+                counts,
+                edges,
+                fill=len(spec["y"]) == 1 and group is None,
+                alpha=0.8,
+                label=_label(name, group),
+            )
+            drawn += len(y)
+    return drawn, False
+
+
+def _draw_bar(axes: Axes, table: pa.Table, spec: dict[str, Any], notes: list[str]) -> tuple[int, bool]:
+    frame = table.to_pandas()
+    key = frame[spec["x"]].astype(str)
+    if spec.get("y"):
+        values = frame.groupby(key)[spec["y"][0]].mean()
+        sizes = key.value_counts()
+        values = values.loc[sizes.index[:MAX_BARS]]
+    else:
+        values = key.value_counts()[:MAX_BARS]
+    if key.nunique() > MAX_BARS:
+        notes.append(f"{key.nunique()} categories: the {MAX_BARS} largest are drawn")
+    positions = np.arange(len(values))
+    axes.bar(positions, values.to_numpy(dtype=float))
+    axes.set_xticks(positions, [str(v)[:40] for v in values.index], rotation=45, ha="right", parse_math=False)
+    return len(frame), False
+
+
+def _draw_box(axes: Axes, table: pa.Table, spec: dict[str, Any], notes: list[str]) -> tuple[int, bool]:
+    stats, labels = [], []
+    for group, mask in _groups(table, spec.get("group_by"), notes):
+        for name in spec["y"]:
+            y = numbers(table.column(name))
+            y = y[np.isfinite(y) if mask is None else (np.isfinite(y) & mask)]
+            if len(y) == 0:
+                continue
+            entry = cbook.boxplot_stats(y)[0]
+            if len(entry["fliers"]) > MAX_FLIERS:  # thousands of dots on one line draw nothing new
+                entry["fliers"] = np.random.default_rng(0).choice(entry["fliers"], MAX_FLIERS, replace=False)
+            stats.append(entry)
+            labels.append(_label(name, group))
+    if not stats:
+        raise JobFailed("no_data", "the chosen columns hold no numbers")
+    axes.bxp(stats)
+    axes.set_xticks(np.arange(1, len(labels) + 1), labels, rotation=20, ha="right", parse_math=False)
+    return sum(int(s["fliers"].size) for s in stats), False
+
+
+def _draw_heatmap(axes: Axes, table: pa.Table, spec: dict[str, Any], notes: list[str]) -> tuple[int, bool]:
+    x, y = numbers(table.column(spec["x"])), numbers(table.column(spec["y"][0]))
+    finite = np.isfinite(x) & np.isfinite(y)
+    bins = int(spec.get("bins") or 50)
+    counts, x_edges, y_edges = np.histogram2d(x[finite], y[finite], bins=(bins, bins))
+    mesh = axes.pcolormesh(x_edges, y_edges, counts.T, cmap="viridis")
+    axes.figure.colorbar(mesh, ax=axes, label="rows")
+    return int(finite.sum()), False
+
+
+DRAW = {"scatter": _draw_scatter, "histogram": _draw_histogram, "bar": _draw_bar, "box": _draw_box,
+        "heatmap": _draw_heatmap}  # fmt: skip
+
+
+def render_plot(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """params: parquet_path, spec (a PlotSpec as a dict), out_dir. Writes plot.png or plot.svg."""
+    spec: dict[str, Any] = params["spec"]
+    out_dir = Path(params["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    needed = list(dict.fromkeys(c for c in [spec.get("x"), *spec.get("y", []), spec.get("group_by")] if c))
+    reporter.progress("read", 0, 1, f"reading {len(needed)} column(s)")
+    table = read_columns(Path(params["parquet_path"]), needed, spec.get("row_range"))
+    reporter.progress("render", 0, 1, f"{table.num_rows} rows")
+    notes: list[str] = []
+    with plt.rc_context({"text.usetex": False, "svg.hashsalt": "labhub", "path.simplify": True}):
+        figure, axes = plt.subplots(
+            figsize=(spec["width"] / spec["dpi"], spec["height"] / spec["dpi"]), dpi=spec["dpi"]
+        )
+        try:
+            if spec["kind"] == "line":
+                drawn, decimated = _draw_line(axes, figure, table, spec, notes)
+            else:
+                drawn, decimated = DRAW[spec["kind"]](axes, table, spec, notes)
+            _decorate(axes, spec)
+            figure.tight_layout()
+            path = out_dir / f"plot.{spec['format']}"
+            reporter.progress("save", 0, 1, spec["format"])
+            metadata = {"Date": None} if spec["format"] == "svg" else {"Software": None}
+            figure.savefig(path, format=spec["format"], dpi=spec["dpi"], metadata=metadata)
+        finally:
+            plt.close(figure)
+    return {
+        "path": str(path),
+        "format": spec["format"],
+        "rows": table.num_rows,
+        "points_drawn": drawn,
+        "decimated": decimated,
+        "notes": notes,
+        "versions": library_versions(),
+    }
+
+
+def _decorate(axes: Axes, spec: dict[str, Any]) -> None:
+    # math parsing off: a "$" in a title is a dollar sign, not the start of a formula
+    if spec.get("title"):
+        axes.set_title(spec["title"], parse_math=False)
+    x_label = spec.get("x_label") or (spec.get("x") or ("row" if spec["kind"] in ("line", "scatter") else ""))
+    y_label = spec.get("y_label") or (
+        ", ".join(spec.get("y", [])) if spec["kind"] != "histogram" else "count"
+    )
+    axes.set_xlabel(x_label[:100], parse_math=False)
+    axes.set_ylabel(y_label[:100], parse_math=False)
+    if spec.get("log_x"):
+        axes.set_xscale("log")
+    if spec.get("log_y"):
+        axes.set_yscale("log")
+    handles, _ = axes.get_legend_handles_labels()
+    if len(handles) > 1:
+        legend = axes.legend(fontsize="small")
+        for text in legend.get_texts():
+            text.set_parse_math(False)
