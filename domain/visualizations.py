@@ -14,7 +14,7 @@ from domain.errors import field_error
 MAX_TITLE = 200
 MAX_LABEL = 100
 MAX_SERIES = 20
-MAX_PIXELS = 16_000_000
+MAX_PIXELS = 12_000_000
 NUMERIC = {"integer", "number"}
 TIME = {"datetime", "date", "time"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

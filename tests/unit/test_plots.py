@@ -1,0 +1,165 @@
+"""Plot rendering: every kind and format, decimation that keeps the picture, hostile text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from domain.errors import InvalidInput
+from domain.visualizations import PlotKind, PlotSpec, check_spec, default_spec
+from workers.plots import decimate, render_plot
+from workers.pool import Reporter
+
+SCHEMA = [
+    {"name": "t", "type": "number"},
+    {"name": "v", "type": "number"},
+    {"name": "w", "type": "integer"},
+    {"name": "label", "type": "text"},
+    {"name": "when", "type": "datetime"},
+]
+
+
+@pytest.fixture(scope="module")
+def parquet(tmp_path_factory):
+    n = 20_000
+    rng = np.random.default_rng(3)
+    path = tmp_path_factory.mktemp("plots") / "data.parquet"
+    table = pa.table({
+        "t": np.arange(n, dtype=float), "v": np.cumsum(rng.normal(size=n)), "w": rng.integers(0, 100, n),
+        "label": np.where(np.arange(n) % 3 == 0, "alpha", "beta $x$"),
+        "when": np.datetime64("2024-01-01T00:00:00") + np.arange(n).astype("timedelta64[s]"),
+    })  # fmt: skip
+    pq.write_table(table, path, row_group_size=5000)
+    return path
+
+
+def render(parquet, tmp_path, **spec):
+    full = {"width": 600, "height": 400, "dpi": 100, "format": "png", "bins": 30, "title": "", **spec}
+    return render_plot(
+        {"parquet_path": str(parquet), "spec": full, "out_dir": str(tmp_path)}, Reporter("t", 1)
+    )
+
+
+@pytest.mark.parametrize("fmt", ["png", "svg"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"kind": "line", "x": "t", "y": ["v", "w"]},
+        {"kind": "line", "x": "when", "y": ["v"]},
+        {"kind": "line", "y": ["v"], "group_by": "label"},
+        {"kind": "scatter", "x": "t", "y": ["v"]},
+        {"kind": "histogram", "y": ["v", "w"], "log_y": True},
+        {"kind": "bar", "x": "label", "y": ["v"]},
+        {"kind": "bar", "x": "label"},
+        {"kind": "box", "y": ["v"], "group_by": "label"},
+        {"kind": "heatmap", "x": "t", "y": ["v"]},
+    ],
+    ids=lambda s: s if isinstance(s, str) else "-".join(str(v) for v in s.values()),
+)
+def test_every_kind_renders(parquet, tmp_path, spec, fmt):
+    result = render(parquet, tmp_path, format=fmt, **spec)
+    data = open(result["path"], "rb").read()
+    if fmt == "png":
+        assert data.startswith(b"\x89PNG")
+        assert Image.open(result["path"]).size == (600, 400)
+    else:
+        assert data.lstrip().startswith(b"<?xml")
+        assert b"<script" not in data.lower()
+    assert result["rows"] == 20_000
+    assert result["versions"]["matplotlib"]
+
+
+def test_row_range_reads_only_those_rows(parquet, tmp_path):
+    result = render(parquet, tmp_path, kind="line", x="t", y=["v"], row_range={"start": 4_000, "end": 6_500})
+    assert result["rows"] == 2_500
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "Cost in $ and $\\frac{1}{0}$ \\usepackage{x}",
+        "--><script>alert(1)</script><!--",
+        "<![CDATA[ ]]> &amp; &#x3c;",
+    ],
+)
+def test_hostile_text_is_drawn_as_text(parquet, tmp_path, title):
+    result = render(parquet, tmp_path, kind="histogram", y=["v"], title=title, x_label="$$$", y_label="%s %d {}",
+                    format="svg")  # fmt: skip
+    svg = open(result["path"], "rb").read()
+    assert b"<script" not in svg  # text is drawn as paths; what it said never becomes markup
+    assert svg.count(b"<svg") == 1
+
+
+def test_same_spec_same_data_same_image(parquet, tmp_path):
+    first = open(render(parquet, tmp_path / "a", kind="line", x="t", y=["v"])["path"], "rb").read()
+    second = open(render(parquet, tmp_path / "b", kind="line", x="t", y=["v"])["path"], "rb").read()
+    assert first == second
+    svg_a = open(
+        render(parquet, tmp_path / "c", kind="line", x="t", y=["v"], format="svg")["path"], "rb"
+    ).read()
+    svg_b = open(
+        render(parquet, tmp_path / "d", kind="line", x="t", y=["v"], format="svg")["path"], "rb"
+    ).read()
+    assert svg_a == svg_b
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_decimation_keeps_each_pixel_columns_envelope(seed):
+    rng = np.random.default_rng(seed)
+    n, columns = 1_000_000, 1700
+    x = np.sort(rng.uniform(0, 1000, n))
+    y = np.cumsum(rng.normal(size=n)) + rng.normal(scale=20, size=n) * (rng.random(n) < 0.001)
+    y[rng.integers(0, n, 50)] = np.nan
+    index = decimate(x, y, columns)
+    assert len(index) <= 4 * columns
+    assert np.all(np.diff(index) > 0)  # drawn in the original order
+    assert index[0] == 0 and index[-1] == n - 1
+    buckets = np.minimum(((x - x[0]) / (x[-1] - x[0]) * columns).astype(int), columns - 1)
+    for column in np.unique(buckets):
+        raw = y[buckets == column]
+        kept = y[index][buckets[index] == column]
+        assert np.nanmin(raw) == np.nanmin(kept)
+        assert np.nanmax(raw) == np.nanmax(kept)
+
+
+def test_small_lines_are_not_decimated(parquet, tmp_path):
+    result = render(parquet, tmp_path, kind="line", x="t", y=["v"], width=4000)
+    assert result["decimated"] is False
+    big = render(parquet, tmp_path, kind="line", x="t", y=["v"], width=200)
+    assert big["decimated"] is True
+    assert big["points_drawn"] < 20_000
+
+
+@pytest.mark.parametrize(
+    ("spec", "path"),
+    [
+        (PlotSpec(kind=PlotKind.LINE, y=["nope"]), "$.y[0]"),
+        (PlotSpec(kind=PlotKind.LINE, y=["label"]), "$.y[0]"),
+        (PlotSpec(kind=PlotKind.LINE, x="label", y=["v"]), "$.x"),
+        (PlotSpec(kind=PlotKind.HISTOGRAM), "$.y"),
+        (PlotSpec(kind=PlotKind.HEATMAP, y=["v"]), "$.x"),
+        (PlotSpec(kind=PlotKind.BAR), "$.x"),
+        (PlotSpec(kind=PlotKind.LINE, y=["v"], width=50_000), "$.width"),
+        (PlotSpec(kind=PlotKind.LINE, y=["v"], width=4000, height=4000, dpi=300), "$.width"),
+        (PlotSpec(kind=PlotKind.LINE, y=["v"], dpi=5), "$.dpi"),
+        (PlotSpec(kind=PlotKind.HISTOGRAM, y=["v"], bins=0), "$.bins"),
+        (PlotSpec(kind=PlotKind.LINE, y=["v"], title="x" * 500), "$.title"),
+        (PlotSpec(kind=PlotKind.LINE, y=["v"], x_label="bad\x00label"), "$.x_label"),
+        (PlotSpec(kind=PlotKind.LINE, x="when", y=["v"], log_x=True), "$.log_x"),
+        (PlotSpec(kind=PlotKind.LINE, y=["v"], group_by="nope"), "$.group_by"),
+    ],
+)
+def test_specs_are_checked_against_the_schema(spec, path):
+    with pytest.raises(InvalidInput) as caught:
+        check_spec(spec, SCHEMA)
+    assert caught.value.errors[0]["path"] == path
+
+
+def test_default_spec_for_new_datasets():
+    assert default_spec(SCHEMA) == PlotSpec(kind=PlotKind.LINE, x="t", y=["v", "w"], title="Overview")
+    no_time = [{"name": "a", "type": "number"}, {"name": "b", "type": "integer"}]
+    assert default_spec(no_time) == PlotSpec(kind=PlotKind.HISTOGRAM, y=["a", "b"], title="Distributions")
+    assert default_spec([{"name": "a", "type": "text"}]) is None
