@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -61,7 +63,7 @@ def render(parquet, tmp_path, **spec):
 )
 def test_every_kind_renders(parquet, tmp_path, spec, fmt):
     result = render(parquet, tmp_path, format=fmt, **spec)
-    data = open(result["path"], "rb").read()
+    data = Path(result["path"]).read_bytes()
     if fmt == "png":
         assert data.startswith(b"\x89PNG")
         assert Image.open(result["path"]).size == (600, 400)
@@ -88,21 +90,21 @@ def test_row_range_reads_only_those_rows(parquet, tmp_path):
 def test_hostile_text_is_drawn_as_text(parquet, tmp_path, title):
     result = render(parquet, tmp_path, kind="histogram", y=["v"], title=title, x_label="$$$", y_label="%s %d {}",
                     format="svg")  # fmt: skip
-    svg = open(result["path"], "rb").read()
+    svg = Path(result["path"]).read_bytes()
     assert b"<script" not in svg  # text is drawn as paths; what it said never becomes markup
     assert svg.count(b"<svg") == 1
 
 
 def test_same_spec_same_data_same_image(parquet, tmp_path):
-    first = open(render(parquet, tmp_path / "a", kind="line", x="t", y=["v"])["path"], "rb").read()
-    second = open(render(parquet, tmp_path / "b", kind="line", x="t", y=["v"])["path"], "rb").read()
+    first = Path(render(parquet, tmp_path / "a", kind="line", x="t", y=["v"])["path"]).read_bytes()
+    second = Path(render(parquet, tmp_path / "b", kind="line", x="t", y=["v"])["path"]).read_bytes()
     assert first == second
-    svg_a = open(
-        render(parquet, tmp_path / "c", kind="line", x="t", y=["v"], format="svg")["path"], "rb"
-    ).read()
-    svg_b = open(
-        render(parquet, tmp_path / "d", kind="line", x="t", y=["v"], format="svg")["path"], "rb"
-    ).read()
+    svg_a = Path(
+        render(parquet, tmp_path / "c", kind="line", x="t", y=["v"], format="svg")["path"]
+    ).read_bytes()
+    svg_b = Path(
+        render(parquet, tmp_path / "d", kind="line", x="t", y=["v"], format="svg")["path"]
+    ).read_bytes()
     assert svg_a == svg_b
 
 
@@ -116,7 +118,8 @@ def test_decimation_keeps_each_pixel_columns_envelope(seed):
     index = decimate(x, y, columns)
     assert len(index) <= 4 * columns
     assert np.all(np.diff(index) > 0)  # drawn in the original order
-    assert index[0] == 0 and index[-1] == n - 1
+    assert index[0] == 0
+    assert index[-1] == n - 1
     buckets = np.minimum(((x - x[0]) / (x[-1] - x[0]) * columns).astype(int), columns - 1)
     for column in np.unique(buckets):
         raw = y[buckets == column]

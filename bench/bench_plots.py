@@ -1,0 +1,155 @@
+"""A 5-million-point line plot through LabHub end to end vs a plain matplotlib render of the same array.
+
+In the same run: (1) POST /api/datasets/{id}/visualizations -> job succeeded, median of 3, against
+a default `ax.plot(x, y)` + `savefig` of the same 5M points; target at most 1.0x, aim for 0.3x.
+(2) The share of pixels that differ between LabHub's decimated image and an exact render of all
+5M points with the same figure (target under 1 %).
+
+    .venv/bin/python bench/bench_plots.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from domain.settings import structure_settings  # noqa: E402
+from domain.stores.embedded import EmbeddedServices  # noqa: E402
+from server import create_app  # noqa: E402
+from workers import plots  # noqa: E402
+from workers.pool import Reporter  # noqa: E402
+
+SPEC = {"kind": "line", "x": "t", "y": ["v"], "width": 1000, "height": 600, "dpi": 100, "format": "png"}
+
+
+def series(n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(11)
+    return np.arange(n, dtype=np.float64), np.cumsum(rng.normal(size=n))
+
+
+def plain_matplotlib(x: np.ndarray, y: np.ndarray, out: Path) -> float:
+    started = time.perf_counter()
+    figure, axes = plt.subplots(figsize=(10, 6), dpi=100)
+    axes.plot(x, y)
+    figure.savefig(out)
+    plt.close(figure)
+    return time.perf_counter() - started
+
+
+async def wait_final(client: TestClient, headers: dict[str, str], job_id: str) -> dict:
+    while True:
+        job = await (await client.get(f"/api/jobs/{job_id}", headers=headers)).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        await asyncio.sleep(0.01)
+
+
+async def labhub(csv: Path, data_dir: Path, rounds: int) -> tuple[list[float], bytes, Path]:
+    services = EmbeddedServices(
+        data_dir / "services", s3_access_key="labhub-bench", s3_secret_key="labhub-bench-secret"
+    )
+    services.spawn()
+    endpoints = await asyncio.to_thread(services.wait_ready)
+    try:
+        settings = structure_settings({
+            "services": {"mode": "external", "data_dir": str(data_dir)},
+            "mongo": {"uri": endpoints.mongo_uri}, "redis": {"url": endpoints.redis_url},
+            "s3": {"endpoint_url": endpoints.s3_endpoint_url, "access_key": "labhub-bench", "secret_key": "labhub-bench-secret"},
+            "auth": {"jwt_secret": "x" * 40, "argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1},
+            "pool": {"max_workers": 1}, "app": {"log_level": "WARNING"},
+        })  # fmt: skip
+        client = TestClient(TestServer(create_app(settings)))
+        await client.start_server()
+        account = {"email": "plots@lab.example", "password": "plot bench password", "name": "P"}
+        await client.post("/api/auth/register", json=account)
+        login = await client.post("/api/auth/login", json={k: account[k] for k in ("email", "password")})
+        headers = {"Authorization": f"Bearer {(await login.json())['access_token']}"}
+        project = await (await client.post("/api/projects", json={"name": "plots"}, headers=headers)).json()
+        import aiohttp
+
+        form = aiohttp.FormData()
+        form.add_field("files", csv.read_bytes(), filename="walk.csv", content_type="text/csv")
+        batch = await (
+            await client.post(f"/api/projects/{project['id']}/ingestions", data=form, headers=headers)
+        ).json()
+        ingested = await wait_final(client, headers, batch["jobs"][0]["id"])
+        dataset_id = ingested["result"]["dataset_id"]
+        timings, image = [], b""
+        for _ in range(rounds + 1):  # the first round fills the local Parquet cache
+            started = time.perf_counter()
+            created = await (
+                await client.post(f"/api/datasets/{dataset_id}/visualizations", json=SPEC, headers=headers)
+            ).json()
+            job = await wait_final(client, headers, created["job_id"])
+            timings.append(time.perf_counter() - started)
+            assert job["status"] == "succeeded", job
+            image = await (
+                await client.get(f"/api/visualizations/{created['id']}/image", headers=headers)
+            ).read()
+        parquet = next((data_dir / "cache").glob("*.parquet"))
+        copy = data_dir / "walk.parquet"
+        copy.write_bytes(parquet.read_bytes())
+        await client.close()
+        return timings[1:], image, copy
+    finally:
+        services.stop()
+
+
+def pixel_difference(ours: bytes, parquet: Path, work: Path) -> float:
+    exact_decimate = plots.decimate
+    plots.decimate = lambda x, y, columns: np.arange(len(x))  # type: ignore[assignment]
+    try:
+        exact = plots.render_plot({"parquet_path": str(parquet), "spec": {**SPEC, "bins": 50}, "out_dir": str(work)},
+                                  Reporter("bench", 1))  # fmt: skip
+    finally:
+        plots.decimate = exact_decimate
+    a = np.asarray(Image.open(__import__("io").BytesIO(ours)).convert("RGB"), dtype=np.int16)
+    b = np.asarray(Image.open(exact["path"]).convert("RGB"), dtype=np.int16)
+    return float(np.any(np.abs(a - b) > 0, axis=2).mean())
+
+
+def main(points: int, rounds: int) -> None:
+    x, y = series(points)
+    with tempfile.TemporaryDirectory(prefix="labhub-plot-bench-") as tmp:
+        folder = Path(tmp)
+        csv = folder / "walk.csv"
+        with csv.open("w") as handle:
+            handle.write("t,v\n")
+            np.savetxt(handle, np.column_stack([x, y]), delimiter=",", fmt=["%d", "%.6f"])
+        baseline = statistics.median(plain_matplotlib(x, y, folder / f"plain-{i}.png") for i in range(rounds))
+        ours, image, parquet = asyncio.run(labhub(csv, folder / "labhub", rounds))
+        difference = pixel_difference(image, parquet, folder / "exact")
+    median = statistics.median(ours)
+    print(f"{points} points, line plot 1000x600 px: labhub end to end (POST -> job succeeded) median {median:.2f} s "
+          f"(runs {', '.join(f'{t:.2f}' for t in ours)}), plain matplotlib {baseline:.2f} s -> {median / baseline:.2f}x "
+          f"(target <= 1.0x, aim 0.3x)")  # fmt: skip
+    print(
+        f"pixels differing from an exact render of all {points} points: {100 * difference:.2f} % (target < 1 %)"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--points", type=int, default=5_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    options = parser.parse_args()
+    main(options.points, options.rounds)
