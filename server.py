@@ -27,6 +27,7 @@ from domain.errors import DomainError
 from domain.ingestion_service import IngestionService
 from domain.job_service import JobEvents, JobsService
 from domain.jobs import JobKinds
+from domain.meeting_service import MeetingsService
 from domain.notification_service import NotificationsService
 from domain.passwords import Passwords
 from domain.project_service import ProjectGate, ProjectsService
@@ -45,6 +46,7 @@ from domain.stores.embedded import (
 from domain.stores.events import EventHub, EventLog
 from domain.stores.jobs import JobStore
 from domain.stores.localfiles import LocalFiles
+from domain.stores.meetings import MeetingStore
 from domain.stores.mongo import Database, open_mongo
 from domain.stores.notifications import NotificationStore
 from domain.stores.objects import open_objects
@@ -65,6 +67,7 @@ from handlers import (
     health,
     ingestions,
     jobs,
+    meetings,
     notifications,
     openapi,
     projects,
@@ -86,6 +89,7 @@ from handlers.keys import (
     JOB_KINDS,
     JOBS,
     LOCAL_FILES,
+    MEETINGS,
     MONGO,
     NOTIFICATIONS,
     OBJECTS,
@@ -105,7 +109,7 @@ from workers.pool import WorkerPool, host_sizing
 
 ROUTE_MODULES = (
     health, auth, users, projects, documents, records, ingestions, datasets, visualizations, jobs, notifications,
-    system, openapi,
+    meetings, system, openapi,
 )  # fmt: skip
 
 log = logging.getLogger("labhub.server")
@@ -231,7 +235,10 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
         projects_service.add_purger(purger)
     j = settings.jobs
     app[EVENT_LOG] = event_log = EventLog(app[REDIS], maxlen=j.events_maxlen, ttl_s=j.events_ttl_s)
-    app[NOTIFICATIONS] = NotificationsService(NotificationStore(db), event_log)
+    app[NOTIFICATIONS] = notifications_service = NotificationsService(NotificationStore(db), event_log)
+    app[MEETINGS] = meetings_service = MeetingsService(
+        gate, MeetingStore(db), UserStore(db), notifications_service, audit, zone=settings.app.zone
+    )
     app[JOBS] = jobs_service = JobsService(
         gate, JobStore(db), JobEvents(event_log, app[REDIS]), app[JOB_KINDS]
     )
@@ -258,6 +265,7 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
         visualization_service.purge_project,
         datasets_service.purge_project,
         ingestion_service.purge_project,
+        meetings_service.purge_project,
     ):
         projects_service.add_purger(purger)
     if a.bootstrap_email and a.bootstrap_password:

@@ -22,6 +22,8 @@ class TargetType(enum.StrEnum):
     MEMBER = "member"
     DOCUMENT = "document"
     RECORD = "record"
+    MEETING = "meeting"
+    ENGAGEMENT = "engagement"
 
 
 @attrs.frozen

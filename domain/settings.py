@@ -7,6 +7,7 @@ import os
 import secrets
 import tomllib
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -48,10 +49,24 @@ def _part_size(_inst: object, attribute: attrs.Attribute[Any], value: int) -> No
         )
 
 
+def _timezone(_inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{attribute.name}: not an IANA time zone such as Europe/Berlin, got {value!r}"
+        ) from None
+
+
 @attrs.frozen
 class AppSettings:
     env: Literal["dev", "test", "production"] = "dev"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    timezone: str = attrs.field(default="UTC", validator=_timezone)
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
 
 
 @attrs.frozen

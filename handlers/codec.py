@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import enum
 import json
+import keyword
 import typing
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 import cattrs
@@ -37,6 +38,33 @@ converter.register_structure_hook(str, _strict(str, "a string"))
 converter.register_structure_hook(int, _strict(int, "an integer"))
 converter.register_structure_hook(float, _strict(float, "a number"))
 converter.register_structure_hook(bool, _strict(bool, "true or false"))
+
+
+def _date(value: object, _type: type) -> date:
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError("expected a date such as 2026-03-01")
+
+
+def _datetime(value: object, _type: type) -> datetime:
+    if isinstance(value, str) and len(value) > 10:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is None:
+                raise ValueError("needs a timezone: end it with Z or an offset such as +01:00")
+            return parsed
+    raise ValueError("expected a date-time with a timezone, such as 2026-03-01T14:00:00+01:00")
+
+
+# times in JSON are ISO 8601 and carry their timezone (DESIGN §5); dates are plain calendar days
+converter.register_structure_hook(date, _date)
+converter.register_structure_hook(datetime, _datetime)
 
 # query strings are text: numbers and booleans are parsed from it
 query_converter = make_converter(forbid_extra_keys=False)
@@ -109,11 +137,16 @@ async def parse_body(request: web.Request, cls: type[T]) -> T:
     return structure(data, cls)
 
 
+def query_name(field_name: str) -> str:
+    """A query field named after a Python keyword is spelled with a trailing _ (from_ is ?from=)."""
+    return field_name[:-1] if keyword.iskeyword(field_name[:-1]) else field_name
+
+
 def parse_query(request: web.Request, cls: type[T]) -> T:
     data: dict[str, Any] = {}
     for key in request.query:
         values = request.query.getall(key)
-        data[key] = values if len(values) > 1 else values[0]
+        data[f"{key}_" if keyword.iskeyword(key) else key] = values if len(values) > 1 else values[0]
     try:
         return query_converter.structure(data, cls)
     except cattrs.BaseValidationError as exc:

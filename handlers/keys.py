@@ -12,6 +12,7 @@ from domain.document_service import DocumentsService
 from domain.ingestion_service import IngestionService
 from domain.job_service import JobsService
 from domain.jobs import JobKinds
+from domain.meeting_service import MeetingsService
 from domain.notification_service import NotificationsService
 from domain.project_service import ProjectsService
 from domain.record_service import RecordsService
@@ -48,6 +49,7 @@ LOCAL_FILES = web.AppKey("local_files", LocalFiles)
 DATASETS = web.AppKey("datasets", DatasetsService)
 INGESTIONS = web.AppKey("ingestions", IngestionService)
 VISUALIZATIONS = web.AppKey("visualizations", VisualizationsService)
+MEETINGS = web.AppKey("meetings", MeetingsService)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 USER_ID = web.RequestKey("user_id", str)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 import cattrs
@@ -27,7 +27,17 @@ def _structure_datetime(value: object, _type: type) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _structure_date(value: object, _type: type) -> date:
+    # BSON has no calendar-day type: days are stored as "YYYY-MM-DD" strings (they sort as days)
+    if isinstance(value, str):
+        return date.fromisoformat(value)
+    if isinstance(value, datetime):
+        return value.date()
+    raise TypeError(f"expected a date, got {type(value).__name__}")
+
+
 _converter.register_structure_hook(str, _structure_str)
+_converter.register_structure_hook(date, _structure_date)
 _converter.register_structure_hook(datetime, _structure_datetime)
 
 

@@ -16,11 +16,13 @@ from domain.stores.mongo import Document
 
 SortSpec = Sequence[tuple[str, int]]
 
-_BAD_CURSOR = InvalidInput(
-    "cursor is not valid for this list; start again without it",
-    code="invalid_cursor",
-    errors=[{"path": "$.cursor", "message": "not a cursor from this list"}],
-)
+
+def bad_cursor() -> InvalidInput:
+    return InvalidInput(
+        "cursor is not valid for this list; start again without it",
+        code="invalid_cursor",
+        errors=[{"path": "$.cursor", "message": "not a cursor from this list"}],
+    )
 
 
 def _value_at(doc: Mapping[str, Any], dotted: str) -> Any:
@@ -41,12 +43,12 @@ def decode_cursor(cursor: str, sort: SortSpec) -> list[Any]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         payload = json_util.loads(raw.decode())
     except (ValueError, binascii.Error, UnicodeDecodeError, json.JSONDecodeError, TypeError):
-        raise _BAD_CURSOR from None
+        raise bad_cursor() from None
     if not isinstance(payload, dict) or payload.get("s") != [[f, d] for f, d in sort]:
-        raise _BAD_CURSOR
+        raise bad_cursor()
     values = payload.get("v")
     if not isinstance(values, list) or len(values) != len(sort):
-        raise _BAD_CURSOR
+        raise bad_cursor()
     return values
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -24,6 +25,8 @@ EXPECTED = {
     "read": {"anonymous": 401, "outsider": 404, "viewer": OK, "member": OK, "lead": OK, "head": OK},
     "write": {"anonymous": 401, "outsider": 404, "viewer": 403, "member": OK, "lead": OK, "head": OK},
     "manage": {"anonymous": 401, "outsider": 404, "viewer": 403, "member": 403, "lead": OK, "head": OK},
+    # answering an invitation: the invited (viewer, member and lead here), not heads who were not invited
+    "attendee": {"anonymous": 401, "outsider": 404, "viewer": OK, "member": OK, "lead": OK, "head": 403},
 }
 
 
@@ -50,6 +53,8 @@ def _file(_ctx):
 def _csv(_ctx):
     return {"data": file_form(b"a,b\n1,2\n3,4\n", "m.csv", "text/csv", field="files")}
 
+
+SOON = (datetime.now(UTC) + timedelta(days=1)).isoformat()
 
 ROUTES = [
     Route("GET", "/api/projects/{pid}", "read"),
@@ -106,10 +111,32 @@ ROUTES = [
     Route("GET", "/api/jobs/{job}/events", "read"),
     Route("POST", "/api/jobs/{running_job}/cancel", "manage", fresh=True),  # the lead's job
     Route("POST", "/api/jobs/{failed_job}/retry", "manage", fresh=True),
+    Route(
+        "POST",
+        "/api/projects/{pid}/meetings",
+        "write",
+        lambda _c: {"json": {"title": "t", "starts_at": SOON}},
+    ),
+    Route("GET", "/api/projects/{pid}/meetings", "read"),
+    Route("GET", "/api/projects/{pid}/meetings.ics", "read"),
+    Route("GET", "/api/meetings/{meeting}", "read"),
+    Route("GET", "/api/meetings/{meeting}.ics", "read"),
+    Route(
+        "PATCH", "/api/meetings/{meeting}", "manage", lambda _c: {"json": {"title": "moved"}}
+    ),  # the lead's
+    Route("DELETE", "/api/meetings/{meeting}", "manage", fresh=True),
+    Route("POST", "/api/meetings/{meeting}/rsvp", "attendee", lambda _c: {"json": {"response": "yes"}}),
+    Route(
+        "POST",
+        "/api/meetings/{held_meeting}/attendance",
+        "manage",
+        lambda c: {"json": {"present_ids": [c["extra"]]}},
+    ),
 ]
 
 PLACEHOLDERS = {"doc": "id", "record": "id", "ingestion": "id", "dataset": "id", "job": "id", "viz": "id",
-                "running_job": "id", "failed_job": "id", "extra": "uid"}  # fmt: skip
+                "running_job": "id", "failed_job": "id", "extra": "uid", "meeting": "id",
+                "held_meeting": "id"}  # fmt: skip
 
 
 @pytest.fixture
@@ -148,6 +175,15 @@ async def fresh_project(client, team, extra, newcomer, needs: set[str]) -> dict[
         )
         ctx["viz"] = (await plot.json())["id"]
         await wait_until(lambda: _final(client, lead, ctx["viz"]))
+    for name, hours in (("meeting", 24), ("held_meeting", -2)):
+        if name in needs:
+            starts = (datetime.now(UTC) + timedelta(hours=hours)).isoformat()
+            invited = [team.viewer.id, team.member.id, team.lead.id, extra.id]
+            meeting = await client.post(
+                f"/api/projects/{pid}/meetings", json={"title": "m", "starts_at": starts, "attendee_ids": invited},
+                headers=lead,
+            )  # fmt: skip
+            ctx[name] = (await meeting.json())["id"]
     if needs & {"running_job", "failed_job"}:
         lead_user = await client.app[ACCOUNTS].get_active(team.lead.id)
         running = await client.app[JOBS].submit(lead_user, pid, "test.sleepy", {"steps": 100, "delay": 0.02})
@@ -175,6 +211,8 @@ def test_the_matrix_covers_every_project_scoped_route():
         "/jobs/{id}",
         "/ingestions/{id}",
         "/datasets/{id}",
+        "/meetings/{id}",
+        "/engagement/{id}",
     )
     scoped = {
         (route.method, route.resource.canonical)
