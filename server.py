@@ -23,6 +23,7 @@ from domain.audit import AuditLog
 from domain.auth import AuthService
 from domain.dataset_service import DatasetsService
 from domain.document_service import DocumentsService
+from domain.engagement_service import EngagementService
 from domain.errors import DomainError
 from domain.ingestion_service import IngestionService
 from domain.job_service import JobEvents, JobsService
@@ -43,6 +44,7 @@ from domain.stores.embedded import (
     ServiceEndpoints,
     read_running_endpoints,
 )
+from domain.stores.engagement import ActivityLog, EngagementStore
 from domain.stores.events import EventHub, EventLog
 from domain.stores.jobs import JobStore
 from domain.stores.localfiles import LocalFiles
@@ -64,6 +66,7 @@ from handlers import (
     auth,
     datasets,
     documents,
+    engagement,
     health,
     ingestions,
     jobs,
@@ -83,6 +86,7 @@ from handlers.keys import (
     DATASETS,
     DOCUMENTS,
     ENDPOINTS,
+    ENGAGEMENT,
     EVENT_HUB,
     EVENT_LOG,
     INGESTIONS,
@@ -109,7 +113,7 @@ from workers.pool import WorkerPool, host_sizing
 
 ROUTE_MODULES = (
     health, auth, users, projects, documents, records, ingestions, datasets, visualizations, jobs, notifications,
-    meetings, system, openapi,
+    meetings, engagement, system, openapi,
 )  # fmt: skip
 
 log = logging.getLogger("labhub.server")
@@ -256,16 +260,21 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
         gate, VisualizationStore(db), dataset_store, datasets_service, jobs_service, JobStore(db), app[OBJECTS],
         local_files, part_size=settings.uploads.part_size_bytes,
     )  # fmt: skip
+    app[ENGAGEMENT] = engagement_service = EngagementService(
+        gate, EngagementStore(db), ActivityLog(db, MeetingStore(db)), UserStore(db), audit, visualization_service,
+        zone=settings.app.zone,
+    )  # fmt: skip
     ingestion_service.visualize = visualization_service.queue_default
     datasets_service.on_remove(visualization_service.remove_for_dataset)
     datasets_service.list_related_with(visualization_service.summaries_for_dataset)
-    for kind in (ingestion_service.job_kind(), visualization_service.job_kind()):
+    for kind in (ingestion_service.job_kind(), *visualization_service.job_kinds()):
         app[JOB_KINDS].register(kind)
     for purger in (
         visualization_service.purge_project,
         datasets_service.purge_project,
         ingestion_service.purge_project,
         meetings_service.purge_project,
+        engagement_service.purge_project,
     ):
         projects_service.add_purger(purger)
     if a.bootstrap_email and a.bootstrap_password:

@@ -3,6 +3,8 @@ render them again identically (the spec, the dataset's version, the libraries' v
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -19,7 +21,7 @@ from domain.job_service import JobsService
 from domain.jobs import Attempt, Job, JobKind
 from domain.pagination import Page, clamp_limit
 from domain.project_service import ProjectGate
-from domain.projects import Need, check_owner_or_lead
+from domain.projects import Need, Project, ProjectRole, check_owner_or_lead
 from domain.stores.bson_codec import from_document
 from domain.stores.datasets import DatasetStore
 from domain.stores.jobs import JobStore
@@ -29,10 +31,12 @@ from domain.stores.objects import ObjectReader, ObjectStore
 from domain.stores.visualizations import VisualizationStore
 from domain.users import User
 from domain.visualizations import PlotSpec, Visualization, check_spec, default_spec
-from workers.plots import render_plot
+from workers.plots import render_engagement, render_plot
 from workers.pool import JobFailed
 
 PLOT_KIND = "plot"
+ENGAGEMENT_PLOT_KIND = "engagement_plot"
+ENGAGEMENT = "engagement"
 MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
 
 
@@ -47,6 +51,13 @@ def visualization_view(doc: Document, job: Job | None) -> Visualization:
         None if job is None or job.error is None else {"code": job.error.code, "message": job.error.message}
     )
     return from_document(Visualization, fields)
+
+
+def _sees(actor: User, project: Project, doc: Document) -> bool:
+    """Engagement plots show students' time: everyone's to leads and heads, a student's own to them."""
+    if doc.get("source") != ENGAGEMENT:
+        return True
+    return actor.is_head or project.role_of(actor.id) is ProjectRole.LEAD or doc.get("subject_id") == actor.id
 
 
 class VisualizationsService:
@@ -73,11 +84,16 @@ class VisualizationsService:
         self._files = files
         self._part_size = part_size
 
-    def job_kind(self) -> JobKind:
-        return JobKind(
-            PLOT_KIND, render_plot, title="Plot", prepare=self._prepare, commit=self._commit, cleanup=self._cleanup,
-            timeout_s=600.0, max_attempts=2, prepare_stage="read", commit_stage="store",
-        )  # fmt: skip
+    def job_kinds(self) -> list[JobKind]:
+        common: dict[str, Any] = {"commit": self._commit, "cleanup": self._cleanup, "timeout_s": 600.0,
+                                  "max_attempts": 2, "commit_stage": "store"}  # fmt: skip
+        return [
+            JobKind(PLOT_KIND, render_plot, title="Plot", prepare=self._prepare, prepare_stage="read", **common),
+            JobKind(
+                ENGAGEMENT_PLOT_KIND, render_engagement, title="Engagement plot", prepare=self._prepare_engagement,
+                prepare_stage="prepare", **common,
+            ),
+        ]  # fmt: skip
 
     async def create(self, actor: User, dataset_id: str, spec: PlotSpec) -> Visualization:
         dataset = await self._datasets.get(dataset_id)
@@ -116,7 +132,37 @@ class VisualizationsService:
         )  # fmt: skip
         return visualization_view(doc, job)
 
-    # -- the job kind ----------------------------------------------------------------------------
+    async def queue_engagement(
+        self, owner_id: str, project_id: str, subject_id: str | None, spec: PlotSpec, query: dict[str, str | None],
+        table: dict[str, Any],
+    ) -> Visualization:  # fmt: skip
+        """A plot of logged time (the table: periods × activities per student, built by the
+        engagement service); subject_id: whose time it shows (None: the project's students)."""
+        visualization_id = ObjectId()
+        encoded = json.dumps(table, sort_keys=True, separators=(",", ":")).encode()
+        doc = {
+            "_id": visualization_id,
+            "project_id": ObjectId(project_id),
+            "source": ENGAGEMENT,
+            "subject_id": subject_id,
+            "engagement": query,
+            "dataset_id": None,
+            "dataset_version": hashlib.sha256(encoded).hexdigest(),
+            "job_id": visualization_id,
+            "spec": attrs.asdict(spec),
+            "created_by": ObjectId(owner_id),
+            "created_at": utcnow(),
+            "library_versions": {},
+            "image": None,
+        }
+        await self._store.insert(doc)
+        job = await self._jobs.enqueue(
+            owner_id, project_id, ENGAGEMENT_PLOT_KIND, {"spec": doc["spec"], "table": table},
+            extra={"_id": visualization_id},
+        )  # fmt: skip
+        return visualization_view(doc, job)
+
+    # -- the job kinds ----------------------------------------------------------------------------
 
     async def _prepare(self, job: Job) -> dict[str, Any]:
         dataset = await self._datasets.get(job.params["dataset_id"])
@@ -126,6 +172,11 @@ class VisualizationsService:
         out = self._files.work_dir(job.id, job.attempt)
         shutil.rmtree(out, ignore_errors=True)
         return {"parquet_path": str(path), "spec": job.params["spec"], "out_dir": str(out)}
+
+    async def _prepare_engagement(self, job: Job) -> dict[str, Any]:
+        out = self._files.work_dir(job.id, job.attempt)
+        shutil.rmtree(out, ignore_errors=True)
+        return {"table": job.params["table"], "spec": job.params["spec"], "out_dir": str(out)}
 
     async def _commit(self, job: Job, result: dict[str, Any], attempt: Attempt) -> dict[str, Any]:
         fmt = result["format"]
@@ -157,9 +208,11 @@ class VisualizationsService:
         self, actor: User, project_id: str, *, dataset_id: str | None, limit: int | None, cursor: str | None
     ) -> Page[Visualization]:
         project = await self._gate.require(actor, project_id, Need.READ)
+        leads = actor.is_head or project.role_of(actor.id) is ProjectRole.LEAD
         docs, next_cursor = await self._store.page(
-            project.id, dataset_id=dataset_id, limit=clamp_limit(limit), cursor=cursor
-        )
+            project.id, dataset_id=dataset_id, limit=clamp_limit(limit), cursor=cursor,
+            engagement_of=None if leads else actor.id,
+        )  # fmt: skip
         jobs = await self._job_store.get_many([str(d["job_id"]) for d in docs])
         return Page([visualization_view(d, jobs.get(str(d["job_id"]))) for d in docs], next_cursor)
 
@@ -168,6 +221,8 @@ class VisualizationsService:
         if doc is None:
             raise NotFound("visualization not found")
         project = await self._gate.require(actor, str(doc["project_id"]), need, what="visualization")
+        if not _sees(actor, project, doc):
+            raise NotFound("visualization not found")
         if need is Need.WRITE:
             check_owner_or_lead(actor, project, str(doc["created_by"]), "its creator")
         return doc

@@ -59,15 +59,21 @@ class PlotSpec:
 
 @attrs.frozen
 class Visualization:
+    """source "dataset": a plot of dataset_id at dataset_version (its Parquet's sha256); source
+    "engagement": a project's logged time, with the query in `engagement` and dataset_version the
+    sha256 of the table drawn."""
+
     id: str
     project_id: str
-    dataset_id: str
-    dataset_version: str
     job_id: str
     spec: PlotSpec
     status: str
     created_by: str
     created_at: datetime
+    source: Literal["dataset", "engagement"] = "dataset"
+    dataset_id: str | None = None
+    dataset_version: str = ""
+    engagement: dict[str, str | None] | None = None
     library_versions: dict[str, str] = attrs.field(factory=dict)
     image: dict[str, Any] | None = None
     error: dict[str, str] | None = None
@@ -89,7 +95,7 @@ def _column(name: str | None, path: str, types: dict[str, str], allowed: set[str
         raise field_error(path, f"{name!r} holds {types[name]} values; this needs {what}")
 
 
-def _check_layout(spec: PlotSpec) -> None:
+def check_layout(spec: PlotSpec) -> None:
     for field, maximum in (("title", MAX_TITLE), ("x_label", MAX_LABEL), ("y_label", MAX_LABEL)):
         _text(getattr(spec, field), f"$.{field}", maximum)
     if not 100 <= spec.width <= 4000:
@@ -136,7 +142,7 @@ def _check_columns(spec: PlotSpec, types: dict[str, str]) -> None:
 
 def check_spec(spec: PlotSpec, schema: list[dict[str, Any]]) -> PlotSpec:
     """Refuse what cannot be drawn from this dataset, naming the field; nothing is queued before."""
-    _check_layout(spec)
+    check_layout(spec)
     _check_columns(spec, {c["name"]: c["type"] for c in schema})
     return spec
 

@@ -107,6 +107,7 @@ def validation_error(exc: cattrs.BaseValidationError, root: str = "$") -> Invali
     errors = []
     for line in cattrs.transform_error(exc, path=root, format_exception=_describe):
         message, _, path = line.rpartition(" @ ")
+        path = ".".join(wire_name(part) for part in path.split("."))
         errors.append({"path": path or root, "message": message or line})
     summary = "; ".join(f"{e['path']}: {e['message']}" for e in errors[:3])
     return InvalidInput(f"request does not match the expected shape: {summary}", errors=errors)
@@ -134,19 +135,23 @@ async def parse_body(request: web.Request, cls: type[T]) -> T:
         raise InvalidInput(
             "request body must be a JSON object", errors=[{"path": "$", "message": "expected an object"}]
         )
-    return structure(data, cls)
+    return structure({field_name(k): v for k, v in data.items()}, cls)
 
 
-def query_name(field_name: str) -> str:
-    """A query field named after a Python keyword is spelled with a trailing _ (from_ is ?from=)."""
+def wire_name(field_name: str) -> str:
+    """A field named after a Python keyword is spelled with a trailing _ (from_ is ?from= or "from")."""
     return field_name[:-1] if keyword.iskeyword(field_name[:-1]) else field_name
+
+
+def field_name(wire: str) -> str:
+    return f"{wire}_" if keyword.iskeyword(wire) else wire
 
 
 def parse_query(request: web.Request, cls: type[T]) -> T:
     data: dict[str, Any] = {}
     for key in request.query:
         values = request.query.getall(key)
-        data[f"{key}_" if keyword.iskeyword(key) else key] = values if len(values) > 1 else values[0]
+        data[field_name(key)] = values if len(values) > 1 else values[0]
     try:
         return query_converter.structure(data, cls)
     except cattrs.BaseValidationError as exc:

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import date
 from typing import Any
 
 from aiohttp import web
@@ -29,7 +29,7 @@ def safe_cell(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return value
-    if isinstance(value, datetime):
+    if isinstance(value, date):  # and datetime
         return value.isoformat()
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     return "'" + text if text.startswith(FORMULA_STARTS) else text

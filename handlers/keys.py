@@ -9,6 +9,7 @@ from domain.accounts import AccountsService
 from domain.auth import AuthService
 from domain.dataset_service import DatasetsService
 from domain.document_service import DocumentsService
+from domain.engagement_service import EngagementService
 from domain.ingestion_service import IngestionService
 from domain.job_service import JobsService
 from domain.jobs import JobKinds
@@ -50,6 +51,7 @@ DATASETS = web.AppKey("datasets", DatasetsService)
 INGESTIONS = web.AppKey("ingestions", IngestionService)
 VISUALIZATIONS = web.AppKey("visualizations", VisualizationsService)
 MEETINGS = web.AppKey("meetings", MeetingsService)
+ENGAGEMENT = web.AppKey("engagement", EngagementService)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 USER_ID = web.RequestKey("user_id", str)

@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 import attrs
 from aiohttp import web
 
-from handlers.codec import json_response, query_name
+from handlers.codec import json_response, wire_name
 from handlers.keys import OPENAPI
 
 routes = web.RouteTableDef()
@@ -113,7 +113,7 @@ class SchemaBuilder:
             properties = {}
             required = []
             for field in attrs.fields(cls):
-                key = field.alias or field.name
+                key = wire_name(field.alias or field.name)
                 properties[key] = self.schema(_substitute(hints[field.name], mapping))
                 if field.default is attrs.NOTHING:
                     required.append(key)
@@ -175,7 +175,7 @@ def _operation(path: str, method: str, route_doc: RouteDoc, builder: SchemaBuild
         for field in attrs.fields(route_doc.query):
             parameters.append(
                 {
-                    "name": query_name(field.name),
+                    "name": wire_name(field.name),
                     "in": "query",
                     "required": field.default is attrs.NOTHING,
                     "schema": builder.schema(hints[field.name]),

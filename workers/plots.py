@@ -9,6 +9,7 @@ threshold become a 2-D histogram. User text is drawn with math parsing off.
 from __future__ import annotations
 
 import importlib.metadata
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +258,30 @@ DRAW = {"scatter": _draw_scatter, "histogram": _draw_histogram, "bar": _draw_bar
         "heatmap": _draw_heatmap}  # fmt: skip
 
 
+def _figure(spec: dict[str, Any], rows: int = 1, columns: int = 1, **options: Any) -> tuple[Figure, Any]:
+    return plt.subplots(
+        rows, columns, figsize=(spec["width"] / spec["dpi"], spec["height"] / spec["dpi"]), dpi=spec["dpi"],
+        squeeze=False, **options,
+    )  # fmt: skip
+
+
+def _save(
+    figure: Figure, spec: dict[str, Any], out_dir: Path, reporter: Reporter,
+    rect: tuple[float, float, float, float] = (0, 0, 1, 1),
+) -> Path:  # fmt: skip
+    """Lay out and save; no dates or software names in the file, so a re-render is byte-identical."""
+    figure.tight_layout(rect=rect)
+    path = out_dir / f"plot.{spec['format']}"
+    reporter.progress("save", 0, 1, spec["format"])
+    metadata = {"Date": None} if spec["format"] == "svg" else {"Software": None}
+    figure.savefig(path, format=spec["format"], dpi=spec["dpi"], metadata=metadata)
+    return path
+
+
+def _rc() -> AbstractContextManager[None]:
+    return plt.rc_context({"text.usetex": False, "svg.hashsalt": "labhub", "path.simplify": True})
+
+
 def render_plot(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     """params: parquet_path, spec (a PlotSpec as a dict), out_dir. Writes plot.png or plot.svg."""
     spec: dict[str, Any] = params["spec"]
@@ -267,21 +292,16 @@ def render_plot(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     table = read_columns(Path(params["parquet_path"]), needed, spec.get("row_range"))
     reporter.progress("render", 0, 1, f"{table.num_rows} rows")
     notes: list[str] = []
-    with plt.rc_context({"text.usetex": False, "svg.hashsalt": "labhub", "path.simplify": True}):
-        figure, axes = plt.subplots(
-            figsize=(spec["width"] / spec["dpi"], spec["height"] / spec["dpi"]), dpi=spec["dpi"]
-        )
+    with _rc():
+        figure, grid = _figure(spec)
+        axes = grid[0][0]
         try:
             if spec["kind"] == "line":
                 drawn, decimated = _draw_line(axes, figure, table, spec, notes)
             else:
                 drawn, decimated = DRAW[spec["kind"]](axes, table, spec, notes)
             _decorate(axes, spec)
-            figure.tight_layout()
-            path = out_dir / f"plot.{spec['format']}"
-            reporter.progress("save", 0, 1, spec["format"])
-            metadata = {"Date": None} if spec["format"] == "svg" else {"Software": None}
-            figure.savefig(path, format=spec["format"], dpi=spec["dpi"], metadata=metadata)
+            path = _save(figure, spec, out_dir, reporter)
         finally:
             plt.close(figure)
     return {
@@ -290,6 +310,65 @@ def render_plot(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
         "rows": table.num_rows,
         "points_drawn": drawn,
         "decimated": decimated,
+        "notes": notes,
+        "versions": library_versions(),
+    }
+
+
+def render_engagement(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """params: table (periods, activities, students, minutes[student][period][activity]), spec, out_dir.
+
+    One panel per student, sharing both axes; each period's bar is stacked by activity.
+    """
+    spec: dict[str, Any] = params["spec"]
+    table: dict[str, Any] = params["table"]
+    out_dir = Path(params["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    students, periods, activities = table["students"], table["periods"], table["activities"]
+    notes = [f"{table['left_out']} student(s) with the least time left out"] if table.get("left_out") else []
+    reporter.progress("render", 0, 1, f"{len(students)} student(s) × {len(periods)} period(s)")
+    columns = 1 if len(students) <= 4 else 2 if len(students) <= 12 else 3
+    rows = max(1, -(-len(students) // columns))
+    colours = plt.get_cmap("tab10")
+    with _rc():
+        figure, grid = _figure(spec, rows, columns, sharex=True, sharey=True)
+        try:
+            x = np.arange(len(periods))
+            panels = list(itertools.chain.from_iterable(grid))
+            for panel, name, minutes in zip(panels, students, table["minutes"], strict=False):
+                values = np.asarray(minutes, dtype=float).reshape(len(periods), len(activities))
+                bottom = np.zeros(len(periods))
+                for i, activity in enumerate(activities):
+                    panel.bar(x, values[:, i], bottom=bottom, width=0.85, color=colours(i % 10),
+                              label=activity.replace("_", " "), linewidth=0)  # fmt: skip
+                    bottom += values[:, i]
+                panel.set_title(str(name)[:100], fontsize="small", parse_math=False)
+            for panel in panels[len(students) :]:
+                panel.set_visible(False)
+            if not students:
+                panels[0].text(
+                    0.5, 0.5, "no students", ha="center", va="center", transform=panels[0].transAxes
+                )
+            step = max(1, len(periods) // 12)
+            for panel in panels:
+                panel.set_xticks(x[::step], [periods[i] for i in range(0, len(periods), step)], rotation=45,
+                                 ha="right", fontsize="x-small")  # fmt: skip
+            figure.supylabel("minutes logged", fontsize="small")
+            if spec.get("title"):
+                figure.suptitle(spec["title"][:200], parse_math=False)
+            handles, labels = panels[0].get_legend_handles_labels()
+            if handles:
+                figure.legend(handles, labels, loc="lower center", ncols=len(handles), fontsize="x-small",
+                              frameon=False)  # fmt: skip
+            path = _save(figure, spec, out_dir, reporter, rect=(0, 0.06 if handles else 0, 1, 1))
+        finally:
+            plt.close(figure)
+    return {
+        "path": str(path),
+        "format": spec["format"],
+        "rows": len(students) * len(periods),
+        "points_drawn": len(students) * len(periods) * len(activities),
+        "decimated": False,
         "notes": notes,
         "versions": library_versions(),
     }

@@ -24,9 +24,13 @@ class VisualizationStore:
         return await self._visualizations.find_one({"_id": object_id(visualization_id, "visualization")})
 
     async def page(
-        self, project_id: str, *, dataset_id: str | None, limit: int, cursor: str | None
-    ) -> tuple[list[Document], str | None]:
+        self, project_id: str, *, dataset_id: str | None, limit: int, cursor: str | None,
+        engagement_of: str | None = None,
+    ) -> tuple[list[Document], str | None]:  # fmt: skip
+        """engagement_of: show engagement plots of this person only (None: all of them)."""
         query: dict[str, Any] = {"project_id": ObjectId(project_id)}
+        if engagement_of is not None:
+            query["$or"] = [{"source": {"$ne": "engagement"}}, {"subject_id": engagement_of}]
         if dataset_id:
             query["dataset_id"] = object_id(dataset_id, "dataset")
         return await find_page(self._visualizations, query, [("created_at", -1), ("_id", -1)], limit, cursor)

@@ -132,11 +132,32 @@ ROUTES = [
         "manage",
         lambda c: {"json": {"present_ids": [c["extra"]]}},
     ),
+    Route(
+        "POST",
+        "/api/projects/{pid}/engagement",
+        "write",
+        lambda _c: {
+            "json": {"date": datetime.now(UTC).date().isoformat(), "minutes": 30, "activity": "lab_work"}
+        },
+    ),
+    Route("GET", "/api/projects/{pid}/engagement", "read"),
+    Route(
+        "PATCH", "/api/engagement/{entry}", "manage", lambda _c: {"json": {"minutes": 20}}
+    ),  # extra's entry
+    Route("DELETE", "/api/engagement/{entry}", "manage", fresh=True),
+    Route("GET", "/api/engagement/summary?project_id={pid}", "read"),
+    Route("GET", "/api/engagement/summary?project_id={pid}&format=csv", "read"),
+    Route(
+        "POST",
+        "/api/projects/{pid}/engagement/visualizations",
+        "write",
+        lambda _c: {"json": {"group": "month"}},
+    ),
 ]
 
 PLACEHOLDERS = {"doc": "id", "record": "id", "ingestion": "id", "dataset": "id", "job": "id", "viz": "id",
                 "running_job": "id", "failed_job": "id", "extra": "uid", "meeting": "id",
-                "held_meeting": "id"}  # fmt: skip
+                "held_meeting": "id", "entry": "id"}  # fmt: skip
 
 
 @pytest.fixture
@@ -184,6 +205,13 @@ async def fresh_project(client, team, extra, newcomer, needs: set[str]) -> dict[
                 headers=lead,
             )  # fmt: skip
             ctx[name] = (await meeting.json())["id"]
+    if "entry" in needs:
+        entry = await client.post(
+            f"/api/projects/{pid}/engagement", headers=lead,
+            json={"date": datetime.now(UTC).date().isoformat(), "minutes": 30, "activity": "writing",
+                  "student_id": extra.id},
+        )  # fmt: skip
+        ctx["entry"] = (await entry.json())["id"]
     if needs & {"running_job", "failed_job"}:
         lead_user = await client.app[ACCOUNTS].get_active(team.lead.id)
         running = await client.app[JOBS].submit(lead_user, pid, "test.sleepy", {"steps": 100, "delay": 0.02})
@@ -213,6 +241,7 @@ def test_the_matrix_covers_every_project_scoped_route():
         "/datasets/{id}",
         "/meetings/{id}",
         "/engagement/{id}",
+        "/engagement/summary",
     )
     scoped = {
         (route.method, route.resource.canonical)
