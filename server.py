@@ -222,15 +222,17 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     gate = ProjectGate(project_store, cache_s=a.identity_cache_s)
     audit = AuditLog(audit_store)
     app[PROJECTS] = projects_service = ProjectsService(gate, project_store, UserStore(db), audit)
+    activity = ActivityLog(db, MeetingStore(db), settings.app.zone)
     app[DOCUMENTS] = documents_service = DocumentsService(
         gate,
         DocumentStore(db),
         app[OBJECTS],
         audit,
+        activity,
         max_bytes=settings.uploads.max_bytes,
         part_size=settings.uploads.part_size_bytes,
     )
-    app[RECORDS] = records_service = RecordsService(gate, RecordStore(db), audit)
+    app[RECORDS] = records_service = RecordsService(gate, RecordStore(db), audit, activity)
     for purger in (
         documents_service.purge_project,
         records_service.purge_project,
@@ -254,14 +256,14 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[INGESTIONS] = ingestion_service = IngestionService(
         gate, jobs_service, JobStore(db), ingestion_store, dataset_store, app[OBJECTS], local_files,
-        datasets_service, settings.ingest, part_size=settings.uploads.part_size_bytes,
+        datasets_service, settings.ingest, activity, part_size=settings.uploads.part_size_bytes,
     )  # fmt: skip
     app[VISUALIZATIONS] = visualization_service = VisualizationsService(
         gate, VisualizationStore(db), dataset_store, datasets_service, jobs_service, JobStore(db), app[OBJECTS],
         local_files, part_size=settings.uploads.part_size_bytes,
     )  # fmt: skip
     app[ENGAGEMENT] = engagement_service = EngagementService(
-        gate, EngagementStore(db), ActivityLog(db, MeetingStore(db)), UserStore(db), audit, visualization_service,
+        gate, EngagementStore(db), activity, UserStore(db), audit, visualization_service,
         zone=settings.app.zone,
     )  # fmt: skip
     ingestion_service.visualize = visualization_service.queue_default

@@ -1,10 +1,12 @@
 """How long a year's engagement summary takes on a busy project, against the plain way to count it.
 
 A project with S students, a year of logged time (one entry per student and day), R records,
-document versions, ingestions and weekly meetings with attendance, all spread over the year. LabHub
-(`EngagementService.summary`, group=week) lets MongoDB group the counted activity per person and
-day; the baseline, measured in the same run against the same database, reads every one of those
-documents (only the two fields it needs) and counts them in Python.
+document versions, ingestions and weekly meetings with attendance, all spread over the year, with
+the per-person-and-day counts the services keep as they write. LabHub
+(`EngagementService.summary`, group=week) reads those counts; the baseline, measured in the same
+run against the same database, reads every record, version and ingestion (only the two fields it
+needs) and counts them in Python. Then the price on the write side: one counted write
+(`ActivityLog.count`, an upsert) against inserting one record.
 
     .venv/bin/python bench/bench_engagement.py --students 20 --records 100000
 """
@@ -21,6 +23,7 @@ import time
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -28,10 +31,12 @@ sys.path.insert(0, str(ROOT))
 from aiohttp.test_utils import TestServer  # noqa: E402
 from bson import ObjectId  # noqa: E402
 
-from domain.engagement import Group  # noqa: E402
+from domain.engagement import Group, Signal  # noqa: E402
 from domain.projects import ProjectRole  # noqa: E402
 from domain.settings import structure_settings  # noqa: E402
 from domain.stores.embedded import EmbeddedServices  # noqa: E402
+from domain.stores.engagement import ActivityLog  # noqa: E402
+from domain.stores.meetings import MeetingStore  # noqa: E402
 from domain.users import Role  # noqa: E402
 from handlers.keys import ACCOUNTS, ENGAGEMENT, MONGO, PROJECTS  # noqa: E402
 from server import create_app  # noqa: E402
@@ -44,7 +49,7 @@ async def fill(db, project_id: ObjectId, students: list[ObjectId], lead: ObjectI
     first = datetime.now(UTC) - timedelta(days=DAYS - 1)
 
     def moment() -> datetime:
-        return first + timedelta(seconds=rng.randrange(DAYS * 86400 - 3600))
+        return first + timedelta(seconds=rng.randrange((DAYS - 1) * 86400))
 
     today = datetime.now(UTC).date()
     entries = [
@@ -54,20 +59,32 @@ async def fill(db, project_id: ObjectId, students: list[ObjectId], lead: ObjectI
         for s in students for d in range(DAYS)
     ]  # fmt: skip
     await db["engagement"].insert_many(entries)
-    for collection, count, extra in (
-        ("records", records, {"kind": "run", "title": "r", "data": {}, "tags": []}),
-        ("document_versions", records // 20, {"version": 1}),
-        ("ingestions", records // 50, {"batch_id": "b", "file": {"name": "f.csv", "sha256": "0"}}),
+    tallies: Counter[tuple[ObjectId, str, str]] = Counter()  # what the services count as they write
+    for collection, count, extra, signal in (
+        ("records", records, {"kind": "run", "title": "r", "data": {}, "tags": []}, "records"),
+        ("document_versions", records // 20, {"version": 1}, "uploads"),
+        ("ingestions", records // 50, {"file": {"name": "f.csv", "sha256": "0"}}, "ingestions"),
     ):
         docs = []
         for i in range(count):
-            docs.append({"project_id": project_id, "created_by": rng.choice(students), "created_at": moment(),
-                         **extra, **({"batch_id": str(i)} if collection == "ingestions" else {})})  # fmt: skip
+            who, when = rng.choice(students), moment()
+            docs.append({"project_id": project_id, "created_by": who, "created_at": when, **extra,
+                         "document_id": ObjectId(), "batch_id": str(i)})  # fmt: skip
+            tallies[(who, when.date().isoformat(), signal)] += 1
             if len(docs) == 10_000:
                 await db[collection].insert_many(docs)
                 docs = []
         if docs:
             await db[collection].insert_many(docs)
+    days: dict[tuple[ObjectId, str], dict[str, int]] = {}
+    for (who, day, signal), n in tallies.items():
+        days.setdefault((who, day), {})[signal] = n
+    await db["activity_days"].insert_many(
+        [
+            {"project_id": project_id, "user_id": who, "day": day, **counts}
+            for (who, day), counts in days.items()
+        ]
+    )
     meetings = []
     for week in range(DAYS // 7):
         starts = first + timedelta(days=7 * week, hours=10)
@@ -163,6 +180,21 @@ async def run(students: int, records: int, rounds: int, data_dir: Path) -> None:
         print(f"  labhub   {a * 1000:8.0f} ms")
         print(f"  baseline {b * 1000:8.0f} ms  (read every document's two fields, count in Python)")
         print(f"  labhub/baseline: {a / b:.2f}x")
+        activity = ActivityLog(db, MeetingStore(db), ZoneInfo("UTC"))
+        counted_ms, insert_ms = [], []
+        for _ in range(300):
+            t0 = time.perf_counter()
+            await activity.count(project.id, lead.id, Signal.RECORD, datetime.now(UTC))
+            counted_ms.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            await db["bench_inserts"].insert_one(
+                {"project_id": ObjectId(project.id), "created_at": datetime.now(UTC)}
+            )
+            insert_ms.append(time.perf_counter() - t0)
+        c, i = statistics.median(counted_ms), statistics.median(insert_ms)
+        print(
+            f"write side (median of 300): count {c * 1000:.2f} ms vs insert_one {i * 1000:.2f} ms: {c / i:.2f}x"
+        )
         await server.close()
     finally:
         services.stop()

@@ -16,11 +16,13 @@ from domain.documents import (
     clean_content_type,
     clean_file_name,
 )
+from domain.engagement import Signal
 from domain.errors import NotFound
 from domain.pagination import Page, clamp_limit
 from domain.project_service import ProjectGate
 from domain.projects import Need, check_owner_or_lead
 from domain.stores.documents import DocumentStore
+from domain.stores.engagement import ActivityLog
 from domain.stores.objects import ObjectReader, ObjectStore
 from domain.users import User
 
@@ -32,6 +34,7 @@ class DocumentsService:
         store: DocumentStore,
         objects: ObjectStore,
         audit: AuditLog,
+        activity: ActivityLog,
         *,
         max_bytes: int,
         part_size: int,
@@ -40,6 +43,7 @@ class DocumentsService:
         self._store = store
         self._objects = objects
         self._audit = audit
+        self._activity = activity
         self._max_bytes = max_bytes
         self._part_size = part_size
 
@@ -83,6 +87,7 @@ class DocumentsService:
             target_id=document.id, changes=diff({}, {"name": clean_name, "size": size, "version": 1}),
             at=document.created_at,
         )  # fmt: skip
+        await self._activity.count(project.id, actor.id, Signal.UPLOAD, document.created_at)
         return document
 
     async def add_version(
@@ -116,6 +121,7 @@ class DocumentsService:
                          {"version": document.version, "name": document.name, "size": document.size}),
             at=document.updated_at,
         )  # fmt: skip
+        await self._activity.count(document.project_id, actor.id, Signal.UPLOAD, document.updated_at)
         return document
 
     async def get(self, actor: User, document_id: str, need: Need = Need.READ) -> Document:

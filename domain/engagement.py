@@ -47,7 +47,7 @@ class Signal(enum.StrEnum):
     RECORD = "records"
 
 
-COUNTED = tuple(Signal)
+COUNTED = (Signal.UPLOAD, Signal.INGESTION, Signal.RECORD)  # counted as they happen
 
 
 @attrs.frozen
@@ -241,10 +241,11 @@ def summarize(
     end: date,
     students: Mapping[str, str],
     entries: Iterable[tuple[str, date, int, Activity]],
-    signals: Iterable[tuple[str, date, Signal]],
+    signals: Iterable[tuple[str, date, Signal, int]],
 ) -> tuple[list[StudentTotals], list[SummaryRow]]:
     """Per student (id -> name, in that order) and period: logged minutes by activity, the counted
-    signals, and the last day with any activity (a missed meeting is not activity)."""
+    signals ((person, day, signal, how many)), and the last day with any activity (a missed meeting
+    is not activity)."""
     starts = periods(start, end, group)
     tallies = {(s, p): _Tally() for s in students for p in starts}
     totals = {s: _Tally() for s in students}
@@ -259,9 +260,9 @@ def summarize(
         for t in tally(student, day):
             t.minutes[Activity(activity)] += minutes
             t.seen(day)
-    for student, day, signal in signals:
+    for student, day, signal, n in signals:
         for t in tally(student, day):
-            t.counts[signal] += 1
+            t.counts[signal] += n
             if signal is not Signal.MEETING_MISSED:
                 t.seen(day)
     rows = [

@@ -7,7 +7,7 @@ their own summary rows; the project's leads and heads see and correct everyone's
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime, time, timedelta
+from datetime import date
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -193,13 +193,7 @@ class EngagementService:
             raise field_error("$.to", "must not be before from")
         names = await self._students(project, whose)
         entries = await self._store.between(project.id, start, end, names)
-        moment_from = datetime.combine(start, time(), self._zone)
-        moment_to = datetime.combine(end + timedelta(days=1), time(), self._zone)
-        signals = [
-            s
-            for s in await self._activity.signals(project.id, moment_from, moment_to, self._zone)
-            if s[0] in names
-        ]
+        signals = [s for s in await self._activity.signals(project.id, start, end) if s[0] in names]
         totals, rows = summarize(
             group=group, start=start, end=end, students=names, entries=entries, signals=signals
         )
@@ -263,3 +257,4 @@ class EngagementService:
 
     async def purge_project(self, project_id: str) -> None:
         await self._store.delete_project(project_id)
+        await self._activity.delete_project(project_id)

@@ -23,6 +23,7 @@ from bson import ObjectId
 from domain.clock import utcnow
 from domain.dataset_service import DatasetsService
 from domain.datasets import IngestionBatch, IngestionJob, IngestOptions, ManifestEntry, SourceFile
+from domain.engagement import Signal
 from domain.errors import NotFound, Unavailable, field_error
 from domain.job_service import JobsService
 from domain.jobs import Attempt, Job, JobKind
@@ -31,6 +32,7 @@ from domain.project_service import ProjectGate
 from domain.projects import Need, check_owner_or_lead
 from domain.settings import IngestSettings
 from domain.stores.datasets import DatasetStore, IngestionStore, ingestion_view
+from domain.stores.engagement import ActivityLog
 from domain.stores.jobs import JobStore
 from domain.stores.localfiles import READ_CHUNK, LocalFiles, SpooledFile, file_chunks
 from domain.stores.objects import ObjectStore, StoredObject
@@ -124,10 +126,12 @@ class IngestionService:
         files: LocalFiles,
         dataset_service: DatasetsService,
         settings: IngestSettings,
+        activity: ActivityLog,
         *,
         part_size: int,
     ) -> None:
         self._gate = gate
+        self._activity = activity
         self._jobs = jobs
         self._job_store = job_store
         self._ingestions = ingestions
@@ -187,6 +191,7 @@ class IngestionService:
                 if item.status != "stored":
                     await self._jobs.cancel(actor, item.id)
             raise Unavailable("the files could not be stored; nothing was kept, upload them again") from None
+        await self._activity.count(project.id, actor.id, Signal.INGESTION, utcnow(), n=len(files))
         return IngestionBatch(batch_id, accepted)
 
     async def _record(

@@ -8,20 +8,23 @@ import attrs
 
 from domain.audit import AuditLog, TargetType, diff
 from domain.clock import utcnow
+from domain.engagement import Signal
 from domain.errors import NotFound, field_error
 from domain.pagination import Page
 from domain.project_service import ProjectGate
 from domain.projects import Need, Project, check_owner_or_lead
 from domain.records import Record, RecordChanges, RecordInput, RecordQuery, checked_fields
+from domain.stores.engagement import ActivityLog
 from domain.stores.records import RecordStore
 from domain.users import User
 
 
 class RecordsService:
-    def __init__(self, gate: ProjectGate, store: RecordStore, audit: AuditLog) -> None:
+    def __init__(self, gate: ProjectGate, store: RecordStore, audit: AuditLog, activity: ActivityLog) -> None:
         self._gate = gate
         self._store = store
         self._audit = audit
+        self._activity = activity
 
     async def create(self, actor: User, project_id: str, record: RecordInput) -> Record:
         project = await self._gate.require(actor, project_id, Need.WRITE)
@@ -31,6 +34,7 @@ class RecordsService:
             project_id=project.id, actor_id=actor.id, action="record.created", target_type=TargetType.RECORD,
             target_id=created.id, changes=diff({}, fields), at=created.created_at,
         )  # fmt: skip
+        await self._activity.count(project.id, actor.id, Signal.RECORD, created.created_at)
         return created
 
     async def list_records(self, actor: User, project_id: str, query: RecordQuery) -> Page[Record]:

@@ -1,30 +1,33 @@
 """The engagement collection (time students log), and the activity LabHub counts on its own, read
 from the collections that hold it (meetings, document versions, ingestions, records).
 
-Days are stored as "YYYY-MM-DD" strings: they sort and compare as days. Counted activity is
-grouped by person and day in the lab's time zone by MongoDB itself ($group on $dateToString), so
-a project with a million records sends back one row per person and day.
+Days are stored as "YYYY-MM-DD" strings: they sort and compare as days.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from bson import ObjectId
 from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
-from domain.engagement import Activity, Entry, Signal
+from domain.engagement import COUNTED, Activity, Entry, Signal
 from domain.meetings import Presence
 from domain.stores.bson_codec import from_document
 from domain.stores.meetings import MeetingStore
-from domain.stores.mongo import Database, Document, index, object_id
+from domain.stores.mongo import Database, Document, at_least, at_most, index, object_id
 from domain.stores.pagination import SortSpec, find_page
 
 index("engagement", ("project_id", 1), ("date", -1), ("_id", -1), name="project_newest")
 index("engagement", ("student_id", 1), ("date", 1), name="student_day")
+index("activity_days", ("project_id", 1), ("day", 1), ("user_id", 1), unique=True, name="project_day_user")
+
+log = logging.getLogger("labhub.engagement")
 
 NEWEST: SortSpec = [("date", -1), ("_id", -1)]
 
@@ -38,13 +41,13 @@ def _stored(fields: dict[str, Any]) -> dict[str, Any]:
     return stored
 
 
-def _days(start: date | None, end: date | None) -> dict[str, Any]:
+def _days(start: date | None, end: date | None, field: str = "date") -> dict[str, Any]:
     if start is None and end is None:
         return {}
     return {
-        "date": {
-            **({"$gte": start.isoformat()} if start else {}),
-            **({"$lte": end.isoformat()} if end else {}),
+        field: {
+            **(at_least(start.isoformat()) if start else {}),
+            **(at_most(end.isoformat()) if end else {}),
         }
     }
 
@@ -130,52 +133,53 @@ class EngagementStore:
 
 
 class ActivityLog:
-    """What LabHub saw people do in a project, as (person, day, signal) — one per thing done."""
+    """What LabHub saw people do in a project — documents uploaded, files ingested, records created —
+    counted per project, person and day (in the lab's time zone) as it happens, plus meeting
+    attendance read from the meetings. A summary reads one small document per person and active
+    day, however many records there are. Counts are of things done: deleting a record later does
+    not undo the work of having made it.
+    """
 
-    def __init__(self, db: Database, meetings: MeetingStore) -> None:
-        self._db = db
+    def __init__(self, db: Database, meetings: MeetingStore, zone: ZoneInfo) -> None:
+        self._days = db["activity_days"]
         self._meetings = meetings
+        self._zone = zone
 
-    async def signals(
-        self, project_id: str, start: datetime, end: datetime, zone: ZoneInfo
-    ) -> list[tuple[str, date, Signal]]:
-        """Everything in [start, end) (aware datetimes), attributed to days in `zone`."""
-        found: list[tuple[str, date, Signal]] = []
-        for collection, signal, distinct in (
-            ("document_versions", Signal.UPLOAD, None),
-            ("records", Signal.RECORD, None),
-            # one ingestion per file and sheet: a workbook's sheets are one file ingested
-            ("ingestions", Signal.INGESTION, {"b": "$batch_id", "f": "$file.name"}),
-        ):
-            for person, day, count in await self._daily(collection, project_id, start, end, zone, distinct):
-                found.extend([(person, day, signal)] * count)
-        for meeting in await self._meetings.attendance_between(project_id, start, end):
-            day = meeting.starts_at.astimezone(zone).date()
+    async def count(self, project_id: str, user_id: str, signal: Signal, at: datetime, n: int = 1) -> None:
+        """Add n to the person's count for that day; never fails the write it follows."""
+        key = {"project_id": ObjectId(project_id), "day": at.astimezone(self._zone).date().isoformat(),
+               "user_id": ObjectId(user_id)}  # fmt: skip
+        try:
+            for attempt in range(2):
+                try:
+                    await self._days.update_one(key, {"$inc": {signal.value: n}}, upsert=True)
+                    return
+                except DuplicateKeyError:  # two first counts of the day at once: the loser retries
+                    if attempt:
+                        raise
+        except Exception:
+            log.exception("activity count lost", extra={"project_id": project_id, "signal": signal.value})
+
+    async def signals(self, project_id: str, start: date, end: date) -> list[tuple[str, date, Signal, int]]:
+        """Every count in [start, end] (days in the lab's time zone) as (person, day, signal, n)."""
+        found: list[tuple[str, date, Signal, int]] = []
+        cursor = self._days.find({"project_id": ObjectId(project_id), **_days(start, end, "day")})
+        async for doc in cursor.batch_size(5000):
+            day = date.fromisoformat(doc["day"])
+            found.extend(
+                (str(doc["user_id"]), day, signal, int(doc[signal.value]))
+                for signal in COUNTED
+                if doc.get(signal.value)
+            )
+        moment_from = datetime.combine(start, time(), self._zone)
+        moment_to = datetime.combine(end + timedelta(days=1), time(), self._zone)
+        for meeting in await self._meetings.attendance_between(project_id, moment_from, moment_to):
+            day = meeting.starts_at.astimezone(self._zone).date()
             for mark in meeting.attendance:
                 attended = mark.presence is Presence.PRESENT
-                found.append(
-                    (mark.user_id, day, Signal.MEETING_ATTENDED if attended else Signal.MEETING_MISSED)
-                )
+                signal = Signal.MEETING_ATTENDED if attended else Signal.MEETING_MISSED
+                found.append((mark.user_id, day, signal, 1))
         return found
 
-    async def _daily(
-        self, collection: str, project_id: str, start: datetime, end: datetime, zone: ZoneInfo,
-        distinct: dict[str, str] | None,
-    ) -> list[tuple[str, date, int]]:  # fmt: skip
-        key = {
-            "u": "$created_by",
-            "d": {"$dateToString": {"format": "%Y-%m-%d", "date": "$created_at", "timezone": zone.key}},
-        }
-        pipeline: list[dict[str, Any]] = [
-            {"$match": {"project_id": ObjectId(project_id), "created_at": {"$gte": start, "$lt": end}}}
-        ]
-        if distinct:
-            pipeline.append({"$group": {"_id": {**key, **distinct}}})
-            key = {"u": "$_id.u", "d": "$_id.d"}
-        pipeline.append({"$group": {"_id": key, "n": {"$sum": 1}}})
-        cursor = await self._db[collection].aggregate(pipeline)
-        return [
-            (str(row["_id"]["u"]), date.fromisoformat(row["_id"]["d"]), int(row["n"]))
-            async for row in cursor
-            if row["_id"].get("u") is not None
-        ]
+    async def delete_project(self, project_id: str) -> None:
+        await self._days.delete_many({"project_id": ObjectId(project_id)})

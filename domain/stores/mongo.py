@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -67,3 +68,30 @@ def object_id(value: str, what: str = "resource") -> ObjectId:
         return ObjectId(value)
     except (InvalidId, TypeError):
         raise NotFound(f"{what} not found") from None
+
+
+# -- inclusive ranges --------------------------------------------------------------------------------
+# SecantusDB 0.7 drops documents equal to an inclusive bound on an inner field of a compound index
+# (`$lte` on an ascending one, `$gte` on a descending one). Datetimes (BSON keeps milliseconds) and
+# ISO days ("YYYY-MM-DD") have a next and a previous value, so an inclusive bound is written as the
+# exclusive bound one step beyond it: the same documents on MongoDB, the right ones on SecantusDB.
+
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def _step(value: Any, direction: int) -> Any:
+    if isinstance(value, datetime):
+        return value + direction * _MILLISECOND
+    if isinstance(value, str):
+        return (date.fromisoformat(value) + timedelta(days=direction)).isoformat()
+    raise TypeError(f"no neighbouring value for {type(value).__name__}")
+
+
+def at_least(value: Any) -> dict[str, Any]:
+    """{"$gte": value} for a datetime or an ISO day, as an exclusive bound."""
+    return {"$gt": _step(value, -1)}
+
+
+def at_most(value: Any) -> dict[str, Any]:
+    """{"$lte": value} for a datetime or an ISO day, as an exclusive bound."""
+    return {"$lt": _step(value, 1)}

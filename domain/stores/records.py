@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -12,7 +13,7 @@ from pymongo import ReturnDocument
 from domain.clock import utcnow
 from domain.records import Condition, Op, Record, RecordQuery
 from domain.stores.bson_codec import from_document
-from domain.stores.mongo import Database, Document, index, object_id
+from domain.stores.mongo import Database, Document, at_least, at_most, index, object_id
 from domain.stores.pagination import SortSpec, find_page
 
 index("records", ("project_id", 1), ("created_at", -1), ("_id", -1), name="project_newest")
@@ -20,6 +21,7 @@ index("records", ("project_id", 1), ("kind", 1), name="project_kind")
 index("records", ("project_id", 1), ("tags", 1), name="project_tags")
 
 _STORED_FIELD = {"title": "title_lower"}  # title filters and sorting ignore case
+_INCLUSIVE = {Op.GTE: at_least, Op.LTE: at_most}  # created_at/updated_at: see at_least
 _OPERATOR = {Op.GTE: "$gte", Op.LTE: "$lte", Op.LT: "$lt", Op.IN: "$in", Op.ALL: "$all"}
 
 
@@ -44,6 +46,8 @@ def build_filter(project_id: str, conditions: tuple[Condition, ...]) -> dict[str
         field = _STORED_FIELD.get(condition.field, condition.field)
         if condition.op is Op.CONTAINS:
             clause = {"$regex": re.escape(str(condition.value).strip().lower())}
+        elif condition.op in _INCLUSIVE and isinstance(condition.value, datetime):
+            clause = _INCLUSIVE[condition.op](condition.value)
         else:
             clause = {_OPERATOR[condition.op]: _value(condition.field, condition.value)}
         existing = query.setdefault(field, {})

@@ -221,6 +221,11 @@ async def test_listing_by_date_range_and_pages(client, team):
         client, team, team.member, **{"from": days[4].isoformat(), "to": days[1].isoformat()}
     )
     assert [e["date"] for e in window] == [d.isoformat() for d in days[1:5]]
+    for account in (team.lead, team.head):  # everyone's entries: another index, the same bounds
+        everyone = await entries(
+            client, team, account, **{"from": days[4].isoformat(), "to": days[1].isoformat()}
+        )
+        assert [e["date"] for e in everyone] == [d.isoformat() for d in days[1:5]]
     seen, cursor = [], None
     while True:
         params = {"limit": "4", **({"cursor": cursor} if cursor else {})}

@@ -124,6 +124,9 @@ async def test_filters(client, team):
         await listing(client, team, {"created_at__gte": "2000-01-01", "created_at__lte": "2999-12-31"})
     ) == {a["id"], b["id"], c["id"]}
     assert ids(await listing(client, team, {"created_at__lte": "2001-01-01"})) == set()
+    # inclusive bounds include a record created at exactly that moment
+    exactly = {"created_at__gte": b["created_at"], "created_at__lte": b["created_at"]}
+    assert ids(await listing(client, team, exactly)) == {b["id"]}
 
 
 @pytest.mark.parametrize(

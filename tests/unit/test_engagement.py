@@ -68,11 +68,10 @@ def test_summarize_adds_up_per_student_and_period():
         ("z", date(2026, 11, 3), 50, Activity.OTHER),  # not one of the students asked for
     ]
     signals = [
-        ("a", date(2026, 11, 10), Signal.RECORD),
-        ("a", date(2026, 11, 10), Signal.RECORD),
-        ("b", date(2026, 11, 21), Signal.MEETING_MISSED),
-        ("b", date(2026, 11, 12), Signal.MEETING_ATTENDED),
-        ("b", date(2026, 11, 13), Signal.UPLOAD),
+        ("a", date(2026, 11, 10), Signal.RECORD, 2),
+        ("b", date(2026, 11, 21), Signal.MEETING_MISSED, 1),
+        ("b", date(2026, 11, 12), Signal.MEETING_ATTENDED, 1),
+        ("b", date(2026, 11, 13), Signal.UPLOAD, 1),
     ]
     totals, rows = summarize(
         group=Group.WEEK, start=start, end=end, students=students, entries=entries, signals=signals
