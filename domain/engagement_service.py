@@ -31,7 +31,7 @@ from domain.engagement import (
 from domain.errors import Forbidden, NotFound, field_error
 from domain.pagination import Page, clamp_limit
 from domain.project_service import ProjectGate
-from domain.projects import Need, Project, ProjectRole, check_owner_or_lead
+from domain.projects import Need, Project, check_owner_or_lead, manages
 from domain.stores.engagement import ActivityLog, EngagementStore
 from domain.stores.users import UserStore
 from domain.users import Role, User
@@ -40,10 +40,6 @@ from domain.visualizations import PlotKind, PlotSpec, Visualization, check_layou
 
 MAX_PLOT_STUDENTS = 24
 MAX_PLOT_PERIODS = 260  # five years of weeks
-
-
-def _leads(actor: User, project: Project) -> bool:
-    return actor.is_head or project.role_of(actor.id) is ProjectRole.LEAD
 
 
 def _user_id(value: str, path: str) -> str:
@@ -83,7 +79,7 @@ class EngagementService:
         fields = checked_fields(attrs.asdict(body, recurse=False), self.today())
         student_id = actor.id if body.student_id is None else _user_id(body.student_id, "$.student_id")
         if student_id != actor.id:
-            if not _leads(actor, project):
+            if not manages(actor, project):
                 raise Forbidden(
                     "students log their own time; leads and heads may log for others", code="own_only"
                 )
@@ -138,7 +134,7 @@ class EngagementService:
     def _whose(self, actor: User, project: Project, student_id: str | None) -> str | None:
         """Whose entries the caller asked for: anyone's for leads and heads, their own otherwise."""
         wanted = None if student_id is None else _user_id(student_id, "$.student_id")
-        if _leads(actor, project):
+        if manages(actor, project):
             return wanted
         if wanted not in (None, actor.id):
             raise Forbidden("students see only their own engagement", code="own_only")
@@ -183,7 +179,12 @@ class EngagementService:
         group: Group,
     ) -> Summary:  # fmt: skip
         project = await self._gate.require(actor, project_id, Need.READ)
-        whose = self._whose(actor, project, student_id)
+        return await self._summary(project, self._whose(actor, project, student_id), start, end, group)
+
+    async def _summary(
+        self, project: Project, whose: str | None, start: date | None, end: date | None, group: Group
+    ) -> Summary:
+        """whose: one person's rows, or (None) every student's."""
         end = end or self.today()
         if start is None:
             earliest = await self._store.earliest(project.id)
@@ -228,9 +229,8 @@ class EngagementService:
             y_label="minutes", width=body.width, height=body.height, dpi=body.dpi, format=body.format,
         )  # fmt: skip
         check_layout(spec)
-        summary = await self.summary(
-            actor, project.id, student_id=body.student_id, start=body.from_, end=body.to, group=body.group
-        )
+        subject = self._whose(actor, project, body.student_id)  # None: everyone's, for leads and heads
+        summary = await self._summary(project, subject, body.from_, body.to, body.group)
         periods = list(dict.fromkeys(r.period for r in summary.rows))
         if len(periods) > MAX_PLOT_PERIODS:
             raise field_error(
@@ -250,7 +250,6 @@ class EngagementService:
             "left_out": len(summary.students) - len(students),
             "timezone": summary.timezone,
         }
-        subject = self._whose(actor, project, body.student_id)  # None: everyone's, for leads and heads
         query = {"student_id": subject, "from": summary.start.isoformat(), "to": summary.end.isoformat(),
                  "group": body.group.value}  # fmt: skip
         return await self._visualizations.queue_engagement(actor.id, project.id, subject, spec, query, table)

@@ -29,7 +29,7 @@ from domain.meetings import (
 from domain.notification_service import NotificationsService
 from domain.pagination import Page, clamp_limit
 from domain.project_service import ProjectGate
-from domain.projects import Need, Project, ProjectRole, check_active
+from domain.projects import Need, Project, check_active, manages
 from domain.stores.meetings import MeetingStore
 from domain.stores.users import UserStore
 from domain.users import User
@@ -53,7 +53,7 @@ def _members(project: Project) -> set[str]:
 
 
 def _organises(actor: User, project: Project, meeting: Meeting) -> bool:
-    return actor.is_head or actor.id == meeting.created_by or project.role_of(actor.id) is ProjectRole.LEAD
+    return actor.id == meeting.created_by or manages(actor, project)
 
 
 class MeetingsService:

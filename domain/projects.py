@@ -90,9 +90,14 @@ def check_access(actor: User, project: Project, need: Need, *, what: str = "proj
         raise Forbidden("only the project's leads and heads can do this", code="not_lead")
 
 
+def manages(actor: User, project: Project) -> bool:
+    """Whether actor leads this project, as its leads and every head do."""
+    return actor.is_head or project.role_of(actor.id) is ProjectRole.LEAD
+
+
 def check_owner_or_lead(actor: User, project: Project, owner_id: str, who: str) -> None:
     """Changing someone's document, record, job or dataset takes its owner, a lead or a head."""
-    if owner_id != actor.id and not actor.is_head and project.role_of(actor.id) is not ProjectRole.LEAD:
+    if owner_id != actor.id and not manages(actor, project):
         raise Forbidden(f"only {who}, the project's leads and heads can do this", code="not_owner")
 
 

@@ -21,7 +21,7 @@ from domain.job_service import JobsService
 from domain.jobs import Attempt, Job, JobKind
 from domain.pagination import Page, clamp_limit
 from domain.project_service import ProjectGate
-from domain.projects import Need, Project, ProjectRole, check_owner_or_lead
+from domain.projects import Need, Project, check_owner_or_lead, manages
 from domain.stores.bson_codec import from_document
 from domain.stores.datasets import DatasetStore
 from domain.stores.jobs import JobStore
@@ -57,7 +57,7 @@ def _sees(actor: User, project: Project, doc: Document) -> bool:
     """Engagement plots show students' time: everyone's to leads and heads, a student's own to them."""
     if doc.get("source") != ENGAGEMENT:
         return True
-    return actor.is_head or project.role_of(actor.id) is ProjectRole.LEAD or doc.get("subject_id") == actor.id
+    return manages(actor, project) or doc.get("subject_id") == actor.id
 
 
 class VisualizationsService:
@@ -208,10 +208,9 @@ class VisualizationsService:
         self, actor: User, project_id: str, *, dataset_id: str | None, limit: int | None, cursor: str | None
     ) -> Page[Visualization]:
         project = await self._gate.require(actor, project_id, Need.READ)
-        leads = actor.is_head or project.role_of(actor.id) is ProjectRole.LEAD
         docs, next_cursor = await self._store.page(
             project.id, dataset_id=dataset_id, limit=clamp_limit(limit), cursor=cursor,
-            engagement_of=None if leads else actor.id,
+            engagement_of=None if manages(actor, project) else actor.id,
         )  # fmt: skip
         jobs = await self._job_store.get_many([str(d["job_id"]) for d in docs])
         return Page([visualization_view(d, jobs.get(str(d["job_id"]))) for d in docs], next_cursor)
