@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +28,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness import start_server, wait_ready  # noqa: E402
+
 from domain.stores.embedded import free_port  # noqa: E402
 from domain.stores.objects import open_objects  # noqa: E402
 
@@ -39,24 +40,6 @@ PART = 8 * 1024 * 1024
 async def blocks(block: bytes, count: int) -> AsyncIterator[bytes]:
     for _ in range(count):
         yield block
-
-
-def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "LABHUB_SERVICES_DATA_DIR": str(data_dir), "LABHUB_HTTP_PORT": str(port),
-           "LABHUB_APP_LOG_LEVEL": "WARNING"}  # fmt: skip
-    return subprocess.Popen([sys.executable, str(ROOT / "server.py"), "serve"], cwd=ROOT, env=env)  # noqa: S603
-
-
-async def wait_ready(session: aiohttp.ClientSession, base: str) -> None:
-    for _ in range(600):
-        try:
-            async with session.get(f"{base}/ready") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.2)
-    raise SystemExit("server did not become ready")
 
 
 async def direct_round(data_dir: Path, block: bytes, count: int) -> tuple[float, float]:

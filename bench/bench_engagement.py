@@ -28,18 +28,15 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aiohttp.test_utils import TestServer  # noqa: E402
 from bson import ObjectId  # noqa: E402
+from harness import labhub_server  # noqa: E402
 
 from domain.engagement import Group, Signal  # noqa: E402
 from domain.projects import ProjectRole  # noqa: E402
-from domain.settings import structure_settings  # noqa: E402
-from domain.stores.embedded import EmbeddedServices  # noqa: E402
 from domain.stores.engagement import ActivityLog  # noqa: E402
 from domain.stores.meetings import MeetingStore  # noqa: E402
 from domain.users import Role  # noqa: E402
 from handlers.keys import ACCOUNTS, ENGAGEMENT, MONGO, PROJECTS  # noqa: E402
-from server import create_app  # noqa: E402
 
 DAYS = 365
 
@@ -130,24 +127,8 @@ async def baseline(db, project_id: ObjectId, start: date, end: date) -> int:
 
 
 async def run(students: int, records: int, rounds: int, data_dir: Path) -> None:
-    services = EmbeddedServices(
-        data_dir / "services", s3_access_key="labhub-bench", s3_secret_key="labhub-bench-secret"
-    )
-    services.spawn()
-    endpoints = await asyncio.to_thread(services.wait_ready)
-    try:
-        settings = structure_settings({
-            "services": {"mode": "external", "data_dir": str(data_dir)},
-            "mongo": {"uri": endpoints.mongo_uri},
-            "redis": {"url": endpoints.redis_url},
-            "s3": {"endpoint_url": endpoints.s3_endpoint_url, "access_key": "labhub-bench", "secret_key": "labhub-bench-secret"},
-            "auth": {"jwt_secret": "x" * 40, "argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1},
-            "pool": {"max_workers": 1},
-            "app": {"log_level": "WARNING"},
-        })  # fmt: skip
-        app = create_app(settings)
-        server = TestServer(app)
-        await server.start_server()
+    async with labhub_server(data_dir) as server:
+        app = server.app
         db = app[MONGO]
         lead = await app[ACCOUNTS].create(email="lead@lab.example", password="bench password", name="Lead",
                                           role=Role.RESEARCHER)  # fmt: skip
@@ -195,9 +176,6 @@ async def run(students: int, records: int, rounds: int, data_dir: Path) -> None:
         print(
             f"write side (median of 300): count {c * 1000:.2f} ms vs insert_one {i * 1000:.2f} ms: {c / i:.2f}x"
         )
-        await server.close()
-    finally:
-        services.stop()
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +27,8 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from harness import start_server, wait_ready  # noqa: E402
 
 from domain.stores.embedded import free_port  # noqa: E402
 from workers.ingest.run import ingest_file  # noqa: E402
@@ -108,20 +108,11 @@ async def labhub_ingest(
 
 async def run_labhub(data_dir: Path, files: list[Path]) -> list[float]:
     port = free_port()
-    env = {**os.environ, "LABHUB_SERVICES_DATA_DIR": str(data_dir), "LABHUB_HTTP_PORT": str(port),
-           "LABHUB_APP_LOG_LEVEL": "WARNING", "LABHUB_AUTH_ARGON2_MEMORY_KIB": "8192"}  # fmt: skip
-    server = subprocess.Popen([sys.executable, str(ROOT / "server.py"), "serve"], cwd=ROOT, env=env)  # noqa: S603, ASYNC220
+    server = start_server(data_dir, port, LABHUB_AUTH_ARGON2_MEMORY_KIB="8192")
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as http:
-            for _ in range(600):
-                try:
-                    async with http.get(f"{base}/ready") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.2)
+            await wait_ready(http, base)
             account = {
                 "email": "ingest-bench@lab.example",
                 "password": "ingest bench password",

@@ -21,13 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aiohttp.test_utils import TestServer  # noqa: E402
+from harness import labhub_server  # noqa: E402
 
-from domain.settings import structure_settings  # noqa: E402
-from domain.stores.embedded import EmbeddedServices  # noqa: E402
 from domain.users import Role  # noqa: E402
 from handlers.keys import ACCOUNTS, JOBS, PROJECTS  # noqa: E402
-from server import create_app  # noqa: E402
 
 
 def _started_at(_submitted: float) -> float:
@@ -50,25 +47,10 @@ def bare_pool(rounds: int) -> list[float]:
 
 
 async def labhub(rounds: int, data_dir: Path) -> list[float]:
-    services = EmbeddedServices(
-        data_dir / "services", s3_access_key="labhub-bench", s3_secret_key="labhub-bench-secret"
-    )
-    services.spawn()
-    endpoints = await asyncio.to_thread(services.wait_ready)
-    try:
-        settings = structure_settings({
-            "services": {"mode": "external", "data_dir": str(data_dir)},
-            "mongo": {"uri": endpoints.mongo_uri},
-            "redis": {"url": endpoints.redis_url},
-            "s3": {"endpoint_url": endpoints.s3_endpoint_url, "access_key": "labhub-bench", "secret_key": "labhub-bench-secret"},
-            "auth": {"jwt_secret": "x" * 40, "argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1},
-            "pool": {"max_workers": 1},
-            "jobs": {"plugins": ["tests.jobkinds:SYSTEM_KINDS"], "poll_s": 30.0},  # only wake-ups start jobs
-            "app": {"log_level": "WARNING"},
-        })  # fmt: skip
-        app = create_app(settings)
-        server = TestServer(app)
-        await server.start_server()
+    # only wake-ups start jobs
+    jobs = {"plugins": ["tests.jobkinds:SYSTEM_KINDS"], "poll_s": 30.0}
+    async with labhub_server(data_dir, jobs=jobs) as server:
+        app = server.app
         user = await app[ACCOUNTS].create(
             email="b@lab.example", password="bench password", name="B", role=Role.STUDENT
         )
@@ -80,10 +62,7 @@ async def labhub(rounds: int, data_dir: Path) -> list[float]:
                 await asyncio.sleep(0.005)
             assert current.started_at is not None
             latencies.append((current.started_at - current.created_at).total_seconds())
-        await server.close()
         return latencies[1:]  # the first one warms the path
-    finally:
-        services.stop()
 
 
 def main(rounds: int) -> None:

@@ -27,12 +27,10 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
+from aiohttp.test_utils import TestClient  # noqa: E402
+from harness import labhub_server  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from domain.settings import structure_settings  # noqa: E402
-from domain.stores.embedded import EmbeddedServices  # noqa: E402
-from server import create_app  # noqa: E402
 from workers import plots  # noqa: E402
 from workers.pool import Reporter  # noqa: E402
 
@@ -62,20 +60,8 @@ async def wait_final(client: TestClient, headers: dict[str, str], job_id: str) -
 
 
 async def labhub(csv: Path, data_dir: Path, rounds: int) -> tuple[list[float], bytes, Path]:
-    services = EmbeddedServices(
-        data_dir / "services", s3_access_key="labhub-bench", s3_secret_key="labhub-bench-secret"
-    )
-    services.spawn()
-    endpoints = await asyncio.to_thread(services.wait_ready)
-    try:
-        settings = structure_settings({
-            "services": {"mode": "external", "data_dir": str(data_dir)},
-            "mongo": {"uri": endpoints.mongo_uri}, "redis": {"url": endpoints.redis_url},
-            "s3": {"endpoint_url": endpoints.s3_endpoint_url, "access_key": "labhub-bench", "secret_key": "labhub-bench-secret"},
-            "auth": {"jwt_secret": "x" * 40, "argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1},
-            "pool": {"max_workers": 1}, "app": {"log_level": "WARNING"},
-        })  # fmt: skip
-        client = TestClient(TestServer(create_app(settings)))
+    async with labhub_server(data_dir) as server:
+        client = TestClient(server)
         await client.start_server()
         account = {"email": "plots@lab.example", "password": "plot bench password", "name": "P"}
         await client.post("/api/auth/register", json=account)
@@ -108,8 +94,6 @@ async def labhub(csv: Path, data_dir: Path, rounds: int) -> tuple[list[float], b
         copy.write_bytes(parquet.read_bytes())
         await client.close()
         return timings[1:], image, copy
-    finally:
-        services.stop()
 
 
 def pixel_difference(ours: bytes, parquet: Path, work: Path) -> float:

@@ -32,6 +32,8 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness import start_server, wait_ready  # noqa: E402
+
 from domain.stores.embedded import free_port  # noqa: E402
 
 SENT = re.compile(rb'"sent":([0-9.]+)')
@@ -258,14 +260,7 @@ async def labhub_setup(base: str, data_dir: Path, jobs: int) -> tuple[str, list[
     from domain.stores.jobs import JobStore
 
     async with aiohttp.ClientSession() as http:
-        for _ in range(600):
-            try:
-                async with http.get(f"{base}/ready") as response:
-                    if response.status == 200:
-                        break
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
+        await wait_ready(http, base)
         account = {"email": "sse-bench@lab.example", "password": "sse bench password", "name": "Bench"}
         user = await (await http.post(f"{base}/api/auth/register", json=account)).json()
         login = await http.post(
@@ -353,12 +348,11 @@ def main(clients: int, jobs: int, seconds: float, *, skip_baselines: bool = Fals
     with tempfile.TemporaryDirectory(prefix="labhub-sse-bench-") as tmp:
         data_dir = Path(tmp)
         port = free_port()
-        env = {**os.environ, "LABHUB_SERVICES_DATA_DIR": str(data_dir), "LABHUB_HTTP_PORT": str(port),
-               "LABHUB_APP_LOG_LEVEL": "WARNING", "LABHUB_POOL_MAX_WORKERS": "1"}  # fmt: skip
+        overrides = {"LABHUB_POOL_MAX_WORKERS": "1"}
         for assignment in filter(None, os.environ.get("BENCH_SERVER_ENV", "").split(",")):
             name, _, value = assignment.partition("=")
-            env[name] = value
-        server = subprocess.Popen([sys.executable, str(ROOT / "server.py"), "serve"], cwd=ROOT, env=env)  # noqa: S603
+            overrides[name] = value
+        server = start_server(data_dir, port, **overrides)
         try:
             token, job_ids, redis_url = asyncio.run(labhub_setup(f"http://127.0.0.1:{port}", data_dir, jobs))
             paths = [f"/api/jobs/{job_ids[i % jobs]}/events" for i in range(clients)]

@@ -1,0 +1,72 @@
+"""What the benchmarks share: LabHub serving on its own embedded MongoDB, Redis and S3, in a
+directory of the caller's, with cheap password hashing, one pool worker and quiet logs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+from aiohttp.test_utils import TestServer  # noqa: E402
+
+from domain.settings import structure_settings  # noqa: E402
+from domain.stores.embedded import EmbeddedServices  # noqa: E402
+from server import create_app  # noqa: E402
+
+S3_KEY, S3_SECRET = "labhub-bench", "labhub-bench-secret"
+
+
+def start_server(data_dir: Path, port: int, **settings: str) -> subprocess.Popen[bytes]:
+    """`server.py serve` as its own process (embedded services under data_dir); settings are
+    LABHUB_* environment overrides such as LABHUB_POOL_MAX_WORKERS="1"."""
+    env = {**os.environ, "LABHUB_SERVICES_DATA_DIR": str(data_dir), "LABHUB_HTTP_PORT": str(port),
+           "LABHUB_APP_LOG_LEVEL": "WARNING", **settings}  # fmt: skip
+    return subprocess.Popen([sys.executable, str(ROOT / "server.py"), "serve"], cwd=ROOT, env=env)  # noqa: S603
+
+
+async def wait_ready(session: aiohttp.ClientSession, base: str) -> None:
+    for _ in range(600):
+        try:
+            async with session.get(f"{base}/ready") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.2)
+    raise SystemExit("server did not become ready")
+
+
+@asynccontextmanager
+async def labhub_server(data_dir: Path, **sections: dict[str, Any]) -> AsyncIterator[TestServer]:
+    """A started server (its app is `.app`); sections replace the default settings' sections."""
+    services = EmbeddedServices(data_dir / "services", s3_access_key=S3_KEY, s3_secret_key=S3_SECRET)
+    services.spawn()
+    try:
+        endpoints = await asyncio.to_thread(services.wait_ready)
+        settings = structure_settings({
+            "services": {"mode": "external", "data_dir": str(data_dir)},
+            "mongo": {"uri": endpoints.mongo_uri},
+            "redis": {"url": endpoints.redis_url},
+            "s3": {"endpoint_url": endpoints.s3_endpoint_url, "access_key": S3_KEY, "secret_key": S3_SECRET},
+            "auth": {"jwt_secret": "x" * 40, "argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1},
+            "pool": {"max_workers": 1},
+            "app": {"log_level": "WARNING"},
+            **sections,
+        })  # fmt: skip
+        server = TestServer(create_app(settings))
+        await server.start_server()
+        try:
+            yield server
+        finally:
+            await server.close()
+    finally:
+        services.stop()
