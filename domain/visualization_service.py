@@ -112,25 +112,9 @@ class VisualizationsService:
         return await self._queue(owner_id, dataset, spec)
 
     async def _queue(self, owner_id: str, dataset: Document, spec: PlotSpec) -> Visualization:
-        visualization_id = ObjectId()
-        doc = {
-            "_id": visualization_id,
-            "project_id": dataset["project_id"],
-            "dataset_id": dataset["_id"],
-            "dataset_version": dataset.get("parquet_sha256", ""),
-            "job_id": visualization_id,
-            "spec": attrs.asdict(spec),
-            "created_by": ObjectId(owner_id),
-            "created_at": utcnow(),
-            "library_versions": {},
-            "image": None,
-        }
-        await self._store.insert(doc)
-        job = await self._jobs.enqueue(
-            owner_id, str(dataset["project_id"]), PLOT_KIND, {"spec": doc["spec"], "dataset_id": str(dataset["_id"])},
-            extra={"_id": visualization_id},
-        )  # fmt: skip
-        return visualization_view(doc, job)
+        fields = {"dataset_id": dataset["_id"], "dataset_version": dataset.get("parquet_sha256", "")}
+        params = {"dataset_id": str(dataset["_id"])}
+        return await self._enqueue(owner_id, dataset["project_id"], PLOT_KIND, spec, fields, params)
 
     async def queue_engagement(
         self, owner_id: str, project_id: str, subject_id: str | None, spec: PlotSpec, query: dict[str, str | None],
@@ -138,16 +122,23 @@ class VisualizationsService:
     ) -> Visualization:  # fmt: skip
         """A plot of logged time (the table: periods × activities per student, built by the
         engagement service); subject_id: whose time it shows (None: the project's students)."""
-        visualization_id = ObjectId()
         encoded = json.dumps(table, sort_keys=True, separators=(",", ":")).encode()
+        fields = {"source": ENGAGEMENT, "subject_id": subject_id, "engagement": query, "dataset_id": None,
+                  "dataset_version": hashlib.sha256(encoded).hexdigest()}  # fmt: skip
+        return await self._enqueue(
+            owner_id, ObjectId(project_id), ENGAGEMENT_PLOT_KIND, spec, fields, {"table": table}
+        )
+
+    async def _enqueue(
+        self, owner_id: str, project_id: ObjectId, kind: str, spec: PlotSpec, fields: Document,
+        params: dict[str, Any],
+    ) -> Visualization:  # fmt: skip
+        """Store the plot's record (its _id is its job's) and queue the job that renders it."""
+        visualization_id = ObjectId()
         doc = {
             "_id": visualization_id,
-            "project_id": ObjectId(project_id),
-            "source": ENGAGEMENT,
-            "subject_id": subject_id,
-            "engagement": query,
-            "dataset_id": None,
-            "dataset_version": hashlib.sha256(encoded).hexdigest(),
+            "project_id": project_id,
+            **fields,
             "job_id": visualization_id,
             "spec": attrs.asdict(spec),
             "created_by": ObjectId(owner_id),
@@ -157,9 +148,8 @@ class VisualizationsService:
         }
         await self._store.insert(doc)
         job = await self._jobs.enqueue(
-            owner_id, project_id, ENGAGEMENT_PLOT_KIND, {"spec": doc["spec"], "table": table},
-            extra={"_id": visualization_id},
-        )  # fmt: skip
+            owner_id, str(project_id), kind, {"spec": doc["spec"], **params}, extra={"_id": visualization_id}
+        )
         return visualization_view(doc, job)
 
     # -- the job kinds ----------------------------------------------------------------------------
