@@ -86,14 +86,11 @@ class Entry:
 
 
 @attrs.frozen
-class SummaryRow:
-    """One student in one period; minutes are logged time, the counts are what LabHub saw."""
+class StudentTotals:
+    """A student's logged minutes and what LabHub saw them do (counts), over a range of days."""
 
     student_id: str
     student_name: str
-    period: str
-    period_start: date
-    period_end: date
     minutes: int
     minutes_by_activity: dict[str, int]
     meetings_attended: int
@@ -105,17 +102,12 @@ class SummaryRow:
 
 
 @attrs.frozen
-class StudentTotals:
-    student_id: str
-    student_name: str
-    minutes: int
-    minutes_by_activity: dict[str, int]
-    meetings_attended: int
-    meetings_missed: int
-    uploads: int
-    ingestions: int
-    records: int
-    last_active: date | None
+class SummaryRow(StudentTotals):
+    """The same for one student in one period."""
+
+    period: str
+    period_start: date
+    period_end: date
 
 
 @attrs.frozen
