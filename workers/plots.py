@@ -9,6 +9,7 @@ threshold become a 2-D histogram. User text is drawn with math parsing off.
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,18 @@ def _label(series: str, group: str | None) -> str:
     return series if group is None else f"{series} ({group})"
 
 
+def _finite_series(
+    table: pa.Table, spec: dict[str, Any], notes: list[str]
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Each y column's finite values, per group: (label, values), skipping empty ones."""
+    for group, mask in _groups(table, spec.get("group_by"), notes):
+        for name in spec["y"]:
+            y = numbers(table.column(name))
+            y = y[np.isfinite(y) if mask is None else (np.isfinite(y) & mask)]
+            if len(y):
+                yield _label(name, group), y
+
+
 def _draw_line(
     axes: Axes, figure: Figure, table: pa.Table, spec: dict[str, Any], notes: list[str]
 ) -> tuple[int, bool]:
@@ -189,21 +202,11 @@ def _draw_scatter(axes: Axes, table: pa.Table, spec: dict[str, Any], notes: list
 
 def _draw_histogram(axes: Axes, table: pa.Table, spec: dict[str, Any], notes: list[str]) -> tuple[int, bool]:
     drawn = 0
-    for group, mask in _groups(table, spec.get("group_by"), notes):
-        for name in spec["y"]:
-            y = numbers(table.column(name))
-            y = y[np.isfinite(y) if mask is None else (np.isfinite(y) & mask)]
-            if len(y) == 0:
-                continue
-            counts, edges = np.histogram(y, bins=int(spec.get("bins") or 50))
-            axes.stairs(
-                counts,
-                edges,
-                fill=len(spec["y"]) == 1 and group is None,
-                alpha=0.8,
-                label=_label(name, group),
-            )
-            drawn += len(y)
+    fill = len(spec["y"]) == 1 and spec.get("group_by") is None
+    for label, y in _finite_series(table, spec, notes):
+        counts, edges = np.histogram(y, bins=int(spec.get("bins") or 50))
+        axes.stairs(counts, edges, fill=fill, alpha=0.8, label=label)
+        drawn += len(y)
     return drawn, False
 
 
@@ -226,17 +229,12 @@ def _draw_bar(axes: Axes, table: pa.Table, spec: dict[str, Any], notes: list[str
 
 def _draw_box(axes: Axes, table: pa.Table, spec: dict[str, Any], notes: list[str]) -> tuple[int, bool]:
     stats, labels = [], []
-    for group, mask in _groups(table, spec.get("group_by"), notes):
-        for name in spec["y"]:
-            y = numbers(table.column(name))
-            y = y[np.isfinite(y) if mask is None else (np.isfinite(y) & mask)]
-            if len(y) == 0:
-                continue
-            entry = cbook.boxplot_stats(y)[0]
-            if len(entry["fliers"]) > MAX_FLIERS:  # thousands of dots on one line draw nothing new
-                entry["fliers"] = np.random.default_rng(0).choice(entry["fliers"], MAX_FLIERS, replace=False)
-            stats.append(entry)
-            labels.append(_label(name, group))
+    for label, y in _finite_series(table, spec, notes):
+        entry = cbook.boxplot_stats(y)[0]
+        if len(entry["fliers"]) > MAX_FLIERS:  # thousands of dots on one line draw nothing new
+            entry["fliers"] = np.random.default_rng(0).choice(entry["fliers"], MAX_FLIERS, replace=False)
+        stats.append(entry)
+        labels.append(label)
     if not stats:
         raise JobFailed("no_data", "the chosen columns hold no numbers")
     axes.bxp(stats)
