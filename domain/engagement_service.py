@@ -152,13 +152,13 @@ class EngagementService:
         updated = await self._store.update(entry.id, fields, utcnow())
         if updated is None:
             raise NotFound("entry not found")
+        before = {k: getattr(entry, k) for k in fields}
         if "date" in fields or "minutes" in fields:
-            before = {k: getattr(entry, k) for k in fields}
             await self._within_day(updated, undo=lambda: self._store.update(entry.id, before, utcnow()))
         await self._audit.record(
             project_id=project.id, actor_id=actor.id, action="engagement.updated",
             target_type=TargetType.ENGAGEMENT, target_id=entry.id,
-            changes=diff({k: getattr(entry, k) for k in fields}, fields), at=updated.updated_at,
+            changes=diff(before, fields), at=updated.updated_at,
         )  # fmt: skip
         return updated
 

@@ -1,5 +1,6 @@
-"""The engagement collection (time students log), and the activity LabHub counts on its own, read
-from the collections that hold it (meetings, document versions, ingestions, records).
+"""The engagement collection (time students log) and the activity LabHub counts on its own: per
+person and day in `activity_days` as uploads, ingestions and records are made, and meeting
+attendance read from the meetings.
 
 Days are stored as "YYYY-MM-DD" strings: they sort and compare as days.
 """
