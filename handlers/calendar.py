@@ -15,6 +15,7 @@ from domain import __version__
 from domain.meeting_service import Calendar
 from domain.meetings import Meeting, MeetingStatus, RsvpResponse
 from domain.users import User
+from handlers.downloads import content_disposition
 
 MEDIA_TYPE = "text/calendar"
 PRODID = f"-//LabHub//LabHub {__version__}//EN"
@@ -89,7 +90,7 @@ def ical_response(body: bytes, filename: str) -> web.Response:
         content_type=MEDIA_TYPE,
         charset="utf-8",
         headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Content-Disposition": content_disposition(filename),
             "Cache-Control": "private, no-cache",
         },
     )
