@@ -7,14 +7,38 @@ import json
 from typing import Any
 
 import attrs
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp_sse import EventSourceResponse
 
 from domain.jobs import FINAL_STATUSES
 from domain.stores.events import Entry, EventHub, valid_stream_id
 from handlers.keys import EVENT_HUB, EVENT_LOG, SETTINGS
 
-PING_FRAME = b": ping\n\n"
+
+class WireFrame:
+    """One encoded SSE frame, as the hub hands it to every watcher of a stream.
+
+    The hub writes straight to sockets, past aiohttp's writer, so it must frame its bytes exactly as
+    aiohttp framed that response: one HTTP/1.1 chunk when the headers said `Transfer-Encoding:
+    chunked`, the bare frame when they did not (an HTTP/1.0 client reads until the connection
+    closes). `on_wire` is the only place that decides; the chunk is built once, on first use.
+    """
+
+    __slots__ = ("_chunk", "payload")
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self._chunk: bytes | None = None
+
+    def on_wire(self, chunked: bool) -> bytes:
+        if not chunked:
+            return self.payload
+        if self._chunk is None:
+            self._chunk = b"%x\r\n%s\r\n" % (len(self.payload), self.payload)
+        return self._chunk
+
+
+PING_FRAME = WireFrame(b": ping\n\n")
 
 
 class HubPingedResponse(EventSourceResponse):
@@ -25,9 +49,18 @@ class HubPingedResponse(EventSourceResponse):
         return
 
     async def prepare(self, request: web.BaseRequest) -> Any:
+        if request.version < HttpVersion11:
+            # no chunked encoding before HTTP/1.1: the body ends when the connection closes, so
+            # aiohttp-sse's "Connection: keep-alive" would be a promise aiohttp cannot keep
+            self.headers["Connection"] = "close"
         writer = await super().prepare(request)
         self._ping_task = None  # the finished no-op task is not kept per connection either
         return writer
+
+    @property
+    def sent_chunked(self) -> bool:
+        """How aiohttp framed this response's body: what every byte written past it must match."""
+        return self.headers.get("Transfer-Encoding", "").lower() == "chunked"
 
 
 def frame(event: str, data: Any, entry_id: str | None = None) -> bytes:
@@ -35,25 +68,21 @@ def frame(event: str, data: Any, entry_id: str | None = None) -> bytes:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
 
 
-def chunked(payload: bytes) -> bytes:
-    """One HTTP/1.1 chunk: event streams are chunked, and the hub writes chunks straight to sockets."""
-    return b"%x\r\n%s\r\n" % (len(payload), payload)
-
-
 def is_terminal(event: str, data: dict[str, Any]) -> bool:
     return event == "status" and data.get("status") in FINAL_STATUSES
 
 
-def encode_entry(entry: Entry) -> tuple[bytes, bool]:
+def encode_entry(entry: Entry) -> tuple[WireFrame, bool]:
     entry_id, event, data = entry
-    return chunked(frame(event, data, entry_id)), is_terminal(event, data)
+    return WireFrame(frame(event, data, entry_id)), is_terminal(event, data)
 
 
 class SseConnection:
     """One client as the hub sees it: writes never wait; a client too far behind is dropped."""
 
-    def __init__(self, request: web.Request, last_id: str, max_buffer: int) -> None:
+    def __init__(self, request: web.Request, chunked: bool, last_id: str, max_buffer: int) -> None:
         self._transport = request.transport
+        self._chunked = chunked
         self._max_buffer = max_buffer
         self.last_id = last_id
         self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -69,21 +98,22 @@ class SseConnection:
             return False
         return True
 
-    def deliver(self, entry_id: str, payload: bytes, terminal: bool) -> bool:
-        if not self._writable():
+    def deliver(self, entry_id: str, frame: WireFrame, terminal: bool) -> bool:
+        if not self._write(frame):
             return False
-        assert self._transport is not None
-        self._transport.write(payload)
         self.last_id = entry_id
         if terminal:
             self._end("finished")
         return True
 
-    def ping(self, payload: bytes) -> bool:
+    def ping(self, frame: WireFrame) -> bool:
+        return self._write(frame)
+
+    def _write(self, frame: WireFrame) -> bool:
         if not self._writable():
             return False
         assert self._transport is not None
-        self._transport.write(payload)
+        self._transport.write(frame.on_wire(self._chunked))
         return True
 
     def close(self) -> None:
@@ -137,7 +167,7 @@ async def stream_events(request: web.Request, source: StreamSource) -> web.Strea
     if not finished:
         # from here on this frame is all a client costs, besides aiohttp's own objects
         hub: EventHub = request.app[EVENT_HUB]
-        connection = SseConnection(request, last_sent, settings.max_buffer_bytes)
+        connection = SseConnection(request, response.sent_chunked, last_sent, settings.max_buffer_bytes)
         hub.subscribe(stream, connection)
         try:
             await connection.done

@@ -21,6 +21,7 @@ from domain.stores.redis_store import RedisStore
 log = logging.getLogger("labhub.events")
 
 Entry = tuple[str, str, dict[str, Any]]  # (stream id, event name, data)
+Frame = Any  # an entry as the HTTP edge encoded it; the hub only hands it on
 READ_BLOCK_MS = 200
 READ_COUNT = 200
 
@@ -118,22 +119,22 @@ class Subscriber(Protocol):
 
     last_id: str
 
-    def deliver(self, entry_id: str, frame: bytes, terminal: bool) -> bool:
+    def deliver(self, entry_id: str, frame: Frame, terminal: bool) -> bool:
         """Write one encoded event; False when the subscriber is gone or too slow and is dropped."""
         ...
 
-    def ping(self, frame: bytes) -> bool: ...
+    def ping(self, frame: Frame) -> bool: ...
 
     def close(self) -> None: ...
 
 
-Encoder = Callable[[Entry], tuple[bytes, bool]]  # -> (frame, terminal)
+Encoder = Callable[[Entry], tuple[Frame, bool]]  # -> (frame, terminal)
 
 
 class EventHub:
     """One Redis reader per process for every SSE client; one loop writes pre-encoded bytes."""
 
-    def __init__(self, redis: RedisStore, encode: Encoder, *, ping_s: float, ping_frame: bytes) -> None:
+    def __init__(self, redis: RedisStore, encode: Encoder, *, ping_s: float, ping_frame: Frame) -> None:
         self._redis = redis
         self._encode = encode
         self._ping_s = ping_s

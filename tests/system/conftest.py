@@ -11,8 +11,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis.asyncio as aioredis
+from pymongo import AsyncMongoClient
 
 from domain.stores.embedded import free_port
+from domain.stores.jobs import JobStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,6 +53,30 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], timeout_s: float = 9
         except OSError:
             time.sleep(0.2)
     raise AssertionError("server did not become ready")
+
+
+def service_endpoints(data_dir: Path) -> dict[str, str]:
+    """The running server's embedded services: mongo_uri, redis_url, s3_endpoint_url."""
+    return json.loads((data_dir / "services.json").read_text())
+
+
+async def queue_test_job(data_dir: Path, project_id: str, owner_id: str, **params: object) -> str:
+    """Queue a test.sleepy job (LABHUB_JOBS_PLUGINS=tests.jobkinds:SYSTEM_KINDS) straight in the
+    server's MongoDB, as the API has no route that submits arbitrary kinds, and wake the scheduler."""
+    state = service_endpoints(data_dir)
+    mongo = AsyncMongoClient(state["mongo_uri"], tz_aware=True)
+    try:
+        job = await JobStore(mongo["labhub"]).insert(
+            kind="test.sleepy", project_id=project_id, owner_id=owner_id, params=dict(params), max_attempts=3
+        )
+    finally:
+        await mongo.close()
+    wake = aioredis.from_url(state["redis_url"])
+    try:
+        await wake.publish("labhub:jobs:wake", b"1")
+    finally:
+        await wake.aclose()
+    return job.id
 
 
 def service_pids(data_dir: Path) -> dict[str, int]:

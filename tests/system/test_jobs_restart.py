@@ -4,7 +4,6 @@ client that reconnects with Last-Event-ID has seen every event exactly once."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import time
 
@@ -16,20 +15,14 @@ from pymongo import AsyncMongoClient
 
 from domain.stores.embedded import free_port
 from domain.stores.events import stream_id
-from domain.stores.jobs import JobStore
 from tests.sse_client import read_events
-from tests.system.conftest import all_gone, start, wait_ready
+from tests.system.conftest import all_gone, queue_test_job, service_endpoints, start, wait_ready
 
 pytestmark = pytest.mark.system
 
 LEASE_S = 3.0
 ENV = {"LABHUB_JOBS_PLUGINS": "tests.jobkinds:SYSTEM_KINDS", "LABHUB_JOBS_LEASE_S": str(LEASE_S),
        "LABHUB_JOBS_HEARTBEAT_S": "0.5"}  # fmt: skip
-
-
-def endpoints(data_dir):
-    state = json.loads((data_dir / "services.json").read_text())
-    return state["mongo_uri"], state["redis_url"]
 
 
 async def job_status(mongo_uri, job_id):
@@ -57,18 +50,9 @@ async def test_sigkill_mid_job_then_restart_finishes_it_without_gaps(tmp_path):
             project = await (
                 await http.post(f"{base}/api/projects", json={"name": "Restart"}, headers=headers)
             ).json()
-            mongo_uri, redis_url = endpoints(tmp_path)
-            mongo = AsyncMongoClient(mongo_uri, tz_aware=True)
-            job = await JobStore(mongo["labhub"]).insert(
-                kind="test.sleepy", project_id=project["id"], owner_id=user["id"],
-                params={"steps": 50, "delay": 0.1}, max_attempts=3,
-            )  # fmt: skip
-            await mongo.close()
-            wake = aioredis.from_url(redis_url)
-            await wake.publish("labhub:jobs:wake", b"1")
-            await wake.aclose()
+            job_id = await queue_test_job(tmp_path, project["id"], user["id"], steps=50, delay=0.1)
 
-            first = await http.get(f"{base}/api/jobs/{job.id}/events", headers=headers)
+            first = await http.get(f"{base}/api/jobs/{job_id}/events", headers=headers)
             seen, _ = await read_events(first, limit=8)
             first.close()
             assert [e.event for e in seen[1:]].count("progress") >= 1
@@ -82,8 +66,9 @@ async def test_sigkill_mid_job_then_restart_finishes_it_without_gaps(tmp_path):
         restarted = time.monotonic()
         await asyncio.to_thread(wait_ready, port, second)
         base = f"http://127.0.0.1:{port}"
-        mongo_uri, redis_url = endpoints(tmp_path)
-        while (await job_status(mongo_uri, job.id))["attempt"] < 2:
+        state = service_endpoints(tmp_path)
+        mongo_uri, redis_url = state["mongo_uri"], state["redis_url"]
+        while (await job_status(mongo_uri, job_id))["attempt"] < 2:
             assert time.monotonic() - restarted < LEASE_S + 5 + 30, (
                 "the abandoned job was not picked up again"
             )
@@ -91,12 +76,12 @@ async def test_sigkill_mid_job_then_restart_finishes_it_without_gaps(tmp_path):
         async with aiohttp.ClientSession() as http:
             last_id = [e.id for e in seen if e.id][-1]
             again = await http.get(
-                f"{base}/api/jobs/{job.id}/events", headers={**headers, "Last-Event-ID": last_id}
+                f"{base}/api/jobs/{job_id}/events", headers={**headers, "Last-Event-ID": last_id}
             )
             assert again.status == 200
             rest, ended = await read_events(again, timeout_s=60)
             assert ended
-        final = await job_status(mongo_uri, job.id)
+        final = await job_status(mongo_uri, job_id)
         assert final["status"] == "succeeded"
         assert final["attempt"] == 2
         assert rest[-1].event == "status"
@@ -105,7 +90,7 @@ async def test_sigkill_mid_job_then_restart_finishes_it_without_gaps(tmp_path):
         assert len(received) == len(set(received)), "an event was delivered twice"
         assert received == sorted(received, key=stream_id)
         redis = aioredis.from_url(redis_url)
-        stored = [entry_id.decode() for entry_id, _ in await redis.xrange(f"labhub:job:{job.id}:events")]
+        stored = [entry_id.decode() for entry_id, _ in await redis.xrange(f"labhub:job:{job_id}:events")]
         await redis.aclose()
         assert received == stored, "the client missed an event"
     finally:
