@@ -15,6 +15,7 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import AsyncIterator
 from concurrent.futures import BrokenExecutor, Future
 from typing import Any
 
@@ -55,6 +56,12 @@ class Running:
     kill_reason: str | None = None  # timeout | cancel | lost | shutdown
     progress: Progress | None = None
     progress_saved_at: float = 0.0
+    # Progress is written by two tasks (the worker's events, the scheduler's own stages) and status
+    # changes by a third: one lock puts them in order, and once the worker has returned (or the job
+    # changed status) its late events are dropped, so progress never moves backwards or lands after
+    # the job's terminal state.
+    progress_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock)
+    worker_done: bool = False
 
 
 class Scheduler:
@@ -176,6 +183,8 @@ class Scheduler:
             await self._stage(running, kind.prepare_stage)
             inputs = await kind.prepare(job)
             result = await self._execute(running, kind, inputs)
+            # its last events may still be in the pipe: the commit stage supersedes them
+            running.worker_done = True
             await self._stage(running, kind.commit_stage)
             output = await kind.commit(job, result, attempt)
             await self._finish(job, JobStatus.SUCCEEDED, result=output)
@@ -206,7 +215,7 @@ class Scheduler:
 
     async def _stage(self, running: Running, stage: str) -> None:
         try:
-            await self._progress(running, {"stage": stage, "done": 0, "total": 1})
+            await self._progress(running, {"stage": stage, "done": 0, "total": 1}, from_worker=False)
         except RedisError:
             log.warning("could not publish progress", extra={"job_id": running.job.id}, exc_info=True)
 
@@ -264,10 +273,25 @@ class Scheduler:
             )
 
     async def _requeue(self, job: Job, *, bump: bool) -> None:
-        requeued = await self._store.requeue(Attempt(job.id, job.attempt, self.instance_id), job, bump=bump)
+        async with self._status_change(job.id):
+            requeued = await self._store.requeue(
+                Attempt(job.id, job.attempt, self.instance_id), job, bump=bump
+            )
+            if requeued is not None:
+                await self._publish(requeued)
         if requeued is not None:
-            await self._publish(requeued)
             await self._events.wake()
+
+    @contextlib.asynccontextmanager
+    async def _status_change(self, job_id: str) -> AsyncIterator[Running | None]:
+        """Around a running job's status change: progress already on its way lands first, none after."""
+        running = self._running.get(job_id)
+        if running is None:
+            yield None
+            return
+        async with running.progress_lock:
+            running.worker_done = True
+            yield running
 
     async def _finish(
         self,
@@ -277,15 +301,15 @@ class Scheduler:
         result: dict[str, Any] | None = None,
         error: JobError | None = None,
     ) -> None:
-        running = self._running.get(job.id)
-        finished = await self._store.finish(
-            job, status, owner=self.instance_id, result=result, error=error,
-            progress=running.progress if running is not None else None,
-        )  # fmt: skip
-        if finished is None:
-            log.info("stale attempt not committed", extra={"job_id": job.id, "attempt": job.attempt})
-            return
-        await self._publish(finished)
+        async with self._status_change(job.id) as running:
+            finished = await self._store.finish(
+                job, status, owner=self.instance_id, result=result, error=error,
+                progress=running.progress if running is not None else None,
+            )  # fmt: skip
+            if finished is None:
+                log.info("stale attempt not committed", extra={"job_id": job.id, "attempt": job.attempt})
+                return
+            await self._publish(finished)
         await self._notify(finished)
 
     async def _publish(self, job: Job) -> None:
@@ -421,29 +445,32 @@ class Scheduler:
                 running.pid = int(payload["pid"])
                 continue
             try:
-                await self._progress(running, payload)
+                await self._progress(running, payload, from_worker=True)
             except Exception:
                 log.warning("could not publish progress", extra={"job_id": job_id}, exc_info=True)
 
-    async def _progress(self, running: Running, payload: dict[str, Any]) -> None:
+    async def _progress(self, running: Running, payload: dict[str, Any], *, from_worker: bool) -> None:
         job = running.job
         progress = Progress(
             stage=str(payload.get("stage", "")), done=payload.get("done"), total=payload.get("total"),
             message=str(payload.get("message", "")),
         )  # fmt: skip
-        running.progress = progress
-        snapshot = job_snapshot(attrs.evolve(job, progress=progress))
-        log_ = self._events.log
-        await log_.append(
-            log_.job_stream(job.id),
-            "progress",
-            {"job_id": job.id, "attempt": job.attempt, **attrs.asdict(progress)},
-        )
-        await log_.set_snapshot(job.id, snapshot)
-        now = time.monotonic()
-        if now - running.progress_saved_at >= PROGRESS_TO_MONGO_S:
-            running.progress_saved_at = now
-            await self._store.set_progress(job.id, job.attempt, progress)
+        async with running.progress_lock:
+            if from_worker and running.worker_done:
+                return
+            running.progress = progress
+            snapshot = job_snapshot(attrs.evolve(job, progress=progress))
+            log_ = self._events.log
+            await log_.append(
+                log_.job_stream(job.id),
+                "progress",
+                {"job_id": job.id, "attempt": job.attempt, **attrs.asdict(progress)},
+            )
+            await log_.set_snapshot(job.id, snapshot)
+            now = time.monotonic()
+            if now - running.progress_saved_at >= PROGRESS_TO_MONGO_S:
+                running.progress_saved_at = now
+                await self._store.set_progress(job.id, job.attempt, progress)
 
 
 class _WorkerKilled(Exception):

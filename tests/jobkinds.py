@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import time
 from typing import Any
 
-from domain.jobs import JobKind
+from domain.jobs import Attempt, Job, JobKind
 from workers.pool import JobFailed, Reporter
 
 
@@ -34,7 +35,20 @@ def sleepy(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     return {"steps": steps, "pid": os.getpid(), "attempt": reporter.attempt}
 
 
-SLEEPY = JobKind("test.sleepy", sleepy, title="Test job", timeout_s=60, max_attempts=3)
+# a test holds a job in its commit step until it sets the event it put here under params["hold_commit"]
+COMMIT_GATES: dict[str, asyncio.Event] = {}
+
+
+async def commit_when_released(job: Job, result: dict[str, Any], _attempt: Attempt) -> dict[str, Any]:
+    gate = COMMIT_GATES.get(str(job.params.get("hold_commit", "")))
+    if gate is not None:
+        await gate.wait()
+    return result
+
+
+SLEEPY = JobKind(
+    "test.sleepy", sleepy, title="Test job", commit=commit_when_released, timeout_s=60, max_attempts=3
+)
 TIMEOUTS = JobKind("test.timeout", sleepy, title="Timed job", timeout_s=1.0, max_attempts=2)
 
 # for the real server in system tests: LABHUB_JOBS_PLUGINS=tests.jobkinds:SYSTEM_KINDS

@@ -12,9 +12,10 @@ from domain.clock import utcnow
 from domain.jobs import Attempt, JobStatus
 from domain.stores.jobs import JobStore
 from domain.users import Role
-from handlers.keys import ACCOUNTS, JOBS, MONGO, POOL, PROJECTS
+from handlers.keys import ACCOUNTS, JOBS, MONGO, POOL, PROJECTS, SCHEDULER
 from server import create_app
 from tests.conftest import PASSWORD, job_settings, problem, wait_until
+from tests.jobkinds import COMMIT_GATES
 
 
 @pytest.fixture
@@ -69,6 +70,60 @@ async def test_job_runs_reports_progress_and_notifies(engine):
     notes = await (await client.get("/api/notifications", headers=headers)).json()
     assert notes["items"][0]["title"] == "Test job finished"
     assert notes["items"][0]["link"] == f"/api/jobs/{job.id}"
+
+
+async def test_a_late_worker_event_never_moves_progress_back_or_lands_after_the_end(engine):
+    """The worker's last progress travels through a pipe, its result through the executor: the result
+    can win. An event that arrives once the commit stage began must not overwrite it."""
+    client = engine
+    scheduler = client.app[SCHEDULER]
+    user, project, headers = await owner_and_project(client)
+    key = str(ObjectId())
+    gate = COMMIT_GATES[key] = asyncio.Event()
+    job = await submit(client, user, project, steps=2, delay=0.01, hold_commit=key)
+    stream = client.app[JOBS].stream(job.id)
+
+    async def stages():
+        return [data.get("stage") for _, event, data in await client.app[JOBS]._events.log.replay(stream, None)
+                if event == "progress"]  # fmt: skip
+
+    await wait_until(lambda: _holds(stages, "commit"))
+    # a straggler from the worker, then a marker, queued as the pool's reader thread queues them (here
+    # without the thread hop): once the loop has taken the marker, the straggler has been handled
+    # completely (one consumer, in order)
+    scheduler._worker_events.put_nowait(("progress", job.id, 1, {"stage": "done", "done": 2, "total": 2}))
+    scheduler._worker_events.put_nowait(("progress", str(ObjectId()), 1, {"stage": "marker"}))
+    await wait_until(_queue_drained(scheduler))
+    gate.set()
+    done = await final_job(client, headers, job.id)
+    del COMMIT_GATES[key]
+    assert done["status"] == "succeeded"
+    assert done["progress"]["stage"] == "commit"
+
+    async def published():  # MongoDB has the final state first; the live view (event, then snapshot) follows
+        snapshot = await client.app[JOBS]._events.log.snapshot(job.id)
+        return snapshot["status"] == "succeeded"
+
+    await wait_until(published)
+    entries = await client.app[JOBS]._events.log.replay(stream, None)
+    after_commit = [event for _, event, data in entries][
+        [data.get("stage") for _, _, data in entries].index("commit") + 1 :
+    ]
+    assert after_commit == ["status"], "nothing but the terminal status may follow the commit stage"
+    snapshot = await client.app[JOBS]._events.log.snapshot(job.id)
+    assert snapshot["status"] == "succeeded"
+    assert snapshot["progress"]["stage"] == "commit"
+
+
+async def _holds(stages, stage):
+    return stage in await stages()
+
+
+def _queue_drained(scheduler):
+    async def check():
+        return scheduler._worker_events.empty()
+
+    return check
 
 
 async def test_job_is_hidden_from_outsiders(engine, make_account):
