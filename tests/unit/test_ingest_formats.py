@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
+import io
 from pathlib import Path
 
 import h5py
 import numpy as np
 import openpyxl
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import scipy.io
 
+from workers.ingest.common import clean_names
 from workers.ingest.run import ingest_file
 from workers.pool import JobFailed, Reporter
 
@@ -156,6 +159,32 @@ def test_whitespace_separated_dat_with_preamble_and_parse_range(tmp_path):
     ranged = one(run(tmp_path, "r.dat", content, parse_range={"start_line": 4, "end_line": 8}))
     assert ranged["row_count"] == 4
     assert table(ranged)["x"] == [0, 1, 2, 3]
+
+
+QUOTED_WHITESPACE = {
+    # the case astropy's ASCII reader reads as 2 rows x 3 columns
+    "issue": '"quoted colname with tab\tinside"  col2  \t\t col3\nval1   "val2 with\ttab"  \t2\n val3   val4                    3\n',
+    "quoted_header_only": '"time s"  "force N"\n1 2.5\n3 4.5\n',
+    "quoted_values_only": 'name value\n"a b" 1\n"c ""q"" d" 2\n',
+    "quote_inside_bare_token": 'name value\nab"c 1\nd"e 2\n',
+    "empty_quoted_and_trailing_space": 'a  b  c   \n"" "x y" 1\n"z" "" 2  \n',
+}
+
+
+@pytest.mark.parametrize("case", sorted(QUOTED_WHITESPACE))
+def test_whitespace_separated_with_quoted_fields_reads_as_pandas_does(tmp_path, case):
+    text = QUOTED_WHITESPACE[case]
+    expected = pd.read_csv(io.StringIO(text), sep=r"\s+", keep_default_na=False)
+    data = one(run(tmp_path, "q.dat", text.encode()))
+    assert data["metadata"]["delimiter"] == "whitespace"
+    assert names(data) == clean_names(expected.columns)  # names are trimmed to single spaces, as everywhere
+    got = table(data)
+    assert data["row_count"] == len(expected)
+    for name in expected.columns:
+        want = ["" if v is None else v for v in expected[name].tolist()]
+        assert ["" if v is None else v for v in got[" ".join(name.split())]] == want, name
+    if case == "issue":
+        assert table(data)["col2"] == ["val2 with\ttab", "val4"]  # a tab inside quotes stays in the value
 
 
 def test_common_date_formats(tmp_path):

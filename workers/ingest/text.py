@@ -94,9 +94,37 @@ def _check_text(text: str) -> None:
         raise JobFailed("corrupt_file", "the file is not text: it holds binary data")
 
 
+# a whitespace-separated field: double-quoted (may hold spaces and tabs; "" is a quote; text right
+# after the closing quote belongs to it, as in csv) or a bare run of non-space characters, in which
+# a quote is just a character -- what astropy's basic reader and pandas' sep=r"\s+" read
+_WHITESPACE_FIELD = re.compile(r'"((?:[^"]|"")*)"(\S*)|(\S+)')
+
+
+def split_whitespace(line: str) -> list[str]:
+    """Fields of a whitespace-separated line: runs of spaces and tabs are one separator, leading and
+    trailing whitespace is ignored, and double quotes group a field."""
+    if '"' not in line:
+        return line.split()
+    fields = []
+    for quoted, after, bare in _WHITESPACE_FIELD.findall(line):
+        fields.append(bare or quoted.replace('""', '"') + after)
+    return fields
+
+
+def whitespace_to_tabs(line: str) -> str:
+    """A whitespace-separated line as pyarrow reads it: tab-delimited, a field quoted where it holds
+    a tab or a quote."""
+    if '"' not in line:
+        return NORMALISED.join(line.split())
+    return NORMALISED.join(
+        '"' + field.replace('"', '""') + '"' if "\t" in field or '"' in field else field
+        for field in split_whitespace(line)
+    )
+
+
 def _fields(line: str, delimiter: str) -> list[str]:
     if delimiter == WHITESPACE:
-        return line.split()
+        return split_whitespace(line)
     return next(csv.reader([line], delimiter=delimiter), [])
 
 
@@ -246,7 +274,7 @@ class TransformingReader(io.RawIOBase):
             stripped = line.strip()
             if not stripped or stripped.startswith(COMMENT_PREFIXES):
                 continue
-            yield NORMALISED.join(stripped.split()) if self._whitespace else line
+            yield whitespace_to_tabs(stripped) if self._whitespace else line
 
     def _fill(self) -> None:
         while not self._pending and not self._done:
