@@ -1,6 +1,7 @@
 """Domain errors; the HTTP edge maps each class to one status and one problem+json shape.
 
 DomainError                 500  something the domain refuses, with a code and a human message
+├── BadRequest              400  the request cannot be read at all (malformed JSON or multipart, too deep)
 ├── InvalidInput            422  the request is well-formed but its values are wrong (field errors)
 ├── Unauthenticated         401  no, bad or expired credentials
 ├── Forbidden               403  authenticated, but this role may not do this
@@ -41,6 +42,12 @@ class DomainError(Exception):
 def field_error(path: str, message: str) -> InvalidInput:
     """An InvalidInput about one field, with the field's path in the errors list."""
     return InvalidInput(f"{path.removeprefix('$.')}: {message}", errors=[{"path": path, "message": message}])
+
+
+class BadRequest(DomainError):
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
 
 
 class InvalidInput(DomainError):

@@ -75,6 +75,7 @@ class HttpSettings:
     port: int = attrs.field(default=8080, validator=_port)
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = attrs.field(default=1_048_576, validator=_positive)
+    max_json_depth: int = attrs.field(default=64, validator=_positive)
 
 
 @attrs.frozen

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import enum
+import itertools
 import json
 import keyword
+import math
+import re
 import typing
 from collections.abc import Mapping
 from datetime import date, datetime
@@ -14,7 +17,8 @@ import cattrs
 from aiohttp import web
 from cattrs.preconf.json import make_converter
 
-from domain.errors import InvalidInput
+from domain.errors import BadRequest, InvalidInput
+from handlers.keys import SETTINGS
 
 T = TypeVar("T")
 
@@ -122,15 +126,66 @@ def structure(data: object, cls: type[T], *, root: str = "$") -> T:
         raise InvalidInput(str(exc), errors=[{"path": root, "message": str(exc)}]) from None
 
 
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_NESTING = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def nests_deeper_than(raw: bytes, limit: int) -> bool:
+    """Whether arrays and objects in a JSON text nest deeper than limit, counted without recursion
+    (brackets inside strings do not count)."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False  # it cannot nest deeper than it has brackets: nearly every body stops here
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    return any(depth > limit for depth in itertools.accumulate(_NESTING[b] for b in brackets))
+
+
+def _int64(text: str) -> int:
+    # checked before converting: Python refuses to convert more than 4300 digits (a ValueError),
+    # and MongoDB stores no integer past 64 bits
+    value = int(text) if len(text) <= 20 else INT64[1] + 1
+    if not INT64[0] <= value <= INT64[1]:
+        raise ValueError(f"the integer {text[:24]}{'...' if len(text) > 24 else ''} does not fit in 64 bits")
+    return value
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 would come out as infinity
+        raise ValueError(f"the number {text[:24]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads_json(raw: bytes, *, max_depth: int) -> Any:
+    """A JSON text from a client: too deep (checked before parsing, which recurses), malformed, out
+    of range numbers, NaN/Infinity and unpaired surrogates are all 400s, never 500s."""
+    if nests_deeper_than(raw, max_depth):
+        raise BadRequest(f"the JSON body nests deeper than {max_depth} levels", code="too_deep")
+    try:
+        data = json.loads(raw, parse_int=_int64, parse_float=_finite, parse_constant=_no_constant)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise BadRequest(f"request body is not valid JSON: {exc}", code="malformed_json") from None
+    if _SURROGATE_ESCAPE.search(raw):  # rare: only then is the text checked for unpaired halves
+        try:
+            json.dumps(data, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise BadRequest(
+                "request body is not valid JSON: a \\u escape holds half of a UTF-16 surrogate pair",
+                code="malformed_json",
+            ) from None
+    return data
+
+
 async def parse_body(request: web.Request, cls: type[T]) -> T:
     """The request's JSON object as cls; malformed JSON is 400, a wrong shape 422."""
     raw = await request.read()
-    try:
-        data = json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise web.HTTPBadRequest(
-            reason="Malformed JSON", text=f"request body is not valid JSON: {exc}"
-        ) from None
+    data = loads_json(raw or b"null", max_depth=request.app[SETTINGS].http.max_json_depth)
     if not isinstance(data, dict):
         raise InvalidInput(
             "request body must be a JSON object", errors=[{"path": "$", "message": "expected an object"}]

@@ -10,6 +10,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from domain.errors import DomainError, TooManyRequests, Unauthenticated
@@ -119,6 +120,16 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status < 400:
             raise
         return _from_http_exception(request, exc)
+    except HttpProcessingError as exc:
+        # aiohttp's own verdict on a request it could not read while the handler read it (header bytes
+        # it refuses, broken chunked encoding, a body part's headers): the client's fault, never a 500
+        status = exc.code if 400 <= exc.code < 500 else 400
+        return problem_response(
+            request,
+            status=status,
+            code=_HTTP_CODES.get(status, "bad_request"),
+            detail=f"the request cannot be read: {(exc.message or type(exc).__name__)[:300]}",
+        )
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:

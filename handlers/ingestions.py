@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import attrs
 from aiohttp import BodyPartReader, web
 
 from domain.datasets import Ingestion, IngestionBatch, IngestOptions, check_options
-from domain.errors import InvalidInput, TooLarge, field_error
+from domain.errors import BadRequest, TooLarge, field_error
 from domain.pagination import Page
 from domain.stores.localfiles import SpooledFile
-from handlers.codec import json_response, parse_query, structure
+from handlers.codec import json_response, loads_json, parse_query, structure
 from handlers.identity import require_user
 from handlers.keys import INGESTIONS, LOCAL_FILES, SETTINGS
 from handlers.openapi import doc
-from handlers.uploads import check_multipart, file_name, read_chunks
+from handlers.uploads import check_multipart, file_name, multipart_parts, read_chunks
 
 routes = web.RouteTableDef()
 
@@ -46,21 +45,23 @@ class PageQuery:
 
 async def _field_text(part: BodyPartReader) -> str:
     raw = b""
-    while chunk := await part.read_chunk(64 * 1024):
+    async for chunk in read_chunks(part, 64 * 1024):
         raw += chunk
         if len(raw) > MAX_FIELD_BYTES:
             raise field_error(f"$.{part.name}", f"must be at most {MAX_FIELD_BYTES} bytes")
     return raw.decode("utf-8", errors="replace")
 
 
-def parse_options(fields: dict[str, str]) -> IngestOptions:
+def parse_options(fields: dict[str, str], *, max_json_depth: int) -> IngestOptions:
     """Form fields (all text) into validated options; every failure names its field."""
     data: dict[str, Any] = {}
     for name, text in fields.items():
         if name in JSON_FIELDS:
             try:
-                data[name] = json.loads(text)
-            except json.JSONDecodeError:
+                data[name] = loads_json(text.encode(), max_depth=max_json_depth)
+            except BadRequest as exc:
+                if exc.code == "too_deep":
+                    raise
                 raise field_error(f"$.{name}", "must be a JSON array") from None
             if not isinstance(data[name], list):
                 raise field_error(f"$.{name}", "must be a JSON array")
@@ -77,10 +78,8 @@ async def read_upload(request: web.Request, files: list[SpooledFile]) -> IngestO
     spool = request.app[LOCAL_FILES]
     fields: dict[str, str] = {}
     options: IngestOptions | None = None
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            raise InvalidInput("nested multipart bodies are not accepted")
+    depth = request.app[SETTINGS].http.max_json_depth
+    async for part in multipart_parts(request):
         if part.filename is None:
             if part.name not in OPTION_FIELDS:
                 raise field_error(
@@ -92,7 +91,7 @@ async def read_upload(request: web.Request, files: list[SpooledFile]) -> IngestO
             continue
         if part.name not in ("files", "file"):
             raise field_error(f"$.{part.name}", "files are sent in fields named files")
-        options = options or parse_options(fields)
+        options = options or parse_options(fields, max_json_depth=depth)
         if len(files) >= settings.max_files:
             raise TooLarge(
                 f"at most {settings.max_files} files can be uploaded at once", code="too_many_files"
@@ -105,7 +104,7 @@ async def read_upload(request: web.Request, files: list[SpooledFile]) -> IngestO
             max_bytes=settings.max_file_bytes,
         )
         files.append(spooled)
-    return options or parse_options(fields)
+    return options or parse_options(fields, max_json_depth=depth)
 
 
 @routes.post("/api/projects/{pid}/ingestions")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import attrs
 from aiohttp import BodyPartReader, web
 from aiohttp.hdrs import CONTENT_TYPE
 
-from domain.errors import TooLarge, field_error
+from domain.errors import BadRequest, InvalidInput, TooLarge, field_error
 
 READ_CHUNK = 1024 * 1024
 MULTIPART_SLACK = 1024 * 1024  # boundaries and headers around the file itself
@@ -29,9 +30,53 @@ class UploadForm:
     file: bytes
 
 
-async def read_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(READ_CHUNK):
+# what aiohttp's multipart reader raises for a body it cannot read (bad boundaries, lengths,
+# encodings); bad header bytes raise aiohttp's HttpProcessingError, which the problem middleware maps
+_MALFORMED = (ValueError, AssertionError, RuntimeError)
+
+
+@contextlib.contextmanager
+def _reading_multipart() -> Iterator[None]:
+    try:
+        yield
+    except _MALFORMED as exc:
+        raise BadRequest(f"the multipart body cannot be read: {exc}", code="malformed_multipart") from None
+
+
+async def multipart_parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
+    """The parts of a multipart body in order; wherever the body turns out malformed, a 400."""
+    with _reading_multipart():
+        reader = await request.multipart()
+    while True:
+        with _reading_multipart():
+            part = await reader.next()
+        if part is None:
+            return
+        if not isinstance(part, BodyPartReader):
+            raise InvalidInput("nested multipart bodies are not accepted")
+        yield part
+
+
+async def read_chunks(part: BodyPartReader, size: int = READ_CHUNK) -> AsyncIterator[bytes]:
+    """A part's bytes up to its boundary; a body that ends before the boundary is malformed (a 400),
+    not a shorter file (aiohttp hands out empty chunks at the end of the body until asked thrice)."""
+    while not part.at_eof():
+        with _reading_multipart():
+            chunk = await part.read_chunk(size)
+        if chunk:
+            yield chunk
+
+
+async def _then_the_rest(
+    chunks: AsyncIterator[bytes], parts: AsyncIterator[BodyPartReader]
+) -> AsyncIterator[bytes]:
+    """A file's bytes, then the rest of the body read (and dropped) up to its closing boundary, so
+    that a body cut short fails before the upload is kept."""
+    async for chunk in chunks:
         yield chunk
+    async for part in parts:
+        with _reading_multipart():
+            await part.release()
 
 
 def file_name(raw: str) -> str:
@@ -51,16 +96,11 @@ def check_multipart(request: web.Request, max_bytes: int) -> None:
 async def single_file(request: web.Request, *, max_bytes: int, field: str = "file") -> UploadedFile:
     """The first part named `field` that carries a file; other parts before it are skipped."""
     check_multipart(request, max_bytes)
-    try:
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if isinstance(part, BodyPartReader) and part.name == field and part.filename is not None:
-                return UploadedFile(
-                    file_name(part.filename), part.headers.get(CONTENT_TYPE), read_chunks(part)
-                )
+    parts = multipart_parts(request)
+    async for part in parts:
+        if part.name == field and part.filename is not None:
+            chunks = _then_the_rest(read_chunks(part), parts)
+            return UploadedFile(file_name(part.filename), part.headers.get(CONTENT_TYPE), chunks)
+        with _reading_multipart():
             await part.release()
-    except (ValueError, AssertionError, RuntimeError) as exc:
-        raise web.HTTPBadRequest(
-            reason="Malformed multipart body", text=f"the multipart body cannot be read: {exc}"
-        ) from None
     raise field_error(f"$.{field}", f"a multipart field named '{field}' holding a file is required")
