@@ -77,7 +77,8 @@ async def dataset_rows(request: web.Request) -> web.Response:
 
 @routes.get("/api/datasets/{id}/download")
 @doc("The whole dataset as Parquet (Range works) or CSV (streamed, formula-safe)", query=DownloadQuery,
-     response=bytes, response_content_type="application/octet-stream")  # fmt: skip
+     response=bytes, response_content_type=("application/vnd.apache.parquet", "text/csv"),
+     also={206: "the byte range a Range header asked for", 304: "unchanged since If-None-Match"})  # fmt: skip
 async def download_dataset(request: web.Request) -> web.StreamResponse:
     actor = await require_user(request)
     query = parse_query(request, DownloadQuery)
@@ -89,11 +90,8 @@ async def download_dataset(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/api/datasets/{id}/raw")
-@doc(
-    "The file the dataset was made from, as uploaded",
-    response=bytes,
-    response_content_type="application/octet-stream",
-)
+@doc("The file the dataset was made from, as uploaded (its media type as uploaded, or octet-stream for "
+     "active content)", response=bytes, response_content_type="*/*", also={206: "the byte range a Range header asked for", 304: "unchanged since If-None-Match"})  # fmt: skip
 async def dataset_raw(request: web.Request) -> web.StreamResponse:
     actor = await require_user(request)
     service = request.app[DATASETS]

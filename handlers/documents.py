@@ -77,8 +77,9 @@ async def delete_document(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/documents/{id}/content")
-@doc("The document's bytes (version= for an old one), as an attachment; Range gives 206",
-     query=ContentQuery, response=bytes, response_content_type="application/octet-stream")  # fmt: skip
+@doc("The document's bytes (version= for an old one), as an attachment, in its media type as uploaded (or "
+     "octet-stream for active content); Range gives 206", query=ContentQuery, response=bytes,
+     response_content_type="*/*", also={206: "the byte range a Range header asked for", 304: "unchanged since If-None-Match"})  # fmt: skip
 async def document_content(request: web.Request) -> web.StreamResponse:
     actor = await require_user(request)
     query = parse_query(request, ContentQuery)

@@ -99,7 +99,7 @@ async def list_entries(request: web.Request) -> web.Response:
 @routes.get("/api/engagement/summary")
 @doc("Per student and week or month: logged minutes and what LabHub counted (meetings, uploads, ingestions, "
      "records); students get their own rows. format=csv for a spreadsheet", query=SummaryQuery,
-     response=Summary)  # fmt: skip
+     response=Summary, response_content_type=("application/json", "text/csv"))  # fmt: skip
 async def summary(request: web.Request) -> web.StreamResponse:
     actor = await require_user(request)
     query = parse_query(request, SummaryQuery)

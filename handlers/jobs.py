@@ -9,7 +9,7 @@ from handlers.codec import json_response
 from handlers.identity import require_sse_user, require_user
 from handlers.keys import JOBS
 from handlers.openapi import doc
-from handlers.sse import StreamSource, stream_events
+from handlers.sse import StreamEvent, StreamSource, stream_events
 
 routes = web.RouteTableDef()
 
@@ -24,7 +24,8 @@ async def get_job(request: web.Request) -> web.Response:
 @routes.get("/api/jobs/{id}/events")
 @doc("Live job events (text/event-stream): a snapshot, what came after Last-Event-ID, then live "
      "progress until the job ends; 204 when a finished job has nothing more to send",
-     auth="sse", response=str, response_content_type="text/event-stream")  # fmt: skip
+     auth="sse", response=StreamEvent, response_content_type="text/event-stream",
+     also={204: "the job has finished and nothing came after Last-Event-ID"})  # fmt: skip
 async def job_events(request: web.Request) -> web.StreamResponse:
     return await stream_events(request, await _job_source(request))
 

@@ -11,7 +11,7 @@ from handlers.codec import json_response, parse_query
 from handlers.identity import require_sse_user, require_user
 from handlers.keys import NOTIFICATIONS
 from handlers.openapi import doc
-from handlers.sse import StreamSource, stream_events
+from handlers.sse import StreamEvent, StreamSource, stream_events
 
 routes = web.RouteTableDef()
 
@@ -58,7 +58,8 @@ async def read_one(request: web.Request) -> web.Response:
 
 @routes.get("/api/notifications/events")
 @doc("Live notifications (text/event-stream): a snapshot of the unread count, then what came after "
-     "Last-Event-ID, then new ones", auth="sse", response=str, response_content_type="text/event-stream")  # fmt: skip
+     "Last-Event-ID, then new ones", auth="sse", response=StreamEvent,
+     response_content_type="text/event-stream")  # fmt: skip
 async def notification_events(request: web.Request) -> web.StreamResponse:
     return await stream_events(request, await _notification_source(request))
 

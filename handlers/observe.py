@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from handlers.keys import REQUEST_ID, USER_ID
@@ -40,9 +41,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class ClientFaultFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse at all (bad header bytes, a bad request line) as an
+    ERROR with a traceback, though it already answered 400: the client's fault, logged as one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fault = record.exc_info[1] if record.exc_info else None
+        if isinstance(fault, HttpProcessingError) and 400 <= fault.code < 500:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = f"unreadable request answered {fault.code}: {fault.message[:200]}"
+            record.args, record.exc_info, record.exc_text = (), None, None
+        return True
+
+
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(ClientFaultFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -19,6 +19,9 @@ from handlers.keys import OPENAPI
 routes = web.RouteTableDef()
 
 F = TypeVar("F", bound=Callable[..., Any])
+# response types described by a schema of their values; others are documented as bytes. An event
+# stream's schema describes one event, as OpenAPI 3.1 tools read text/event-stream (3.2's itemSchema)
+STRUCTURED_CONTENT = frozenset({"application/json", "text/event-stream"})
 Auth = Literal["bearer", "none", "sse"]
 
 DOC_ATTRIBUTE = "__labhub_doc__"
@@ -34,8 +37,11 @@ class RouteDoc:
     query: Any = None
     auth: Auth = "bearer"
     request_content_type: str = "application/json"
-    response_content_type: str = "application/json"
+    # one media type, or several when a query parameter or the stored file chooses (the first is the default)
+    response_content_type: str | tuple[str, ...] = "application/json"
     description: str = ""
+    # other successful answers without a body, e.g. {204: "nothing more to send"}
+    also: Mapping[int, str] = attrs.field(factory=dict)
 
 
 def doc(summary: str, **options: Any) -> Callable[[F], F]:
@@ -207,13 +213,18 @@ def _operation(path: str, method: str, route_doc: RouteDoc, builder: SchemaBuild
         }
     success: dict[str, Any] = {"description": route_doc.summary}
     if route_doc.response is not None:
-        schema = (
-            builder.schema(route_doc.response)
-            if route_doc.response_content_type == "application/json"
-            else {"type": "string", "format": "binary"}
-        )
-        success["content"] = {route_doc.response_content_type: {"schema": schema}}
+        media_types = route_doc.response_content_type
+        success["content"] = {
+            media_type: {
+                "schema": builder.schema(route_doc.response)
+                if media_type in STRUCTURED_CONTENT
+                else {"type": "string", "format": "binary"}
+            }
+            for media_type in ((media_types,) if isinstance(media_types, str) else media_types)
+        }
     operation["responses"][str(route_doc.status)] = success
+    for status, description in route_doc.also.items():
+        operation["responses"][str(status)] = {"description": description}
     if route_doc.auth == "bearer":
         operation["security"] = [{"bearer": []}]
     elif route_doc.auth == "sse":
@@ -221,11 +232,65 @@ def _operation(path: str, method: str, route_doc: RouteDoc, builder: SchemaBuild
     return operation
 
 
+def _collection(path: str) -> str:
+    """The resource a path names last: /api/projects/{pid}/documents -> documents."""
+    return next(part for part in reversed(path.split("/")) if part and not part.startswith("{"))
+
+
+def _id_pointers(schema: dict[str, Any], components: dict[str, Any], path: str) -> dict[str, str]:
+    """collection -> JSON pointer of an id in a response: its own `id` (of the path's resource),
+    `<thing>_id` fields (of things; not project_id, which everything inside a project carries, so
+    it would link every response to every project route), the first item of `items` (of the path's
+    resource) or of other lists of objects with ids (of the list's name)."""
+
+    def properties(node: dict[str, Any]) -> dict[str, Any]:
+        ref = node.get("$ref", "")
+        node = components.get(ref.rsplit("/", 1)[-1], node) if ref else node
+        found: dict[str, Any] = node.get("properties", {})
+        return found
+
+    pointers: dict[str, str] = {}
+    for name, value in properties(schema).items():
+        if name == "id":
+            pointers.setdefault(_collection(path), "/id")
+        elif name.endswith("_id") and name != "project_id" and value.get("type") == "string":
+            pointers.setdefault(name.removesuffix("_id") + "s", f"/{name}")
+        elif value.get("type") == "array" and "id" in properties(value.get("items", {})):
+            pointers.setdefault(_collection(path) if name == "items" else name, f"/{name}/0/id")
+    return pointers
+
+
+def add_links(paths: dict[str, dict[str, Any]], components: dict[str, Any]) -> None:
+    """OpenAPI links from every response that carries an id to the operations that take it, so that
+    clients and fuzzers can follow a created (or listed) thing to its own routes."""
+    for source_path, operations in paths.items():
+        for operation in operations.values():
+            for status, response in operation["responses"].items():
+                schema = response.get("content", {}).get("application/json", {}).get("schema")
+                if not status.startswith("2") or schema is None:
+                    continue
+                links = {}
+                for collection, pointer in _id_pointers(schema, components, source_path).items():
+                    prefix = f"/api/{collection}/{{"
+                    for target_path, targets in paths.items():
+                        if not target_path.startswith(prefix) or target_path == source_path:
+                            continue
+                        parameter = _PATH_PARAM.findall(target_path)[0]
+                        for target in targets.values():
+                            links[target["operationId"]] = {
+                                "operationId": target["operationId"],
+                                "parameters": {parameter: f"$response.body#{pointer}"},
+                            }
+                if links:
+                    response["links"] = links
+
+
 def build_openapi(app: web.Application, *, version: str) -> dict[str, Any]:
     builder = SchemaBuilder()
     paths: dict[str, dict[str, Any]] = {}
     for path, method, route_doc in documented_routes(app):
         paths.setdefault(path, {})[method.lower()] = _operation(path, method, route_doc, builder)
+    add_links(paths, builder.components)
     return {
         "openapi": "3.1.0",
         "info": {

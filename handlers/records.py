@@ -70,7 +70,7 @@ async def create_record(request: web.Request) -> web.Response:
 
 @routes.get("/api/projects/{pid}/records")
 @doc("Records with filters and sorting; format=csv|jsonl streams every match", query=RecordFilters,
-     response=Page[Record])  # fmt: skip
+     response=Page[Record], response_content_type=("application/json", "text/csv", "application/x-ndjson"))  # fmt: skip
 async def list_records(request: web.Request) -> web.StreamResponse:
     actor = await require_user(request)
     query = parse_record_query(_query_lists(request))

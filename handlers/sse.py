@@ -63,6 +63,16 @@ class HubPingedResponse(EventSourceResponse):
         return self.headers.get("Transfer-Encoding", "").lower() == "chunked"
 
 
+@attrs.frozen
+class StreamEvent:
+    """One event of a LabHub event stream as an EventSource hands it over: `data` is JSON text."""
+
+    event: str
+    data: str
+    id: str | None = None
+    retry: int | None = None
+
+
 def frame(event: str, data: Any, entry_id: str | None = None) -> bytes:
     head = f"id: {entry_id}\n" if entry_id else ""
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n".encode()

@@ -68,7 +68,7 @@ async def get_visualization(request: web.Request) -> web.Response:
 
 @routes.get("/api/visualizations/{id}/image")
 @doc("The rendered image (PNG or SVG, as the spec asked)", query=ImageQuery, response=bytes,
-     response_content_type="image/png")  # fmt: skip
+     response_content_type=("image/png", "image/svg+xml"))  # fmt: skip
 async def visualization_image(request: web.Request) -> web.StreamResponse:
     actor = await require_user(request)
     query = parse_query(request, ImageQuery)
