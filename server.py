@@ -146,11 +146,18 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     services = embedded_services(settings)
     services.spawn()  # in the main thread: the children's PDEATHSIG is tied to the spawning thread
+    supervisor: asyncio.Task[None] | None = None
     try:
         app[ENDPOINTS] = await asyncio.to_thread(services.wait_ready)
         log.info("embedded services ready", extra={"pids": services.pids, "data_dir": str(services.data_dir)})
+        supervisor = asyncio.create_task(
+            services.supervise(max_failures=settings.services.restart_attempts), name="service-supervisor"
+        )
         yield
     finally:
+        if supervisor is not None:
+            supervisor.cancel()
+            await asyncio.wait([supervisor], timeout=10)
         await asyncio.to_thread(services.stop)
 
 

@@ -101,9 +101,20 @@ class OutputFollower:
             await asyncio.sleep(0.05)
 
     async def stored(self, path: Path) -> StoredObject | None:
-        """The finished upload of path, or None when it was not being followed."""
+        """The finished upload of path, or None when it was not being followed or its upload failed
+        (S3 was restarting, say): the commit then stores the finished file itself."""
         task = self.uploads.get(path.name)
-        return await task if task is not None else None
+        if task is None:
+            return None
+        try:
+            return await asyncio.shield(task)
+        except Exception as exc:  # noqa: BLE001 - the file is whole on disk; storing it again is the remedy
+            log.warning(
+                "a Parquet upload that ran with the worker failed; storing it again",
+                extra={"error": repr(exc)[:200]},
+            )
+            del self.uploads[path.name]
+            return None
 
     async def stop(self) -> list[str]:
         """Stop following; the keys of the files it stored, so that unused ones can be removed."""

@@ -15,9 +15,9 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import BrokenExecutor, Future
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from redis.exceptions import RedisError
@@ -27,6 +27,7 @@ from domain.errors import DomainError
 from domain.job_service import CONTROL_CHANNEL, WAKE_CHANNEL, JobEvents, job_snapshot
 from domain.jobs import Attempt, Job, JobError, JobKind, JobKinds, JobStatus, Progress, job_error
 from domain.notification_service import NotificationsService
+from domain.stores.availability import unavailable_service
 from domain.stores.jobs import JobStore
 from domain.stores.redis_store import RedisStore
 from workers.pool import JobCancelled, JobFailed, WorkerEvent, WorkerPool
@@ -35,6 +36,10 @@ log = logging.getLogger("labhub.scheduler")
 
 PROGRESS_TO_MONGO_S = 1.0  # MongoDB gets a progress snapshot at most this often per job
 KILL_WAIT_S = 15.0
+# how long a job's server-side step waits for a restarting MongoDB, Redis or S3 before it leaves the
+# job to its lease (which then runs out, and the job is tried again): an outage delays, never fails
+OUTAGE_WAIT_S = 120.0
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -89,6 +94,7 @@ class Scheduler:
         self._tasks: list[asyncio.Task[None]] = []
         self._worker_events: asyncio.Queue[WorkerEvent] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._unpublished: set[str] = set()  # jobs whose last status did not reach Redis (it was down)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -154,8 +160,8 @@ class Scheduler:
                     if job is None:
                         break
                     self._launch(job)
-            except Exception:
-                log.exception("claiming jobs failed; trying again")
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
+                _log_failure("claiming jobs failed; trying again", exc)
                 await asyncio.sleep(1)
             self._wake.clear()
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races a wake-up
@@ -173,39 +179,28 @@ class Scheduler:
     async def _run(self, running: Running) -> None:
         job = running.job
         kind = self._kinds.get(job.kind)
-        attempt = Attempt(job.id, job.attempt, self.instance_id)
         try:
-            await self._publish(job)
-            if kind is None:
-                raise JobFailed("unknown_kind", f"this server cannot run jobs of kind {job.kind!r}")
-            if job.cancel_requested:
-                raise JobCancelled(job.id)
-            await self._stage(running, kind.prepare_stage)
-            inputs = await kind.prepare(job)
-            result = await self._execute(running, kind, inputs)
-            # its last events may still be in the pipe: the commit stage supersedes them
-            running.worker_done = True
-            await self._stage(running, kind.commit_stage)
-            output = await kind.commit(job, result, attempt)
-            await self._finish(job, JobStatus.SUCCEEDED, result=output)
-        except JobCancelled:
-            await self._finish(job, JobStatus.CANCELLED, error=job_error("cancelled"))
-        except JobFailed as failure:
-            await self._finish(job, JobStatus.FAILED, error=JobError(failure.code, failure.message))
-        except DomainError as failure:
-            await self._finish(job, JobStatus.FAILED, error=JobError(failure.code, failure.detail))
-        except MemoryError:
-            await self._finish(job, JobStatus.FAILED, error=job_error("out_of_memory"))
-        except (BrokenExecutor, _WorkerKilled):
-            await self._after_lost_worker(running)
+            outcome = await self._attempt(running, kind)
+            if outcome is not None:
+                await self._finish(job, outcome.status, result=outcome.result, error=outcome.error)
         except asyncio.CancelledError:
             if running.kill_reason == "shutdown":
                 # the server is stopping: never fail a job for that, put it back as it was
                 await asyncio.shield(self._requeue(job, bump=False))
             raise
-        except Exception:
-            log.exception("job failed unexpectedly", extra={"job_id": job.id, "kind": job.kind})
-            await self._finish(job, JobStatus.FAILED, error=job_error("internal_error"))
+        except Exception as exc:
+            if service := unavailable_service(exc):
+                # never failed for an outage: the lease runs out and the job is tried again
+                log.warning(
+                    "job interrupted: a service stayed unavailable",
+                    extra={"job_id": job.id, "service": service},
+                )
+            else:
+                log.exception("job failed unexpectedly", extra={"job_id": job.id, "kind": job.kind})
+                try:
+                    await self._finish(job, JobStatus.FAILED, error=job_error("internal_error"))
+                except Exception as again:  # noqa: BLE001 - nothing is left to tell; the lease decides
+                    _log_failure("could not record the job's failure", again, job_id=job.id)
         finally:
             self._running.pop(job.id, None)
             self._pool.clear_cancel(job.id)
@@ -213,11 +208,38 @@ class Scheduler:
             if kind is not None:
                 await asyncio.shield(self._cleanup(kind, job))
 
-    async def _stage(self, running: Running, stage: str) -> None:
+    async def _attempt(self, running: Running, kind: JobKind | None) -> _Outcome | None:
+        """Run one attempt to its outcome; None when a lost worker was handled (requeued or ended)."""
+        job = running.job
         try:
-            await self._progress(running, {"stage": stage, "done": 0, "total": 1}, from_worker=False)
-        except RedisError:
-            log.warning("could not publish progress", extra={"job_id": running.job.id}, exc_info=True)
+            await self._publish(job)
+            if kind is None:
+                raise JobFailed("unknown_kind", f"this server cannot run jobs of kind {job.kind!r}")
+            if job.cancel_requested:
+                raise JobCancelled(job.id)
+            await self._stage(running, kind.prepare_stage)
+            inputs = await self._through_outages(job, lambda: kind.prepare(job))
+            result = await self._execute(running, kind, inputs)
+            # its last events may still be in the pipe: the commit stage supersedes them
+            running.worker_done = True
+            await self._stage(running, kind.commit_stage)
+            attempt = Attempt(job.id, job.attempt, self.instance_id)
+            output = await self._through_outages(job, lambda: kind.commit(job, result, attempt))
+            return _Outcome(JobStatus.SUCCEEDED, result=output)
+        except JobCancelled:
+            return _Outcome(JobStatus.CANCELLED, error=job_error("cancelled"))
+        except JobFailed as failure:
+            return _Outcome(JobStatus.FAILED, error=JobError(failure.code, failure.message))
+        except DomainError as failure:
+            return _Outcome(JobStatus.FAILED, error=JobError(failure.code, failure.detail))
+        except MemoryError:
+            return _Outcome(JobStatus.FAILED, error=job_error("out_of_memory"))
+        except (BrokenExecutor, _WorkerKilled):
+            await self._after_lost_worker(running)
+            return None
+
+    async def _stage(self, running: Running, stage: str) -> None:
+        await self._progress(running, {"stage": stage, "done": 0, "total": 1}, from_worker=False)
 
     async def _cleanup(self, kind: JobKind, job: Job) -> None:
         try:
@@ -274,8 +296,9 @@ class Scheduler:
 
     async def _requeue(self, job: Job, *, bump: bool) -> None:
         async with self._status_change(job.id):
-            requeued = await self._store.requeue(
-                Attempt(job.id, job.attempt, self.instance_id), job, bump=bump
+            requeued = await self._through_outages(
+                job,
+                lambda: self._store.requeue(Attempt(job.id, job.attempt, self.instance_id), job, bump=bump),
             )
             if requeued is not None:
                 await self._publish(requeued)
@@ -302,10 +325,10 @@ class Scheduler:
         error: JobError | None = None,
     ) -> None:
         async with self._status_change(job.id) as running:
-            finished = await self._store.finish(
+            finished = await self._through_outages(job, lambda: self._store.finish(
                 job, status, owner=self.instance_id, result=result, error=error,
                 progress=running.progress if running is not None else None,
-            )  # fmt: skip
+            ))  # fmt: skip
             if finished is None:
                 log.info("stale attempt not committed", extra={"job_id": job.id, "attempt": job.attempt})
                 return
@@ -315,8 +338,40 @@ class Scheduler:
     async def _publish(self, job: Job) -> None:
         try:
             await self._events.status(job)
-        except RedisError:
-            log.warning("could not publish job status", extra={"job_id": job.id}, exc_info=True)
+        except RedisError as exc:
+            # watchers wait for this status (a final one ends their streams): it goes out again
+            # with every heartbeat until Redis takes it
+            self._unpublished.add(job.id)
+            _log_failure("could not publish job status; will try again", exc, job_id=job.id)
+        else:
+            self._unpublished.discard(job.id)
+
+    async def _republish(self) -> None:
+        for job_id in list(self._unpublished):
+            job = await self._store.get(job_id)
+            if job is None:
+                self._unpublished.discard(job_id)
+            else:
+                await self._publish(job)
+
+    async def _through_outages(self, job: Job, step: Callable[[], Awaitable[T]]) -> T:
+        """A server-side step of a job, tried again while MongoDB, Redis or S3 is unreachable (a
+        restart takes seconds); every step is idempotent, so trying it again is safe (DESIGN §6)."""
+        deadline = time.monotonic() + OUTAGE_WAIT_S
+        delay = 0.25
+        while True:
+            try:
+                return await step()
+            except Exception as exc:
+                service = unavailable_service(exc)
+                if service is None or time.monotonic() > deadline:
+                    raise
+                log.warning(
+                    "job waits for a service",
+                    extra={"job_id": job.id, "service": service, "retry_in_s": delay},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _notify(self, job: Job) -> None:
         if job.status is JobStatus.CANCELLED:
@@ -329,8 +384,8 @@ class Scheduler:
                 job.owner_id, category="job", title=f"{title} {verb}",
                 body=job.error.message if job.error else "", link=f"/api/jobs/{job.id}",
             )  # fmt: skip
-        except Exception:
-            log.exception("could not notify the job's owner", extra={"job_id": job.id})
+        except Exception as exc:  # noqa: BLE001 - a notice that cannot go out is not the job's failure
+            _log_failure("could not notify the job's owner", exc, job_id=job.id)
 
     # -- leases, sweeps, signals -------------------------------------------------------------------
 
@@ -341,8 +396,9 @@ class Scheduler:
             try:
                 await self._heartbeat()
                 await self._sweep()
-            except Exception:
-                log.exception("heartbeat failed; trying again")
+                await self._republish()
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
+                _log_failure("heartbeat failed; trying again", exc)
 
     async def _heartbeat(self) -> None:
         ids = [job_id for job_id, r in self._running.items() if r.kill_reason is None]
@@ -419,8 +475,8 @@ class Scheduler:
                         self._wake.set()
                     elif channel == control:
                         self._on_control(message["data"])
-            except RedisError:
-                log.warning("lost the Redis signal channel; reconnecting", exc_info=True)
+            except RedisError as exc:
+                log.warning("lost the Redis signal channel; reconnecting", extra={"error": repr(exc)[:200]})
                 await asyncio.sleep(1)
             finally:
                 with contextlib.suppress(Exception):
@@ -444,12 +500,17 @@ class Scheduler:
             if kind == "started":
                 running.pid = int(payload["pid"])
                 continue
-            try:
-                await self._progress(running, payload, from_worker=True)
-            except Exception:
-                log.warning("could not publish progress", extra={"job_id": job_id}, exc_info=True)
+            await self._progress(running, payload, from_worker=True)
 
     async def _progress(self, running: Running, payload: dict[str, Any], *, from_worker: bool) -> None:
+        """Show a job's progress (Redis, and MongoDB now and then); best effort: progress that cannot
+        be shown (a store is restarting) is skipped, never a reason for the job to fail."""
+        try:
+            await self._show_progress(running, payload, from_worker=from_worker)
+        except Exception as exc:  # noqa: BLE001 - see above
+            _log_failure("could not publish progress", exc, job_id=running.job.id)
+
+    async def _show_progress(self, running: Running, payload: dict[str, Any], *, from_worker: bool) -> None:
         job = running.job
         progress = Progress(
             stage=str(payload.get("stage", "")), done=payload.get("done"), total=payload.get("total"),
@@ -471,6 +532,22 @@ class Scheduler:
             if now - running.progress_saved_at >= PROGRESS_TO_MONGO_S:
                 running.progress_saved_at = now
                 await self._store.set_progress(job.id, job.attempt, progress)
+
+
+def _log_failure(message: str, error: BaseException, **extra: Any) -> None:
+    """A background loop's failure: one line when a service is only unreachable, a traceback else."""
+    service = unavailable_service(error)
+    if service is not None:
+        log.warning(message, extra={"service": service, "error": repr(error)[:200], **extra})
+    else:
+        log.error(message, exc_info=error, extra=extra)
+
+
+@attrs.frozen
+class _Outcome:
+    status: JobStatus
+    result: dict[str, Any] | None = None
+    error: JobError | None = None
 
 
 class _WorkerKilled(Exception):

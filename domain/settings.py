@@ -86,6 +86,7 @@ class ServicesSettings:
     redis_port: int = attrs.field(default=0, validator=_port)
     s3_port: int = attrs.field(default=0, validator=_port)
     start_timeout_s: float = attrs.field(default=60.0, validator=_positive)
+    restart_attempts: int = attrs.field(default=5, validator=_positive)
 
 
 @attrs.frozen

@@ -13,7 +13,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
-from domain.errors import DomainError, TooManyRequests, Unauthenticated
+from domain.errors import DomainError, TooManyRequests, Unauthenticated, Unavailable
+from domain.stores.availability import unavailable_service
 from handlers.keys import REQUEST_ID, SETTINGS
 
 log = logging.getLogger("labhub.errors")
@@ -71,6 +72,8 @@ def problem_response(
 
 
 _KEPT_HEADERS = ("Content-Range", "Retry-After", "WWW-Authenticate")
+SERVICE_NAMES = {"mongo": "the database (MongoDB)", "redis": "Redis", "s3": "the object store (S3)"}
+RETRY_AFTER_S = 5
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
@@ -105,6 +108,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             headers["Retry-After"] = str(exc.retry_after_s)
         if isinstance(exc, Unauthenticated):
             headers["WWW-Authenticate"] = 'Bearer realm="labhub"'
+        if isinstance(exc, Unavailable):
+            headers["Retry-After"] = str(RETRY_AFTER_S)
         if exc.status >= 500:
             log.exception("domain error", extra={"code": exc.code, "detail": exc.detail})
         return problem_response(
@@ -132,7 +137,21 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         )
     except (asyncio.CancelledError, ConnectionResetError):
         raise
-    except Exception:
+    except Exception as exc:
+        if service := unavailable_service(exc):
+            # a backing service is restarting or unreachable: the client may try again, nothing is wrong here
+            log.warning(
+                "service unavailable",
+                extra={"service": service, "path": request.path, "error": repr(exc)[:300]},
+            )
+            return problem_response(
+                request,
+                status=503,
+                code="unavailable",
+                detail=f"{SERVICE_NAMES[service]} cannot be reached right now; try again in a few seconds",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+                extra={"service": service},
+            )
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         return problem_response(
             request,

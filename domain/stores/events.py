@@ -192,8 +192,8 @@ class EventHub:
                         self._broadcast(stream, [_decode(raw_id, fields) for raw_id, fields in entries])
             except TimeoutError:
                 pass
-            except RedisError:
-                log.warning("event hub cannot read Redis; retrying", exc_info=True)
+            except RedisError as exc:
+                log.warning("event hub cannot read Redis; retrying", extra={"error": repr(exc)[:200]})
                 await asyncio.sleep(1)
             now = asyncio.get_running_loop().time()
             if now >= next_ping:
@@ -201,21 +201,27 @@ class EventHub:
                 next_ping = now + self._ping_s
 
     async def _admit_pending(self) -> None:
-        pending, self._pending = self._pending, []
-        for stream, subscriber in pending:
-            cursor = self._cursors.get(stream)
-            if cursor is None:
-                self._cursors[stream] = subscriber.last_id or "0-0"
-            elif stream_id(cursor) > stream_id(subscriber.last_id or "0-0"):
-                # others are further along: send this one what it has not seen, up to the cursor
-                backlog = await read_entries(self._redis, stream, subscriber.last_id or None, until=cursor)
-                if not self._deliver_all(subscriber, backlog):
-                    continue
-            elif stream_id(cursor) < stream_id(subscriber.last_id or "0-0"):
-                # it replayed further than the hub has read: hold it back until the hub catches up
-                self._ahead.setdefault(stream, set()).add(subscriber)
-                continue
-            self._subscribers.setdefault(stream, set()).add(subscriber)
+        while self._pending:
+            # taken off the list only once admitted: if Redis fails half-way, the rest wait for the next round
+            stream, subscriber = self._pending[0]
+            await self._admit(stream, subscriber)
+            if self._pending and self._pending[0][1] is subscriber:
+                self._pending.pop(0)
+
+    async def _admit(self, stream: str, subscriber: Subscriber) -> None:
+        cursor = self._cursors.get(stream)
+        if cursor is None:
+            self._cursors[stream] = subscriber.last_id or "0-0"
+        elif stream_id(cursor) > stream_id(subscriber.last_id or "0-0"):
+            # others are further along: send this one what it has not seen, up to the cursor
+            backlog = await read_entries(self._redis, stream, subscriber.last_id or None, until=cursor)
+            if not self._deliver_all(subscriber, backlog):
+                return
+        elif stream_id(cursor) < stream_id(subscriber.last_id or "0-0"):
+            # it replayed further than the hub has read: hold it back until the hub catches up
+            self._ahead.setdefault(stream, set()).add(subscriber)
+            return
+        self._subscribers.setdefault(stream, set()).add(subscriber)
 
     def _forget_idle_streams(self) -> None:
         for stream in [s for s in self._cursors if not self._subscribers.get(s) and not self._ahead.get(s)]:

@@ -6,6 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 class RedisStore:
@@ -24,10 +28,14 @@ class RedisStore:
 
 @asynccontextmanager
 async def open_redis(url: str, prefix: str, *, max_connections: int = 32) -> AsyncIterator[RedisStore]:
-    # a bounded pool that waits for a free connection instead of opening hundreds under a burst
+    # a bounded pool that waits for a free connection instead of opening hundreds under a burst; a
+    # command on a connection that a Redis restart closed is tried again on a new one (a few quick
+    # tries, then the error: a Redis that is down answers 503 at once instead of holding requests)
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=10, socket_connect_timeout=5, health_check_interval=30
-    )
+        url, max_connections=max_connections, timeout=10, socket_connect_timeout=5, health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )  # fmt: skip
     client = aioredis.Redis(connection_pool=pool)
     try:
         await client.ping()

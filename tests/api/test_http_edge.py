@@ -108,5 +108,11 @@ async def test_ready_is_503_naming_what_is_down(aiohttp_client, services, tmp_pa
         assert body["checks"]["mongo"] == "ok"
         assert "redis" in body["detail"]
         assert (await client.get("/health")).status == 200
+        # what needs Redis answers 503 naming it, with a time to come back; never a 500
+        login = await client.post("/api/auth/login", json={"email": "a@lab.example", "password": "whatever"})
+        refused = await problem(login, 503)
+        assert refused["code"] == "unavailable"
+        assert refused["service"] == "redis"
+        assert int(login.headers["Retry-After"]) > 0
     finally:
         own.stop()
