@@ -312,8 +312,10 @@ class Scheduler:
         if running is None:
             yield None
             return
+        # set before waiting for the lock: the worker's events are dropped from now on rather than
+        # queued behind a status change that may wait out an outage
+        running.worker_done = True
         async with running.progress_lock:
-            running.worker_done = True
             yield running
 
     async def _finish(
@@ -516,8 +518,10 @@ class Scheduler:
             stage=str(payload.get("stage", "")), done=payload.get("done"), total=payload.get("total"),
             message=str(payload.get("message", "")),
         )  # fmt: skip
+        if from_worker and running.worker_done:
+            return
         async with running.progress_lock:
-            if from_worker and running.worker_done:
+            if from_worker and running.worker_done:  # the status changed while this waited
                 return
             running.progress = progress
             snapshot = job_snapshot(attrs.evolve(job, progress=progress))
