@@ -111,27 +111,42 @@ async def test_a_killed_service_comes_back_and_the_job_ends_once(tmp_path, servi
                                 files={"file": ("a.txt", b"kept through the outage")})
             ).json()  # fmt: skip
 
+            killed_at: list[float] = []
+
+            def kill() -> int:
+                pid = service_pids(tmp_path)[service]
+                killed_at.append(time.time())
+                os.kill(pid, signal.SIGKILL)
+                return pid
+
+            async def restarted(old: int) -> None:
+                async def check() -> bool:
+                    return service_pids(tmp_path)[service] != old
+
+                await wait_for(check, 120, f"{service} restarted")
+
             if service == "s3":
-                # a real ingestion: its Parquet goes to S3 while the worker parses, and at the commit
-                rows = "".join(f"{i},{i * 0.25},{i % 7},{i * 3}\n" for i in range(600_000))
-                batch = await http.post(
-                    f"/api/projects/{project['id']}/ingestions", headers=headers,
-                    files={"files": ("big.csv", ("a,b,c,d\n" + rows).encode())},
+                # a plot of a dataset, queued as S3 goes down: its prepare reads the dataset's Parquet
+                # from S3 and its commit stores the image there, both into the outage
+                dataset_id = await ingested_dataset(http, project["id"], headers)
+                killed = kill()
+                plot = await http.post(
+                    f"/api/datasets/{dataset_id}/visualizations", headers=headers,
+                    json={"kind": "line", "x": "a", "y": ["b"]},
                 )  # fmt: skip
-                assert batch.status_code == 202, batch.text
-                job_id = batch.json()["jobs"][0]["id"]
+                assert plot.status_code == 202, plot.text
+                job_id = plot.json()["job_id"]
+                watcher = Watcher(http, job_id, headers)
+                watching = asyncio.create_task(watcher.run())
             else:
                 job_id = await queue_test_job(tmp_path, project["id"], user["id"], steps=120, delay=0.1)
-
-            watcher = Watcher(http, job_id, headers)
-            watching = asyncio.create_task(watcher.run())
-            if service != "s3":
+                watcher = Watcher(http, job_id, headers)
+                watching = asyncio.create_task(watcher.run())
                 await wait_for(
                     lambda: asyncio.sleep(0, result=any(e.event == "progress" for e in watcher.events)),
                     120, "the job reports progress",
                 )  # fmt: skip
-            # (an ingestion parses in well under a second here: S3 goes down as soon as the upload is
-            # stored, so that the Parquet uploads during the parse and the commit run into the outage)
+                killed = kill()
             poller = Poller(http, [
                 ("GET", "/ready", {}),
                 ("GET", f"/api/jobs/{job_id}", {"headers": headers}),
@@ -140,19 +155,11 @@ async def test_a_killed_service_comes_back_and_the_job_ends_once(tmp_path, servi
                 ("GET", f"/api/documents/{document['id']}/content", {"headers": headers}),
             ])  # fmt: skip
             polling = asyncio.create_task(poller.run())
-
             # killed three times, each time as soon as it is back: the supervisor's back-off grows
             # (0.5, 1, 2 s), so the outage lasts seconds and the job's steps run into it
-            killed_at = []
-            for _ in range(KILLS):
-                killed_pid = service_pids(tmp_path)[service]
-                killed_at.append(time.time())
-                os.kill(killed_pid, signal.SIGKILL)
-
-                async def restarted(old: int = killed_pid) -> bool:
-                    return service_pids(tmp_path)[service] != old
-
-                await wait_for(restarted, 120, f"{service} restarted")
+            await restarted(killed)
+            for _ in range(KILLS - 1):
+                await restarted(kill())
 
             async def ready() -> bool:
                 return (await http.get("/ready")).status_code == 200
@@ -190,6 +197,22 @@ async def test_a_killed_service_comes_back_and_the_job_ends_once(tmp_path, servi
         assert all(any(a <= stream_id(i)[0] <= b for a, b in windows) for i in lost), (lost, windows)
     else:
         assert not lost
+
+
+async def ingested_dataset(http: httpx.AsyncClient, project_id: str, headers: dict[str, str]) -> str:
+    csv = "a,b\n" + "".join(f"{i},{i * 0.5}\n" for i in range(5000))
+    batch = await http.post(
+        f"/api/projects/{project_id}/ingestions", headers=headers, files={"files": ("run.csv", csv.encode())}
+    )
+    assert batch.status_code == 202, batch.text
+    job_id = batch.json()["jobs"][0]["id"]
+
+    async def done() -> bool:
+        return (await http.get(f"/api/jobs/{job_id}", headers=headers)).json()["status"] == "succeeded"
+
+    await wait_for(done, 120, "the dataset is ingested")
+    job = (await http.get(f"/api/jobs/{job_id}", headers=headers)).json()
+    return str(job["result"]["dataset_id"])
 
 
 async def stored_ids(redis_url: str, job_id: str) -> list[str]:
