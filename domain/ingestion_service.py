@@ -373,19 +373,25 @@ class IngestionService:
             stored = await follower.stop()
             unused = [key for key in stored if not await self._datasets.uses_key(key)]
             await self._objects.delete(unused)
-        for work in self._files.work.glob(f"{job.id}-*"):
-            shutil.rmtree(work, ignore_errors=True)
+        for attempt in range(
+            1, job.attempt + 1
+        ):  # this attempt's and older ones' (a crash left them), never a newer one's
+            shutil.rmtree(self._files.work_dir(job.id, attempt), ignore_errors=True)
         await self._release(job.params["file"]["sha256"])
 
     async def _release(self, sha256: str) -> None:
-        """A spooled upload goes once no queued or running job still needs it."""
-        if sha256 not in self._uploads and not await self._job_store.active_with(
-            INGEST_KIND, "params.file.sha256", sha256
+        """A spooled upload goes once no upload request holds it and no queued or running job needs it."""
+        if (
+            sha256 not in self._uploads
+            and not self._files.held(sha256)
+            and not await self._job_store.active_with(INGEST_KIND, "params.file.sha256", sha256)
         ):
             self._files.spool_path(sha256).unlink(missing_ok=True)
 
     async def release_spool(self, files: list[SpooledFile]) -> None:
-        """After a refused upload: its spooled files are not kept (unless a job needs the same bytes)."""
+        """After an upload request, accepted or refused: its spooled files stay only while a job needs them."""
+        for spooled in files:
+            self._files.let_go(spooled.sha256)
         for spooled in files:
             await self._release(spooled.sha256)
 

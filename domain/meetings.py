@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from domain.clock import RANGE_MESSAGE, in_range
 from domain.errors import InvalidInput, field_error
 
 MAX_TITLE = 300
@@ -283,6 +284,8 @@ def query_moment(text: str | None, param: str, zone: tzinfo, *, end: bool = Fals
         else:
             moment = datetime.fromisoformat(value)
             moment = moment if moment.tzinfo else moment.replace(tzinfo=zone)
+        if not in_range(moment):
+            raise ValueError(RANGE_MESSAGE)
     except (ValueError, OverflowError):
         raise InvalidInput(
             f"{param}: expected a date (2026-03-01) or a date-time (2026-03-01T14:00:00Z)",

@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from domain.clock import RANGE_MESSAGE, in_range
 from domain.errors import InvalidInput, field_error
 from domain.pagination import clamp_limit
 
@@ -168,6 +169,8 @@ def _datetime(text: str, param: str, op: Op) -> tuple[Op, datetime]:
         raise _bad(
             param, "expected an ISO 8601 date or date-time, e.g. 2026-03-01 or 2026-03-01T12:00:00Z"
         ) from None
+    if not in_range(value):
+        raise _bad(param, RANGE_MESSAGE)
     date_only = len(text.strip()) == 10
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if date_only and op is Op.LTE:

@@ -202,8 +202,11 @@ class Scheduler:
                 except Exception as again:  # noqa: BLE001 - nothing is left to tell; the lease decides
                     _log_failure("could not record the job's failure", again, job_id=job.id)
         finally:
-            self._running.pop(job.id, None)
-            self._pool.clear_cancel(job.id)
+            # only this attempt's entry: a requeued job may have been claimed again already, and the
+            # new attempt's entry is what keeps its lease renewed
+            if self._running.get(job.id) is running:
+                del self._running[job.id]
+                self._pool.clear_cancel(job.id)
             self._wake.set()
             if kind is not None:
                 await asyncio.shield(self._cleanup(kind, job))

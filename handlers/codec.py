@@ -17,6 +17,7 @@ import cattrs
 from aiohttp import web
 from cattrs.preconf.json import make_converter
 
+from domain.clock import RANGE_MESSAGE, in_range
 from domain.errors import BadRequest, InvalidInput
 from handlers.keys import SETTINGS
 
@@ -47,9 +48,13 @@ converter.register_structure_hook(bool, _strict(bool, "true or false"))
 def _date(value: object, _type: type) -> date:
     if isinstance(value, str) and len(value) == 10:
         try:
-            return date.fromisoformat(value)
+            parsed = date.fromisoformat(value)
         except ValueError:
             pass
+        else:
+            if not in_range(parsed):
+                raise ValueError(RANGE_MESSAGE)
+            return parsed
     raise ValueError("expected a date such as 2026-03-01")
 
 
@@ -62,23 +67,34 @@ def _datetime(value: object, _type: type) -> datetime:
         else:
             if parsed.tzinfo is None:
                 raise ValueError("needs a timezone: end it with Z or an offset such as +01:00")
+            if not in_range(parsed):
+                raise ValueError(RANGE_MESSAGE)
             return parsed
     raise ValueError("expected a date-time with a timezone, such as 2026-03-01T14:00:00+01:00")
 
 
-# times in JSON are ISO 8601 and carry their timezone (DESIGN §5); dates are plain calendar days
-converter.register_structure_hook(date, _date)
-converter.register_structure_hook(datetime, _datetime)
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _int64(text: str) -> int:
+    # checked before converting: Python refuses to convert more than 4300 digits (a ValueError),
+    # and MongoDB stores no integer past 64 bits
+    value = int(text) if len(text) <= 20 else INT64[1] + 1
+    if not INT64[0] <= value <= INT64[1]:
+        raise ValueError(f"the integer {text[:24]}{'...' if len(text) > 24 else ''} does not fit in 64 bits")
+    return value
+
 
 # query strings are text: numbers and booleans are parsed from it
 query_converter = make_converter(forbid_extra_keys=False)
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 def _query_int(value: object, _type: type) -> int:
-    try:
-        return int(str(value))
-    except ValueError:
-        raise ValueError("expected an integer") from None
+    text = str(value).strip()
+    if not _INTEGER.fullmatch(text):
+        raise ValueError("expected an integer")
+    return _int64(text)
 
 
 def _query_bool(value: object, _type: type) -> bool:
@@ -92,6 +108,12 @@ def _query_bool(value: object, _type: type) -> bool:
 
 query_converter.register_structure_hook(int, _query_int)
 query_converter.register_structure_hook(bool, _query_bool)
+
+# times in JSON are ISO 8601 and carry their timezone (DESIGN §5); dates are plain calendar days;
+# both within clock.YEARS, in bodies and in query strings alike
+for _converter in (converter, query_converter):
+    _converter.register_structure_hook(date, _date)
+    _converter.register_structure_hook(datetime, _datetime)
 
 
 def _describe(exc: BaseException, type_: Any) -> str:
@@ -130,7 +152,6 @@ _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _NESTING = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-INT64 = (-(2**63), 2**63 - 1)
 
 
 def nests_deeper_than(raw: bytes, limit: int) -> bool:
@@ -140,15 +161,6 @@ def nests_deeper_than(raw: bytes, limit: int) -> bool:
         return False  # it cannot nest deeper than it has brackets: nearly every body stops here
     brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
     return any(depth > limit for depth in itertools.accumulate(_NESTING[b] for b in brackets))
-
-
-def _int64(text: str) -> int:
-    # checked before converting: Python refuses to convert more than 4300 digits (a ValueError),
-    # and MongoDB stores no integer past 64 bits
-    value = int(text) if len(text) <= 20 else INT64[1] + 1
-    if not INT64[0] <= value <= INT64[1]:
-        raise ValueError(f"the integer {text[:24]}{'...' if len(text) > 24 else ''} does not fit in 64 bits")
-    return value
 
 
 def _finite(text: str) -> float:

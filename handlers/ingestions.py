@@ -117,10 +117,10 @@ async def create_ingestions(request: web.Request) -> web.Response:
     files: list[SpooledFile] = []
     try:
         options = await read_upload(request, files)
-    except BaseException:
+        batch = await service.accept(actor, request.match_info["pid"], options, files)
+    finally:
+        # refused or accepted, the request lets go of its spooled files: its jobs hold them now
         await service.release_spool(files)
-        raise
-    batch = await service.accept(actor, request.match_info["pid"], options, files)
     return json_response(batch, status=202)
 
 

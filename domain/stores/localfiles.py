@@ -8,6 +8,7 @@ import os
 import shutil
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
@@ -44,6 +45,9 @@ class LocalFiles:
         self.work = root / "work"
         self.cache = root / "cache"
         self.cache_bytes = cache_bytes
+        # spooled files an upload request still holds (it has not queued its jobs yet): same bytes,
+        # same file, so another upload's finished job must not remove them from under it
+        self._holds: Counter[str] = Counter()
         for directory in (self.spool, self.work, self.cache):
             directory.mkdir(parents=True, exist_ok=True)
 
@@ -94,6 +98,7 @@ class LocalFiles:
                 os.utime(final)
             else:
                 temporary.rename(final)
+            self._holds[digest.hexdigest()] += 1  # no await since the file took its name: nothing ran between
         except BaseException:
             if previous is not None:
                 await asyncio.gather(previous, return_exceptions=True)
@@ -103,6 +108,15 @@ class LocalFiles:
 
     def spool_path(self, sha256: str) -> Path:
         return self.spool / sha256
+
+    def let_go(self, sha256: str) -> None:
+        """The upload request that spooled these bytes is done with them (its jobs hold them now)."""
+        self._holds[sha256] -= 1
+        if self._holds[sha256] <= 0:
+            del self._holds[sha256]
+
+    def held(self, sha256: str) -> bool:
+        return self._holds[sha256] > 0
 
     def work_dir(self, job_id: str, attempt: int) -> Path:
         return self.work / f"{job_id}-{attempt}"

@@ -189,3 +189,30 @@ async def test_file_names_with_paths_and_line_breaks_are_harmless(client, team, 
     assert "\r" not in download.headers["Content-Disposition"]
     assert "\n" not in download.headers["Content-Disposition"]
     assert await download.read() == b"data"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/api/engagement/summary?project_id={pid}&to=0001-01-01",
+        "/api/engagement/summary?project_id={pid}&from=9999-12-31&to=9999-12-31",
+        "/api/projects/{pid}/records?created_at__lte=9999-12-31",
+        "/api/projects/{pid}/records?created_at__gte=0001-01-01T00:00:00%2B14:00",
+        "/api/projects/{pid}/meetings?from=0001-01-01T00:00:00%2B05:00",
+        "/api/projects/{pid}/meetings?to=9999-12-31",
+        "/api/documents/{doc}/content?version=9223372036854775808",
+        "/api/projects/{pid}/records?limit=99999999999999999999999",
+    ],
+)
+async def test_dates_and_numbers_at_the_edges_of_python_are_4xx(client, team, query):
+    """Found by the fuzzer: a day added to 9999-12-31, a time zone applied to year 1, an integer
+    MongoDB cannot hold were 500s. Dates are accepted within clock.YEARS, integers within 64 bits."""
+    created = await client.post(
+        f"/api/projects/{team.project_id}/documents",
+        data=file_form(b"v1", "a.txt"),
+        headers=team.lead.headers,
+    )
+    url = query.format(pid=team.project_id, doc=(await created.json())["id"])
+    response = await client.get(url, headers=team.lead.headers)
+    assert 400 <= response.status < 500, (url, response.status, await response.text())
+    await problem(response, response.status)

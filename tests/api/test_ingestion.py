@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
@@ -14,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from handlers.keys import MONGO, OBJECTS
+from handlers.keys import INGESTIONS, LOCAL_FILES, MONGO, OBJECTS
 from server import create_app
 from tests.conftest import job_settings, problem, wait_until
 from tests.sse_client import read_events
@@ -302,3 +303,65 @@ async def test_dataset_list_filters_and_dataset_delete(client, team):
     await problem(await client.delete(f"/api/datasets/{target}", headers=team.viewer.headers), 403)
     assert (await client.delete(f"/api/datasets/{target}", headers=team.member.headers)).status == 204
     assert len((await (await client.get(url, headers=team.viewer.headers)).json())["items"]) == 1
+
+
+async def test_an_upload_keeps_its_spooled_bytes_while_another_ingestion_of_them_ends(client, team):
+    """Found by the fuzzer: the same bytes uploaded twice share one spool file, and the first
+    ingestion's end removed it while the second request was still reading its body, so the second
+    had nothing left to store (a 503 and a traceback)."""
+    content = b"t,v\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(200))
+    sha = hashlib.sha256(content).hexdigest()
+    spool = client.app[LOCAL_FILES].spool_path(sha)
+    boundary = "HeldOpen"
+    first_part = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="held.csv"\r\n'
+            "Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}\r\n".encode()
+    )
+    # the request stops in the middle of its second file (aiohttp reads a part one read ahead, so the
+    # second file trickles in until the first one is spooled)
+    second_part = b'Content-Disposition: form-data; name="files"; filename="other.csv"\r\n\r\nx,y\n'
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(
+        f"POST /api/projects/{team.project_id}/ingestions HTTP/1.1\r\nHost: labhub\r\n"
+        f"Authorization: {team.member.headers['Authorization']}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()
+    )
+
+    async def send(data: bytes) -> None:
+        writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+        await writer.drain()
+
+    await send(first_part + second_part)
+
+    async def first_file_spooled() -> bool:
+        if not spool.exists():
+            await send(b"1,2\n" * 64)
+        return spool.exists()
+
+    await wait_until(first_file_spooled)
+
+    # meanwhile the same bytes are ingested start to end and that ingestion is deleted (so S3 holds
+    # them no more), and its job's cleanup lets go of the spool file
+    [entry] = (await (await ingest(client, team, [("same.csv", content, "text/csv")])).json())["jobs"]
+    assert (await finished(client, team, entry["id"]))["status"] == "succeeded"
+    deleted = await client.delete(f"/api/ingestions/{entry['id']}", headers=team.member.headers)
+    assert deleted.status == 204
+    assert await client.app[OBJECTS].keys("raw/" + sha) == []
+    await client.app[INGESTIONS]._release(sha)
+    assert spool.exists(), "a request still reading its body holds its spooled files"
+
+    await send(b"1,2\n" + f"\r\n--{boundary}--\r\n".encode())
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 60)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 202"), answer[:500]
+    jobs = json.loads(answer.split(b"\r\n\r\n", 1)[1])["jobs"]
+    held = next(job for job in jobs if job["file"] == "held.csv")
+    assert (await finished(client, team, held["id"]))["status"] == "succeeded"
+    await wait_until(lambda: asyncio.sleep(0, result=not spool.exists()))  # gone once no job needs it
