@@ -46,6 +46,7 @@ FUZZ_ENV = {
     "LABHUB_AUTH_ARGON2_MEMORY_KIB": "1024",
     "LABHUB_AUTH_ARGON2_PARALLELISM": "1",
     "LABHUB_AUTH_LOGIN_FREE_ATTEMPTS": "1000000",
+    "LABHUB_AUTH_ACCESS_TTL_S": "86400",  # a long --max-time run outlives a 15-minute token
     "LABHUB_APP_LOG_LEVEL": "WARNING",
 }
 
