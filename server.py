@@ -79,6 +79,7 @@ from handlers import (
     users,
     visualizations,
 )
+from handlers.console import console_middleware, setup_console
 from handlers.errors import problem_middleware
 from handlers.keys import (
     ACCOUNTS,
@@ -381,7 +382,7 @@ def load_job_plugins(kinds: JobKinds, plugins: tuple[str, ...]) -> None:
 def create_app(settings: Settings) -> web.Application:
     """The whole application; tests build it the same way, with their own settings."""
     app = web.Application(
-        middlewares=[request_context_middleware, problem_middleware],
+        middlewares=[request_context_middleware, problem_middleware, console_middleware],
         client_max_size=settings.http.max_body_bytes,
     )
     app[SETTINGS] = settings
@@ -393,6 +394,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(close_event_streams)
     for module in ROUTE_MODULES:
         app.add_routes(module.routes)
+    setup_console(app)
     _setup_cors(app, settings.http.cors_origins)
     app.on_response_prepare.append(add_standard_headers)
     app[OPENAPI] = openapi.build_openapi(app, version=__version__)

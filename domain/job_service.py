@@ -6,8 +6,9 @@ import json
 import re
 from typing import Any
 
-from domain.errors import Conflict, InvalidInput, NotFound
+from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from domain.jobs import FINAL_STATUSES, Job, JobKinds, JobStatus
+from domain.pagination import Page, clamp_limit
 from domain.project_service import ProjectGate
 from domain.projects import Need, check_owner_or_lead
 from domain.stores.events import EventLog
@@ -99,6 +100,27 @@ class JobsService:
         await self._events.status(job)
         await self._events.wake()
         return job
+
+    async def list_jobs(
+        self, actor: User, *, everyone: bool, status: str | None, kind: str | None,
+        project_id: str | None, limit: int | None, cursor: str | None,
+    ) -> Page[Job]:  # fmt: skip
+        """The caller's jobs, newest first; heads may ask for everyone's (`everyone`)."""
+        if everyone and not actor.is_head:
+            raise Forbidden("only heads (GD, DH) can list everyone's jobs", code="not_head")
+        if status is not None and status not in {s.value for s in JobStatus}:
+            allowed = ", ".join(s.value for s in JobStatus)
+            raise InvalidInput(
+                f"status must be one of {allowed}",
+                errors=[{"path": "$.status", "message": f"must be one of {allowed}"}],
+            )
+        if project_id is not None:
+            project_id = (await self._gate.require(actor, project_id, Need.READ, allow_archived=True)).id
+        jobs, next_cursor = await self._store.list_page(
+            owner_id=None if everyone else actor.id, status=status, kind=kind, project_id=project_id,
+            limit=clamp_limit(limit), cursor=cursor,
+        )  # fmt: skip
+        return Page(jobs, next_cursor)
 
     async def get(self, actor: User, job_id: str, need: Need = Need.READ) -> Job:
         job = await self._store.get(job_id)

@@ -13,6 +13,7 @@ from domain.errors import Conflict, Forbidden, NotFound, field_error
 from domain.pagination import Page, clamp_limit
 from domain.projects import (
     Member,
+    MemberCandidate,
     MemberView,
     Need,
     Project,
@@ -31,6 +32,7 @@ from domain.stores.projects import ProjectStore
 from domain.stores.users import UserStore
 from domain.users import User
 
+CANDIDATE_LIMIT = 20  # people a member search shows at once
 log = logging.getLogger("labhub.projects")
 
 MAX_RETRIES = 8
@@ -200,6 +202,15 @@ class ProjectsService:
         project = await self._gate.require(actor, project_id, Need.READ)
         matching = await self._users.search_among([m.user_id for m in project.members], q)
         return Page(await self._views([m for m in project.members if m.user_id in matching]))
+
+    async def member_candidates(self, actor: User, project_id: str, q: str) -> Page[MemberCandidate]:
+        """People a lead can add: active users outside the project whose name or email starts with q."""
+        project = await self._gate.require(actor, project_id, Need.MANAGE)
+        q = q.strip()
+        if not q:
+            raise field_error("$.q", "type at least one character of a name or email")
+        found = await self._users.search_outside([m.user_id for m in project.members], q, CANDIDATE_LIMIT)
+        return Page([MemberCandidate(id=u.id, name=u.name, email=u.email) for u in found])
 
     async def add_member(self, actor: User, project_id: str, user_id: str, role: ProjectRole) -> MemberView:
         try:

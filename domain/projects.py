@@ -66,6 +66,15 @@ class ProjectChanges:
 
 
 @attrs.frozen
+class MemberCandidate:
+    """Someone a lead may add to the project (found by name or email)."""
+
+    id: str
+    name: str
+    email: str
+
+
+@attrs.frozen
 class MemberView:
     """A member with the user's name and email, as the members list shows it."""
 

@@ -19,6 +19,8 @@ from cattrs.v import transform_error
 
 ENV_PREFIX = "LABHUB_"
 CONFIG_PATH_VARIABLE = "LABHUB_CONFIG"
+# the launcher's own variables, which are not settings: the Python to use, the browser tests' Chromium
+LAUNCHER_VARIABLES = frozenset({CONFIG_PATH_VARIABLE, "LABHUB_PYTHON", "LABHUB_CHROMIUM"})
 SAMPLE_JWT_SECRET = "change-me-to-a-long-random-secret"  # noqa: S105 - the sample that must never run in production
 MIN_PRODUCTION_SECRET_BYTES = 32
 
@@ -273,7 +275,7 @@ def _env_value(raw: str, field_type: Any) -> object:
 
 def _apply_environment(data: dict[str, dict[str, Any]], environ: Mapping[str, str]) -> None:
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_PATH_VARIABLE:
+        if not name.startswith(ENV_PREFIX) or name in LAUNCHER_VARIABLES:
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         section = next((s for s in _SECTIONS if rest.startswith(s + "_")), None)

@@ -1,4 +1,10 @@
-"""/api/auth: register, login, refresh, logout, me, sse-ticket."""
+"""/api/auth: register, login, refresh, logout, me, sse-ticket.
+
+Two ways to hold a session (DESIGN §11). API clients get both tokens in the JSON body. A browser
+sends `X-LabHub-Session: cookie`: the refresh token then travels only in an HttpOnly, SameSite=Strict
+cookie scoped to /api/auth, and the body carries the access token alone. A cookie refresh without
+that header is refused, so a cross-site form (which cannot set headers) never spends the cookie.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,68 @@ import attrs
 from aiohttp import web
 
 from domain.auth import SseTicket, TokenPair
+from domain.errors import BadRequest, Unauthenticated
 from domain.users import User
 from handlers.codec import json_response, parse_body
+from handlers.errors import problem_response
 from handlers.identity import require_user
-from handlers.keys import ACCOUNTS, AUTH
+from handlers.keys import ACCOUNTS, AUTH, SETTINGS
 from handlers.openapi import doc
 
 routes = web.RouteTableDef()
+
+SESSION_HEADER = "X-LabHub-Session"
+REFRESH_COOKIE = "labhub_refresh"
+COOKIE_PATH = "/api/auth"
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+@attrs.frozen
+class BrowserSession:
+    """What a cookie session's login and refresh answer: the refresh token is in the cookie only."""
+
+    access_token: str
+    expires_in: int
+    token_type: str = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
+
+
+def wants_cookie(request: web.Request) -> bool:
+    return request.headers.get(SESSION_HEADER, "").strip().lower() == "cookie"
+
+
+def _session_response(request: web.Request, pair: TokenPair) -> web.Response:
+    if not wants_cookie(request):
+        return json_response(pair, headers=_NO_STORE)
+    response = json_response(
+        BrowserSession(access_token=pair.access_token, expires_in=pair.expires_in), headers=_NO_STORE
+    )
+    response.set_cookie(
+        REFRESH_COOKIE, pair.refresh_token, path=COOKIE_PATH, httponly=True, samesite="Strict",
+        secure=request.secure, max_age=request.app[SETTINGS].auth.refresh_ttl_s,
+    )  # fmt: skip
+    return response
+
+
+def _clear_cookie(request: web.Request, response: web.StreamResponse) -> None:
+    response.set_cookie(
+        REFRESH_COOKIE, "", path=COOKIE_PATH, httponly=True, samesite="Strict", secure=request.secure,
+        max_age=0, expires="Thu, 01 Jan 1970 00:00:00 GMT",
+    )  # fmt: skip
+
+
+async def _refresh_token_of(request: web.Request) -> str:
+    """The cookie's token when the client asked for a cookie session, else the body's."""
+    if wants_cookie(request):
+        token = request.cookies.get(REFRESH_COOKIE)
+        if not token:
+            raise Unauthenticated("no session cookie; sign in again", code="invalid_refresh_token")
+        return token
+    if REFRESH_COOKIE in request.cookies and not await request.read():
+        raise BadRequest(
+            f"a session cookie is only used with the header {SESSION_HEADER}: cookie",
+            code="session_header_required",
+        )
+    return (await parse_body(request, RefreshBody)).refresh_token
 
 
 @attrs.frozen
@@ -43,31 +104,47 @@ async def register(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/auth/login")
-@doc("Sign in: an access token (15 min) and a rotating refresh token", body=LoginBody,
-     response=TokenPair, auth="none")  # fmt: skip
+@doc("Sign in: an access token (15 min) and a rotating refresh token; with X-LabHub-Session: cookie "
+     "the refresh token is set as an HttpOnly cookie instead of returned", body=LoginBody,
+     response=TokenPair | BrowserSession, auth="none")  # fmt: skip
 async def login(request: web.Request) -> web.Response:
     body = await parse_body(request, LoginBody)
     pair = await request.app[AUTH].login(
         email=body.email, password=body.password, client=request.remote or "unknown"
     )
-    return json_response(pair, headers={"Cache-Control": "no-store"})
+    return _session_response(request, pair)
 
 
 @routes.post("/api/auth/refresh")
-@doc("Trade a refresh token for a new pair; a reused token ends its whole session family",
-     body=RefreshBody, response=TokenPair, auth="none")  # fmt: skip
+@doc("Trade a refresh token for a new pair; a reused token ends its whole session family. With "
+     "X-LabHub-Session: cookie the token comes from (and the new one goes to) the session cookie",
+     body=RefreshBody, response=TokenPair | BrowserSession, auth="none",
+     also={400: "a session cookie was sent without X-LabHub-Session: cookie"})  # fmt: skip
 async def refresh(request: web.Request) -> web.Response:
-    body = await parse_body(request, RefreshBody)
-    pair = await request.app[AUTH].refresh(body.refresh_token)
-    return json_response(pair, headers={"Cache-Control": "no-store"})
+    token = await _refresh_token_of(request)
+    try:
+        pair = await request.app[AUTH].refresh(token)
+    except Unauthenticated as exc:
+        if not wants_cookie(request):
+            raise
+        response = problem_response(
+            request, status=exc.status, code=exc.code, title=exc.title, detail=exc.detail,
+            headers={"WWW-Authenticate": 'Bearer realm="labhub"'},
+        )  # fmt: skip
+        _clear_cookie(request, response)  # a dead session's cookie is of no use to keep
+        return response
+    return _session_response(request, pair)
 
 
 @routes.post("/api/auth/logout")
-@doc("End the session the refresh token belongs to", body=RefreshBody, status=204, auth="none")
+@doc("End the session the refresh token belongs to (the cookie's, with X-LabHub-Session: cookie, "
+     "which is cleared)", body=RefreshBody, status=204, auth="none")  # fmt: skip
 async def logout(request: web.Request) -> web.Response:
-    body = await parse_body(request, RefreshBody)
-    await request.app[AUTH].logout(body.refresh_token)
-    return web.Response(status=204)
+    await request.app[AUTH].logout(await _refresh_token_of(request))
+    response = web.Response(status=204)
+    if wants_cookie(request):
+        _clear_cookie(request, response)
+    return response
 
 
 @routes.get("/api/auth/me")

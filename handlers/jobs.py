@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
+import attrs
 from aiohttp import web
 
 from domain.jobs import Job
-from handlers.codec import json_response
+from domain.pagination import Page
+from handlers.codec import json_response, parse_query
 from handlers.identity import require_sse_user, require_user
 from handlers.keys import JOBS
 from handlers.openapi import doc
 from handlers.sse import StreamEvent, StreamSource, stream_events
 
 routes = web.RouteTableDef()
+
+
+@attrs.frozen
+class JobQuery:
+    all: bool = False
+    status: str | None = None
+    kind: str | None = None
+    project_id: str | None = None
+    limit: int | None = None
+    cursor: str | None = None
+
+
+@routes.get("/api/jobs")
+@doc("Your jobs, newest first (heads: all=true for everyone's), by status, kind or project",
+     query=JobQuery, response=Page[Job])  # fmt: skip
+async def list_jobs(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    query = parse_query(request, JobQuery)
+    page = await request.app[JOBS].list_jobs(
+        actor, everyone=query.all, status=query.status, kind=query.kind, project_id=query.project_id,
+        limit=query.limit, cursor=query.cursor,
+    )  # fmt: skip
+    return json_response(page)
 
 
 @routes.get("/api/jobs/{id}")

@@ -155,11 +155,20 @@ PROBLEM_SCHEMA = {
 }
 
 
+NOT_API_ATTRIBUTE = "__labhub_not_api__"
+
+
+def not_api(handler: F) -> F:
+    """Mark a handler that is not part of the API (the console's static files)."""
+    setattr(handler, NOT_API_ATTRIBUTE, True)
+    return handler
+
+
 def documented_routes(app: web.Application) -> list[tuple[str, str, RouteDoc]]:
     """(path, method, doc) for every route a client can call; raises if one lacks @doc."""
     found = []
     for route in app.router.routes():
-        if route.method in {"HEAD", "*"}:
+        if route.method in {"HEAD", "*"} or getattr(route.handler, NOT_API_ATTRIBUTE, False):
             continue
         route_doc = getattr(route.handler, DOC_ATTRIBUTE, None)
         if route.method == "OPTIONS" and route_doc is None:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from domain.audit import AuditEvent
 from domain.pagination import Page
-from domain.projects import MemberView, Project, ProjectChanges, ProjectRole
+from domain.projects import MemberCandidate, MemberView, Project, ProjectChanges, ProjectRole
 from handlers.codec import json_response, parse_body, parse_query
 from handlers.identity import require_user
 from handlers.keys import PROJECTS
@@ -136,6 +136,17 @@ async def search_members(request: web.Request) -> web.Response:
     query = parse_query(request, MemberSearchQuery)
     return json_response(
         await request.app[PROJECTS].search_members(actor, request.match_info["pid"], query.q)
+    )
+
+
+@routes.get("/api/projects/{pid}/members/candidates")
+@doc("People who could be added (leads, heads): active users outside the project whose name or "
+     "email starts with q, at most 20", query=MemberSearchQuery, response=Page[MemberCandidate])  # fmt: skip
+async def member_candidates(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    query = parse_query(request, MemberSearchQuery)
+    return json_response(
+        await request.app[PROJECTS].member_candidates(actor, request.match_info["pid"], query.q)
     )
 
 

@@ -18,6 +18,7 @@ from domain.stores.pagination import find_page
 index("jobs", ("status", 1), ("created_at", 1), name="queue")
 index("jobs", ("status", 1), ("lease.expires_at", 1), name="leases")
 index("jobs", ("project_id", 1), ("kind", 1), ("created_at", -1), ("_id", -1), name="project_kind")
+index("jobs", ("owner_id", 1), ("created_at", -1), ("_id", -1), name="owner_newest")
 
 
 def _progress_doc(progress: Progress) -> Document:
@@ -238,6 +239,25 @@ class JobStore:
         self, project_id: str, kind: str, *, limit: int, cursor: str | None, extra: Document | None = None
     ) -> tuple[list[Job], str | None]:
         query: Document = {"project_id": ObjectId(project_id), "kind": kind, **(extra or {})}
+        docs, next_cursor = await find_page(
+            self._jobs, query, [("created_at", -1), ("_id", -1)], limit, cursor
+        )
+        return [from_document(Job, d) for d in docs], next_cursor
+
+    async def list_page(
+        self, *, owner_id: str | None, status: str | None, kind: str | None, project_id: str | None,
+        limit: int, cursor: str | None,
+    ) -> tuple[list[Job], str | None]:  # fmt: skip
+        """Jobs newest first: one owner's (None = everyone's), optionally of one status, kind, project."""
+        query: Document = {}
+        if owner_id is not None:
+            query["owner_id"] = ObjectId(owner_id)
+        if status is not None:
+            query["status"] = status
+        if kind is not None:
+            query["kind"] = kind
+        if project_id is not None:
+            query["project_id"] = ObjectId(project_id)
         docs, next_cursor = await find_page(
             self._jobs, query, [("created_at", -1), ("_id", -1)], limit, cursor
         )

@@ -67,6 +67,12 @@ class UserStore:
         query = {"_id": {"$in": [ObjectId(u) for u in user_ids]}, **_prefix_query(q)}
         return {str(doc["_id"]) async for doc in self._users.find(query, {"_id": 1})}
 
+    async def search_outside(self, user_ids: list[str], q: str, limit: int) -> list[User]:
+        """Active users not among user_ids whose name or email starts with q, by name."""
+        query = {"_id": {"$nin": [ObjectId(u) for u in user_ids]}, "active": True, **_prefix_query(q)}
+        cursor = self._users.find(query).sort([("name_lower", 1), ("_id", 1)]).limit(limit)
+        return [from_document(User, doc) async for doc in cursor]
+
     async def exists_email(self, email: str) -> bool:
         return await self._users.count_documents({"email": email}, limit=1) > 0
 

@@ -1,0 +1,424 @@
+"""The console in headless Chromium: the journeys of issue 12, each from a fresh browser context,
+with every page scanned by axe-core and photographed at desktop and phone size."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import openpyxl
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import PASSWORD, SIZES, Api, People, Server, screenshot, serve
+
+AXE = Axe()
+BLOCKING = {"serious", "critical"}
+
+
+def scan(page: Page, name: str) -> None:
+    """axe-core finds nothing serious or critical; a screenshot at this size is kept."""
+    page.wait_for_load_state("networkidle")
+    results = AXE.run(page)
+    bad = [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+        if v["impact"] in BLOCKING
+    ]
+    assert not bad, f"{name}: {bad}"
+    size = "phone" if page.viewport_size and page.viewport_size["width"] < 600 else "desktop"
+    screenshot(page, f"{name}-{size}")
+
+
+def sign_in(page: Page, base: str, email: str, password: str = PASSWORD) -> None:
+    page.goto(base + "/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+def csv_bytes(rows: int = 200) -> bytes:
+    lines = ["time,speed,label"] + [f"{i * 0.1:.1f},{(i * 7) % 50 + 0.5},{'ab'[i % 2]}" for i in range(rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def two_sheet_workbook() -> bytes:
+    book = openpyxl.Workbook()
+    book.active.title = "Runs"
+    book.active.append(["run", "thrust"])
+    for i in range(20):
+        book.active.append([i, i * 1.5])
+    book.create_sheet("Calibration").append(["sensor", "offset"])
+    book["Calibration"].append(["p1", 0.02])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+WIND_TUNNEL = (
+    b"Tunnel B, 2024-05-01\nOperator Z\n%Dyn, Alpha, Beta\n% CL, CD\n"
+    b"1.0, 2.0, 3.0, 4.0, 5.0\n2.0, 3.0, 4.0, 5.0, 6.0\n3.0, 4.0, 5.0, 6.0, 7.0\n"
+)
+
+
+def files(*named: tuple[str, bytes, str]) -> list[dict]:
+    return [{"name": n, "mimeType": t, "buffer": b} for n, b, t in named]
+
+
+def make_project(api: Api, lead: str, name: str, *members: tuple[str, str]) -> str:
+    headers = api.sign_in(lead)
+    project = api.call("POST", "/api/projects", headers, json={"name": name})
+    for user_id, role in members:
+        api.call("POST", f"/api/projects/{project['id']}/members", headers, json={"user_id": user_id, "role": role})
+    return project["id"]
+
+
+def job_rows(page: Page):
+    return page.locator("ul[aria-label='Ingestions'] .job")
+
+
+# -- (1) register and sign in ----------------------------------------------------------------------
+
+
+@pytest.mark.provokes_failed_loads("status of 422")  # a password too short, on purpose
+def test_a_student_registers_and_signs_in(console: Server, open_context):
+    for size in SIZES:
+        page = open_context(size).new_page()
+        page.goto(console.url + "/")
+        expect(page.get_by_role("heading", name="Sign in to LabHub")).to_be_visible()
+        scan(page, "sign-in")
+        page.get_by_role("link", name="Create a student account").click()
+        expect(page.get_by_role("heading", name="Create an account")).to_be_visible()
+        scan(page, "register")
+        page.get_by_label("Name").fill(f"Rita Register {size}")
+        page.get_by_label("Email").fill(f"rita-{size}@lab.test")
+        page.get_by_label("Password").fill("short")
+        page.get_by_role("button", name="Create account").click()
+        # the server's field error, tied to its field
+        expect(page.get_by_label("Password")).to_have_accessible_description(re.compile("must be at least 10"))
+        expect(page.get_by_label("Password")).to_have_attribute("aria-invalid", "true")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Create account").click()
+        expect(page.get_by_role("heading", name="Projects")).to_be_visible()
+        expect(page.get_by_role("link", name=re.compile("Rita Register"))).to_contain_text("student")
+        # students never see the admin pages
+        expect(page.get_by_role("link", name="Users")).to_have_count(0)
+        page.goto(console.url + "/admin/users")
+        expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+        page.goto(console.url + "/")
+        expect(page.get_by_text("No projects yet")).to_be_visible()
+        scan(page, "projects-empty")
+
+
+# -- (2) a lead's project: members, ingestion of three kinds of files, statistics, a plot --------------
+
+
+@pytest.mark.provokes_failed_loads("status of 409")  # the last lead may not step down
+def test_a_lead_ingests_files_and_plots_a_dataset(console: Server, api: Api, people: People, open_context):
+    page = open_context().new_page()
+    sign_in(page, console.url, people.lead)
+    page.get_by_role("button", name="New project").click()
+    page.get_by_label("Project name").fill("Wing section tests")
+    page.get_by_label("Description").fill("NACA 0012 in tunnel B")
+    page.get_by_role("button", name="Create project").click()
+    expect(page.get_by_role("heading", name="Wing section tests")).to_be_visible()
+    # add the student by searching people
+    student_name = api.call("GET", f"/api/users/{people.student_id}", api.sign_in(people.head))["name"]
+    page.get_by_label("Find people by name or email").fill(student_name[:6])
+    page.get_by_role("button", name="Search").click()
+    page.get_by_role("button", name=f"Add {student_name} as member").click()
+    expect(page.get_by_role("cell", name=student_name, exact=True)).to_be_visible()
+    # the last lead cannot step down: the server's refusal is shown
+    page.get_by_label(re.compile("^Role of Lena Lead")).select_option("member")
+    expect(page.get_by_role("alert")).to_contain_text("last lead")
+    scan(page, "project-overview")
+
+    page.get_by_role("link", name="Ingest").click()
+    page.get_by_label(re.compile("Choose files")).set_input_files(
+        files(
+            ("flow.csv", csv_bytes(), "text/csv"),
+            ("thrust.xlsx", two_sheet_workbook(), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+            ("tunnel.txt", WIND_TUNNEL, "text/plain"),
+        )
+    )
+    page.get_by_label("Profile for tunnel.txt").select_option("wind_tunnel")
+    page.get_by_label(re.compile("^Sheets of thrust.xlsx")).fill("Runs, Calibration")  # a row per sheet
+    page.get_by_label("Dataset type").fill("wind")
+    page.get_by_label("Tag").fill("campaign-1")
+    scan(page, "ingest-form")
+    page.get_by_role("button", name="Ingest 3 files").click()
+    expect(page.get_by_role("status").filter(has_text="queued")).to_contain_text("4 ingestions queued")
+    rows = job_rows(page)
+    expect(rows).to_have_count(4)  # the CSV, two sheets, the wind-tunnel file
+    for i in range(4):
+        expect(rows.nth(i)).to_have_attribute("data-status", "succeeded", timeout=120_000)
+    expect(page.locator("ul[aria-label='Ingestions']")).to_contain_text("sheet Calibration")
+    scan(page, "ingest-done")
+
+    rows.filter(has_text="flow.csv").get_by_role("link", name="Open dataset").click()
+    expect(page.get_by_role("heading", name="flow.csv")).to_be_visible()
+    stats = page.get_by_role("table", name="Statistics per column")
+    expect(stats.get_by_role("row", name=re.compile("^speed"))).to_contain_text("200")
+    expect(page.get_by_role("table", name=re.compile("^Rows 1–50 of 200"))).to_be_visible()
+    page.get_by_role("button", name="Next rows").click()
+    expect(page.get_by_role("table", name=re.compile("^Rows 51–100 of 200"))).to_be_visible()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    assert download.value.suggested_filename.endswith(".csv")
+    scan(page, "dataset")
+
+    page.get_by_label("Kind").select_option("histogram")
+    page.get_by_label("Column").select_option("speed")
+    page.get_by_label("Title").fill("Speed distribution")
+    page.get_by_role("button", name="Make plot").click()
+    image = page.get_by_role("img", name=re.compile("histogram plot: Speed distribution"))
+    expect(image).to_be_visible(timeout=120_000)
+    assert image.evaluate("img => img.naturalWidth") > 0
+    page.get_by_text("Spec (for reproducing this plot)").click()
+    expect(page.locator("pre.code").first).to_contain_text('"bins": 50')
+    scan(page, "dataset-plot")
+
+    page.get_by_role("link", name="Project datasets").click()
+    for tab in ("Datasets", "Plots"):
+        page.get_by_role("navigation", name="Project sections").get_by_role("link", name=tab).click()
+        expect(page.get_by_role("heading", name=tab, exact=True)).to_be_visible()
+        scan(page, f"project-{tab.lower()}")
+    expect(page.get_by_role("img", name=re.compile("Speed distribution"))).to_be_visible()
+
+
+# -- documents and records --------------------------------------------------------------------------
+
+
+@pytest.mark.provokes_failed_loads("status of 413", "status of 422")  # too big a document, a bad data key
+def test_documents_and_records(console: Server, api: Api, people: People, open_context):
+    pid = make_project(api, people.lead, "Paperwork")
+    page = open_context().new_page()
+    sign_in(page, console.url, people.lead)
+    page.goto(f"{console.url}/projects/{pid}/documents")
+    page.get_by_label("Upload documents (one or many)").set_input_files(
+        files(
+            ("protocol.txt", b"step 1\nstep 2\n", "text/plain"),
+            ("too-big.bin", b"\0" * (3 * 1024 * 1024), "application/octet-stream"),
+        )
+    )
+    uploads = page.get_by_role("list", name="Uploads")
+    expect(uploads.locator("li", has_text="protocol.txt")).to_contain_text("uploaded")
+    expect(uploads.locator("li", has_text="too-big.bin")).to_contain_text("failed")
+    expect(uploads.locator("li", has_text="too-big.bin")).to_contain_text("limit")
+    expect(page.get_by_text("protocol.txt").last).to_be_visible()
+    page.get_by_role("button", name="Versions of protocol.txt").click()
+    expect(page.get_by_role("table", name="Versions of protocol.txt")).to_contain_text("1")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download protocol.txt").click()
+    assert download.value.suggested_filename == "protocol.txt"
+    scan(page, "documents")
+
+    page.get_by_role("navigation", name="Project sections").get_by_role("link", name="Records").click()
+    page.get_by_role("button", name="New record").click()
+    page.get_by_label("Kind").first.fill("run")
+    page.get_by_label("Title").first.fill("Run 7")
+    page.get_by_label("Data (JSON object)").fill('{"$speed": 3}')
+    page.get_by_role("button", name="Create record").click()
+    expect(page.get_by_label("Data (JSON object)")).to_have_accessible_description(re.compile("keys must be"))
+    page.get_by_label("Data (JSON object)").fill('{"speed": 3, "angle": 4}')
+    page.get_by_role("button", name="Create record").click()
+    expect(page.get_by_role("cell", name="Run 7", exact=True)).to_be_visible()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export CSV").click()
+    assert "Run 7" in download.value.path().read_text()
+    scan(page, "records")
+
+
+# -- (3) the server dies in the middle of an ingestion ------------------------------------------------
+
+
+@pytest.mark.provokes_failed_loads("net::ERR_", "status of 503")  # the server is down for a while
+def test_an_ingestion_row_survives_a_server_restart(tmp_path, open_context):
+    server = serve(tmp_path / "restart")
+    try:
+        server.create_user("head@lab.test", "DH", "Hanna Head")
+        api = Api(server.url)
+        headers = api.sign_in("head@lab.test")
+        project = api.call("POST", "/api/projects", headers, json={"name": "Long runs"})
+        page = open_context().new_page()
+        sign_in(page, server.url, "head@lab.test")
+        page.goto(f"{server.url}/projects/{project['id']}/ingest")
+        rows = "\n".join(f"{i},{i * 0.5},{i % 7}" for i in range(1_500_000))
+        page.get_by_label(re.compile("Choose files")).set_input_files(
+            files(("long.csv", ("a,b,c\n" + rows + "\n").encode(), "text/csv"))
+        )
+        page.get_by_role("button", name="Ingest 1 file").click()
+        row = job_rows(page).first
+        expect(row).to_have_attribute("data-status", "running", timeout=60_000)
+        server.restart()  # SIGKILL mid-ingestion, then start again
+        expect(row).to_have_attribute("data-status", "succeeded", timeout=180_000)
+        expect(row.get_by_role("link", name="Open dataset")).to_be_visible()
+        assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # never reloaded
+    finally:
+        server.stop()
+
+
+# -- (4) meetings -----------------------------------------------------------------------------------
+
+
+def test_a_meeting_rsvp_attendance_and_ics(console: Server, api: Api, people: People, open_context):
+    pid = make_project(api, people.lead, "Weekly", (people.student_id, "member"))
+    lead = open_context().new_page()
+    sign_in(lead, console.url, people.lead)
+    lead.goto(f"{console.url}/projects/{pid}/meetings")
+    lead.get_by_role("button", name="New meeting").click()
+    lead.get_by_label("Title").fill("Progress review")
+    # started ten minutes ago, so attendance can be taken
+    lead.get_by_label("Starts").fill(lead.evaluate(
+        "(() => { const d = new Date(Date.now() - 600000); const p = (n) => String(n).padStart(2, '0');"
+        " return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`; })()"
+    ))
+    lead.get_by_label("Location").fill("Room 2.14")
+    lead.get_by_label(re.compile("^Sam Student")).check()
+    lead.get_by_role("button", name="Create meeting").click()
+    lead.get_by_role("link", name="Progress review").click()
+    expect(lead.get_by_role("heading", name="Progress review")).to_be_visible()
+    scan(lead, "meeting")
+
+    student = open_context().new_page()
+    sign_in(student, console.url, people.student)
+    student.goto(lead.url)
+    student.get_by_role("button", name="Yes").click()
+    expect(student.get_by_text("Your answer: yes")).to_be_visible()
+    expect(student.get_by_role("checkbox")).to_have_count(0)  # no attendance for members
+
+    lead.reload()
+    expect(lead.get_by_role("row", name=re.compile("Sam Student"))).to_contain_text("yes")
+    lead.get_by_role("group", name="Who was there").get_by_label(re.compile("Sam Student")).check()
+    lead.get_by_role("button", name="Save attendance").click()
+    expect(lead.get_by_text("Attendance saved.")).to_be_visible()
+    expect(lead.get_by_role("row", name=re.compile("Sam Student"))).to_contain_text("present")
+    with lead.expect_download() as download:
+        lead.get_by_role("button", name="Download .ics").click()
+    ics = download.value.path().read_text()
+    assert ics.startswith("BEGIN:VCALENDAR") and "Progress review" in ics
+
+
+# -- (5) engagement ---------------------------------------------------------------------------------
+
+
+def test_a_student_logs_time_and_the_lead_sees_it(console: Server, api: Api, people: People, open_context):
+    pid = make_project(api, people.lead, "Thesis", (people.student_id, "member"))
+    student = open_context("phone").new_page()
+    sign_in(student, console.url, people.student)
+    student.goto(f"{console.url}/projects/{pid}/engagement")
+    student.get_by_label("Minutes").fill("90")
+    student.get_by_label("Activity").select_option("analysis")
+    student.get_by_label("Notes").fill("fitted the drag polar")
+    student.get_by_role("button", name="Log time").click()
+    expect(student.get_by_role("status").filter(has_text="Logged")).to_contain_text("1 h 30 min")
+    expect(student.get_by_role("cell", name="fitted the drag polar", exact=True)).to_be_visible()
+    expect(student.get_by_text("Summary per student")).to_have_count(0)
+    scan(student, "engagement-student")
+
+    lead = open_context().new_page()
+    sign_in(lead, console.url, people.lead)
+    lead.goto(f"{console.url}/projects/{pid}/engagement")
+    expect(lead.get_by_role("row", name=re.compile("Sam Student"))).to_contain_text("1 h 30 min")
+    with lead.expect_download() as download:
+        lead.get_by_role("button", name="Export CSV").first.click()
+    assert "Sam Student" in download.value.path().read_text()
+    lead.get_by_role("button", name="Plot").click()
+    expect(lead.get_by_role("img", name=re.compile("plot"))).to_be_visible(timeout=120_000)
+    scan(lead, "engagement-lead")
+
+
+# -- (6) notifications --------------------------------------------------------------------------------
+
+
+def test_the_bell_counts_up_when_a_job_finishes(console: Server, api: Api, people: People, open_context):
+    pid = make_project(api, people.lead, "Bells")
+    page = open_context().new_page()
+    sign_in(page, console.url, people.lead)
+    page.get_by_role("link", name="Jobs").click()
+    bell = page.get_by_role("link", name=re.compile("^Notifications"))
+    expect(bell).to_have_attribute("aria-label", "Notifications, 0 unread")
+    headers = api.sign_in(people.lead)
+    api.call("POST", f"/api/projects/{pid}/ingestions", headers, files=[("files", ("x.csv", csv_bytes(5), "text/csv"))])
+    expect(bell).to_have_attribute("aria-label", "Notifications, 1 unread", timeout=120_000)
+    bell.click()
+    expect(page.get_by_text("finished").first).to_be_visible()
+    scan(page, "notifications")
+    page.get_by_role("button", name="Mark all read").click()
+    expect(bell).to_have_attribute("aria-label", "Notifications, 0 unread")
+    page.get_by_role("link", name="Jobs").click()
+    expect(page.locator(".job").first).to_have_attribute("data-status", "succeeded")
+    scan(page, "jobs")
+
+
+# -- (7) the session: reload, sign out, deactivation ---------------------------------------------------
+
+
+@pytest.mark.provokes_failed_loads("status of 401")  # the deactivated user's requests
+def test_the_session_survives_reload_and_ends_on_sign_out_or_deactivation(
+    console: Server, api: Api, people: People, open_context
+):
+    context = open_context()
+    page = context.new_page()
+    sign_in(page, console.url, people.student)
+    page.reload()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    # the refresh token is an HttpOnly, SameSite=Strict cookie on /api/auth; nothing in storage
+    cookie = next(c for c in context.cookies() if c["name"] == "labhub_refresh")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/api/auth"
+    assert "access" not in page.evaluate("JSON.stringify(localStorage) + JSON.stringify(sessionStorage)")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in to LabHub")).to_be_visible()
+    page.reload()
+    expect(page.get_by_role("heading", name="Sign in to LabHub")).to_be_visible()
+
+    sign_in(page, console.url, people.student)
+    head = api.sign_in(people.head)
+    api.call("PATCH", f"/api/users/{people.student_id}", head, json={"active": False})
+    page.get_by_role("link", name="Jobs").click()
+    expect(page.get_by_role("heading", name="Sign in to LabHub")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("session has ended")
+
+
+def test_heads_manage_users_and_see_the_system(console: Server, people: People, open_context):
+    page = open_context("phone").new_page()
+    sign_in(page, console.url, people.head)
+    page.get_by_role("link", name="Users").click()
+    page.get_by_label("Search by name or email").fill("Sam Student")
+    row = page.get_by_role("row", name=re.compile("Sam Student"))
+    expect(row).to_have_count(1)
+    row.get_by_role("combobox").select_option("researcher")
+    expect(page.get_by_role("status")).to_contain_text("is now researcher")
+    scan(page, "admin-users")
+    page.get_by_role("link", name="System").click()
+    expect(page.get_by_role("table", name="Worker pool size and its inputs")).to_contain_text("cpu_count")
+    scan(page, "admin-system")
+    page.get_by_role("link", name=re.compile("Hanna Head")).click()
+    expect(page.get_by_role("heading", name="My account")).to_be_visible()
+    scan(page, "account")
+
+
+# -- (8) hostile text ---------------------------------------------------------------------------------
+
+
+def test_hostile_text_shows_as_text_and_runs_nothing(console: Server, api: Api, people: People, open_context):
+    name = "<img src=x onerror=alert(1)>"
+    title = "</script><script>alert(2)</script>"
+    pid = make_project(api, people.lead, name)
+    headers = api.sign_in(people.lead)
+    api.call("POST", f"/api/projects/{pid}/records", headers,
+             json={"kind": "<b>bold</b>", "title": title, "data": {"note": "<svg onload=alert(3)>"}})  # fmt: skip
+    page = open_context().new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    sign_in(page, console.url, people.lead)
+    expect(page.get_by_role("link", name=name)).to_be_visible()
+    page.get_by_role("link", name=name).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(name)
+    page.get_by_role("navigation", name="Project sections").get_by_role("link", name="Records").click()
+    expect(page.get_by_role("cell", name=title, exact=True)).to_be_visible()
+    expect(page.get_by_text("<svg onload=alert(3)>", exact=False)).to_be_visible()
+    assert page.locator("img[src='x'], main script, main svg[onload], main b").count() == 0
+    assert dialogs == []

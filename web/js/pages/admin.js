@@ -1,0 +1,61 @@
+// Heads only: users (search, role, deactivate) and the system view.
+
+import { html, useState } from '../../vendor/htm-preact.js';
+import * as api from '../api.js';
+import { useSession } from '../session.js';
+import { ErrorNote, Input, Loading, Notice, PagedList, useAction, useLoad, usePaged } from '../ui.js';
+
+const ROLES = [['student', 'Student'], ['researcher', 'Researcher'], ['GD', 'Group director (GD)'], ['DH', 'Department head (DH)']];
+
+export function AdminUsers() {
+  const { user: me } = useSession();
+  const [q, setQ] = useState('');
+  const paged = usePaged((cursor) => api.get('/api/users', { q, cursor, limit: 25 }), [q]);
+  const { busy, error, run } = useAction();
+  const [message, setMessage] = useState('');
+  const change = (u, fields, said) => run(async () => {
+    const changed = await api.patch(`/api/users/${u.id}`, fields);
+    paged.setItems((all) => all.map((x) => (x.id === u.id ? changed : x)));
+    setMessage(said);
+  });
+  return html`<section>
+    <h1>Users</h1>
+    <form class="filters" role="search" onSubmit=${(e) => e.preventDefault()}><${Input} label="Search by name or email" type="search" value=${q} onInput=${setQ} /></form>
+    <${ErrorNote} error=${error} /><${Notice} text=${message} />
+    <${PagedList} paged=${paged} empty="Nobody matches.">
+      <div class="scroll"><table><caption class="visually-hidden">Users</caption>
+        <thead><tr><th scope="col">Name</th><th scope="col">Email</th><th scope="col">Role</th><th scope="col">Status</th><th scope="col">Actions</th></tr></thead>
+        <tbody>${paged.items.map((u) => html`<tr key=${u.id}>
+          <td>${u.name}</td><td>${u.email}</td>
+          <td><select aria-label=${`Role of ${u.name}`} value=${u.role} disabled=${busy || u.id === me.id} onChange=${(e) => change(u, { role: e.currentTarget.value }, `${u.name} is now ${e.currentTarget.value}.`)}>
+            ${ROLES.map(([v, t]) => html`<option value=${v} selected=${v === u.role}>${t}</option>`)}</select></td>
+          <td>${u.active ? 'active' : 'deactivated'}</td>
+          <td>${u.id !== me.id && (u.active
+            ? html`<button type="button" class="small danger" disabled=${busy} onClick=${() => change(u, { active: false }, `${u.name} was deactivated.`)} aria-label=${`Deactivate ${u.name}`}>Deactivate</button>`
+            : html`<button type="button" class="small secondary" disabled=${busy} onClick=${() => change(u, { active: true }, `${u.name} was reactivated.`)} aria-label=${`Reactivate ${u.name}`}>Reactivate</button>`)}</td>
+        </tr>`)}</tbody></table></div>
+    <//>
+  </section>`;
+}
+
+function Pairs({ caption, data }) {
+  return html`<table><caption>${caption}</caption><tbody>
+    ${Object.entries(data).map(([k, v]) => html`<tr key=${k}><th scope="row">${k}</th><td>${typeof v === 'object' ? JSON.stringify(v) : String(v)}</td></tr>`)}
+  </tbody></table>`;
+}
+
+export function AdminSystem() {
+  const system = useLoad(() => api.get('/api/system'), []);
+  if (system.loading && !system.data) return html`<${Loading} />`;
+  if (system.error) return html`<section><h1>System</h1><${ErrorNote} error=${system.error} /></section>`;
+  const s = system.data;
+  return html`<section>
+    <div class="heading"><h1>System</h1><button type="button" class="secondary" onClick=${system.reload}>Refresh</button></div>
+    <p class="meta">Instance ${s.instance_id} · worker pool ${s.pool.healthy ? 'healthy' : 'rebuilding'} (generation ${s.pool.generation}) · ${s.pool.running_jobs.length} running</p>
+    <div class="grid">
+      <${Pairs} caption="Worker pool size and its inputs" data=${s.pool.sizing} />
+      <${Pairs} caption="Jobs by status" data=${s.jobs} />
+      <${Pairs} caption="Versions" data=${s.versions} />
+    </div>
+  </section>`;
+}

@@ -1,0 +1,188 @@
+// Datasets (list, page with schema, statistics, rows, downloads) and plots (form from the schema,
+// live status, the image when ready, the spec for reproducibility).
+
+import { html, useEffect, useState } from '../../vendor/htm-preact.js';
+import * as api from '../api.js';
+import { Check, ErrorNote, Input, Link, Loading, PagedList, Select, bytes, day, useAction, useLoad, usePaged, when } from '../ui.js';
+import { JobRow } from './jobrow.js';
+
+const KINDS = [['line', 'Line'], ['scatter', 'Scatter'], ['histogram', 'Histogram'], ['bar', 'Bar'], ['box', 'Box'], ['heatmap', 'Heatmap']];
+const QUANTILE_KEYS = ['p01', 'p05', 'p25', 'p50', 'median', 'p75', 'p95', 'p99'];
+
+function fmt(value) {
+  if (value === null || value === undefined) return '—';
+  if (typeof value === 'number') return Number.isInteger(value) ? value.toLocaleString() : String(Number(value.toPrecision(6)));
+  if (typeof value === 'object') return JSON.stringify(value);
+  return String(value);
+}
+
+export function DatasetList({ project }) {
+  const [filters, setFilters] = useState({ dataset_type: '', tag: '' });
+  const paged = usePaged((cursor) => api.get(`/api/projects/${project.id}/datasets`, { ...filters, cursor, limit: 25 }), [project.id, filters.dataset_type, filters.tag]);
+  const set = (key) => (value) => setFilters((f) => ({ ...f, [key]: value }));
+  return html`<section aria-labelledby="datasets-h">
+    <h2 id="datasets-h">Datasets</h2>
+    <form class="filters" role="search" aria-label="Filter datasets" onSubmit=${(e) => e.preventDefault()}>
+      <${Input} label="Dataset type" value=${filters.dataset_type} onInput=${set('dataset_type')} />
+      <${Input} label="Tag" value=${filters.tag} onInput=${set('tag')} />
+    </form>
+    <${PagedList} paged=${paged} empty="No datasets yet: ingest files to make some.">
+      <div class="scroll"><table><caption class="visually-hidden">Datasets</caption>
+        <thead><tr><th scope="col">Name</th><th scope="col">Type</th><th scope="col">Tag</th><th scope="col">Rows</th><th scope="col">Columns</th><th scope="col">Created</th></tr></thead>
+        <tbody>${paged.items.map((d) => html`<tr key=${d.id}>
+          <td><${Link} href=${`/datasets/${d.id}`}>${d.name}${d.sheet ? ` — ${d.sheet}` : ''}<//></td>
+          <td>${d.dataset_type || '—'}</td><td>${d.tag || '—'}</td><td>${fmt(d.row_count)}</td><td>${d.columns}</td><td>${day(d.created_at)}</td></tr>`)}
+        </tbody></table></div>
+    <//>
+  </section>`;
+}
+
+function StatsTable({ dataset }) {
+  return html`<div class="scroll"><table><caption>Statistics per column</caption>
+    <thead><tr><th scope="col">Column</th><th scope="col">Kind</th><th scope="col">Count</th><th scope="col">Nulls</th><th scope="col">Min</th><th scope="col">Max</th><th scope="col">Mean</th><th scope="col">Std</th><th scope="col">Quantiles</th><th scope="col">Distinct / top</th></tr></thead>
+    <tbody>${dataset.schema.map((c) => {
+      const s = dataset.stats[c.name] || {};
+      const quantiles = QUANTILE_KEYS.filter((k) => k in s).map((k) => `${k} ${fmt(s[k])}`).join(', ');
+      const top = s.top ? `${fmt(s.distinct)} distinct; ${s.top.slice(0, 3).map((t) => `${t.value} (${t.count})`).join(', ')}` : (s.kind === 'bool' ? `true ${s.true}, false ${s.false}` : '—');
+      return html`<tr key=${c.name}><th scope="row">${c.name}</th><td>${s.kind || c.type}</td><td>${fmt(s.count)}</td><td>${fmt(s.nulls)}</td>
+        <td>${fmt(s.min)}</td><td>${fmt(s.max)}</td><td>${fmt(s.mean)}</td><td>${fmt(s.std)}</td><td>${quantiles || '—'}</td><td>${top}</td></tr>`;
+    })}</tbody></table></div>`;
+}
+
+function RowsTable({ caption, columns, rows }) {
+  return html`<div class="scroll"><table><caption>${caption}</caption>
+    <thead><tr>${columns.map((c) => html`<th scope="col" key=${c}>${c}</th>`)}</tr></thead>
+    <tbody>${rows.map((r, i) => html`<tr key=${i}>${columns.map((c) => html`<td key=${c}>${fmt(r[c])}</td>`)}</tr>`)}</tbody>
+  </table></div>`;
+}
+
+function PagedRows({ dataset }) {
+  const size = 50;
+  const [offset, setOffset] = useState(0);
+  const rows = useLoad(() => api.get(`/api/datasets/${dataset.id}/rows`, { offset, limit: size }), [dataset.id, offset]);
+  const data = rows.data;
+  return html`<section aria-labelledby="rows-h">
+    <h2 id="rows-h">Rows</h2>
+    <${ErrorNote} error=${rows.error} />
+    ${rows.loading && html`<${Loading} />`}
+    ${data && html`<${RowsTable} caption=${`Rows ${data.total ? offset + 1 : 0}–${Math.min(offset + size, data.total)} of ${data.total.toLocaleString()}`} columns=${data.columns} rows=${data.rows} />`}
+    <div class="row">
+      <button type="button" class="secondary" disabled=${offset === 0} onClick=${() => setOffset(Math.max(0, offset - size))}>Previous rows</button>
+      <button type="button" class="secondary" disabled=${!data || offset + size >= data.total} onClick=${() => setOffset(offset + size)}>Next rows</button>
+    </div>
+  </section>`;
+}
+
+export function PlotImage({ viz }) {
+  const [src, setSrc] = useState(null);
+  const [error, setError] = useState(null);
+  useEffect(() => {
+    let url = null;
+    let gone = false;
+    api.blobUrl(`/api/visualizations/${viz.id}/image`, { format: viz.spec.format })
+      .then((u) => { url = u; if (!gone) setSrc(u); }, setError);
+    return () => { gone = true; if (url) URL.revokeObjectURL(url); };
+  }, [viz.id]);
+  if (error) return html`<${ErrorNote} error=${error} />`;
+  if (!src) return html`<${Loading} what="Loading the image" />`;
+  const columns = [viz.spec.x, ...(viz.spec.y || [])].filter(Boolean).join(', ');
+  const alt = `${viz.spec.kind} plot${viz.spec.title ? `: ${viz.spec.title}` : ''}${columns ? ` of ${columns}` : ''}`;
+  return html`<img class="plot" src=${src} alt=${alt} />`;
+}
+
+function PlotCard({ viz, showDataset = false }) {
+  const [done, setDone] = useState(viz.status === 'succeeded');
+  return html`<li class="card plot-card">
+    ${showDataset && viz.dataset_id && html`<p><${Link} href=${`/datasets/${viz.dataset_id}`}>Open the plotted dataset<//></p>`}
+    <${JobRow} jobId=${viz.job_id} label=${`${viz.spec.kind} plot${viz.spec.title ? ` “${viz.spec.title}”` : ''}`}
+      initial=${{ status: viz.status, error: viz.error }}
+      onStatus=${(status) => setDone(status === 'succeeded')} />
+    ${done && html`<${PlotImage} viz=${viz} />`}
+    <details><summary>Spec (for reproducing this plot)</summary><pre class="code">${JSON.stringify({ dataset_id: viz.dataset_id, dataset_version: viz.dataset_version, spec: viz.spec, library_versions: viz.library_versions }, null, 2)}</pre></details>
+  </li>`;
+}
+
+function PlotForm({ dataset, onQueued }) {
+  const columns = dataset.schema.map((c) => [c.name, `${c.name}${c.unit ? ` [${c.unit}]` : ''} (${c.type})`]);
+  const [spec, setSpec] = useState({ kind: 'line', x: columns[0]?.[0] || '', y: columns[1]?.[0] || columns[0]?.[0] || '', group_by: '', bins: 50, title: '', width: 1000, height: 600, format: 'png' });
+  const { busy, error, run } = useAction();
+  const set = (key) => (value) => setSpec((s) => ({ ...s, [key]: value }));
+  const histogram = spec.kind === 'histogram';
+  const submit = (e) => {
+    e.preventDefault();
+    const body = {
+      kind: spec.kind, title: spec.title, width: Number(spec.width), height: Number(spec.height), format: spec.format,
+      // a histogram counts the values of its y columns; the other kinds draw y against x
+      ...(histogram ? { y: [spec.x], bins: Number(spec.bins) } : { x: spec.x || null, y: spec.y ? [spec.y] : [] }),
+      ...(spec.group_by ? { group_by: spec.group_by } : {}),
+    };
+    run(async () => onQueued(await api.post(`/api/datasets/${dataset.id}/visualizations`, body)));
+  };
+  const none = [['', '—']];
+  return html`<form class="card" onSubmit=${submit} aria-label="New plot">
+    <h3>New plot</h3>
+    <div class="row wrap">
+      <${Select} label="Kind" value=${spec.kind} onChange=${set('kind')} options=${KINDS} error=${error?.fieldError?.('kind')} />
+      <${Select} label=${histogram ? 'Column' : 'X'} value=${spec.x} onChange=${set('x')} options=${columns} error=${error?.fieldError?.('x')} />
+      ${!histogram && html`<${Select} label="Y" value=${spec.y} onChange=${set('y')} options=${[...none, ...columns]} error=${error?.fieldError?.('y')} />`}
+      <${Select} label="Group by" value=${spec.group_by} onChange=${set('group_by')} options=${[...none, ...columns]} error=${error?.fieldError?.('group_by')} />
+      ${histogram && html`<${Input} label="Bins" type="number" min="1" value=${spec.bins} onInput=${set('bins')} error=${error?.fieldError?.('bins')} />`}
+      <${Input} label="Title" value=${spec.title} onInput=${set('title')} error=${error?.fieldError?.('title')} />
+      <${Input} label="Width (px)" type="number" value=${spec.width} onInput=${set('width')} error=${error?.fieldError?.('width')} />
+      <${Input} label="Height (px)" type="number" value=${spec.height} onInput=${set('height')} error=${error?.fieldError?.('height')} />
+      <${Select} label="Format" value=${spec.format} onChange=${set('format')} options=${[['png', 'PNG'], ['svg', 'SVG']]} />
+    </div>
+    <${ErrorNote} error=${error} />
+    <button type="submit" disabled=${busy}>Make plot</button>
+  </form>`;
+}
+
+export function DatasetPage({ id }) {
+  const dataset = useLoad(() => api.get(`/api/datasets/${id}`), [id]);
+  const plots = usePaged(
+    (cursor) => (dataset.data ? api.get(`/api/projects/${dataset.data.project_id}/visualizations`, { dataset_id: id, cursor, limit: 10 }) : Promise.resolve({ items: [] })),
+    [id, dataset.data?.project_id],
+  );
+  const downloads = useAction();
+  if (dataset.loading) return html`<${Loading} />`;
+  if (dataset.error) return html`<section><h1>Dataset</h1><${ErrorNote} error=${dataset.error} /></section>`;
+  const d = dataset.data;
+  return html`<section>
+    <p class="crumbs"><${Link} href=${`/projects/${d.project_id}/datasets`}>Project datasets<//> /</p>
+    <h1>${d.name}${d.sheet ? ` — ${d.sheet}` : ''}</h1>
+    <p class="meta">${d.row_count.toLocaleString()} rows · ${d.schema.length} columns · ${d.dataset_type || 'no type'} · ${d.tag || 'no tag'} · from ${d.source.name} (${bytes(d.source.size)}) · ${when(d.created_at)}</p>
+    <div class="row wrap">
+      <button type="button" class="secondary" onClick=${() => downloads.run(() => api.download(`/api/datasets/${id}/download`, { format: 'parquet' }, `${d.name}.parquet`))}>Download Parquet</button>
+      <button type="button" class="secondary" onClick=${() => downloads.run(() => api.download(`/api/datasets/${id}/download`, { format: 'csv' }, `${d.name}.csv`))}>Download CSV</button>
+      <button type="button" class="secondary" onClick=${() => downloads.run(() => api.download(`/api/datasets/${id}/raw`, null, d.source.name))}>Download raw file</button>
+    </div>
+    <${ErrorNote} error=${downloads.error} />
+    <h2>Schema</h2>
+    <div class="scroll"><table><caption class="visually-hidden">Schema</caption>
+      <thead><tr><th scope="col">Column</th><th scope="col">Type</th><th scope="col">Unit</th></tr></thead>
+      <tbody>${d.schema.map((c) => html`<tr key=${c.name}><td>${c.name}</td><td>${c.type}</td><td>${c.unit || '—'}</td></tr>`)}</tbody>
+    </table></div>
+    <h2>Statistics</h2>
+    <${StatsTable} dataset=${d} />
+    ${d.warnings.length > 0 && html`<h2>Parse warnings</h2><ul>${d.warnings.map((w, i) => html`<li key=${i}>${w.message || JSON.stringify(w)}</li>`)}</ul>`}
+    <h2>First rows</h2>
+    <${RowsTable} caption="Sample" columns=${d.schema.map((c) => c.name)} rows=${d.sample.slice(0, 10)} />
+    <${PagedRows} dataset=${d} />
+    <h2>Plots</h2>
+    <${PlotForm} dataset=${d} onQueued=${(viz) => plots.setItems((all) => [viz, ...all])} />
+    <${PagedList} paged=${plots} empty="No plots of this dataset yet.">
+      <ul class="plain plots">${plots.items.map((v) => html`<${PlotCard} key=${v.id} viz=${v} />`)}</ul>
+    <//>
+  </section>`;
+}
+
+export function PlotList({ project }) {
+  const paged = usePaged((cursor) => api.get(`/api/projects/${project.id}/visualizations`, { cursor, limit: 10 }), [project.id]);
+  return html`<section aria-labelledby="plots-h">
+    <h2 id="plots-h">Plots</h2>
+    <p class="muted">Make a plot from a dataset's page.</p>
+    <${PagedList} paged=${paged} empty="No plots yet.">
+      <ul class="plain plots">${paged.items.map((v) => html`<${PlotCard} key=${v.id} viz=${v} showDataset=${true} />`)}</ul>
+    <//>
+  </section>`;
+}
