@@ -141,7 +141,9 @@ class Api:
         return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
     def register(self, email: str, name: str) -> dict[str, Any]:
-        response = self.http.post("/api/auth/register", json={"email": email, "password": PASSWORD, "name": name})
+        response = self.http.post(
+            "/api/auth/register", json={"email": email, "password": PASSWORD, "name": name}
+        )
         response.raise_for_status()
         return response.json()
 
@@ -204,7 +206,9 @@ class Watch:
     def attach(self, page: Page) -> None:
         self.pages.append(page)
         page.on("pageerror", lambda error: self.page_errors.append(str(error)))
-        page.on("console", lambda message: message.type == "error" and self.console_errors.append(message.text))
+        page.on(
+            "console", lambda message: message.type == "error" and self.console_errors.append(message.text)
+        )
 
     def check(self, *, failed_loads_allowed: tuple[str, ...]) -> None:
         """failed_loads_allowed: what a test provokes on purpose, e.g. ("413",) or ("net::ERR",)."""
@@ -237,7 +241,7 @@ def open_context(browser: Browser, watch: Watch, request: pytest.FixtureRequest)
     def make(size: str = "desktop") -> BrowserContext:
         context = browser.new_context(viewport=SIZES[size], accept_downloads=True)
         context.add_init_script(CSP_WATCH)
-        context.on("page", lambda page: watch.attach(page))
+        context.on("page", watch.attach)
         contexts.append(context)
         return context
 
@@ -256,4 +260,6 @@ def screenshot(page: Page, name: str) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "provokes_failed_loads(*tokens): the test causes these failed requests on purpose")
+    config.addinivalue_line(
+        "markers", "provokes_failed_loads(*tokens): the test causes these failed requests on purpose"
+    )

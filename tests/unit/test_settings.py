@@ -67,7 +67,9 @@ def test_json_list_in_environment():
 
 def test_the_launchers_own_variables_are_not_settings():
     environ = {"LABHUB_CHROMIUM": "/usr/bin/chromium", "LABHUB_PYTHON": "python3.12"}
-    assert load_settings(ROOT / "config.toml", environ=environ) == load_settings(ROOT / "config.toml", environ={})
+    assert load_settings(ROOT / "config.toml", environ=environ) == load_settings(
+        ROOT / "config.toml", environ={}
+    )
 
 
 @pytest.mark.parametrize(

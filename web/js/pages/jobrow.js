@@ -46,6 +46,11 @@ function stageText(progress) {
   return `${progress.stage || ''}${count}${progress.message ? ` · ${progress.message}` : ''}`;
 }
 
+function resultText(job) {
+  const rows = job.result?.rows;
+  return typeof rows === 'number' ? `${rows.toLocaleString()} rows` : '';
+}
+
 // label: what the row is (a file name, "plot of …"); extra: shown when done (links to results)
 export function JobRow({ jobId, label, initial, canChange = true, extra, onStatus }) {
   const { job, setJob, link } = useLiveJob(jobId, initial);
@@ -63,7 +68,7 @@ export function JobRow({ jobId, label, initial, canChange = true, extra, onStatu
       <${Status} status=${job.status} />
     </div>
     ${running && html`<${Progress} label=${`Progress of ${label}`} done=${progress?.done} total=${progress?.total} />`}
-    <p class="meta" aria-live="polite">${stageText(progress)}${running && link === 'reconnecting' ? ' · reconnecting…' : ''}${job.attempt > 1 ? ` · attempt ${job.attempt}` : ''}</p>
+    <p class="meta" aria-live="polite">${running ? stageText(progress) : resultText(job)}${running && link === 'reconnecting' ? ' · reconnecting…' : ''}${job.attempt > 1 ? ` · attempt ${job.attempt}` : ''}</p>
     ${job.status === 'failed' && job.error && html`<p class="note error" role="alert"><strong>${job.error.code}</strong>: ${job.error.message}</p>`}
     ${job.status === 'succeeded' && extra && extra(job)}
     <${ErrorNote} error=${error} />
