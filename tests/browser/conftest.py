@@ -195,7 +195,7 @@ document.addEventListener('securitypolicyviolation', (e) => {
 LOAD_FAILED = re.compile(r"^Failed to load resource")
 
 
-@attrs.define
+@attrs.define(slots=False)  # Playwright keeps a wrapper on the object whose method handles an event
 class Watch:
     """What went wrong in a page: uncaught errors, console errors, CSP violations."""
 
@@ -233,13 +233,13 @@ def watch() -> Watch:
 
 @pytest.fixture
 def open_context(browser: Browser, watch: Watch, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """open_context(size="desktop") → a fresh browser context whose pages are watched; checked at
+    """open_context(size="desktop", **options) → a fresh browser context whose pages are watched; checked at
     the end of the test. A test marked provokes_failed_loads("413", ...) may show the browser's
     "failed to load resource" lines that contain one of those tokens, and no others."""
     contexts: list[BrowserContext] = []
 
-    def make(size: str = "desktop") -> BrowserContext:
-        context = browser.new_context(viewport=SIZES[size], accept_downloads=True)
+    def make(size: str = "desktop", **options: Any) -> BrowserContext:
+        context = browser.new_context(viewport=SIZES[size], accept_downloads=True, **options)
         context.add_init_script(CSP_WATCH)
         context.on("page", watch.attach)
         contexts.append(context)

@@ -32,6 +32,9 @@ def scan(page: Page, name: str) -> None:
                 if v["impact"] in BLOCKING
             ]
             assert not bad, f"{name} at {size} size: {bad}"
+            # nothing wider than the screen: wide tables scroll inside their own box
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= viewport["width"], f"{name} at {size} size is {width} px wide"
             screenshot(page, f"{name}-{size}")
     finally:
         if before:
@@ -408,7 +411,7 @@ def test_the_session_survives_reload_and_ends_on_sign_out_or_deactivation(
 
 
 def test_heads_manage_users_and_see_the_system(console: Server, people: People, open_context):
-    page = open_context("phone").new_page()
+    page = open_context("phone", color_scheme="dark").new_page()  # and the dark theme passes axe too
     sign_in(page, console.url, people.head)
     page.get_by_role("link", name="Users").click()
     page.get_by_label("Search by name or email").fill(people.student)
@@ -423,6 +426,29 @@ def test_heads_manage_users_and_see_the_system(console: Server, people: People, 
     page.get_by_role("link", name=re.compile("Hanna Head")).click()
     expect(page.get_by_role("heading", name="My account")).to_be_visible()
     scan(page, "account")
+
+
+def test_the_keyboard_alone_signs_in_and_moves_around(console: Server, people: People, open_context):
+    page = open_context().new_page()
+    page.goto(console.url + "/")
+    expect(page.get_by_role("heading", name="Sign in to LabHub")).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Email")).to_be_focused()
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"  # visible focus
+    page.keyboard.type(people.lead)
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to content")
+    expect(skip).to_be_focused()
+    expect(skip).to_be_in_viewport()  # shown when focused
+    for _ in range(3):  # past the brand and Projects to Jobs
+        page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Jobs")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
 
 
 # -- (8) hostile text ---------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ export function AdminUsers() {
     <form class="filters" role="search" onSubmit=${(e) => e.preventDefault()}><${Input} label="Search by name or email" type="search" value=${q} onInput=${setQ} /></form>
     <${ErrorNote} error=${error} /><${Notice} text=${message} />
     <${PagedList} paged=${paged} empty="Nobody matches.">
-      <div class="scroll"><table><caption class="visually-hidden">Users</caption>
+      <div class="scroll" tabindex="0" role="region" aria-label="Users table"><table><caption class="visually-hidden">Users</caption>
         <thead><tr><th scope="col">Name</th><th scope="col">Email</th><th scope="col">Role</th><th scope="col">Status</th><th scope="col">Actions</th></tr></thead>
         <tbody>${paged.items.map((u) => html`<tr key=${u.id}>
           <td>${u.name}</td><td>${u.email}</td>

@@ -27,7 +27,7 @@ export function DatasetList({ project }) {
       <${Input} label="Tag" value=${filters.tag} onInput=${set('tag')} />
     </form>
     <${PagedList} paged=${paged} empty="No datasets yet: ingest files to make some.">
-      <div class="scroll"><table><caption class="visually-hidden">Datasets</caption>
+      <div class="scroll" tabindex="0" role="region" aria-label="Datasets table"><table><caption class="visually-hidden">Datasets</caption>
         <thead><tr><th scope="col">Name</th><th scope="col">Type</th><th scope="col">Tag</th><th scope="col">Rows</th><th scope="col">Columns</th><th scope="col">Created</th></tr></thead>
         <tbody>${paged.items.map((d) => html`<tr key=${d.id}>
           <td><${Link} href=${`/datasets/${d.id}`}>${d.name}${d.sheet ? ` — ${d.sheet}` : ''}<//></td>
@@ -38,7 +38,7 @@ export function DatasetList({ project }) {
 }
 
 function StatsTable({ dataset }) {
-  return html`<div class="scroll"><table><caption>Statistics per column</caption>
+  return html`<div class="scroll" tabindex="0" role="region" aria-label="Statistics table"><table><caption>Statistics per column</caption>
     <thead><tr><th scope="col">Column</th><th scope="col">Kind</th><th scope="col">Count</th><th scope="col">Nulls</th><th scope="col">Min</th><th scope="col">Max</th><th scope="col">Mean</th><th scope="col">Std</th><th scope="col">Quantiles</th><th scope="col">Distinct / top</th></tr></thead>
     <tbody>${dataset.schema.map((c) => {
       const s = dataset.stats[c.name] || {};
@@ -50,7 +50,7 @@ function StatsTable({ dataset }) {
 }
 
 function RowsTable({ caption, columns, rows }) {
-  return html`<div class="scroll"><table><caption>${caption}</caption>
+  return html`<div class="scroll" tabindex="0" role="region" aria-label=${caption}><table><caption>${caption}</caption>
     <thead><tr>${columns.map((c) => html`<th scope="col" key=${c}>${c}</th>`)}</tr></thead>
     <tbody>${rows.map((r, i) => html`<tr key=${i}>${columns.map((c) => html`<td key=${c}>${fmt(r[c])}</td>`)}</tr>`)}</tbody>
   </table></div>`;
@@ -158,7 +158,7 @@ export function DatasetPage({ id }) {
     </div>
     <${ErrorNote} error=${downloads.error} />
     <h2>Schema</h2>
-    <div class="scroll"><table><caption class="visually-hidden">Schema</caption>
+    <div class="scroll" tabindex="0" role="region" aria-label="Schema table"><table><caption class="visually-hidden">Schema</caption>
       <thead><tr><th scope="col">Column</th><th scope="col">Type</th><th scope="col">Unit</th></tr></thead>
       <tbody>${d.schema.map((c) => html`<tr key=${c.name}><td>${c.name}</td><td>${c.type}</td><td>${c.unit || '—'}</td></tr>`)}</tbody>
     </table></div>

@@ -32,7 +32,7 @@ export function useUploads() {
     form.append('file', file, file.name);
     try {
       const result = await api.upload(path, form, (loaded, total) => update(key, { loaded, total }));
-      update(key, { state: 'done', loaded: file.size });
+      setRows((all) => all.map((r) => (r.key === key ? { ...r, state: 'done', loaded: r.total } : r)));
       return result;
     } catch (error) {
       update(key, { state: 'failed', error: error.message });
@@ -47,11 +47,11 @@ function Versions({ doc }) {
   const items = versions.data ? (versions.data.items || versions.data) : [];
   return html`<div class="versions">
     <${ErrorNote} error=${versions.error} />
-    <table><caption>Versions of ${doc.name}</caption>
+    <div class="scroll" tabindex="0" role="region" aria-label=${`Versions of ${doc.name}`}><table><caption>Versions of ${doc.name}</caption>
       <thead><tr><th scope="col">Version</th><th scope="col">Name</th><th scope="col">Size</th><th scope="col">Uploaded</th><th scope="col">File</th></tr></thead>
       <tbody>${items.map((v) => html`<tr key=${v.version}><td>${v.version}</td><td>${v.name}</td><td>${bytes(v.size)}</td><td>${when(v.created_at)}</td>
         <td><button type="button" class="small secondary" onClick=${() => api.download(`/api/documents/${doc.id}/content`, { version: v.version }, v.name)} aria-label=${`Download version ${v.version} of ${doc.name}`}>Download</button></td></tr>`)}
-      </tbody></table>
+      </tbody></table></div>
   </div>`;
 }
 

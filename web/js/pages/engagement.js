@@ -54,12 +54,12 @@ function Summary({ pid }) {
       <button type="button" class="secondary" onClick=${makePlot}>Plot</button>
     </div>
     <${ErrorNote} error=${summary.error || action.error} />
-    ${s && html`<div class="scroll"><table><caption>Totals from ${s.start} to ${s.end}</caption>
+    ${s && html`<div class="scroll" tabindex="0" role="region" aria-label="Totals table"><table><caption>Totals from ${s.start} to ${s.end}</caption>
       <thead><tr><th scope="col">Student</th><th scope="col">Logged</th><th scope="col">Meetings attended</th><th scope="col">Missed</th><th scope="col">Uploads</th><th scope="col">Ingestions</th></tr></thead>
       <tbody>${s.students.map((t) => html`<tr key=${t.student_id}><th scope="row">${t.student_name}</th><td>${hours(t.minutes)}</td>
         <td>${t.meetings_attended}</td><td>${t.meetings_missed}</td><td>${t.uploads}</td><td>${t.ingestions}</td></tr>`)}</tbody></table></div>
       ${s.students.length === 0 && html`<p class="muted">Nothing logged in this range.</p>`}
-      <details><summary>Per ${group}</summary><div class="scroll"><table><caption class="visually-hidden">Per period</caption>
+      <details><summary>Per ${group}</summary><div class="scroll" tabindex="0" role="region" aria-label="Per period table"><table><caption class="visually-hidden">Per period</caption>
         <thead><tr><th scope="col">Student</th><th scope="col">Period</th><th scope="col">Logged</th></tr></thead>
         <tbody>${s.rows.filter((r) => r.minutes > 0).map((r, i) => html`<tr key=${i}><td>${r.student_name}</td><td>${r.period}</td><td>${hours(r.minutes)}</td></tr>`)}</tbody></table></div></details>`}
     ${plot && html`<ul class="plain"><li class="card"><${JobRow} jobId=${plot.job_id} label="Engagement plot" initial=${{ status: plot.status }} onStatus=${(st) => setPlotDone(st === 'succeeded')} />
@@ -84,7 +84,7 @@ export function Engagement({ project, access }) {
     ${access.manage && html`<${Summary} pid=${project.id} />`}
     <h3>${access.manage ? 'Entries' : 'My entries'}</h3>
     <${PagedList} paged=${entries} empty="No time logged yet.">
-      <div class="scroll"><table><caption class="visually-hidden">Time entries</caption>
+      <div class="scroll" tabindex="0" role="region" aria-label="Time entries table"><table><caption class="visually-hidden">Time entries</caption>
         <thead><tr><th scope="col">Day</th><th scope="col">Time</th><th scope="col">Activity</th><th scope="col">Notes</th><th scope="col">Actions</th></tr></thead>
         <tbody>${entries.items.map((e) => html`<tr key=${e.id}><td>${day(e.date)}</td><td>${hours(e.minutes)}</td><td>${e.activity}</td><td>${e.notes}</td>
           <td><button type="button" class="small danger" onClick=${() => remove(e)} aria-label=${`Delete the entry of ${day(e.date)}`}>Delete</button></td></tr>`)}</tbody>

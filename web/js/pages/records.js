@@ -79,7 +79,7 @@ export function Records({ project, access }) {
       <button type="button" class="secondary" onClick=${() => exportAs('jsonl')}>Export JSONL</button></div>
     <${ErrorNote} error=${exporter.error} />
     <${PagedList} paged=${paged} empty="No records match.">
-      <div class="scroll"><table>
+      <div class="scroll" tabindex="0" role="region" aria-label="Records table"><table>
         <caption class="visually-hidden">Records</caption>
         <thead><tr><th scope="col">Title</th><th scope="col">Kind</th><th scope="col">Tags</th><th scope="col">Data</th><th scope="col">Created</th>${access.write && html`<th scope="col">Actions</th>`}</tr></thead>
         <tbody>${paged.items.map((r) => html`<tr key=${r.id}>
