@@ -140,22 +140,12 @@ async def refresh(request: web.Request) -> web.Response:
 @doc("End the session the refresh token belongs to (the cookie's, with X-LabHub-Session: cookie, "
      "which is cleared)", body=RefreshBody, status=204, auth="none")  # fmt: skip
 async def logout(request: web.Request) -> web.Response:
-    await request.app[AUTH].logout(await _refresh_token_of(request))
-    response = web.Response(status=204)
     if wants_cookie(request):
+        token = request.cookies.get(REFRESH_COOKIE)
+        if token:
+            await request.app[AUTH].logout(token)
+        response = web.Response(status=204)  # signed out either way: the cookie goes
         _clear_cookie(request, response)
-    return response
-
-
-@routes.get("/api/auth/me")
-@doc("The signed-in user", response=User)
-async def me(request: web.Request) -> web.Response:
-    return json_response(await require_user(request))
-
-
-@routes.post("/api/auth/sse-ticket")
-@doc("A short-lived ticket (audience sse) for EventSource, which cannot send headers",
-     response=SseTicket)  # fmt: skip
-async def sse_ticket(request: web.Request) -> web.Response:
-    user = await require_user(request)
-    return json_response(request.app[AUTH].sse_ticket(user), headers={"Cache-Control": "no-store"})
+        return response
+    await request.app[AUTH].logout(await _refresh_token_of(request))
+    return web.Response(status=204)

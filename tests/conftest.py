@@ -25,6 +25,13 @@ S3_SECRET = "labhub-test-secret"
 PASSWORD = "correct horse battery"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The browser tests go last: Playwright's sync API (pytest-playwright) keeps an event loop
+    running in this thread from its first use to the end of the session, and pytest-asyncio cannot
+    start another one for the async tests after it."""
+    items.sort(key=lambda item: "/tests/browser/" in str(item.path).replace("\\", "/"))
+
+
 @pytest.fixture(scope="session")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceEndpoints]:
     """Real MongoDB-compatible, Redis and S3 servers on random ports, for the whole session."""

@@ -69,6 +69,7 @@ ROUTES = [
         fresh=True,
     ),
     Route("GET", "/api/projects/{pid}/members/search?q=e", "read"),
+    Route("GET", "/api/projects/{pid}/members/candidates?q=e", "manage"),
     Route("PATCH", "/api/projects/{pid}/members/{extra}", "manage", lambda _c: {"json": {"role": "viewer"}}),
     Route("DELETE", "/api/projects/{pid}/members/{extra}", "manage", fresh=True),
     Route("GET", "/api/projects/{pid}/audit", "manage"),
