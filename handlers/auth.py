@@ -149,3 +149,17 @@ async def logout(request: web.Request) -> web.Response:
         return response
     await request.app[AUTH].logout(await _refresh_token_of(request))
     return web.Response(status=204)
+
+
+@routes.get("/api/auth/me")
+@doc("The signed-in user", response=User)
+async def me(request: web.Request) -> web.Response:
+    return json_response(await require_user(request))
+
+
+@routes.post("/api/auth/sse-ticket")
+@doc("A short-lived ticket (audience sse) for EventSource, which cannot send headers",
+     response=SseTicket)  # fmt: skip
+async def sse_ticket(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    return json_response(request.app[AUTH].sse_ticket(user), headers={"Cache-Control": "no-store"})
