@@ -85,6 +85,15 @@ async def sign_up(client, role: str = "student") -> str:
     return email
 
 
+async def cookie_login(client) -> str:
+    """Sign a new user in as a browser does; the session cookie's value (the client's jar is emptied,
+    so each request below says which cookie it sends)."""
+    email = await sign_up(client)
+    login = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD}, headers=COOKIE)
+    client.session.cookie_jar.clear()
+    return cookie_of(login)["labhub_refresh"].value
+
+
 async def test_a_cookie_session_keeps_the_refresh_token_out_of_reach_of_scripts(client):
     email = await sign_up(client)
     login = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD}, headers=COOKIE)
@@ -103,10 +112,7 @@ async def test_a_cookie_session_keeps_the_refresh_token_out_of_reach_of_scripts(
 
 
 async def test_a_cookie_refresh_rotates_and_a_replayed_cookie_ends_the_family(client):
-    email = await sign_up(client)
-    login = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD}, headers=COOKIE)
-    first = cookie_of(login)["labhub_refresh"].value
-    client.session.cookie_jar.clear()
+    first = await cookie_login(client)
     refreshed = await client.post("/api/auth/refresh", headers=COOKIE, cookies={"labhub_refresh": first})
     assert refreshed.status == 200, await refreshed.text()
     assert "refresh_token" not in await refreshed.json()
@@ -124,10 +130,7 @@ async def test_a_cookie_refresh_rotates_and_a_replayed_cookie_ends_the_family(cl
 
 async def test_a_cookie_without_the_session_header_is_refused(client):
     """A cross-site form cannot set headers, so it can never spend the cookie."""
-    email = await sign_up(client)
-    login = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD}, headers=COOKIE)
-    token = cookie_of(login)["labhub_refresh"].value
-    client.session.cookie_jar.clear()
+    token = await cookie_login(client)
     refused = await client.post("/api/auth/refresh", cookies={"labhub_refresh": token})
     assert (await problem(refused, 400))["code"] == "session_header_required"
     still = await client.post("/api/auth/refresh", headers=COOKIE, cookies={"labhub_refresh": token})
@@ -138,10 +141,7 @@ async def test_a_cookie_without_the_session_header_is_refused(client):
 
 
 async def test_a_cookie_logout_ends_the_session_and_clears_the_cookie(client):
-    email = await sign_up(client)
-    login = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD}, headers=COOKIE)
-    token = cookie_of(login)["labhub_refresh"].value
-    client.session.cookie_jar.clear()
+    token = await cookie_login(client)
     out = await client.post("/api/auth/logout", headers=COOKIE, cookies={"labhub_refresh": token})
     assert out.status == 204
     cleared = cookie_of(out)["labhub_refresh"]
