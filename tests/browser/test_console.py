@@ -249,6 +249,31 @@ def test_documents_and_records(console: Server, api: Api, people: People, open_c
     scan(page, "records")
 
 
+def test_a_failed_ingestion_shows_its_code_and_can_be_retried(
+    console: Server, api: Api, people: People, open_context
+):
+    pid = make_project(api, people.lead, "Broken files")
+    page = open_context().new_page()
+    sign_in(page, console.url, people.lead)
+    page.goto(f"{console.url}/projects/{pid}/ingest")
+    page.get_by_label(re.compile("Choose files")).set_input_files(
+        files(("broken.xlsx", b"PK\x03\x04 this is not a workbook", "application/octet-stream"))
+    )
+    page.get_by_role("button", name="Ingest 1 file").click()
+    row = job_rows(page).first
+    expect(row).to_have_attribute("data-status", "failed", timeout=120_000)
+    error = row.get_by_role("alert")
+    expect(error).to_contain_text(
+        re.compile(r"^[a-z_]+: .{10,}")
+    )  # the code, then a message a person can act on
+    code = error.locator("strong").inner_text()
+    page.get_by_role("button", name="Retry broken.xlsx").click()
+    expect(row).to_contain_text("attempt 2", timeout=120_000)
+    expect(row).to_have_attribute("data-status", "failed", timeout=120_000)
+    expect(row.get_by_role("alert")).to_contain_text(code)
+    scan(page, "ingest-failed")
+
+
 # -- (3) the server dies in the middle of an ingestion ------------------------------------------------
 
 

@@ -3,7 +3,7 @@
 
 import { html, useEffect, useState } from '../../vendor/htm-preact.js';
 import * as api from '../api.js';
-import { Check, ErrorNote, Input, Link, Loading, PagedList, Select, bytes, day, useAction, useLoad, usePaged, when } from '../ui.js';
+import { ErrorNote, Input, Link, Loading, PagedList, Select, bytes, day, useAction, useLoad, usePaged, when } from '../ui.js';
 import { JobRow } from './jobrow.js';
 
 const KINDS = [['line', 'Line'], ['scatter', 'Scatter'], ['histogram', 'Histogram'], ['bar', 'Bar'], ['box', 'Box'], ['heatmap', 'Heatmap']];
