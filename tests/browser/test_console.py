@@ -323,6 +323,8 @@ def test_a_meeting_rsvp_attendance_and_ics(console: Server, api: Api, people: Pe
     lead.get_by_label("Location").fill("Room 2.14")
     lead.get_by_label(re.compile("^Sam Student")).check()
     lead.get_by_role("button", name="Create meeting").click()
+    expect(lead.get_by_role("heading", name="Upcoming")).to_be_visible()
+    scan(lead, "project-meetings")
     lead.get_by_role("link", name="Progress review").click()
     expect(lead.get_by_role("heading", name="Progress review")).to_be_visible()
     scan(lead, "meeting")
