@@ -18,6 +18,7 @@ import attrs
 from aiohttp import web
 
 from domain import __version__
+from domain.access_token_service import AccessTokenService
 from domain.accounts import AccountsService
 from domain.audit import AuditLog
 from domain.auth import AuthService
@@ -35,6 +36,7 @@ from domain.project_service import ProjectGate, ProjectsService
 from domain.record_service import RecordsService
 from domain.scheduler import Scheduler, SchedulerSettings
 from domain.settings import Settings, SettingsError, finalize_secrets, load_settings, with_changes
+from domain.stores.access_tokens import AccessTokenStore
 from domain.stores.audit import AuditStore
 from domain.stores.datasets import DatasetStore, IngestionStore
 from domain.stores.documents import DocumentStore
@@ -76,12 +78,14 @@ from handlers import (
     projects,
     records,
     system,
+    tokens,
     users,
     visualizations,
 )
 from handlers.console import console_middleware, setup_console
 from handlers.errors import problem_middleware
 from handlers.keys import (
+    ACCESS_TOKENS,
     ACCOUNTS,
     AUTH,
     DATASETS,
@@ -114,7 +118,7 @@ from workers.pool import WorkerPool, host_sizing
 
 ROUTE_MODULES = (
     health, auth, users, projects, documents, records, ingestions, datasets, visualizations, jobs, notifications,
-    meetings, engagement, system, openapi,
+    meetings, engagement, system, tokens, openapi,
 )  # fmt: skip
 
 log = logging.getLogger("labhub.server")
@@ -228,6 +232,10 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     project_store, audit_store = ProjectStore(db), AuditStore(db)
     gate = ProjectGate(project_store, cache_s=a.identity_cache_s)
+    app[ACCESS_TOKENS] = access_tokens = AccessTokenService(
+        AccessTokenStore(db), accounts, gate, cache_s=a.identity_cache_s
+    )
+    accounts.revoke_tokens_with(access_tokens.revoke_user)
     audit = AuditLog(audit_store)
     app[PROJECTS] = projects_service = ProjectsService(gate, project_store, UserStore(db), audit)
     activity = ActivityLog(db, MeetingStore(db), settings.app.zone)

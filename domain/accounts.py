@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from domain.cache import TtlCache
@@ -38,6 +39,11 @@ class AccountsService:
         self._passwords = passwords
         self._open_registration = open_registration
         self._active: TtlCache[str, User] = TtlCache(cache_s)
+        self._token_revoker: Callable[[str, str], Awaitable[None]] | None = None
+
+    def revoke_tokens_with(self, revoker: Callable[[str, str], Awaitable[None]]) -> None:
+        """How a password change revokes personal access tokens (user id, actor id)."""
+        self._token_revoker = revoker
 
     async def register(self, *, email: str, password: str, name: str) -> User:
         if not self._open_registration:
@@ -112,4 +118,6 @@ class AccountsService:
         if changes.password is not None or changes.active is False:
             # a new password or a deactivation signs the account out everywhere
             await self._refresh_tokens.revoke_user(target.id, utcnow())
+        if changes.password is not None and changes.revoke_tokens and self._token_revoker is not None:
+            await self._token_revoker(target.id, actor.id)
         return updated

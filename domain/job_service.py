@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from domain.access_tokens import project_filter
 from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from domain.jobs import FINAL_STATUSES, Job, JobKinds, JobStatus
 from domain.pagination import Page, clamp_limit
@@ -118,7 +119,7 @@ class JobsService:
             project_id = (await self._gate.require(actor, project_id, Need.READ, allow_archived=True)).id
         jobs, next_cursor = await self._store.list_page(
             owner_id=None if everyone else actor.id, status=status, kind=kind, project_id=project_id,
-            limit=clamp_limit(limit), cursor=cursor,
+            limit=clamp_limit(limit), cursor=cursor, only_projects=project_filter(),
         )  # fmt: skip
         return Page(jobs, next_cursor)
 

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from domain.access_tokens import check_project, project_filter
 from domain.audit import AuditEvent, AuditLog, TargetType, diff
 from domain.cache import TtlCache
 from domain.clock import utcnow
@@ -52,6 +53,8 @@ class ProjectGate:
     async def require(
         self, actor: User, project_id: str, need: Need, *, what: str = "project", allow_archived: bool = False
     ) -> Project:
+        if not check_project(project_id):
+            raise NotFound(f"{what} not found")  # a token narrowed to other projects sees none of this one
         # reads may use a cached copy; changes always check the stored project
         project = self._cache.get(project_id) if need is Need.READ else None
         if project is None:
@@ -100,6 +103,7 @@ class ProjectsService:
         wanted = None if status == "all" else ProjectStatus(status)
         projects, next_cursor = await self._projects.page(
             member_id=None if actor.is_head else actor.id,
+            only_ids=project_filter(),
             q=q,
             status=wanted,
             limit=clamp_limit(limit),

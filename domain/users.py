@@ -51,6 +51,7 @@ class UserChanges:
     old_password: str | None = None
     role: Role | None = None
     active: bool | None = None
+    revoke_tokens: bool = False  # with a new password: also revoke every personal access token
 
 
 def normalize_email(email: str) -> str:

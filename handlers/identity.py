@@ -1,12 +1,20 @@
-"""Who is calling: the bearer token (or, for EventSource, an SSE ticket) resolved to a user."""
+"""Who is calling: a bearer access token, a personal access token (lhp_...) or, for EventSource,
+an SSE ticket, resolved to a user. A personal access token is also checked against the route: its
+scopes, and (through the project gate) its projects."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from domain.access_tokens import check_use, current_grant, looks_like_token
 from domain.errors import Unauthenticated
 from domain.users import User
-from handlers.keys import AUTH, USER_ID
+from handlers.keys import ACCESS_TOKENS, AUTH, GRANT, USER_ID
+
+_TOKEN_IN_URL = Unauthenticated(
+    "a personal access token was sent in the URL: send it as Authorization: Bearer, never in a URL",
+    code="token_in_url",
+)
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -16,13 +24,26 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip()
 
 
+def route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else request.path
+
+
 async def require_user(request: web.Request) -> User:
+    if any(looks_like_token(value) for value in request.query.values()):
+        raise _TOKEN_IN_URL  # refused, never used (and the access log never prints query strings)
     token = bearer_token(request)
     if token is None:
         raise Unauthenticated(
             "sign in first: send Authorization: Bearer <access token>", code="missing_token"
         )
-    user = await request.app[AUTH].authenticate(token)
+    if looks_like_token(token):
+        user, grant = await request.app[ACCESS_TOKENS].authenticate(token, request.remote or "unknown")
+        check_use(grant, request.method, route_of(request), head=user.is_head)
+        current_grant.set(grant)  # the project gate and the listings narrow to the token's projects
+        request[GRANT] = grant
+    else:
+        user = await request.app[AUTH].authenticate(token)
     request[USER_ID] = user.id
     return user
 
@@ -32,6 +53,8 @@ async def require_sse_user(request: web.Request) -> User:
     ticket = request.query.get("ticket")
     if bearer_token(request) is not None or not ticket:
         return await require_user(request)
+    if looks_like_token(ticket):
+        raise _TOKEN_IN_URL
     user = await request.app[AUTH].authenticate_sse(ticket)
     request[USER_ID] = user.id
     return user

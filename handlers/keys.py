@@ -5,6 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 from pymongo.asynchronous.database import AsyncDatabase
 
+from domain.access_token_service import AccessTokenService
+from domain.access_tokens import TokenGrant
 from domain.accounts import AccountsService
 from domain.auth import AuthService
 from domain.dataset_service import DatasetsService
@@ -52,6 +54,8 @@ INGESTIONS = web.AppKey("ingestions", IngestionService)
 VISUALIZATIONS = web.AppKey("visualizations", VisualizationsService)
 MEETINGS = web.AppKey("meetings", MeetingsService)
 ENGAGEMENT = web.AppKey("engagement", EngagementService)
+ACCESS_TOKENS = web.AppKey("access_tokens", AccessTokenService)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 USER_ID = web.RequestKey("user_id", str)
+GRANT = web.RequestKey("grant", TokenGrant)  # set when the request came with a personal access token

@@ -5,11 +5,12 @@ from __future__ import annotations
 import attrs
 from aiohttp import web
 
+from domain.errors import Forbidden
 from domain.pagination import Page
 from domain.users import User, UserChanges
 from handlers.codec import json_response, parse_body, parse_query
 from handlers.identity import require_user
-from handlers.keys import ACCOUNTS
+from handlers.keys import ACCOUNTS, GRANT
 from handlers.openapi import doc
 
 routes = web.RouteTableDef()
@@ -44,5 +45,8 @@ async def get_user(request: web.Request) -> web.Response:
 async def patch_user(request: web.Request) -> web.Response:
     actor = await require_user(request)
     changes = await parse_body(request, UserChanges)
+    if changes.password is not None and GRANT in request:
+        raise Forbidden("only a signed-in session can change a password, not a personal access token",
+                        code="session_required")  # fmt: skip
     user = await request.app[ACCOUNTS].update(actor, request.match_info["id"], changes)
     return json_response(user)

@@ -246,7 +246,7 @@ class JobStore:
 
     async def list_page(
         self, *, owner_id: str | None, status: str | None, kind: str | None, project_id: str | None,
-        limit: int, cursor: str | None,
+        limit: int, cursor: str | None, only_projects: frozenset[str] | None = None,
     ) -> tuple[list[Job], str | None]:  # fmt: skip
         """Jobs newest first: one owner's (None = everyone's), optionally of one status, kind, project."""
         query: Document = {}
@@ -258,6 +258,8 @@ class JobStore:
             query["kind"] = kind
         if project_id is not None:
             query["project_id"] = ObjectId(project_id)
+        elif only_projects is not None:
+            query["project_id"] = {"$in": [ObjectId(p) for p in only_projects]}
         docs, next_cursor = await find_page(
             self._jobs, query, [("created_at", -1), ("_id", -1)], limit, cursor
         )

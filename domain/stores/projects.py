@@ -51,6 +51,7 @@ class ProjectStore:
         *,
         member_id: str | None,
         q: str | None,
+        only_ids: frozenset[str] | None = None,
         status: ProjectStatus | None,
         limit: int,
         cursor: str | None,
@@ -58,6 +59,8 @@ class ProjectStore:
         query: dict[str, Any] = {}
         if member_id is not None:
             query["members.user_id"] = ObjectId(member_id)
+        if only_ids is not None:
+            query["_id"] = {"$in": [ObjectId(i) for i in only_ids]}
         if status is not None:
             query["status"] = status.value
         if q:
