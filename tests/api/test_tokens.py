@@ -1,0 +1,231 @@
+"""Personal access tokens: the secret, scopes, projects, expiry, revocation (also seen by a second
+instance), deactivation, password changes, last use, audit, and what only a session may do."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from bson import ObjectId
+
+from domain.access_tokens import PREFIX, SECRET_LENGTH, new_secret, well_formed
+from domain.clock import utcnow
+from handlers.keys import MONGO
+from server import create_app
+from tests.conftest import PASSWORD, problem, wait_until
+
+
+async def make_token(client, account, **body) -> dict:
+    response = await client.post(
+        "/api/tokens", json={"name": "lab pc", "scopes": ["read"], **body}, headers=account.headers
+    )
+    assert response.status == 201, await response.text()
+    assert response.headers["Cache-Control"] == "no-store"
+    return await response.json()
+
+
+def bearer(token: dict) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token['token']}"}
+
+
+def test_secrets_are_recognisable_and_carry_a_checksum():
+    secret = new_secret()
+    assert secret.startswith(PREFIX)
+    assert len(secret) == SECRET_LENGTH
+    assert well_formed(secret)
+    flipped = secret[:10] + ("A" if secret[10] != "A" else "B") + secret[11:]
+    assert not well_formed(flipped)  # one mistyped character
+    assert not well_formed(secret[:-1])
+    assert not well_formed(secret.replace(secret[5], "-", 1))
+    assert new_secret() != secret
+
+
+async def test_a_token_is_shown_once_and_listed_without_its_secret(client, team):
+    token = await make_token(client, team.member, scopes=["read", "write"])
+    assert token["token"].startswith("lhp_")
+    assert token["prefix"] == token["token"][:12]
+    assert token["scopes"] == ["read", "write"]
+    assert token["project_ids"] is None
+    listed = await (await client.get("/api/tokens", headers=team.member.headers)).json()
+    assert [t["id"] for t in listed["items"]] == [token["id"]]
+    assert "token" not in listed["items"][0]
+    assert token["token"] not in str(listed)
+    stored = await client.app[MONGO]["access_tokens"].find_one({"_id": ObjectId(token["id"])})
+    assert token["token"] not in str(stored)  # only its hash
+    me = await client.get("/api/auth/me", headers=bearer(token))
+    assert (await me.json())["id"] == team.member.id
+
+
+async def test_scopes_decide_methods_and_routes(client, team):
+    read = await make_token(client, team.member, scopes=["read"])
+    write = await make_token(client, team.member, scopes=["write"])
+    assert (await client.get(f"/api/projects/{team.project_id}", headers=bearer(read))).status == 200
+    assert (await client.post("/api/auth/sse-ticket", headers=bearer(read))).status == 200
+    refused = await client.post(
+        f"/api/projects/{team.project_id}/records", json={"kind": "k", "title": "t"}, headers=bearer(read)
+    )
+    assert (await problem(refused, 403))["code"] == "insufficient_scope"
+    made = await client.post(
+        f"/api/projects/{team.project_id}/records", json={"kind": "k", "title": "t"}, headers=bearer(write)
+    )
+    assert made.status == 201
+    for path in ("/api/users", "/api/system", f"/api/users/{team.member.id}"):
+        assert (await problem(await client.get(path, headers=bearer(write)), 403))[
+            "code"
+        ] == "insufficient_scope"
+    body = await problem(
+        await client.post(
+            "/api/tokens", json={"name": "x", "scopes": ["admin"]}, headers=team.member.headers
+        ),
+        422,
+    )
+    assert body["errors"][0]["path"] == "$.scopes"
+    admin = await make_token(client, team.head, scopes=["admin"])
+    assert (await client.get("/api/users", headers=bearer(admin))).status == 200
+    assert (await client.get("/api/system", headers=bearer(admin))).status == 200
+
+
+async def test_only_a_session_makes_or_revokes_tokens_or_changes_a_password(client, team):
+    token = await make_token(client, team.member, scopes=["write"])
+    for method, path, body in (
+        ("POST", "/api/tokens", {"name": "y", "scopes": ["read"]}),
+        ("DELETE", f"/api/tokens/{token['id']}", None),
+    ):
+        answer = await client.request(method, path, json=body, headers=bearer(token))
+        assert (await problem(answer, 403))["code"] == "session_required"
+    admin = await make_token(client, team.head, scopes=["admin"])
+    change = await client.patch(
+        f"/api/users/{team.head.id}", json={"password": "another password 1", "old_password": PASSWORD},
+        headers=bearer(admin),
+    )  # fmt: skip
+    assert (await problem(change, 403))["code"] == "session_required"
+
+
+async def test_a_token_narrowed_to_projects_sees_nothing_else(client, team):
+    other = await client.post("/api/projects", json={"name": "Other"}, headers=team.lead.headers)
+    other_id = (await other.json())["id"]
+    token = await make_token(client, team.lead, scopes=["write"], project_ids=[team.project_id])
+    assert token["project_ids"] == [team.project_id]
+    listed = await (await client.get("/api/projects", headers=bearer(token))).json()
+    assert [p["id"] for p in listed["items"]] == [team.project_id]
+    await problem(await client.get(f"/api/projects/{other_id}", headers=bearer(token)), 404)
+    await problem(await client.get(f"/api/projects/{other_id}/records", headers=bearer(token)), 404)
+    created = await client.post(
+        f"/api/projects/{other_id}/records", json={"kind": "k", "title": "t"}, headers=team.lead.headers
+    )
+    record_id = (await created.json())["id"]
+    await problem(await client.get(f"/api/records/{record_id}", headers=bearer(token)), 404)
+    assert (await client.get(f"/api/records/{record_id}", headers=team.lead.headers)).status == 200
+    unknown = await client.post(
+        "/api/tokens", json={"name": "z", "scopes": ["read"], "project_ids": [str(ObjectId())]},
+        headers=team.lead.headers,
+    )  # fmt: skip
+    assert (await problem(unknown, 422))["errors"][0]["path"] == "$.project_ids[0]"
+    outsider = await client.post(
+        "/api/tokens", json={"name": "z", "scopes": ["read"], "project_ids": [team.project_id]},
+        headers=team.outsider.headers,
+    )  # fmt: skip
+    await problem(outsider, 422)
+
+
+async def test_a_token_never_outlives_its_users_membership(client, team):
+    token = await make_token(client, team.member, scopes=["read"])
+    assert (await client.get(f"/api/projects/{team.project_id}", headers=bearer(token))).status == 200
+    removed = await client.delete(
+        f"/api/projects/{team.project_id}/members/{team.member.id}", headers=team.lead.headers
+    )
+    assert removed.status == 204
+    await problem(await client.get(f"/api/projects/{team.project_id}", headers=bearer(token)), 404)
+
+
+async def test_expired_revoked_deactivated_and_malformed_tokens_are_401(client, team):
+    expiring = await make_token(client, team.member, expires_at=(utcnow() + timedelta(hours=1)).isoformat())
+    await client.app[MONGO]["access_tokens"].update_one(
+        {"_id": ObjectId(expiring["id"])}, {"$set": {"expires_at": utcnow() - timedelta(seconds=1)}}
+    )
+    # the expiry is read from the token as cached: a fresh app instance sees the stored one
+    revoked = await make_token(client, team.member)
+    assert (await client.get("/api/auth/me", headers=bearer(revoked))).status == 200
+    assert (await client.delete(f"/api/tokens/{revoked['id']}", headers=team.member.headers)).status == 204
+    body = await problem(await client.get("/api/auth/me", headers=bearer(revoked)), 401)
+    assert body["code"] == "token_revoked"  # at once on the instance that revoked it
+    past = await problem(
+        await client.post("/api/tokens", json={"name": "p", "scopes": ["read"], "expires_at": "2001-01-01T00:00:00Z"},
+                          headers=team.member.headers), 422)  # fmt: skip
+    assert past["errors"][0]["path"] == "$.expires_at"
+    mistyped = revoked["token"][:-1] + ("a" if revoked["token"][-1] != "a" else "b")
+    assert (
+        await problem(await client.get("/api/auth/me", headers={"Authorization": f"Bearer {mistyped}"}), 401)
+    )["code"] == "invalid_token"
+    live = await make_token(client, team.viewer)
+    deactivate = await client.patch(
+        f"/api/users/{team.viewer.id}", json={"active": False}, headers=team.head.headers
+    )
+    assert deactivate.status == 200
+    assert (await problem(await client.get("/api/auth/me", headers=bearer(live)), 401))[
+        "code"
+    ] == "inactive_account"
+    in_url = await client.get("/api/auth/me", params={"access_token": live["token"]})
+    assert (await problem(in_url, 401))["code"] == "token_in_url"
+    as_ticket = await client.get("/api/notifications/events", params={"ticket": live["token"]})
+    assert (await problem(as_ticket, 401))["code"] == "token_in_url"
+
+
+async def test_expiry_and_revocation_reach_a_second_instance(aiohttp_client, client, team, settings):
+    second = await aiohttp_client(create_app(settings))
+    token = await make_token(client, team.member, expires_at=(utcnow() + timedelta(hours=1)).isoformat())
+    assert (await second.get("/api/auth/me", headers=bearer(token))).status == 200
+    assert (await client.delete(f"/api/tokens/{token['id']}", headers=team.member.headers)).status == 204
+
+    async def refused():
+        return (await second.get("/api/auth/me", headers=bearer(token))).status == 401
+
+    await wait_until(refused, timeout_s=settings.auth.identity_cache_s + 30)
+    expiring = await make_token(client, team.member, expires_at=(utcnow() + timedelta(hours=1)).isoformat())
+    await client.app[MONGO]["access_tokens"].update_one(
+        {"_id": ObjectId(expiring["id"])}, {"$set": {"expires_at": utcnow() - timedelta(seconds=1)}}
+    )
+    third = await aiohttp_client(create_app(settings))
+    body = await problem(await third.get("/api/auth/me", headers=bearer(expiring)), 401)
+    assert body["code"] == "token_expired"
+
+
+@pytest.mark.parametrize("revoke_tokens", [True, False])
+async def test_a_password_change_revokes_tokens_when_asked(client, team, revoke_tokens):
+    token = await make_token(client, team.member)
+    change = await client.patch(
+        f"/api/users/{team.member.id}",
+        json={"password": "a brand new password", "old_password": PASSWORD, "revoke_tokens": revoke_tokens},
+        headers=team.member.headers,
+    )
+    assert change.status == 200, await change.text()
+    status = (await client.get("/api/auth/me", headers=bearer(token))).status
+    assert status == (401 if revoke_tokens else 200)
+
+
+async def test_last_use_is_written_at_most_once_a_minute_and_audit_records_the_lifecycle(client, team):
+    token = await make_token(client, team.member)
+    for _ in range(3):
+        assert (await client.get("/api/auth/me", headers=bearer(token))).status == 200
+    first = (await (await client.get("/api/tokens", headers=team.member.headers)).json())["items"][0]
+    assert first["last_used_at"] is not None
+    assert first["last_used_from"] == "127.0.0.1"
+    assert (await client.get("/api/auth/me", headers=bearer(token))).status == 200
+    again = (await (await client.get("/api/tokens", headers=team.member.headers)).json())["items"][0]
+    assert again["last_used_at"] == first["last_used_at"]  # not once a request
+    assert (
+        await client.delete(f"/api/tokens/{token['id']}", headers=team.head.headers)
+    ).status == 204  # a head
+    entries = client.app[MONGO]["account_audit"].find({"target_id": token["id"]}).sort("at", 1)
+    actions = [(e["action"], str(e["actor_id"])) async for e in entries]
+    assert actions == [("token.created", team.member.id), ("token.revoked", team.head.id)]
+    audit_text = str([e async for e in client.app[MONGO]["account_audit"].find({})])
+    assert token["token"] not in audit_text
+
+
+async def test_heads_list_anyones_tokens_others_do_not(client, team):
+    token = await make_token(client, team.member)
+    listed = await client.get(f"/api/users/{team.member.id}/tokens", headers=team.head.headers)
+    assert [t["id"] for t in (await listed.json())["items"]] == [token["id"]]
+    await problem(await client.get(f"/api/users/{team.member.id}/tokens", headers=team.lead.headers), 403)
+    await problem(await client.delete(f"/api/tokens/{token['id']}", headers=team.lead.headers), 404)
