@@ -22,6 +22,7 @@ from domain.access_token_service import AccessTokenService
 from domain.accounts import AccountsService
 from domain.audit import AuditLog
 from domain.auth import AuthService
+from domain.calendar_links import CalendarLinks
 from domain.dataset_service import DatasetsService
 from domain.document_service import DocumentsService
 from domain.engagement_service import EngagementService
@@ -66,6 +67,7 @@ from domain.users import Role
 from domain.visualization_service import VisualizationsService
 from handlers import (
     auth,
+    calendar,
     datasets,
     documents,
     engagement,
@@ -88,6 +90,7 @@ from handlers.keys import (
     ACCESS_TOKENS,
     ACCOUNTS,
     AUTH,
+    CALENDAR_LINKS,
     DATASETS,
     DOCUMENTS,
     ENDPOINTS,
@@ -118,7 +121,7 @@ from workers.pool import WorkerPool, host_sizing
 
 ROUTE_MODULES = (
     health, auth, users, projects, documents, records, ingestions, datasets, visualizations, jobs, notifications,
-    meetings, engagement, system, tokens, openapi,
+    meetings, engagement, system, tokens, calendar, openapi,
 )  # fmt: skip
 
 log = logging.getLogger("labhub.server")
@@ -261,6 +264,7 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     app[MEETINGS] = meetings_service = MeetingsService(
         gate, MeetingStore(db), UserStore(db), notifications_service, audit, zone=settings.app.zone
     )
+    app[CALENDAR_LINKS] = CalendarLinks(db, accounts, project_store, MeetingStore(db), UserStore(db))
     app[JOBS] = jobs_service = JobsService(
         gate, JobStore(db), JobEvents(event_log, app[REDIS]), app[JOB_KINDS]
     )

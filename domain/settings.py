@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import tomllib
 import typing
@@ -71,6 +72,13 @@ class AppSettings:
         return zoneinfo.ZoneInfo(self.timezone)
 
 
+def _public_url(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if value and (not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", value) or value.endswith("/")):
+        raise ValueError(
+            f"{attribute.name}: must be like https://labhub.lab.example (no trailing /), got {value!r}"
+        )
+
+
 @attrs.frozen
 class HttpSettings:
     host: str = "127.0.0.1"
@@ -78,6 +86,7 @@ class HttpSettings:
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = attrs.field(default=1_048_576, validator=_positive)
     max_json_depth: int = attrs.field(default=64, validator=_positive)
+    public_url: str = attrs.field(default="", validator=_public_url)
 
 
 @attrs.frozen

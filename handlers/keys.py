@@ -9,6 +9,7 @@ from domain.access_token_service import AccessTokenService
 from domain.access_tokens import TokenGrant
 from domain.accounts import AccountsService
 from domain.auth import AuthService
+from domain.calendar_links import CalendarLinks
 from domain.dataset_service import DatasetsService
 from domain.document_service import DocumentsService
 from domain.engagement_service import EngagementService
@@ -55,6 +56,7 @@ VISUALIZATIONS = web.AppKey("visualizations", VisualizationsService)
 MEETINGS = web.AppKey("meetings", MeetingsService)
 ENGAGEMENT = web.AppKey("engagement", EngagementService)
 ACCESS_TOKENS = web.AppKey("access_tokens", AccessTokenService)
+CALENDAR_LINKS = web.AppKey("calendar_links", CalendarLinks)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 USER_ID = web.RequestKey("user_id", str)

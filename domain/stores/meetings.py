@@ -172,6 +172,12 @@ class MeetingStore:
         cursor = self._meetings.find({"project_id": ObjectId(project_id)}).sort(list(PAST)).limit(MAX_FEED)
         return [meeting_from(d) async for d in cursor]
 
+    async def feed_of_projects(self, project_ids: list[str], since: datetime) -> list[Meeting]:
+        """Meetings of these projects that start at `since` or later, the latest first."""
+        query = {"project_id": {"$in": [ObjectId(p) for p in project_ids]}, "starts_at": {"$gte": since}}
+        cursor = self._meetings.find(query).sort(list(PAST)).limit(MAX_FEED)
+        return [meeting_from(d) async for d in cursor]
+
     async def attendance_between(self, project_id: str, start: datetime, end: datetime) -> list[Meeting]:
         """Held (not cancelled) meetings that started in [start, end), for the engagement summary."""
         cursor = self._meetings.find(

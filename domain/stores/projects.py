@@ -70,6 +70,11 @@ class ProjectStore:
         )
         return [from_document(Project, d) for d in docs], next_cursor
 
+    async def ids_of_member(self, user_id: str) -> list[str]:
+        """Every project (active or archived) the user belongs to."""
+        cursor = self._projects.find({"members.user_id": ObjectId(user_id)}, {"_id": 1})
+        return [str(doc["_id"]) async for doc in cursor]
+
     async def update(self, project: Project, fields: dict[str, Any]) -> Project | None:
         """Apply fields if nobody changed the project since it was read; None means retry."""
         changes = dict(fields)
