@@ -109,17 +109,19 @@ class AuthService:
         if known is not None:
             await self._refresh_tokens.revoke_family(known.family_id, utcnow())
 
-    def sse_ticket(self, user: User) -> SseTicket:
-        ticket = issue_sse_ticket(self._tokens, user.id, utcnow())
+    def sse_ticket(self, user: User, projects: frozenset[str] | None = None) -> SseTicket:
+        """projects: the projects of the token that asks for it, which the ticket keeps to."""
+        narrowed = None if projects is None else tuple(sorted(projects))
+        ticket = issue_sse_ticket(self._tokens, user.id, utcnow(), narrowed)
         return SseTicket(ticket=ticket, expires_in=self._tokens.sse_ttl_s)
 
     async def authenticate(self, access_token: str) -> User:
         claims = verify_token(self._tokens, access_token)
         return await self._accounts.get_active(claims.sub)
 
-    async def authenticate_sse(self, ticket: str) -> User:
+    async def authenticate_sse(self, ticket: str) -> tuple[User, tuple[str, ...] | None]:
         claims = verify_token(self._tokens, ticket, audience=SSE_AUDIENCE)
-        return await self._accounts.get_active(claims.sub)
+        return await self._accounts.get_active(claims.sub), claims.projects
 
     async def _issue(self, user: User, *, family_id: str) -> TokenPair:
         now = utcnow()

@@ -33,6 +33,7 @@ class Claims:
     role: str | None
     jti: str
     exp: int
+    projects: tuple[str, ...] | None = None  # an SSE ticket made with a project-narrowed token
 
 
 def _encode(config: TokenConfig, claims: dict[str, object], now: datetime, ttl_s: int) -> str:
@@ -52,8 +53,13 @@ def issue_access_token(config: TokenConfig, user_id: str, role: str, now: dateti
     return _encode(config, claims, now, config.access_ttl_s)
 
 
-def issue_sse_ticket(config: TokenConfig, user_id: str, now: datetime) -> str:
-    return _encode(config, {"sub": user_id, "aud": SSE_AUDIENCE}, now, config.sse_ttl_s)
+def issue_sse_ticket(
+    config: TokenConfig, user_id: str, now: datetime, projects: tuple[str, ...] | None = None
+) -> str:
+    claims: dict[str, object] = {"sub": user_id, "aud": SSE_AUDIENCE}
+    if projects is not None:
+        claims["projects"] = list(projects)
+    return _encode(config, claims, now, config.sse_ttl_s)
 
 
 def verify_token(config: TokenConfig, token: str, *, audience: str | None = None) -> Claims:
@@ -76,7 +82,9 @@ def verify_token(config: TokenConfig, token: str, *, audience: str | None = None
     if not isinstance(sub, str) or not isinstance(jti, str) or not isinstance(exp, int):
         raise Unauthenticated("invalid token", code="invalid_token")
     role = payload.get("role")
-    return Claims(sub=sub, role=role if isinstance(role, str) else None, jti=jti, exp=exp)
+    projects = payload.get("projects")
+    narrowed = tuple(str(p) for p in projects) if isinstance(projects, list) else None
+    return Claims(sub=sub, role=role if isinstance(role, str) else None, jti=jti, exp=exp, projects=narrowed)
 
 
 def new_refresh_token() -> str:

@@ -17,7 +17,7 @@ from domain.users import User
 from handlers.codec import json_response, parse_body
 from handlers.errors import problem_response
 from handlers.identity import require_user
-from handlers.keys import ACCOUNTS, AUTH, SETTINGS
+from handlers.keys import ACCOUNTS, AUTH, GRANT, SETTINGS
 from handlers.openapi import doc
 
 routes = web.RouteTableDef()
@@ -162,4 +162,6 @@ async def me(request: web.Request) -> web.Response:
      response=SseTicket)  # fmt: skip
 async def sse_ticket(request: web.Request) -> web.Response:
     user = await require_user(request)
-    return json_response(request.app[AUTH].sse_ticket(user), headers={"Cache-Control": "no-store"})
+    grant = request.get(GRANT)
+    ticket = request.app[AUTH].sse_ticket(user, grant.project_ids if grant else None)
+    return json_response(ticket, headers={"Cache-Control": "no-store"})

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from domain.access_tokens import check_use, current_grant, looks_like_token
+from domain.access_tokens import Scope, TokenGrant, check_use, current_grant, looks_like_token
 from domain.errors import Unauthenticated
 from domain.users import User
 from handlers.keys import ACCESS_TOKENS, AUTH, GRANT, USER_ID
@@ -55,6 +55,8 @@ async def require_sse_user(request: web.Request) -> User:
         return await require_user(request)
     if looks_like_token(ticket):
         raise _TOKEN_IN_URL
-    user = await request.app[AUTH].authenticate_sse(ticket)
+    user, projects = await request.app[AUTH].authenticate_sse(ticket)
+    if projects is not None:  # made with a project-narrowed token: the stream keeps to its projects
+        current_grant.set(TokenGrant("sse-ticket", frozenset({Scope.READ}), frozenset(projects)))
     request[USER_ID] = user.id
     return user

@@ -229,3 +229,41 @@ async def test_heads_list_anyones_tokens_others_do_not(client, team):
     assert [t["id"] for t in (await listed.json())["items"]] == [token["id"]]
     await problem(await client.get(f"/api/users/{team.member.id}/tokens", headers=team.lead.headers), 403)
     await problem(await client.delete(f"/api/tokens/{token['id']}", headers=team.lead.headers), 404)
+
+
+async def test_a_read_token_changes_nothing_anywhere(client, team):
+    """Scope × method, over every operation of the OpenAPI document that takes a bearer token."""
+    token = await make_token(client, team.member, scopes=["read"])
+    document = await (await client.get("/api/openapi.json")).json()
+    checked = 0
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method in {"get", "head"} or not operation.get("security") or path == "/api/auth/sse-ticket":
+                continue
+            concrete = path.replace("{", "").replace("}", "")  # any id: the scope is checked first
+            for name in ("pid", "id", "uid"):
+                concrete = (
+                    concrete.replace(f"/{name}", f"/{ObjectId()}") if f"{{{name}}}" in path else concrete
+                )
+            answer = await client.request(method.upper(), concrete, json={}, headers=bearer(token))
+            body = await problem(answer, 403)
+            assert body["code"] in {"insufficient_scope", "session_required"}, (method, path, body)
+            checked += 1
+    assert checked > 30
+
+
+async def test_an_sse_ticket_keeps_to_the_projects_of_the_token_that_made_it(client, team):
+    from handlers.keys import JOBS
+
+    other = await client.post("/api/projects", json={"name": "Elsewhere"}, headers=team.lead.headers)
+    elsewhere = await client.app[JOBS].enqueue(team.lead.id, (await other.json())["id"], "test.idle", {})
+    here = await client.app[JOBS].enqueue(team.lead.id, team.project_id, "test.idle", {})
+    token = await make_token(client, team.lead, project_ids=[team.project_id])
+    ticket = (await (await client.post("/api/auth/sse-ticket", headers=bearer(token))).json())["ticket"]
+    await problem(await client.get(f"/api/jobs/{elsewhere.id}/events", params={"ticket": ticket}), 404)
+    async with client.get(f"/api/jobs/{here.id}/events", params={"ticket": ticket}) as stream:
+        assert stream.status == 200
+        assert stream.content_type == "text/event-stream"
+    whole = (await (await client.post("/api/auth/sse-ticket", headers=team.lead.headers)).json())["ticket"]
+    async with client.get(f"/api/jobs/{elsewhere.id}/events", params={"ticket": whole}) as stream:
+        assert stream.status == 200  # a session's ticket reaches every project of the user
