@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 
+import httpx
 import openpyxl
 import pytest
 from axe_playwright_python.sync_playwright import Axe
@@ -476,6 +477,43 @@ def test_the_keyboard_alone_signs_in_and_moves_around(console: Server, people: P
     expect(page.get_by_role("link", name="Jobs")).to_be_focused()
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+
+
+def test_tokens_and_a_calendar_link_from_the_account_page(
+    console: Server, api: Api, people: People, open_context
+):
+    pid = make_project(api, people.lead, "Instruments", (people.student_id, "member"))
+    api.call("POST", f"/api/projects/{pid}/meetings", api.sign_in(people.lead),
+             json={"title": "Tunnel slot", "starts_at": "2099-01-01T10:00:00Z", "attendee_ids": [people.student_id]})  # fmt: skip
+    page = open_context().new_page()
+    sign_in(page, console.url, people.student)
+    page.get_by_role("link", name=re.compile("Sam Student")).click()
+    page.get_by_label("Token name").fill("tunnel PC")
+    page.get_by_label("Only these projects (ids, comma separated; empty = all yours)").fill(pid)
+    page.get_by_role("button", name="Make token").click()
+    expect(page.get_by_label("Your new token")).to_be_visible()
+    secret = page.get_by_label("Your new token").inner_text()
+    assert secret.startswith("lhp_")
+    listed = api.http.get("/api/projects", headers={"Authorization": f"Bearer {secret}"})
+    assert [p["id"] for p in listed.json()["items"]] == [pid]
+    assert (
+        api.http.post(
+            "/api/projects", json={"name": "x"}, headers={"Authorization": f"Bearer {secret}"}
+        ).status_code
+        == 403
+    )
+    expect(page.get_by_role("row", name=re.compile("tunnel PC"))).to_contain_text("read")
+    scan(page, "account-tokens")
+    page.get_by_role("button", name="Revoke tunnel PC").click()
+    expect(page.get_by_role("row", name=re.compile("tunnel PC"))).to_contain_text("revoked")
+    assert api.http.get("/api/projects", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+
+    page.get_by_role("button", name="Make a calendar link").click()
+    expect(page.get_by_label("Calendar link")).to_be_visible()
+    link = page.get_by_label("Calendar link").inner_text()
+    feed = httpx.get(link)  # as a calendar app: no headers
+    assert feed.status_code == 200
+    assert "Tunnel slot" in feed.text
 
 
 # -- (8) hostile text ---------------------------------------------------------------------------------
