@@ -267,3 +267,34 @@ async def test_an_sse_ticket_keeps_to_the_projects_of_the_token_that_made_it(cli
     whole = (await (await client.post("/api/auth/sse-ticket", headers=team.lead.headers)).json())["ticket"]
     async with client.get(f"/api/jobs/{elsewhere.id}/events", params={"ticket": whole}) as stream:
         assert stream.status == 200  # a session's ticket reaches every project of the user
+
+
+async def test_a_mistyped_token_is_refused_before_any_lookup_and_no_secret_is_logged(client, team, caplog):
+    from handlers.keys import ACCESS_TOKENS
+
+    token = await make_token(client, team.member)
+    store = client.app[ACCESS_TOKENS]._store
+    lookups = []
+    real = store.by_hash
+
+    async def counted(digest):
+        lookups.append(digest)
+        return await real(digest)
+
+    store.by_hash = counted
+    mistyped = token["token"][:20] + ("x" if token["token"][20] != "x" else "y") + token["token"][21:]
+    with caplog.at_level("DEBUG"):
+        assert (
+            await client.get("/api/auth/me", headers={"Authorization": f"Bearer {mistyped}"})
+        ).status == 401
+        assert lookups == []  # the checksum failed: no database round trip
+        made_up = "lhp_" + "A" * 49
+        assert (
+            await client.get("/api/auth/me", headers={"Authorization": f"Bearer {made_up}"})
+        ).status == 401
+        assert lookups == []
+        await client.get("/api/projects", params={"token": token["token"]})
+        assert (await client.get("/api/auth/me", headers=bearer(token))).status == 200
+    logged = "\n".join(r.getMessage() + str(vars(r)) for r in caplog.records)
+    for secret in (token["token"], mistyped):
+        assert secret not in logged  # the shown prefix may be logged (by the driver, at DEBUG), never a secret
