@@ -173,6 +173,8 @@ def check_use(grant: TokenGrant, method: str, route: str, *, head: bool) -> None
         raise Forbidden(
             "this route needs a token with the admin scope, made by a head", code="insufficient_scope"
         )
+    if grant.project_ids is not None and (method, route) == ("POST", "/api/projects"):
+        raise Forbidden("a token narrowed to some projects cannot create projects", code="insufficient_scope")
     if method in READ_METHODS or (method == "POST" and route in READ_POSTS):
         return
     if not grant.scopes & {Scope.WRITE, Scope.ADMIN}:

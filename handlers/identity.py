@@ -44,6 +44,7 @@ async def require_user(request: web.Request) -> User:
         request[GRANT] = grant
     else:
         user = await request.app[AUTH].authenticate(token)
+        current_grant.set(None)  # each request runs in its own task; this only makes it plain
     request[USER_ID] = user.id
     return user
 

@@ -108,6 +108,8 @@ async def test_a_token_narrowed_to_projects_sees_nothing_else(client, team):
     assert token["project_ids"] == [team.project_id]
     listed = await (await client.get("/api/projects", headers=bearer(token))).json()
     assert [p["id"] for p in listed["items"]] == [team.project_id]
+    created = await client.post("/api/projects", json={"name": "Sneaky"}, headers=bearer(token))
+    assert (await problem(created, 403))["code"] == "insufficient_scope"
     await problem(await client.get(f"/api/projects/{other_id}", headers=bearer(token)), 404)
     await problem(await client.get(f"/api/projects/{other_id}/records", headers=bearer(token)), 404)
     created = await client.post(
@@ -297,4 +299,6 @@ async def test_a_mistyped_token_is_refused_before_any_lookup_and_no_secret_is_lo
         assert (await client.get("/api/auth/me", headers=bearer(token))).status == 200
     logged = "\n".join(r.getMessage() + str(vars(r)) for r in caplog.records)
     for secret in (token["token"], mistyped):
-        assert secret not in logged  # the shown prefix may be logged (by the driver, at DEBUG), never a secret
+        assert (
+            secret not in logged
+        )  # the shown prefix may be logged (by the driver, at DEBUG), never a secret
