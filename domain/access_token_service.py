@@ -20,7 +20,6 @@ from domain.access_tokens import (
     check_name,
     check_scopes,
     new_secret,
-    secret_hash,
     well_formed,
 )
 from domain.accounts import AccountsService
@@ -31,6 +30,7 @@ from domain.pagination import Page
 from domain.project_service import ProjectGate
 from domain.projects import Need
 from domain.stores.access_tokens import AccessTokenStore
+from domain.tokens import hash_secret
 from domain.users import User
 
 
@@ -71,7 +71,7 @@ class AccessTokenService:
             )
         secret = new_secret()
         token = await self._store.insert(
-            user_id=actor.id, name=name, prefix=secret[:SHOWN_PREFIX_LENGTH], secret_hash=secret_hash(secret),
+            user_id=actor.id, name=name, prefix=secret[:SHOWN_PREFIX_LENGTH], secret_hash=hash_secret(secret),
             scopes=scopes, project_ids=project_ids, expires_at=expires_at, now=now,
         )  # fmt: skip
         await self._store.audit(
@@ -120,7 +120,7 @@ class AccessTokenService:
         """The user and grant behind a token; a malformed one is refused before any lookup."""
         if not well_formed(secret):
             raise BAD_TOKEN
-        digest = secret_hash(secret)
+        digest = hash_secret(secret)
         token = self._cache.get(digest)
         if token is None:
             found = await self._store.by_hash(digest)

@@ -14,14 +14,13 @@ from __future__ import annotations
 import binascii
 import contextvars
 import enum
-import hashlib
 import hmac
 import secrets
 from datetime import datetime
 
 import attrs
 
-from domain.errors import Forbidden, InvalidInput, Unauthenticated, field_error
+from domain.errors import Forbidden, Unauthenticated, field_error
 
 PREFIX = "lhp_"
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -55,9 +54,6 @@ class AccessToken:
     last_used_at: datetime | None = None
     last_used_from: str | None = None
     revoked_at: datetime | None = None
-
-    def usable(self, now: datetime) -> bool:
-        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
 
 
 @attrs.frozen
@@ -104,10 +100,6 @@ def well_formed(secret: str) -> bool:
     if any(c not in _ALPHABET for c in body):
         return False
     return hmac.compare_digest(_checksum(body), check)
-
-
-def secret_hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 BAD_TOKEN = Unauthenticated("personal access token is not valid", code="invalid_token")
@@ -192,10 +184,3 @@ def check_project(project_id: str) -> bool:
 def project_filter() -> frozenset[str] | None:
     grant = current_grant.get()
     return None if grant is None else grant.project_ids
-
-
-def refuse_query_token(name: str) -> InvalidInput:
-    return InvalidInput(
-        f"a personal access token was sent in the URL ({name}=); send it as Authorization: Bearer, never in a URL",
-        code="token_in_url",
-    )

@@ -17,7 +17,7 @@ from domain.stores.users import UserStore
 from domain.tokens import (
     SSE_AUDIENCE,
     TokenConfig,
-    hash_refresh_token,
+    hash_secret,
     issue_access_token,
     issue_sse_ticket,
     new_refresh_token,
@@ -89,7 +89,7 @@ class AuthService:
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         now = utcnow()
-        token_hash = hash_refresh_token(refresh_token)
+        token_hash = hash_secret(refresh_token)
         state = await self._refresh_tokens.spend(token_hash, now)
         if state is None:
             known = await self._refresh_tokens.find(token_hash)
@@ -105,7 +105,7 @@ class AuthService:
         return await self._issue(user, family_id=state.family_id)
 
     async def logout(self, refresh_token: str) -> None:
-        known = await self._refresh_tokens.find(hash_refresh_token(refresh_token))
+        known = await self._refresh_tokens.find(hash_secret(refresh_token))
         if known is not None:
             await self._refresh_tokens.revoke_family(known.family_id, utcnow())
 
@@ -127,7 +127,7 @@ class AuthService:
         now = utcnow()
         refresh_token = new_refresh_token()
         await self._refresh_tokens.insert(
-            token_hash=hash_refresh_token(refresh_token),
+            token_hash=hash_secret(refresh_token),
             user_id=user.id,
             family_id=family_id,
             now=now,

@@ -8,7 +8,6 @@ each fetch from the projects the user belongs to now.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import datetime, timedelta
 
@@ -23,16 +22,13 @@ from domain.stores.meetings import MeetingStore
 from domain.stores.mongo import Database, index
 from domain.stores.projects import ProjectStore
 from domain.stores.users import UserStore
+from domain.tokens import hash_secret
 from domain.users import User
 
 SECRET_PREFIX = "lhc_"  # noqa: S105 - the prefix of every link secret, not a secret
 PAST_DAYS = 90
 index("calendar_links", ("user_id", 1), unique=True, name="one_per_user")
 index("calendar_links", ("secret_hash", 1), unique=True, name="secret_hash_unique")
-
-
-def _hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 @attrs.frozen
@@ -66,7 +62,7 @@ class CalendarLinks:
         now = utcnow()
         await self._links.update_one(
             {"user_id": ObjectId(actor.id)},
-            {"$set": {"secret_hash": _hash(secret), "created_at": now}},
+            {"$set": {"secret_hash": hash_secret(secret), "created_at": now}},
             upsert=True,
         )
         return CalendarLink(url=f"{base_url}/api/calendar/{secret}.ics", created_at=now)
@@ -77,7 +73,7 @@ class CalendarLinks:
     async def feed(self, secret: str) -> UserFeed:
         """The meetings of every project the link's user belongs to: upcoming, and the last 90 days."""
         doc = (
-            await self._links.find_one({"secret_hash": _hash(secret)})
+            await self._links.find_one({"secret_hash": hash_secret(secret)})
             if secret.startswith(SECRET_PREFIX)
             else None
         )

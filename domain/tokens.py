@@ -91,6 +91,7 @@ def new_refresh_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def hash_refresh_token(token: str) -> str:
-    """Refresh tokens are 256 random bits, so a plain SHA-256 is a safe way to store them."""
-    return hashlib.sha256(token.encode()).hexdigest()
+def hash_secret(secret: str) -> str:
+    """How every random secret is stored (refresh tokens, personal access tokens, calendar links):
+    they carry 256 random bits, so a plain SHA-256 is safe, unlike for passwords."""
+    return hashlib.sha256(secret.encode()).hexdigest()

@@ -13,7 +13,7 @@ from domain.clock import utcnow
 from domain.errors import Unauthenticated
 from domain.tokens import (
     TokenConfig,
-    hash_refresh_token,
+    hash_secret,
     issue_access_token,
     issue_sse_ticket,
     new_refresh_token,
@@ -131,5 +131,5 @@ def test_refresh_tokens_are_random_and_stored_hashed():
     first, second = new_refresh_token(), new_refresh_token()
     assert first != second
     assert len(first) >= 40
-    assert hash_refresh_token(first) != first
-    assert hash_refresh_token(first) == hash_refresh_token(first)
+    assert hash_secret(first) != first
+    assert hash_secret(first) == hash_secret(first)
