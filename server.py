@@ -23,6 +23,7 @@ from domain.accounts import AccountsService
 from domain.audit import AuditLog
 from domain.auth import AuthService
 from domain.calendar_links import CalendarLinks
+from domain.clock import utcnow
 from domain.dataset_service import DatasetsService
 from domain.document_service import DocumentsService
 from domain.engagement_service import EngagementService
@@ -30,14 +31,18 @@ from domain.errors import DomainError
 from domain.ingestion_service import IngestionService
 from domain.job_service import JobEvents, JobsService
 from domain.jobs import JobKinds
+from domain.mail import Sender
+from domain.mail_service import MailService
 from domain.meeting_service import MeetingsService
 from domain.notification_service import NotificationsService
+from domain.password_resets import PasswordResets, ResetLimits
 from domain.passwords import Passwords
 from domain.project_service import ProjectGate, ProjectsService
 from domain.record_service import RecordsService
 from domain.scheduler import Scheduler, SchedulerSettings
 from domain.settings import Settings, SettingsError, finalize_secrets, load_settings, with_changes
 from domain.stores.access_tokens import AccessTokenStore
+from domain.stores.account_audit import AccountAuditStore
 from domain.stores.audit import AuditStore
 from domain.stores.datasets import DatasetStore, IngestionStore
 from domain.stores.documents import DocumentStore
@@ -55,15 +60,18 @@ from domain.stores.meetings import MeetingStore
 from domain.stores.mongo import Database, open_mongo
 from domain.stores.notifications import NotificationStore
 from domain.stores.objects import open_objects
+from domain.stores.outbox import MailOutbox
+from domain.stores.password_resets import PasswordResetStore
 from domain.stores.projects import ProjectStore
 from domain.stores.records import RecordStore
-from domain.stores.redis_store import open_redis
+from domain.stores.redis_store import RedisStore, open_redis
 from domain.stores.refresh_tokens import RefreshTokenStore
-from domain.stores.throttle import LoginThrottle
+from domain.stores.smtp import SmtpTransport
+from domain.stores.throttle import LoginThrottle, WindowLimit
 from domain.stores.users import UserStore
 from domain.stores.visualizations import VisualizationStore
 from domain.tokens import TokenConfig
-from domain.users import Role
+from domain.users import Role, normalize_email
 from domain.visualization_service import VisualizationsService
 from handlers import (
     auth,
@@ -101,11 +109,13 @@ from handlers.keys import (
     JOB_KINDS,
     JOBS,
     LOCAL_FILES,
+    MAIL,
     MEETINGS,
     MONGO,
     NOTIFICATIONS,
     OBJECTS,
     OPENAPI,
+    PASSWORD_RESETS,
     POOL,
     POOL_SIZING,
     PROJECTS,
@@ -205,6 +215,39 @@ def build_accounts(db: Database, settings: Settings) -> tuple[AccountsService, P
     return accounts, passwords
 
 
+def build_mail(db: Database, settings: Settings) -> MailService:
+    m = settings.mail
+    sender = Sender(
+        address=m.from_address, name=m.from_name, base_url=settings.mail_base_url, zone=settings.app.zone
+    )
+    return MailService(m, MailOutbox(db), UserStore(db), ProjectStore(db), SmtpTransport(m), sender)
+
+
+def build_resets(
+    db: Database,
+    settings: Settings,
+    accounts: AccountsService,
+    mail: MailService | None,
+    redis: RedisStore | None,
+) -> PasswordResets:
+    """redis None (the command line): no self-service requests, so no limits to count."""
+    a = settings.auth
+    limits = None
+    if redis is not None:
+        limits = ResetLimits(
+            per_address=WindowLimit(
+                redis, "reset-address", limit=a.reset_requests_per_address, window_s=a.reset_window_s
+            ),
+            per_client=WindowLimit(
+                redis, "reset-client", limit=a.reset_requests_per_client, window_s=a.reset_window_s
+            ),
+        )
+    return PasswordResets(
+        PasswordResetStore(db), UserStore(db), accounts, AccountAuditStore(db), mail, limits,
+        ttl_s=a.reset_ttl_s, mail_base_url=settings.mail_base_url,
+    )  # fmt: skip
+
+
 async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     db = app[MONGO]
@@ -239,6 +282,8 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
         AccessTokenStore(db), accounts, gate, cache_s=a.identity_cache_s
     )
     accounts.revoke_tokens_with(access_tokens.revoke_user)
+    app[MAIL] = mail = build_mail(db, settings)
+    app[PASSWORD_RESETS] = build_resets(db, settings, accounts, mail, app[REDIS])
     audit = AuditLog(audit_store)
     app[PROJECTS] = projects_service = ProjectsService(gate, project_store, UserStore(db), audit)
     activity = ActivityLog(db, MeetingStore(db), settings.app.zone)
@@ -262,7 +307,7 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     app[EVENT_LOG] = event_log = EventLog(app[REDIS], maxlen=j.events_maxlen, ttl_s=j.events_ttl_s)
     app[NOTIFICATIONS] = notifications_service = NotificationsService(NotificationStore(db), event_log)
     app[MEETINGS] = meetings_service = MeetingsService(
-        gate, MeetingStore(db), UserStore(db), notifications_service, audit, zone=settings.app.zone
+        gate, MeetingStore(db), UserStore(db), notifications_service, audit, mail, zone=settings.app.zone
     )
     app[CALENDAR_LINKS] = CalendarLinks(db, accounts, project_store, MeetingStore(db), UserStore(db))
     app[JOBS] = jobs_service = JobsService(
@@ -356,12 +401,28 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
     )  # fmt: skip
     app[POOL].listen(scheduler.on_worker_event)
+    scheduler.on_finished(app[MAIL].job_finished)
     app[SCHEDULER] = scheduler
     await scheduler.start()
     try:
         yield
     finally:
         await scheduler.stop()
+
+
+async def mail_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The mail sender: one background task per instance, when mail is on."""
+    settings, mail = app[SETTINGS], app[MAIL]
+    if not mail.enabled:
+        yield
+        return
+    if not settings.http.public_url:
+        log.warning("mail is on but http.public_url is not set: links in mail use the listen address",
+                    extra={"base_url": settings.mail_base_url})  # fmt: skip
+    task = asyncio.create_task(mail.run(), name="mail-sender")
+    yield
+    task.cancel()
+    await asyncio.wait([task], timeout=10)
 
 
 def _setup_cors(app: web.Application, origins: tuple[str, ...]) -> None:
@@ -401,7 +462,17 @@ def create_app(settings: Settings) -> web.Application:
     app[JOB_KINDS] = JobKinds()
     load_job_plugins(app[JOB_KINDS], settings.jobs.plugins)
     app.cleanup_ctx.extend(
-        [services_ctx, mongo_ctx, redis_ctx, objects_ctx, domain_ctx, events_ctx, pool_ctx, scheduler_ctx]
+        [
+            services_ctx,
+            mongo_ctx,
+            redis_ctx,
+            objects_ctx,
+            domain_ctx,
+            events_ctx,
+            pool_ctx,
+            scheduler_ctx,
+            mail_ctx,
+        ]
     )
     app.on_shutdown.append(close_event_streams)
     for module in ROUTE_MODULES:
@@ -501,6 +572,41 @@ async def create_user(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def reset_password(settings: Settings, args: argparse.Namespace) -> int:
+    """For a head locked out: a one-time reset link, or a new password from a file."""
+    password = _read_password(args.password_file) if args.password_file else None
+    async with _mongo_for_admin(settings) as db:
+        accounts, _ = build_accounts(db, settings)
+        access_tokens = AccessTokenService(
+            AccessTokenStore(db), accounts, ProjectGate(ProjectStore(db)), cache_s=0
+        )
+        accounts.revoke_tokens_with(access_tokens.revoke_user)
+        try:
+            found = await UserStore(db).credentials(normalize_email(args.email))
+            if found is None:
+                return fail(f"no account has the email {args.email}")
+            user = found[0]
+            if not user.active:
+                return fail(f"{user.email} is deactivated; another head can activate it")
+            if password is not None:
+                await accounts.set_password(
+                    user.id, password, actor_id=None, revoke_tokens=args.revoke_tokens
+                )
+                await AccountAuditStore(db).record(
+                    user_id=user.id, actor_id=None, action="password.set", target_type="user", target_id=user.id,
+                    at=utcnow(), details={"via": "command", "revoke_tokens": args.revoke_tokens},
+                )  # fmt: skip
+                print(f"password set for {user.email}; every session of the account is signed out")
+                return 0
+            resets = build_resets(db, settings, accounts, None, None)
+            link = await resets.issue(user, actor_id=None, base_url=settings.mail_base_url, via="command")
+        except DomainError as exc:
+            return fail(exc.detail)
+    print(f"reset link for {user.email} (works once, until {link.expires_at:%Y-%m-%d %H:%M} UTC):")
+    print(link.url)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labhub", description=__doc__)
     parser.add_argument("--config", help="config file (default: config.toml or $LABHUB_CONFIG)")
@@ -514,6 +620,20 @@ def _parser() -> argparse.ArgumentParser:
     user_cmd.add_argument("--name", help="display name (default: the part of the email before @)")
     user_cmd.add_argument(
         "--password-file", help="read the password from this file ('-' = stdin) instead of a prompt"
+    )
+    reset_cmd = commands.add_parser(
+        "reset-password",
+        help="a one-time password reset link for an account (or set its password from a file)",
+    )
+    reset_cmd.add_argument("--email", required=True)
+    reset_cmd.add_argument(
+        "--password-file",
+        help="set this password ('-' = stdin) instead of printing a link; signs out every session",
+    )
+    reset_cmd.add_argument(
+        "--revoke-tokens",
+        action="store_true",
+        help="with --password-file: also revoke every personal access token",
     )
     commands.add_parser("check-config", help="validate the configuration and print it (secrets hidden)")
     return parser
@@ -535,9 +655,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(serve(settings))
         except SettingsError as exc:
             return fail(f"configuration error: {exc}")
-    if args.command == "create-user":
+    if args.command in {"create-user", "reset-password"}:
+        command = create_user if args.command == "create-user" else reset_password
         try:
-            return asyncio.run(create_user(settings, args))
+            return asyncio.run(command(settings, args))
         except EmbeddedServiceError as exc:
             return fail(str(exc))
     print(settings)

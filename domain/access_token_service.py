@@ -101,7 +101,7 @@ class AccessTokenService:
                 user_id=token.user_id, actor_id=actor.id, action="token.revoked", token_id=token.id, at=now
             )
 
-    async def revoke_user(self, user_id: str, actor_id: str) -> None:
+    async def revoke_user(self, user_id: str, actor_id: str | None) -> None:
         """Every token of a user, at once (a password change that asks for it)."""
         now = utcnow()
         for token_id in await self._store.revoke_user(user_id, now):

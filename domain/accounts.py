@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
+
 from domain.cache import TtlCache
 from domain.clock import utcnow
-from domain.errors import Forbidden, NotFound, Unauthenticated, field_error
+from domain.errors import Forbidden, InvalidInput, NotFound, Unauthenticated, field_error
 from domain.pagination import Page, clamp_limit
 from domain.passwords import Passwords
 from domain.stores.refresh_tokens import RefreshTokenStore
 from domain.stores.users import UserStore
 from domain.users import (
+    NotificationSettings,
+    NotificationSettingsChanges,
     Role,
     User,
     UserChanges,
@@ -39,10 +43,10 @@ class AccountsService:
         self._passwords = passwords
         self._open_registration = open_registration
         self._active: TtlCache[str, User] = TtlCache(cache_s)
-        self._token_revoker: Callable[[str, str], Awaitable[None]] | None = None
+        self._token_revoker: Callable[[str, str | None], Awaitable[None]] | None = None
 
-    def revoke_tokens_with(self, revoker: Callable[[str, str], Awaitable[None]]) -> None:
-        """How a password change revokes personal access tokens (user id, actor id)."""
+    def revoke_tokens_with(self, revoker: Callable[[str, str | None], Awaitable[None]]) -> None:
+        """How a password change revokes personal access tokens (user id, actor id; None = the command line)."""
         self._token_revoker = revoker
 
     async def register(self, *, email: str, password: str, name: str) -> User:
@@ -117,7 +121,35 @@ class AccountsService:
             raise NotFound("user not found")
         if changes.password is not None or changes.active is False:
             # a new password or a deactivation signs the account out everywhere
-            await self._refresh_tokens.revoke_user(target.id, utcnow())
-        if changes.password is not None and changes.revoke_tokens and self._token_revoker is not None:
-            await self._token_revoker(target.id, actor.id)
+            await self._sign_out(
+                target.id, actor.id, revoke_tokens=changes.password is not None and changes.revoke_tokens
+            )
         return updated
+
+    async def notification_settings(self, user: User) -> NotificationSettings:
+        return (await self._users.notification_settings([user.id]))[user.id]
+
+    async def change_notification_settings(
+        self, user: User, changes: NotificationSettingsChanges
+    ) -> NotificationSettings:
+        fields = {k: v for k, v in attrs.asdict(changes).items() if v is not None}
+        if not fields:
+            raise InvalidInput("nothing to change", code="empty_patch")
+        return await self._users.set_notification_settings(user.id, fields)
+
+    async def set_password(
+        self, user_id: str, password: str, *, actor_id: str | None, revoke_tokens: bool
+    ) -> User:
+        """A new password without the old one (a reset link, or the command line): signs out everywhere."""
+        check_password(password)
+        updated = await self._users.update(user_id, {"password_hash": await self._passwords.hash(password)})
+        self._active.forget(user_id)
+        if updated is None:
+            raise NotFound("user not found")
+        await self._sign_out(user_id, actor_id, revoke_tokens=revoke_tokens)
+        return updated
+
+    async def _sign_out(self, user_id: str, actor_id: str | None, *, revoke_tokens: bool) -> None:
+        await self._refresh_tokens.revoke_user(user_id, utcnow())
+        if revoke_tokens and self._token_revoker is not None:
+            await self._token_revoker(user_id, actor_id)

@@ -12,6 +12,7 @@ import attrs
 from domain.audit import AuditLog, TargetType, diff
 from domain.clock import utcnow
 from domain.errors import Conflict, Forbidden, NotFound, field_error
+from domain.mail_service import MailService
 from domain.meetings import (
     ATTENDEE_FIELDS,
     NOTIFIED_FIELDS,
@@ -64,9 +65,11 @@ class MeetingsService:
         users: UserStore,
         notifications: NotificationsService,
         audit: AuditLog,
+        mail: MailService,
         *,
         zone: ZoneInfo,
     ) -> None:
+        self._mail = mail
         self._gate = gate
         self._store = store
         self._users = users
@@ -88,6 +91,7 @@ class MeetingsService:
             at=meeting.created_at,
         )  # fmt: skip
         await self._tell(actor, meeting.attendee_ids, "meeting.invited", "Invitation", meeting)
+        await self._mail_about(actor, None, meeting)
         return meeting
 
     async def list_meetings(
@@ -147,6 +151,7 @@ class MeetingsService:
                 changes=diff({k: getattr(meeting, k) for k in fields}, fields), at=updated.updated_at,
             )  # fmt: skip
             await self._tell_revision(actor, meeting, updated, set(fields))
+            await self._mail_about(actor, meeting, updated, set(fields))
             return updated
         raise Conflict("the meeting changed too often while saving; try again", code="busy")
 
@@ -172,6 +177,7 @@ class MeetingsService:
                 changes=diff({"status": meeting.status}, {"status": updated.status}), at=now,
             )  # fmt: skip
             await self._tell(actor, updated.attendee_ids, "meeting.cancelled", "Cancelled", updated)
+            await self._mail_about(actor, meeting, updated)
             return updated
         raise Conflict("the meeting changed too often while saving; try again", code="busy")
 
@@ -253,6 +259,14 @@ class MeetingsService:
                 log.exception(
                     "meeting notification failed", extra={"meeting_id": meeting.id, "user_id": user_id}
                 )
+
+    async def _mail_about(
+        self, actor: User, before: Meeting | None, after: Meeting, changed: set[str] | None = None
+    ) -> None:
+        try:
+            await self._mail.meeting_changed(actor, before, after, changed or set())
+        except Exception:  # the meeting is saved; a mail that cannot be queued must not undo that
+            log.exception("meeting mail could not be queued", extra={"meeting_id": after.id})
 
     async def _tell_revision(self, actor: User, before: Meeting, after: Meeting, changed: set[str]) -> None:
         old, new = set(before.attendee_ids), set(after.attendee_ids)

@@ -95,6 +95,11 @@ class Scheduler:
         self._worker_events: asyncio.Queue[WorkerEvent] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unpublished: set[str] = set()  # jobs whose last status did not reach Redis (it was down)
+        self._finish_listeners: list[Callable[[Job, str], Awaitable[None]]] = []
+
+    def on_finished(self, listener: Callable[[Job, str], Awaitable[None]]) -> None:
+        """Also tell listener(job, kind title) about each job that succeeded or failed (mail, say)."""
+        self._finish_listeners.append(listener)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -389,6 +394,8 @@ class Scheduler:
                 job.owner_id, category="job", title=f"{title} {verb}",
                 body=job.error.message if job.error else "", link=f"/api/jobs/{job.id}",
             )  # fmt: skip
+            for listener in self._finish_listeners:
+                await listener(job, title)
         except Exception as exc:  # noqa: BLE001 - a notice that cannot go out is not the job's failure
             _log_failure("could not notify the job's owner", exc, job_id=job.id)
 

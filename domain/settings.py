@@ -141,6 +141,10 @@ class AuthSettings:
     argon2_memory_kib: int = attrs.field(default=65_536, validator=_positive)
     argon2_parallelism: int = attrs.field(default=4, validator=_positive)
     identity_cache_s: float = 5.0
+    reset_ttl_s: int = attrs.field(default=24 * 3600, validator=_positive)
+    reset_requests_per_address: int = attrs.field(default=3, validator=_positive)
+    reset_requests_per_client: int = attrs.field(default=20, validator=_positive)
+    reset_window_s: int = attrs.field(default=3600, validator=_positive)
 
 
 @attrs.frozen
@@ -192,6 +196,40 @@ class IngestSettings:
     cache_bytes: int = attrs.field(default=2 * 1024**3, validator=_positive)
 
 
+def _email_or_empty(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if value and not re.match(r"^[^@\s<>]+@[^@\s<>]+$", value):
+        raise ValueError(
+            f"{attribute.name}: must be an email address such as labhub@lab.example, got {value!r}"
+        )
+
+
+STANDARD_SMTP_PORTS = {"none": 25, "starttls": 587, "tls": 465}
+
+
+@attrs.frozen
+class MailSettings:
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = attrs.field(default=0, validator=_port)
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    username: str = ""
+    password: str = attrs.field(default="", repr=False)
+    password_file: str = ""
+    from_address: str = attrs.field(default="", validator=_email_or_empty)
+    from_name: str = "LabHub"
+    job_notice_after_s: float = attrs.field(default=600.0, validator=_positive)
+    timeout_s: float = attrs.field(default=30.0, validator=_positive)
+    poll_s: float = attrs.field(default=10.0, validator=_positive)
+    retry_base_s: float = attrs.field(default=30.0, validator=_positive)
+    retry_max_s: float = attrs.field(default=3600.0, validator=_positive)
+    max_attempts: int = attrs.field(default=12, validator=_positive)
+    keep_sent_days: int = attrs.field(default=30, validator=_positive)
+
+    @property
+    def smtp_port(self) -> int:
+        return self.port or STANDARD_SMTP_PORTS[self.security]
+
+
 @attrs.frozen
 class Settings:
     app: AppSettings = AppSettings()
@@ -206,6 +244,14 @@ class Settings:
     jobs: JobSettings = JobSettings()
     sse: SseSettings = SseSettings()
     ingest: IngestSettings = IngestSettings()
+    mail: MailSettings = MailSettings()
+
+    @property
+    def mail_base_url(self) -> str:
+        """The base of links in mail: http.public_url, else the configured listen address (never a
+        request's Host header, which whoever asks for a reset mail controls)."""
+        host = self.http.host if self.http.host not in {"0.0.0.0", "::", ""} else "localhost"  # noqa: S104 - comparing, not binding
+        return self.http.public_url or f"http://{host}:{self.http.port}"
 
     @property
     def data_path(self) -> Path:
@@ -213,7 +259,9 @@ class Settings:
 
 
 # Secrets may come from the environment or from a *_file key, never from the config file itself.
-SECRET_KEYS = frozenset({("auth", "jwt_secret"), ("auth", "bootstrap_password"), ("s3", "secret_key")})
+SECRET_KEYS = frozenset(
+    {("auth", "jwt_secret"), ("auth", "bootstrap_password"), ("s3", "secret_key"), ("mail", "password")}
+)
 _SECTIONS: dict[str, type[Any]] = typing.get_type_hints(Settings)
 _FIELD_TYPES: dict[str, dict[str, Any]] = {
     name: typing.get_type_hints(cls) for name, cls in _SECTIONS.items()
@@ -368,11 +416,26 @@ def load_settings(
 
 def structure_settings(data: Mapping[str, Any]) -> Settings:
     try:
-        return _CONVERTER.structure(dict(data), Settings)
+        settings = _CONVERTER.structure(dict(data), Settings)
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
         if isinstance(exc, cattrs.BaseValidationError):
             raise SettingsError(_first_error(exc)) from None
         raise SettingsError(str(exc)) from None
+    _check_mail(settings.mail)
+    return settings
+
+
+def _check_mail(mail: MailSettings) -> None:
+    if not mail.enabled:
+        return
+    if not mail.host.strip():
+        raise SettingsError("mail.host: required when mail.enabled is true")
+    if not mail.from_address:
+        raise SettingsError("mail.from_address: required when mail.enabled is true (e.g. labhub@lab.example)")
+    if mail.username and not mail.password:
+        raise SettingsError(
+            "mail.password: required with mail.username (LABHUB_MAIL_PASSWORD or mail.password_file)"
+        )
 
 
 def with_changes(settings: Settings, **sections: Mapping[str, Any]) -> Settings:
@@ -423,6 +486,7 @@ __all__ = [
     "HttpSettings",
     "IngestSettings",
     "JobSettings",
+    "MailSettings",
     "MongoSettings",
     "PoolSettings",
     "RedisSettings",

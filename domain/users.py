@@ -54,6 +54,20 @@ class UserChanges:
     revoke_tokens: bool = False  # with a new password: also revoke every personal access token
 
 
+@attrs.frozen
+class NotificationSettings:
+    """Which mail a person gets (reset links are always sent); both on unless turned off."""
+
+    meeting_invitations: bool = True
+    job_notices: bool = True
+
+
+@attrs.frozen
+class NotificationSettingsChanges:
+    meeting_invitations: bool | None = None
+    job_notices: bool | None = None
+
+
 def normalize_email(email: str) -> str:
     value = email.strip().lower()
     if len(value) > MAX_EMAIL_LENGTH or not _EMAIL.match(value):

@@ -1,4 +1,4 @@
-"""/api/auth: register, login, refresh, logout, me, sse-ticket.
+"""/api/auth: register, login, refresh, logout, me, sse-ticket, password resets.
 
 Two ways to hold a session (DESIGN §11). API clients get both tokens in the JSON body. A browser
 sends `X-LabHub-Session: cookie`: the refresh token then travels only in an HttpOnly, SameSite=Strict
@@ -17,7 +17,7 @@ from domain.users import User
 from handlers.codec import json_response, parse_body
 from handlers.errors import problem_response
 from handlers.identity import require_user
-from handlers.keys import ACCOUNTS, AUTH, GRANT, SETTINGS
+from handlers.keys import ACCOUNTS, AUTH, GRANT, PASSWORD_RESETS, SETTINGS
 from handlers.openapi import doc
 
 routes = web.RouteTableDef()
@@ -165,3 +165,40 @@ async def sse_ticket(request: web.Request) -> web.Response:
     grant = request.get(GRANT)
     ticket = request.app[AUTH].sse_ticket(user, grant.project_ids if grant else None)
     return json_response(ticket, headers={"Cache-Control": "no-store"})
+
+
+@attrs.frozen
+class ResetRequest:
+    email: str
+
+
+@attrs.frozen
+class ResetRequested:
+    message: str = "If an account has this address, a reset link is on its way; it works once."
+
+
+@attrs.frozen
+class ResetConfirm:
+    token: str
+    password: str
+    revoke_tokens: bool = False  # also revoke every personal access token of the account
+
+
+@routes.post("/api/auth/password-reset")
+@doc("Ask for a password reset link by mail (when mail is on). Always 202, whatever the address; "
+     "limited per address and per client", body=ResetRequest, response=ResetRequested, status=202,
+     auth="none", also={503: "this LabHub does not send mail"})  # fmt: skip
+async def request_reset(request: web.Request) -> web.Response:
+    body = await parse_body(request, ResetRequest)
+    await request.app[PASSWORD_RESETS].request_by_mail(body.email, request.remote or "unknown")
+    return json_response(ResetRequested(), status=202)
+
+
+@routes.post("/api/auth/password-reset/confirm")
+@doc("Set a new password with a reset link's token: every session ends (and every personal access "
+     "token, with revoke_tokens); a used, expired or replaced token answers 400 invalid_reset",
+     body=ResetConfirm, status=204, auth="none")  # fmt: skip
+async def confirm_reset(request: web.Request) -> web.Response:
+    body = await parse_body(request, ResetConfirm)
+    await request.app[PASSWORD_RESETS].confirm(body.token, body.password, revoke_tokens=body.revoke_tokens)
+    return web.Response(status=204, headers={"Cache-Control": "no-store"})

@@ -16,8 +16,10 @@ from domain.engagement_service import EngagementService
 from domain.ingestion_service import IngestionService
 from domain.job_service import JobsService
 from domain.jobs import JobKinds
+from domain.mail_service import MailService
 from domain.meeting_service import MeetingsService
 from domain.notification_service import NotificationsService
+from domain.password_resets import PasswordResets
 from domain.project_service import ProjectsService
 from domain.record_service import RecordsService
 from domain.scheduler import Scheduler
@@ -57,6 +59,8 @@ MEETINGS = web.AppKey("meetings", MeetingsService)
 ENGAGEMENT = web.AppKey("engagement", EngagementService)
 ACCESS_TOKENS = web.AppKey("access_tokens", AccessTokenService)
 CALENDAR_LINKS = web.AppKey("calendar_links", CalendarLinks)
+MAIL = web.AppKey("mail", MailService)
+PASSWORD_RESETS = web.AppKey("password_resets", PasswordResets)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 USER_ID = web.RequestKey("user_id", str)

@@ -10,9 +10,10 @@ from aiohttp import web
 
 from domain import __version__
 from domain.errors import Forbidden
+from domain.mail_service import MailView
 from handlers.codec import json_response
 from handlers.identity import require_user
-from handlers.keys import JOBS, POOL, POOL_SIZING, SCHEDULER
+from handlers.keys import JOBS, MAIL, POOL, POOL_SIZING, SCHEDULER
 from handlers.openapi import doc
 from workers.pool import PoolSizing
 
@@ -46,6 +47,7 @@ class SystemView:
     pool: PoolView
     jobs: dict[str, int]
     versions: dict[str, str]
+    mail: MailView
 
 
 def _versions(labhub: str) -> dict[str, str]:
@@ -59,7 +61,8 @@ def _versions(labhub: str) -> dict[str, str]:
 
 
 @routes.get("/api/system")
-@doc("Pool size with the host facts it came from, job counts, versions (heads)", response=SystemView)
+@doc("Pool size with the host facts it came from, job counts, versions, mail outbox (heads)",
+     response=SystemView)  # fmt: skip
 async def system(request: web.Request) -> web.Response:
     user = await require_user(request)
     if not user.is_head:
@@ -71,5 +74,6 @@ async def system(request: web.Request) -> web.Response:
         pool=PoolView(app[POOL_SIZING], pool.healthy, pool.generation, scheduler.running_jobs),
         jobs=await app[JOBS].counts(),
         versions=_versions(__version__),
+        mail=await app[MAIL].view(),
     )
     return json_response(view)

@@ -7,10 +7,12 @@ from aiohttp import web
 
 from domain.errors import Forbidden
 from domain.pagination import Page
-from domain.users import User, UserChanges
+from domain.password_resets import ResetLink
+from domain.users import NotificationSettings, NotificationSettingsChanges, User, UserChanges
+from handlers.calendar import public_base
 from handlers.codec import json_response, parse_body, parse_query
 from handlers.identity import require_user
-from handlers.keys import ACCOUNTS, GRANT
+from handlers.keys import ACCOUNTS, GRANT, PASSWORD_RESETS
 from handlers.openapi import doc
 
 routes = web.RouteTableDef()
@@ -50,3 +52,32 @@ async def patch_user(request: web.Request) -> web.Response:
                         code="session_required")  # fmt: skip
     user = await request.app[ACCOUNTS].update(actor, request.match_info["id"], changes)
     return json_response(user)
+
+
+@routes.post("/api/users/{id}/password-reset")
+@doc("Make a one-time password reset link for a user (heads, signed-in sessions only): "
+     "{public_url}/reset#token=…, valid auth.reset_ttl_s; a newer link voids the older",
+     response=ResetLink, status=201)  # fmt: skip
+async def make_reset_link(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    link = await request.app[PASSWORD_RESETS].create_for(
+        actor, request.match_info["id"], public_base(request)
+    )
+    return json_response(link, status=201, headers={"Cache-Control": "no-store"})
+
+
+@routes.get("/api/users/me/notification-settings")
+@doc("Which mail you get: meeting invitations and job notices (reset links always come)",
+     response=NotificationSettings)  # fmt: skip
+async def get_notification_settings(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    return json_response(await request.app[ACCOUNTS].notification_settings(user))
+
+
+@routes.patch("/api/users/me/notification-settings")
+@doc("Turn meeting invitations or job notices by mail on or off", body=NotificationSettingsChanges,
+     response=NotificationSettings)  # fmt: skip
+async def patch_notification_settings(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    changes = await parse_body(request, NotificationSettingsChanges)
+    return json_response(await request.app[ACCOUNTS].change_notification_settings(user, changes))

@@ -8,18 +8,18 @@ from typing import Any
 from bson import ObjectId
 
 from domain.access_tokens import AccessToken, Scope
+from domain.stores.account_audit import AccountAuditStore
 from domain.stores.bson_codec import from_document
 from domain.stores.mongo import Database, Document, index, object_id
 
 index("access_tokens", ("secret_hash", 1), unique=True, name="secret_hash_unique")
 index("access_tokens", ("user_id", 1), ("created_at", -1), name="user_newest")
-index("account_audit", ("user_id", 1), ("at", -1), name="user_newest")
 
 
 class AccessTokenStore:
     def __init__(self, db: Database) -> None:
         self._tokens = db["access_tokens"]
-        self._audit = db["account_audit"]
+        self._audit = AccountAuditStore(db)
 
     async def insert(
         self, *, user_id: str, name: str, prefix: str, secret_hash: str, scopes: list[Scope],
@@ -84,9 +84,9 @@ class AccessTokenStore:
             {"$set": {"last_used_at": now, "last_used_from": client[:100]}},
         )
 
-    async def audit(self, *, user_id: str, actor_id: str, action: str, token_id: str, at: datetime,
+    async def audit(self, *, user_id: str, actor_id: str | None, action: str, token_id: str, at: datetime,
                     details: dict[str, Any] | None = None) -> None:  # fmt: skip
-        await self._audit.insert_one(
-            {"user_id": ObjectId(user_id), "actor_id": ObjectId(actor_id), "action": action,
-             "target_type": "token", "target_id": token_id, "details": details or {}, "at": at}
+        await self._audit.record(
+            user_id=user_id, actor_id=actor_id, action=action, target_type="token", target_id=token_id, at=at,
+            details=details,
         )  # fmt: skip

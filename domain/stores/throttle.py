@@ -46,3 +46,31 @@ class LoginThrottle:
 
     async def succeeded(self, email: str, client: str) -> None:
         await self._redis.client.delete(self._key(email, client))
+
+
+class WindowLimit:
+    """At most `limit` hits per key in a fixed window of `window_s` seconds (Redis INCR + EXPIRE).
+
+    Keys are hashed, so an email address or client address is never stored in Redis in clear.
+    """
+
+    def __init__(self, redis: RedisStore, name: str, *, limit: int, window_s: int) -> None:
+        self._redis = redis
+        self._name = name
+        self._limit = limit
+        self._window_s = window_s
+
+    async def hit(self, subject: str) -> int:
+        """Count one hit; 0 if it is within the limit, else the seconds until the window ends."""
+        digest = hashlib.sha256(subject.encode()).hexdigest()[:32]
+        key = self._redis.key("limit", self._name, digest)
+        count = await self._redis.client.incr(key)
+        if count == 1:
+            await self._redis.client.expire(key, self._window_s)
+        if count <= self._limit:
+            return 0
+        ttl = await self._redis.client.ttl(key)
+        if ttl < 0:  # the expiry was lost between the two calls: set it now
+            await self._redis.client.expire(key, self._window_s)
+            ttl = self._window_s
+        return max(1, int(ttl))

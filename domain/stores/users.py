@@ -14,7 +14,7 @@ from domain.errors import Conflict
 from domain.stores.bson_codec import from_document
 from domain.stores.mongo import Database, index, object_id
 from domain.stores.pagination import find_page
-from domain.users import Role, User
+from domain.users import NotificationSettings, Role, User
 
 index("users", ("email", 1), unique=True, name="email_unique")
 index("users", ("name_lower", 1), name="name_lower")
@@ -97,6 +97,24 @@ class UserStore:
             return_document=ReturnDocument.AFTER,
         )
         return from_document(User, doc) if doc else None
+
+    async def notification_settings(self, user_ids: list[str]) -> dict[str, NotificationSettings]:
+        """Each user's mail choices (defaults for anyone who never changed them)."""
+        ids = [object_id(u, "user") for u in user_ids]
+        found = {
+            str(doc["_id"]): NotificationSettings(**doc.get("notification_settings", {}))
+            async for doc in self._users.find({"_id": {"$in": ids}}, {"notification_settings": 1})
+        }
+        return {u: found.get(u, NotificationSettings()) for u in user_ids}
+
+    async def set_notification_settings(self, user_id: str, changes: dict[str, bool]) -> NotificationSettings:
+        doc = await self._users.find_one_and_update(
+            {"_id": object_id(user_id, "user")},
+            {"$set": {f"notification_settings.{k}": v for k, v in changes.items()}},
+            projection={"notification_settings": 1},
+            return_document=ReturnDocument.AFTER,
+        )
+        return NotificationSettings(**(doc or {}).get("notification_settings", {}))
 
     async def page(self, *, q: str | None, limit: int, cursor: str | None) -> tuple[list[User], str | None]:
         query = _prefix_query(q) if q else {}

@@ -1,0 +1,144 @@
+"""The mail outbox in MongoDB: mail is queued with the change that causes it and sent from here.
+
+A mail is claimed with one atomic update (status `sending`, a lease, attempts + 1), so one instance
+sends it even when several run; a claim whose lease ran out (the sender died mid-send) is claimed
+again. Marking it sent or retried is guarded by the attempt number, so a stale sender never
+overwrites a newer one's outcome.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timedelta
+from typing import Any
+
+import attrs
+from bson import Binary, ObjectId
+from pymongo import ReturnDocument
+
+from domain.stores.mongo import Database, Document, at_most, index
+
+index("mail_outbox", ("status", 1), ("next_attempt_at", 1), name="due")
+index("mail_outbox", ("status", 1), ("lease_until", 1), name="leased")
+index("mail_outbox", ("status", 1), ("finished_at", -1), name="finished")
+
+
+class MailStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+@attrs.frozen
+class OutboxMail:
+    id: str
+    kind: str
+    sender: str
+    recipient: str
+    message: bytes
+    attempts: int
+
+
+@attrs.frozen
+class MailFailure:
+    id: str
+    kind: str
+    recipient: str
+    status: MailStatus
+    attempts: int
+    error: str
+    at: datetime
+
+
+def _failure(doc: Document) -> MailFailure:
+    return MailFailure(
+        id=str(doc["_id"]),
+        kind=doc["kind"],
+        recipient=doc["recipient"],
+        status=MailStatus(doc["status"]),
+        attempts=doc["attempts"],
+        error=doc["last_error"] or "",
+        at=doc["finished_at"] or doc["next_attempt_at"],
+    )
+
+
+class MailOutbox:
+    def __init__(self, db: Database) -> None:
+        self._mail = db["mail_outbox"]
+
+    async def queue(
+        self, *, kind: str, user_id: str, sender: str, recipient: str, message: bytes, now: datetime
+    ) -> str:
+        result = await self._mail.insert_one({
+            "kind": kind, "user_id": ObjectId(user_id), "sender": sender, "recipient": recipient,
+            "message": Binary(message), "status": MailStatus.QUEUED.value, "attempts": 0,
+            "next_attempt_at": now, "lease_until": None, "last_error": None, "created_at": now,
+            "finished_at": None,
+        })  # fmt: skip
+        return str(result.inserted_id)
+
+    async def claim(self, *, owner: str, now: datetime, lease_s: float) -> OutboxMail | None:
+        """The next mail that is due (or whose sender died mid-send), now leased to owner."""
+        for query in (
+            {"status": MailStatus.QUEUED.value, "next_attempt_at": at_most(now)},
+            {"status": MailStatus.SENDING.value, "lease_until": {"$lt": now}},
+        ):
+            doc = await self._mail.find_one_and_update(
+                query,
+                {"$set": {"status": MailStatus.SENDING.value, "owner": owner,
+                          "lease_until": now + timedelta(seconds=lease_s)}, "$inc": {"attempts": 1}},
+                sort=[("next_attempt_at", 1)], return_document=ReturnDocument.AFTER,
+            )  # fmt: skip
+            if doc is not None:
+                return OutboxMail(
+                    id=str(doc["_id"]), kind=doc["kind"], sender=doc["sender"], recipient=doc["recipient"],
+                    message=bytes(doc["message"]), attempts=doc["attempts"],
+                )  # fmt: skip
+        return None
+
+    async def _settle(self, mail: OutboxMail, fields: dict[str, Any]) -> bool:
+        result = await self._mail.update_one(
+            {"_id": ObjectId(mail.id), "status": MailStatus.SENDING.value, "attempts": mail.attempts},
+            {"$set": {**fields, "lease_until": None}},
+        )
+        return result.modified_count == 1
+
+    async def sent(self, mail: OutboxMail, now: datetime) -> bool:
+        return await self._settle(mail, {"status": MailStatus.SENT.value, "finished_at": now})
+
+    async def retry(self, mail: OutboxMail, error: str, at: datetime) -> bool:
+        return await self._settle(
+            mail, {"status": MailStatus.QUEUED.value, "next_attempt_at": at, "last_error": error[:500]}
+        )
+
+    async def give_up(self, mail: OutboxMail, error: str, now: datetime) -> bool:
+        return await self._settle(
+            mail, {"status": MailStatus.FAILED.value, "last_error": error[:500], "finished_at": now}
+        )
+
+    async def next_due(self) -> datetime | None:
+        doc = await self._mail.find_one(
+            {"status": MailStatus.QUEUED.value}, {"next_attempt_at": 1}, sort=[("next_attempt_at", 1)]
+        )
+        return doc["next_attempt_at"] if doc else None
+
+    async def counts(self) -> dict[str, int]:
+        return {s.value: await self._mail.count_documents({"status": s.value}) for s in MailStatus}
+
+    async def troubles(self, limit: int = 10) -> list[MailFailure]:
+        """The newest mail that failed for good, or is waiting to be tried again after an error."""
+        query: Document = {"$or": [{"status": MailStatus.FAILED.value},
+                                   {"status": MailStatus.QUEUED.value, "last_error": {"$ne": None}}]}  # fmt: skip
+        cursor = self._mail.find(query).sort([("created_at", -1)]).limit(limit)
+        return [_failure(doc) async for doc in cursor]
+
+    async def purge(self, before: datetime) -> int:
+        """Sent and failed mail older than `before` goes (it was kept for heads to check)."""
+        result = await self._mail.delete_many(
+            {
+                "status": {"$in": [MailStatus.SENT.value, MailStatus.FAILED.value]},
+                "finished_at": {"$lt": before},
+            }
+        )
+        return result.deleted_count
