@@ -101,19 +101,26 @@ class Account:
 MakeAccount = Callable[..., Awaitable[Account]]
 
 
+async def create_account(
+    client: AppClient, role: str = "student", *, name: str | None = None, email: str | None = None
+) -> Account:
+    """Create a user with any role (as create-user would) and sign it in through the API."""
+    email = email or f"{role.lower()}-{uuid.uuid4().hex[:8]}@lab.example"
+    user = await client.app[ACCOUNTS].create(
+        email=email, password=PASSWORD, name=name or f"{role} user", role=Role(role)
+    )
+    response = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+    assert response.status == 200, await response.text()
+    tokens = await response.json()
+    return Account(user.id, email, role, tokens["access_token"], tokens["refresh_token"])
+
+
 @pytest.fixture
 def make_account(client: AppClient) -> MakeAccount:
-    """Create a user with any role (as create-user would) and sign it in through the API."""
+    """create_account on the test's client."""
 
     async def make(role: str = "student", *, name: str | None = None, email: str | None = None) -> Account:
-        email = email or f"{role.lower()}-{uuid.uuid4().hex[:8]}@lab.example"
-        user = await client.app[ACCOUNTS].create(
-            email=email, password=PASSWORD, name=name or f"{role} user", role=Role(role)
-        )
-        response = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
-        assert response.status == 200, await response.text()
-        tokens = await response.json()
-        return Account(user.id, email, role, tokens["access_token"], tokens["refresh_token"])
+        return await create_account(client, role, name=name, email=email)
 
     return make
 

@@ -33,6 +33,12 @@ class SmtpTransport:
                 username=s.username or None, password=s.password or None, use_tls=s.security == "tls",
                 start_tls=s.security == "starttls", timeout=s.timeout_s,
             )  # fmt: skip
+        except (
+            aiosmtplib.SMTPConnectError,
+            aiosmtplib.SMTPTimeoutError,
+            aiosmtplib.SMTPServerDisconnected,
+        ) as exc:
+            raise SendFailed(f"cannot reach {s.host}:{s.smtp_port}: {exc}", permanent=False) from None
         except aiosmtplib.SMTPException as exc:
             code = _code_of(exc)
             detail = f"{code} {exc}" if code else str(exc)
