@@ -122,3 +122,81 @@ def test_production_refuses_a_short_secret(tmp_path):
     )  # fmt: skip
     assert result.returncode != 0
     assert b"auth.jwt_secret" in result.stderr
+
+
+def _labhub(data_dir, *args, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = {
+        **os.environ,
+        "LABHUB_SERVICES_DATA_DIR": str(data_dir),
+        "LABHUB_HTTP_PUBLIC_URL": "https://hub.lab.example",
+    }
+    return subprocess.run(
+        [str(ROOT / "labhub"), *args],
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def _post(port: int, path: str, body: dict) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"}, method="POST",
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_a_locked_out_head_resets_from_the_command_line_with_the_server_stopped_or_running(tmp_path):
+    data_dir = tmp_path / "data"
+    made = _labhub(data_dir, "create-user", "--email", "head@lab.example", "--role", "DH", "--password-file", "-",
+                   stdin=b"forgotten password\n")  # fmt: skip
+    assert made.returncode == 0, made.stderr.decode()
+    printed = _labhub(data_dir, "reset-password", "--email", "Head@Lab.Example")  # no server: its own MongoDB
+    assert printed.returncode == 0, printed.stderr.decode()
+    url = printed.stdout.decode().splitlines()[-1]
+    assert url.startswith("https://hub.lab.example/reset#token=lhr_")
+    token = url.split("#token=", 1)[1]
+    missing = _labhub(data_dir, "reset-password", "--email", "nobody@lab.example")
+    assert missing.returncode == 1
+    assert b"no account has the email" in missing.stderr
+
+    port = free_port()
+    process = start(data_dir, port)
+    try:
+        wait_ready(port, process)
+        assert (
+            _post(
+                port, "/api/auth/password-reset/confirm", {"token": token, "password": "remembered at last"}
+            )
+            == 204
+        )
+        assert (
+            _post(port, "/api/auth/login", {"email": "head@lab.example", "password": "remembered at last"})
+            == 200
+        )
+        # with the server running: a password straight from a file (stdin here)
+        set_now = _labhub(data_dir, "reset-password", "--email", "head@lab.example", "--password-file", "-",
+                          stdin=b"set from the shell\n")  # fmt: skip
+        assert set_now.returncode == 0, set_now.stderr.decode()
+        assert (
+            _post(port, "/api/auth/login", {"email": "head@lab.example", "password": "set from the shell"})
+            == 200
+        )
+        assert (
+            _post(port, "/api/auth/login", {"email": "head@lab.example", "password": "remembered at last"})
+            == 401
+        )
+        assert (
+            _post(port, "/api/auth/password-reset/confirm", {"token": token, "password": "once more, please"})
+            == 400
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
