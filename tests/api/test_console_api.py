@@ -20,7 +20,7 @@ COOKIE = {"X-LabHub-Session": "cookie"}
 
 
 async def test_the_index_page_answers_every_client_side_route_with_strict_headers(client):
-    for path in ("/", "/projects/0123456789abcdef01234567/records", "/reset", "/datasets/x"):
+    for path in ("/", "/projects/0123456789abcdef01234567/records", "/reset", "/forgot", "/datasets/x"):
         response = await client.get(path)
         assert response.status == 200, path
         assert response.content_type == "text/html"

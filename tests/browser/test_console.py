@@ -516,6 +516,57 @@ def test_tokens_and_a_calendar_link_from_the_account_page(
     assert "Tunnel slot" in feed.text
 
 
+@pytest.mark.provokes_failed_loads(
+    "status of 400", "status of 503"
+)  # a spent link; this LabHub sends no mail
+def test_a_head_hands_over_a_reset_link_and_the_person_chooses_a_new_password(
+    console: Server, api: Api, people: People, open_context
+):
+    api.register("forgetful@lab.test", "Fran Forgetful")
+    head = open_context().new_page()
+    sign_in(head, console.url, people.head)
+    head.get_by_role("link", name="Users").click()
+    head.get_by_label("Search by name or email").fill("forgetful@")
+    head.get_by_role("button", name="Make a reset link for Fran Forgetful").click()
+    link = head.get_by_label("Reset link for Fran Forgetful", exact=True).inner_text()
+    assert link.startswith(console.url + "/reset#token=lhr_")
+
+    page = open_context("phone").new_page()
+    page.goto(link)
+    expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+    assert "token" not in page.url  # read once, then out of the address bar and the history
+    page.get_by_label("New password", exact=True).fill("fresh passphrase 1")
+    page.get_by_label("New password again").fill("fresh passphrase 1")
+    scan(page, "reset-password")
+    page.get_by_role("button", name="Set new password").click()
+    expect(page.get_by_role("heading", name="Password changed")).to_be_visible()
+    page.get_by_role("link", name="Sign in with your new password").click()
+    sign_in(page, console.url, "forgetful@lab.test", "fresh passphrase 1")
+
+    # the person's mail choices, on their account page
+    page.get_by_role("link", name=re.compile("Fran Forgetful")).click()
+    page.get_by_label(re.compile("^Meeting invitations")).uncheck()
+    expect(page.get_by_role("status").filter(has_text="Meeting invitations: off")).to_be_visible()
+    settings = api.call(
+        "GET", "/api/users/me/notification-settings", api.sign_in("forgetful@lab.test", "fresh passphrase 1")
+    )
+    assert settings == {"meeting_invitations": False, "job_notices": True}
+
+    # the same link again: refused, with a way on
+    again = open_context().new_page()
+    again.goto(link)
+    again.get_by_label("New password", exact=True).fill("another passphrase")
+    again.get_by_label("New password again").fill("another passphrase")
+    again.get_by_role("button", name="Set new password").click()
+    expect(again.get_by_role("alert")).to_contain_text("invalid_reset")
+    again.get_by_role("link", name="Ask for a new reset link").click()
+    expect(again.get_by_role("heading", name="Forgot your password?")).to_be_visible()
+    again.get_by_label("Email").fill("forgetful@lab.test")
+    again.get_by_role("button", name="Mail me a reset link").click()
+    expect(again.get_by_role("alert")).to_contain_text("Ask a head of the lab")
+    scan(again, "forgot-password")
+
+
 # -- (8) hostile text ---------------------------------------------------------------------------------
 
 

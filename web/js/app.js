@@ -7,6 +7,7 @@ import { isHead, Session } from './session.js';
 import { openStream } from './stream.js';
 import { Link, Loading } from './ui.js';
 import { SignIn, Register } from './pages/auth.js';
+import { ForgotPassword, ResetPassword } from './pages/reset.js';
 import { Projects } from './pages/projects.js';
 import { ProjectPage } from './pages/project.js';
 import { DatasetPage } from './pages/datasets.js';
@@ -65,6 +66,7 @@ function Routes({ path, user }) {
   if (path === '/jobs') return html`<${Jobs} />`;
   if (path === '/notifications') return html`<${Notifications} />`;
   if (path === '/account') return html`<${Account} />`;
+  if (path === '/forgot') return html`<${ForgotPassword} />`;
   if (path === '/admin/users' && isHead(user)) return html`<${AdminUsers} />`;
   if (path === '/admin/system' && isHead(user)) return html`<${AdminSystem} />`;
   return html`<${NotFound} />`;
@@ -101,13 +103,17 @@ function App() {
   const signedIn = async () => {
     setReason(null);
     setUser(await api.get('/api/auth/me'));
-    if (path === '/signin' || path === '/register') navigate('/', { replace: true });
+    if (['/signin', '/register', '/forgot'].includes(path)) navigate('/', { replace: true });
   };
 
+  // a reset link works whoever is signed in here (the reset signs every session out anyway)
+  if (path === '/reset') return html`<main id="main" class="narrow"><${ResetPassword} /></main>`;
   if (user === undefined) return html`<main id="main"><${Loading} what="Opening LabHub" /></main>`;
   if (user === null) {
     return html`<main id="main" class="narrow">
-      ${path === '/register' ? html`<${Register} onDone=${signedIn} />` : html`<${SignIn} reason=${reason} onDone=${signedIn} />`}
+      ${path === '/register' ? html`<${Register} onDone=${signedIn} />`
+        : path === '/forgot' ? html`<${ForgotPassword} />`
+        : html`<${SignIn} reason=${reason} onDone=${signedIn} />`}
     </main>`;
   }
   const signOut = async () => {

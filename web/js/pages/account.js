@@ -1,4 +1,4 @@
-// The signed-in user's own account: name and password.
+// The signed-in user's own account: name, password, mail, tokens and calendar link.
 
 import { html, useState } from '../../vendor/htm-preact.js';
 import * as api from '../api.js';
@@ -74,6 +74,40 @@ function CalendarLink() {
   </section>`;
 }
 
+// which mail this person gets (reset links always come); the target of List-Unsubscribe in every mail
+function MailSettings() {
+  const settings = useLoad(() => api.get('/api/users/me/notification-settings'), []);
+  const { error, run } = useAction();
+  const [saved, setSaved] = useState('');
+  // the box shows the choice at once; the server's answer (or a reload after an error) settles it
+  const toggle = (key, label) => (value) => {
+    settings.set({ ...settings.data, [key]: value });
+    run(async () => {
+      try {
+        settings.set(await api.patch('/api/users/me/notification-settings', { [key]: value }));
+        setSaved(`${label}: ${value ? 'on' : 'off'}.`);
+      } catch (error) {
+        settings.reload();
+        throw error;
+      }
+    });
+  };
+  const s = settings.data;
+  return html`<section class="card" id="notifications" aria-labelledby="notifications-h">
+    <h2 id="notifications-h">Email notifications</h2>
+    <p class="muted">When this LabHub sends mail. Password reset links are always sent.</p>
+    ${settings.loading && !s && html`<${Loading} />`}
+    ${s && html`<fieldset><legend class="visually-hidden">Mail I get</legend>
+      <${Check} label="Meeting invitations, changes and cancellations (with a calendar invitation)" checked=${s.meeting_invitations}
+        onChange=${toggle('meeting_invitations', 'Meeting invitations')} />
+      <${Check} label="Job notices: a job of mine failed, or finished after a long run" checked=${s.job_notices}
+        onChange=${toggle('job_notices', 'Job notices')} />
+    </fieldset>`}
+    <${ErrorNote} error=${settings.error || error} />
+    <${Notice} text=${saved} />
+  </section>`;
+}
+
 export function Account() {
   const { user, setUser } = useSession();
   const [name, setName] = useState(user.name);
@@ -112,6 +146,7 @@ export function Account() {
       <${ErrorNote} error=${secret.error} />
       <button type="submit" disabled=${secret.busy}>Change password</button>
     </form>
+    <${MailSettings} />
     <${Tokens} />
     <${CalendarLink} />
   </section>`;

@@ -1,9 +1,9 @@
-// Heads only: users (search, role, deactivate) and the system view.
+// Heads only: users (search, role, deactivate, reset links) and the system view (with the mail outbox).
 
 import { html, useState } from '../../vendor/htm-preact.js';
 import * as api from '../api.js';
 import { useSession } from '../session.js';
-import { ErrorNote, Input, Loading, Notice, PagedList, useAction, useLoad, usePaged } from '../ui.js';
+import { ErrorNote, Input, Loading, Notice, PagedList, useAction, useLoad, usePaged, when } from '../ui.js';
 
 const ROLES = [['student', 'Student'], ['researcher', 'Researcher'], ['GD', 'Group director (GD)'], ['DH', 'Department head (DH)']];
 
@@ -13,6 +13,12 @@ export function AdminUsers() {
   const paged = usePaged((cursor) => api.get('/api/users', { q, cursor, limit: 25 }), [q]);
   const { busy, error, run } = useAction();
   const [message, setMessage] = useState('');
+  const [reset, setReset] = useState(null);
+  const makeReset = (u) => run(async () => {
+    const link = await api.post(`/api/users/${u.id}/password-reset`);
+    setReset({ ...link, name: u.name });
+    setMessage('');
+  });
   const change = (u, fields, said) => run(async () => {
     const changed = await api.patch(`/api/users/${u.id}`, fields);
     paged.setItems((all) => all.map((x) => (x.id === u.id ? changed : x)));
@@ -22,6 +28,10 @@ export function AdminUsers() {
     <h1>Users</h1>
     <form class="filters" role="search" onSubmit=${(e) => e.preventDefault()}><${Input} label="Search by name or email" type="search" value=${q} onInput=${setQ} /></form>
     <${ErrorNote} error=${error} /><${Notice} text=${message} />
+    ${reset && html`<div class="note ok" role="status">
+      <p>A password reset link for ${reset.name}. Hand it over privately: it works once, until ${when(reset.expires_at)}, and a newer link replaces it.</p>
+      <p><code class="secret" aria-label=${`Reset link for ${reset.name}`}>${reset.url}</code></p>
+    </div>`}
     <${PagedList} paged=${paged} empty="Nobody matches.">
       <div class="scroll" tabindex="0" role="region" aria-label="Users table"><table><caption class="visually-hidden">Users</caption>
         <thead><tr><th scope="col">Name</th><th scope="col">Email</th><th scope="col">Role</th><th scope="col">Status</th><th scope="col">Actions</th></tr></thead>
@@ -30,7 +40,8 @@ export function AdminUsers() {
           <td><select aria-label=${`Role of ${u.name}`} value=${u.role} disabled=${busy || u.id === me.id} onChange=${(e) => change(u, { role: e.currentTarget.value }, `${u.name} is now ${e.currentTarget.value}.`)}>
             ${ROLES.map(([v, t]) => html`<option value=${v} selected=${v === u.role}>${t}</option>`)}</select></td>
           <td>${u.active ? 'active' : 'deactivated'}</td>
-          <td>${u.id !== me.id && (u.active
+          <td>${u.active && html`<button type="button" class="small secondary" disabled=${busy} onClick=${() => makeReset(u)} aria-label=${`Make a reset link for ${u.name}`}>Reset link</button>`}
+            ${u.id !== me.id && (u.active
             ? html`<button type="button" class="small danger" disabled=${busy} onClick=${() => change(u, { active: false }, `${u.name} was deactivated.`)} aria-label=${`Deactivate ${u.name}`}>Deactivate</button>`
             : html`<button type="button" class="small secondary" disabled=${busy} onClick=${() => change(u, { active: true }, `${u.name} was reactivated.`)} aria-label=${`Reactivate ${u.name}`}>Reactivate</button>`)}</td>
         </tr>`)}</tbody></table></div>
@@ -56,6 +67,13 @@ export function AdminSystem() {
       <${Pairs} caption="Worker pool size and its inputs" data=${s.pool.sizing} />
       <${Pairs} caption="Jobs by status" data=${s.jobs} />
       <${Pairs} caption="Versions" data=${s.versions} />
+      <${Pairs} caption=${`Mail outbox (mail ${s.mail.enabled ? 'on' : 'off'})`} data=${s.mail.counts} />
     </div>
+    ${s.mail.troubles.length > 0 && html`<div class="scroll" tabindex="0" role="region" aria-label="Mail troubles table"><table>
+      <caption>Mail that could not be sent</caption>
+      <thead><tr><th scope="col">Kind</th><th scope="col">To</th><th scope="col">Status</th><th scope="col">Tries</th><th scope="col">Error</th><th scope="col">When</th></tr></thead>
+      <tbody>${s.mail.troubles.map((t) => html`<tr key=${t.id}><td>${t.kind}</td><td>${t.recipient}</td><td>${t.status === 'failed' ? 'given up' : 'will retry'}</td>
+        <td>${t.attempts}</td><td>${t.error}</td><td>${when(t.at)}</td></tr>`)}</tbody>
+    </table></div>`}
   </section>`;
 }

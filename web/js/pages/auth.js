@@ -21,6 +21,7 @@ export function SignIn({ reason, onDone }) {
       <${ErrorNote} error=${error} />
       <button type="submit" disabled=${busy}>${busy ? 'Signing in…' : 'Sign in'}</button>
     </form>
+    <p><${Link} href="/forgot">Forgot your password?<//></p>
     <p>New here? <${Link} href="/register">Create a student account<//></p>
   </section>`;
 }
