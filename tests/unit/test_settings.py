@@ -144,3 +144,36 @@ def test_production_accepts_a_long_secret(tmp_path):
     base = load_settings(ROOT / "config.toml", environ={"LABHUB_SERVICES_DATA_DIR": str(tmp_path)})
     production = with_changes(base, app={"env": "production"}, auth={"jwt_secret": "k" * 32})
     assert finalize_secrets(production).auth.jwt_secret == "k" * 32
+
+
+def test_mail_is_off_by_default_and_its_password_is_a_secret(tmp_path):
+    settings = load_settings(ROOT / "config.toml", environ={})
+    assert settings.mail.enabled is False
+    password_file = tmp_path / "smtp"
+    password_file.write_text("relay secret\n")
+    environ = {
+        "LABHUB_MAIL_ENABLED": "true", "LABHUB_MAIL_HOST": "smtp.lab.example", "LABHUB_MAIL_SECURITY": "tls",
+        "LABHUB_MAIL_FROM_ADDRESS": "labhub@lab.example", "LABHUB_MAIL_USERNAME": "labhub",
+        "LABHUB_MAIL_PASSWORD_FILE": str(password_file),
+    }  # fmt: skip
+    mail = load_settings(ROOT / "config.toml", environ=environ).mail
+    assert mail.password == "relay secret"
+    assert mail.smtp_port == 465  # the standard port of implicit TLS
+    assert "relay secret" not in repr(mail)
+    with pytest.raises(SettingsError, match=r"mail\.password: secrets are not read"):
+        load_settings(write(tmp_path, "[mail]\npassword = 'x'\n"), environ={})
+
+
+@pytest.mark.parametrize(
+    ("environ", "names"),
+    [
+        ({"LABHUB_MAIL_ENABLED": "true"}, "mail.from_address"),
+        ({"LABHUB_MAIL_ENABLED": "true", "LABHUB_MAIL_FROM_ADDRESS": "labhub@lab.example", "LABHUB_MAIL_USERNAME": "u"},
+         "mail.password"),
+        ({"LABHUB_MAIL_FROM_ADDRESS": "not an address"}, "from_address"),
+        ({"LABHUB_MAIL_SECURITY": "ssl"}, "security"),
+    ],
+)  # fmt: skip
+def test_mail_settings_that_cannot_work_stop_the_start(environ, names):
+    with pytest.raises(SettingsError, match=names):
+        load_settings(ROOT / "config.toml", environ=environ)
