@@ -18,7 +18,7 @@ import attrs
 
 from domain.accounts import AccountsService
 from domain.clock import utcnow
-from domain.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests, Unavailable
+from domain.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
 from domain.mail_service import MailService
 from domain.stores.account_audit import AccountAuditStore
 from domain.stores.password_resets import PasswordResetStore
@@ -101,7 +101,8 @@ class PasswordResets:
     async def request_by_mail(self, email: str, client: str) -> None:
         """Mail a link to this address if an active account has it; the answer never tells which."""
         if self._mail is None or not self._mail.enabled or self._limits is None:
-            raise Unavailable(
+            # not a passing outage (503): this LabHub is set up without mail
+            raise Forbidden(
                 "this LabHub does not send mail; ask a head of the lab for a reset link", code="mail_disabled"
             )
         wait = await self._limits.per_client.hit(client)

@@ -187,7 +187,7 @@ class ResetConfirm:
 @routes.post("/api/auth/password-reset")
 @doc("Ask for a password reset link by mail (when mail is on). Always 202, whatever the address; "
      "limited per address and per client", body=ResetRequest, response=ResetRequested, status=202,
-     auth="none", also={503: "this LabHub does not send mail"})  # fmt: skip
+     auth="none", also={403: "this LabHub does not send mail (code mail_disabled)"})  # fmt: skip
 async def request_reset(request: web.Request) -> web.Response:
     body = await parse_body(request, ResetRequest)
     await request.app[PASSWORD_RESETS].request_by_mail(body.email, request.remote or "unknown")

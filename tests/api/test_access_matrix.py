@@ -280,3 +280,49 @@ async def test_route_by_role(client, team, make_account, route):
         else:
             body = await problem(response, expected)
             assert body["instance"] == route.path.format(**ctx).split("?")[0], f"{route} as {role}"
+
+
+# -- account routes: who may reach them, by caller -----------------------------------------------------
+
+CALLERS = ("anonymous", "student", "head", "read_token", "head_admin_token")
+ACCOUNT_ROUTES = [
+    # method, path, body, expected status by caller
+    ("POST", "/api/users/{other}/password-reset", None,
+     {"anonymous": 401, "student": 404, "head": 201, "read_token": 403, "head_admin_token": 403}),
+    ("POST", "/api/users/{self}/password-reset", None,
+     {"anonymous": 401, "student": 403, "head": 201, "read_token": 403, "head_admin_token": 403}),
+    ("GET", "/api/users/me/notification-settings", None,
+     {"anonymous": 401, "student": 200, "head": 200, "read_token": 403, "head_admin_token": 200}),
+    ("PATCH", "/api/users/me/notification-settings", {"job_notices": False},
+     {"anonymous": 401, "student": 200, "head": 200, "read_token": 403, "head_admin_token": 200}),
+    # no credential is needed or looked at: the same answer for everyone
+    ("POST", "/api/auth/password-reset", {"email": "someone@lab.example"},
+     dict.fromkeys(CALLERS, 403)),  # mail is off here: code mail_disabled
+    ("POST", "/api/auth/password-reset/confirm", {"token": "lhr_" + "x" * 43, "password": "long enough pass"},
+     dict.fromkeys(CALLERS, 400)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path", "body", "expected"), ACCOUNT_ROUTES, ids=lambda v: str(v)[:60])
+async def test_account_route_by_caller(client, make_account, method, path, body, expected):
+    student = await make_account("student")
+    head = await make_account("DH")
+    made = {}
+    for owner, scopes in ((student, ["read"]), (head, ["read", "write", "admin"])):
+        response = await client.post(
+            "/api/tokens", json={"name": "t", "scopes": scopes}, headers=owner.headers
+        )
+        made[owner.id] = {"Authorization": f"Bearer {(await response.json())['token']}"}
+    headers = {"anonymous": {}, "student": student.headers, "head": head.headers,
+               "read_token": made[student.id], "head_admin_token": made[head.id]}  # fmt: skip
+    actor = {"student": student, "read_token": student}
+    for caller in CALLERS:
+        me = actor.get(caller, head)
+        target = path.format(self=me.id, other=(head if me is student else student).id)
+        response = await client.request(method, target, headers=headers[caller], json=body)
+        if expected[caller] < 300:
+            assert response.status == expected[caller], (
+                f"{method} {path} as {caller}: {await response.text()}"
+            )
+        else:
+            await problem(response, expected[caller])

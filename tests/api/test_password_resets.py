@@ -145,7 +145,7 @@ async def test_a_link_of_an_account_deactivated_since_does_not_work(client, team
 
 async def test_self_service_needs_mail(client, team):
     body = await problem(
-        await client.post("/api/auth/password-reset", json={"email": team.member.email}), 503
+        await client.post("/api/auth/password-reset", json={"email": team.member.email}), 403
     )
     assert body["code"] == "mail_disabled"
 
