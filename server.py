@@ -223,6 +223,13 @@ def build_mail(db: Database, settings: Settings) -> MailService:
     return MailService(m, MailOutbox(db), UserStore(db), ProjectStore(db), SmtpTransport(m), sender)
 
 
+def login_throttle(redis: RedisStore, settings: Settings) -> LoginThrottle:
+    a = settings.auth
+    return LoginThrottle(
+        redis, free_attempts=a.login_free_attempts, base_s=a.login_backoff_base_s, max_s=a.login_backoff_max_s
+    )
+
+
 def build_resets(
     db: Database,
     settings: Settings,
@@ -232,8 +239,9 @@ def build_resets(
 ) -> PasswordResets:
     """redis None (the command line): no self-service requests, so no limits to count."""
     a = settings.auth
-    limits = None
+    limits = throttle = None
     if redis is not None:
+        throttle = login_throttle(redis, settings)
         limits = ResetLimits(
             per_address=WindowLimit(
                 redis, "reset-address", limit=a.reset_requests_per_address, window_s=a.reset_window_s
@@ -243,7 +251,7 @@ def build_resets(
             ),
         )
     return PasswordResets(
-        PasswordResetStore(db), UserStore(db), accounts, AccountAuditStore(db), mail, limits,
+        PasswordResetStore(db), UserStore(db), accounts, AccountAuditStore(db), mail, limits, throttle,
         ttl_s=a.reset_ttl_s, mail_base_url=settings.mail_base_url,
     )  # fmt: skip
 
@@ -253,12 +261,7 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     db = app[MONGO]
     accounts, passwords = build_accounts(db, settings)
     a = settings.auth
-    throttle = LoginThrottle(
-        app[REDIS],
-        free_attempts=a.login_free_attempts,
-        base_s=a.login_backoff_base_s,
-        max_s=a.login_backoff_max_s,
-    )
+    throttle = login_throttle(app[REDIS], settings)
     tokens = TokenConfig(
         secret=a.jwt_secret,
         issuer=a.jwt_issuer,

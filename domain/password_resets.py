@@ -22,7 +22,7 @@ from domain.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequ
 from domain.mail_service import MailService
 from domain.stores.account_audit import AccountAuditStore
 from domain.stores.password_resets import PasswordResetStore
-from domain.stores.throttle import WindowLimit
+from domain.stores.throttle import LoginThrottle, WindowLimit
 from domain.stores.users import UserStore
 from domain.tokens import hash_secret
 from domain.users import User, check_password, normalize_email
@@ -54,8 +54,10 @@ class ResetLimits:
 class PasswordResets:
     def __init__(
         self, store: PasswordResetStore, users: UserStore, accounts: AccountsService, audit: AccountAuditStore,
-        mail: MailService | None, limits: ResetLimits | None, *, ttl_s: int, mail_base_url: str,
+        mail: MailService | None, limits: ResetLimits | None, login_throttle: LoginThrottle | None, *, ttl_s: int,
+        mail_base_url: str,
     ) -> None:  # fmt: skip
+        self._login_throttle = login_throttle
         self._store = store
         self._users = users
         self._accounts = accounts
@@ -122,8 +124,9 @@ class PasswordResets:
         link = await self.issue(user, actor_id=user.id, base_url=self._mail_base_url, via="mail")
         await self._mail.reset_link(user, link.url, link.expires_at)
 
-    async def confirm(self, token: str, password: str, *, revoke_tokens: bool) -> None:
-        """Set a new password with a link: signs out every session (and every token when asked)."""
+    async def confirm(self, token: str, password: str, *, revoke_tokens: bool, client: str) -> None:
+        """Set a new password with a link: signs out every session (and every token when asked), and
+        lifts the sign-in back-off of the person who used it."""
         check_password(password)  # before the link is spent, so a too-short password does not waste it
         if not token.startswith(SECRET_PREFIX):
             raise _INVALID
@@ -139,3 +142,5 @@ class PasswordResets:
             user_id=user.id, actor_id=user.id, action="password_reset.used", target_type="password_reset",
             target_id=user.id, at=now, details={"revoke_tokens": revoke_tokens},
         )  # fmt: skip
+        if self._login_throttle is not None:
+            await self._login_throttle.succeeded(user.email, client)

@@ -200,5 +200,7 @@ async def request_reset(request: web.Request) -> web.Response:
      body=ResetConfirm, status=204, auth="none")  # fmt: skip
 async def confirm_reset(request: web.Request) -> web.Response:
     body = await parse_body(request, ResetConfirm)
-    await request.app[PASSWORD_RESETS].confirm(body.token, body.password, revoke_tokens=body.revoke_tokens)
+    await request.app[PASSWORD_RESETS].confirm(
+        body.token, body.password, revoke_tokens=body.revoke_tokens, client=request.remote or "unknown"
+    )
     return web.Response(status=204, headers={"Cache-Control": "no-store"})

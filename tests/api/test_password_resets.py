@@ -219,3 +219,13 @@ async def test_requests_are_limited_per_address_and_per_client(mail_client, mail
 async def test_a_malformed_address_is_a_clear_error(mail_client):
     await problem(await ask(mail_client, "not an address"), 422)
     await problem(await mail_client.post("/api/auth/password-reset", json={}), 422)
+
+
+async def test_a_reset_lifts_the_sign_in_back_off(client, team):
+    for _ in range(6):  # five free tries, then a wait that doubles
+        await login(client, team.member.email, "a wrong guess, again")
+    throttled = await problem(await login(client, team.member.email, PASSWORD), 429)
+    assert throttled["code"] == "login_throttled"
+    link = await reset_link(client, team.head, team.member.id)
+    assert (await confirm(client, token_of(link["url"]))).status == 204
+    assert (await login(client, team.member.email, NEW_PASSWORD)).status == 200
