@@ -18,6 +18,7 @@ from domain.stores.embedded import EmbeddedServices, ServiceEndpoints
 from domain.users import Role
 from handlers.keys import ACCOUNTS
 from server import create_app
+from tests.mailbox import Mailbox
 
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 S3_KEY = "labhub-test"
@@ -75,6 +76,15 @@ def make_settings(endpoints: ServiceEndpoints, data_dir: Path, **sections: dict[
 @pytest.fixture
 def settings(services: ServiceEndpoints, tmp_path: Path) -> Settings:
     return make_settings(services, tmp_path)
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    """A real SMTP server on a random port that keeps what it receives (tests/mailbox.py)."""
+    box = Mailbox()
+    box.start()
+    yield box
+    box.stop()
 
 
 AppClient = TestClient  # type alias for readability in tests

@@ -13,17 +13,9 @@ from handlers.keys import ACCOUNTS, JOBS, MONGO
 from server import create_app
 from tests.api.test_tokens import bearer, make_token
 from tests.conftest import FAST_JOBS, create_account, make_settings, problem, wait_until
-from tests.mailbox import Mailbox, Received, mail_settings
+from tests.mailbox import Received, mail_settings
 
 PUBLIC = "https://labhub.lab.example"
-
-
-@pytest.fixture
-def mailbox():
-    box = Mailbox()
-    box.start()
-    yield box
-    box.stop()
 
 
 def settings_for(services, tmp_path, port: int, **mail):

@@ -14,7 +14,7 @@ from handlers.keys import MONGO
 from server import create_app
 from tests.api.test_tokens import bearer, make_token
 from tests.conftest import PASSWORD, create_account, make_settings, problem
-from tests.mailbox import Mailbox, mail_settings
+from tests.mailbox import mail_settings
 
 PUBLIC = "https://labhub.lab.example"
 NEW_PASSWORD = "a brand new passphrase"
@@ -151,14 +151,6 @@ async def test_self_service_needs_mail(client, team):
 
 
 # -- self-service, with a real SMTP server -----------------------------------------------------------
-
-
-@pytest.fixture
-def mailbox():
-    box = Mailbox()
-    box.start()
-    yield box
-    box.stop()
 
 
 @pytest.fixture
