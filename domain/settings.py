@@ -215,6 +215,7 @@ class MailSettings:
     username: str = ""
     password: str = attrs.field(default="", repr=False)
     password_file: str = ""
+    ca_file: str = ""
     from_address: str = attrs.field(default="", validator=_email_or_empty)
     from_name: str = "LabHub"
     job_notice_after_s: float = attrs.field(default=600.0, validator=_positive)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import email
+import ssl
 import threading
 from email.message import EmailMessage
 from email.policy import default
 
 import attrs
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from domain.stores.embedded import free_port
 
@@ -50,17 +52,42 @@ class _Handler:
 
 
 class Mailbox:
-    """An SMTP server that keeps every message; stop() and start() again on the same port to play an outage."""
+    """An SMTP server that keeps every message; stop() and start() again on the same port to play an outage.
 
-    def __init__(self) -> None:
+    security "starttls" or "tls" (with a server certificate in context) also asks for a login."""
+
+    def __init__(
+        self,
+        security: str = "none",
+        context: ssl.SSLContext | None = None,
+        login: tuple[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.received: list[Received] = []
         self.refuse: set[str] = set()
+        self.logins: list[str] = []
         self.lock = threading.Lock()
+        self._security = security
+        self._context = context
+        self._login = login
         self._controller: Controller | None = None
 
+    def _authenticate(self, _server, _session, _envelope, _mechanism, data) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login.decode(), data.password.decode()) == self._login
+        if ok:
+            self.logins.append(data.login.decode())
+        return AuthResult(success=ok)
+
     def start(self) -> None:
-        self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+        options: dict[str, object] = {}
+        if self._security == "starttls":
+            options = {"tls_context": self._context, "require_starttls": True}
+        elif self._security == "tls":
+            # aiosmtpd counts only STARTTLS as TLS for AUTH; the whole connection is TLS here
+            options = {"ssl_context": self._context, "auth_require_tls": False}
+        if self._login is not None:
+            options |= {"authenticator": self._authenticate, "auth_required": True}
+        self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **options)
         self._controller.start()
 
     def stop(self) -> None:

@@ -32,6 +32,7 @@ class SmtpTransport:
                 message, sender=sender, recipients=[recipient], hostname=s.host, port=s.smtp_port,
                 username=s.username or None, password=s.password or None, use_tls=s.security == "tls",
                 start_tls=s.security == "starttls", timeout=s.timeout_s,
+                cert_bundle=s.ca_file or None,
             )  # fmt: skip
         except (
             aiosmtplib.SMTPConnectError,

@@ -4,16 +4,18 @@ and a restart between queueing and sending."""
 
 from __future__ import annotations
 
+import ssl
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import trustme
 from ical.calendar_stream import IcsCalendarStream
 
 from handlers.keys import ACCOUNTS, JOBS, MONGO
 from server import create_app
 from tests.api.test_tokens import bearer, make_token
 from tests.conftest import FAST_JOBS, create_account, make_settings, problem, wait_until
-from tests.mailbox import Received, mail_settings
+from tests.mailbox import Mailbox, Received, mail_settings
 
 PUBLIC = "https://labhub.lab.example"
 
@@ -289,3 +291,38 @@ async def test_mail_queued_before_a_restart_is_sent_once_after_it(
 async def test_a_token_reads_settings_only_with_the_admin_scope(client, team):
     read = await make_token(client, team.member, scopes=["read"])
     await problem(await client.get("/api/users/me/notification-settings", headers=bearer(read)), 403)
+
+
+# the test relay warns that implicit TLS is not STARTTLS; the connection is TLS all the same
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+async def test_mail_goes_over_tls_with_a_login_to_a_relay_with_the_labs_own_ca(
+    aiohttp_client, services, tmp_path, security
+):
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = tmp_path / "lab-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    relay = Mailbox(security, context, login=("labhub", "relay secret"))
+    relay.start()
+    try:
+        settings = settings_for(services, tmp_path, relay.port, security=security, username="labhub",
+                                password="relay secret", ca_file=str(ca_file))  # fmt: skip
+        client = await aiohttp_client(create_app(settings))
+        lead = await create_account(client, "researcher")
+        member = await create_account(client, "student")
+        project = await (
+            await client.post("/api/projects", json={"name": "TLS"}, headers=lead.headers)
+        ).json()
+        await client.post(f"/api/projects/{project['id']}/members", json={"user_id": member.id, "role": "member"},
+                          headers=lead.headers)  # fmt: skip
+        body = {"title": "Over TLS", "starts_at": soon(3), "attendee_ids": [member.id]}
+        assert (
+            await client.post(f"/api/projects/{project['id']}/meetings", json=body, headers=lead.headers)
+        ).status == 201
+        [mail] = await relay.wait_for(1)
+        assert mail.recipients == [member.email]
+        assert relay.logins == ["labhub"]
+    finally:
+        relay.stop()
