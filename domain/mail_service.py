@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -33,15 +32,16 @@ from domain.mail import (
 )
 from domain.meetings import NOTIFIED_FIELDS, Meeting, MeetingStatus
 from domain.settings import MailSettings
-from domain.stores.outbox import MailFailure, MailOutbox, OutboxMail
+from domain.stores.outbox import MailFailure, MailOutbox, NewMail, OutboxMail
 from domain.stores.projects import ProjectStore
-from domain.stores.smtp import SendFailed, SmtpTransport
+from domain.stores.smtp import SendFailed, SmtpSession, SmtpTransport
 from domain.stores.users import UserStore
 from domain.users import User
 
 log = logging.getLogger("labhub.mail")
 
 PURGE_EVERY_S = 3600.0
+BATCH = 25  # mails claimed and sent over one SMTP connection at a time
 
 
 @attrs.frozen
@@ -65,7 +65,6 @@ class MailService:
         self._transport = transport
         self._sender = sender
         self._wake = asyncio.Event()
-        self._owner = secrets.token_hex(6)
         self._purged_at = 0.0
 
     @property
@@ -74,20 +73,29 @@ class MailService:
 
     # -- queueing ---------------------------------------------------------------------------------
 
-    async def _queue(self, user: User, kind: str, letter: Letter) -> None:
+    async def _queue(self, letters: list[tuple[User, str, Letter]]) -> None:
+        """Queue the mails one change causes, in one insert."""
+        if not letters:
+            return
         now = utcnow()
-        message = build_message(self._sender, user, letter, now=now)
-        mail_id = await self._outbox.queue(
-            kind=kind, user_id=user.id, sender=self._sender.address, recipient=user.email,
-            message=bytes(message), now=now,
-        )  # fmt: skip
-        log.info("mail queued", extra={"mail_id": mail_id, "kind": kind, "user_id": user.id})
+        mails = [
+            NewMail(
+                kind=kind,
+                user_id=user.id,
+                sender=self._sender.address,
+                recipient=user.email,
+                message=bytes(build_message(self._sender, user, letter, now=now)),
+            )
+            for user, kind, letter in letters
+        ]
+        ids = await self._outbox.queue(mails, now)
+        log.info("mail queued", extra={"mail_ids": ids, "kinds": sorted({m.kind for m in mails})})
         self._wake.set()
 
     async def reset_link(self, user: User, url: str, expires_at: datetime) -> None:
         """Always sent (nobody can turn reset links off)."""
         if self.enabled:
-            await self._queue(user, "password_reset", reset_letter(self._sender, user, url, expires_at))
+            await self._queue([(user, "password_reset", reset_letter(self._sender, user, url, expires_at))])
 
     async def meeting_changed(
         self, actor: User, before: Meeting | None, after: Meeting, changed: Iterable[str] = ()
@@ -111,22 +119,29 @@ class MailService:
         people = await self._users.get_many(sorted({after.created_by, *new, *old}))
         wanted = await self._users.notification_settings(sorted({u for u, _ in plan}))
         organiser = people.get(after.created_by)
+        facts = MeetingFacts(
+            title=after.title, starts_at=after.starts_at, duration_minutes=after.duration_minutes,
+            location=after.location, link=after.link, agenda=after.agenda,
+            organiser=organiser.name if organiser else "LabHub", meeting_id=after.id,
+        )  # fmt: skip
+        request: bytes | None = None  # every invitation and change carries the same calendar: built once
+        letters = []
         for user_id, change in plan:
             user = people.get(user_id)
             if user is None or not user.active or not wanted[user_id].meeting_invitations:
                 continue
-            meeting, method = after, "REQUEST"
             if change in {"cancelled", "uninvited"}:
-                method = "CANCEL"
-                meeting = attrs.evolve(after, status=MeetingStatus.CANCELLED, attendee_ids=[user_id])
-            facts = MeetingFacts(
-                title=after.title, starts_at=after.starts_at, duration_minutes=after.duration_minutes,
-                location=after.location, link=after.link, agenda=after.agenda,
-                organiser=organiser.name if organiser else "LabHub", meeting_id=after.id,
-            )  # fmt: skip
-            ical = invitation_ical(meeting, people, method=method)
-            letter = meeting_letter(self._sender, user, facts, change, ical, method)
-            await self._queue(user, f"meeting.{change}", letter)
+                method = "CANCEL"  # for this attendee alone
+                gone = attrs.evolve(after, status=MeetingStatus.CANCELLED, attendee_ids=[user_id])
+                ical = invitation_ical(gone, people, method=method)
+            else:
+                method = "REQUEST"
+                request = request or invitation_ical(after, people, method=method)
+                ical = request
+            letters.append(
+                (user, f"meeting.{change}", meeting_letter(self._sender, user, facts, change, ical, method))
+            )
+        await self._queue(letters)
 
     async def job_finished(self, job: Job, title: str) -> None:
         """A job that failed, or ran longer than job_notice_after_s, mails its owner."""
@@ -148,7 +163,7 @@ class MailService:
             title=title, succeeded=not failed, project=project.name if project else "(deleted)",
             error=job.error.message if job.error else None, ran_s=ran_s, job_id=job.id,
         )  # fmt: skip
-        await self._queue(user, "job", job_letter(self._sender, user, facts))
+        await self._queue([(user, "job", job_letter(self._sender, user, facts))])
 
     # -- sending ----------------------------------------------------------------------------------
 
@@ -176,43 +191,54 @@ class MailService:
         return wait
 
     async def _drain(self) -> None:
-        lease_s = self._settings.timeout_s * 3 + 30
-        while (
-            mail := await self._outbox.claim(owner=self._owner, now=utcnow(), lease_s=lease_s)
-        ) is not None:
-            await self._send(mail)
+        """Claim due mail in batches and send each batch over one SMTP connection."""
+        lease_s = (
+            self._settings.timeout_s * (BATCH + 2) + 30
+        )  # long enough for a batch that meets every timeout
+        while batch := await self._outbox.claim(now=utcnow(), lease_s=lease_s, limit=BATCH):
+            async with self._transport.session() as session:
+                for done, mail in enumerate(batch):
+                    try:
+                        failure = await self._send(session, mail)
+                    except asyncio.CancelledError:
+                        # shutting down mid-conversation: the relay did not confirm, so this mail and
+                        # the rest of the batch go back at once, not after their lease
+                        for unsent in batch[done:]:
+                            await asyncio.shield(
+                                self._outbox.retry(unsent, "interrupted by a shutdown", utcnow())
+                            )
+                        raise
+                    if failure is not None and failure.unreachable:
+                        for unsent in batch[done + 1 :]:  # the relay is down: the rest wait with this one
+                            await self._failed(unsent, failure)
+                        break
 
-    async def _send(self, mail: OutboxMail) -> None:
-        s = self._settings
+    async def _send(self, session: SmtpSession, mail: OutboxMail) -> SendFailed | None:
         try:
-            await self._transport.send(mail.message, sender=mail.sender, recipient=mail.recipient)
+            await session.send(mail.message, sender=mail.sender, recipient=mail.recipient)
         except SendFailed as exc:
-            if exc.permanent or mail.attempts >= s.max_attempts:
-                await self._outbox.give_up(mail, str(exc), utcnow())
-                log.error(  # noqa: TRY400 - the relay's answer says it all; no traceback to add
-                    "mail given up",
-                    extra={
-                        "mail_id": mail.id,
-                        "kind": mail.kind,
-                        "attempts": mail.attempts,
-                        "error": str(exc),
-                    },
-                )
-                return
-            delay = min(s.retry_max_s, s.retry_base_s * 2 ** (mail.attempts - 1))
-            await self._outbox.retry(mail, str(exc), utcnow() + timedelta(seconds=delay))
-            log.warning(
-                "mail not sent; will try again",
-                extra={"mail_id": mail.id, "kind": mail.kind, "attempts": mail.attempts,
-                       "retry_in_s": delay, "error": str(exc)},
-            )  # fmt: skip
-            return
-        except asyncio.CancelledError:
-            # shutting down mid-conversation: the relay did not confirm, so the mail goes back
-            await asyncio.shield(self._outbox.retry(mail, "interrupted by a shutdown", utcnow()))
-            raise
+            await self._failed(mail, exc)
+            return exc
         await self._outbox.sent(mail, utcnow())
         log.info("mail sent", extra={"mail_id": mail.id, "kind": mail.kind, "attempts": mail.attempts})
+        return None
+
+    async def _failed(self, mail: OutboxMail, exc: SendFailed) -> None:
+        s = self._settings
+        if exc.permanent or mail.attempts >= s.max_attempts:
+            await self._outbox.give_up(mail, str(exc), utcnow())
+            log.error(
+                "mail given up",
+                extra={"mail_id": mail.id, "kind": mail.kind, "attempts": mail.attempts, "error": str(exc)},
+            )
+            return
+        delay = min(s.retry_max_s, s.retry_base_s * 2 ** (mail.attempts - 1))
+        await self._outbox.retry(mail, str(exc), utcnow() + timedelta(seconds=delay))
+        log.warning(
+            "mail not sent; will try again",
+            extra={"mail_id": mail.id, "kind": mail.kind, "attempts": mail.attempts, "retry_in_s": delay,
+                   "error": str(exc)},
+        )  # fmt: skip
 
     async def _purge(self) -> None:
         loop = asyncio.get_running_loop()

@@ -1,7 +1,7 @@
 """The mail outbox in MongoDB: mail is queued with the change that causes it and sent from here.
 
-A mail is claimed with one atomic update (status `sending`, a lease, attempts + 1), so one instance
-sends it even when several run; a claim whose lease ran out (the sender died mid-send) is claimed
+Mail is claimed in small batches with one update that marks it with the claim's own token (status
+`sending`, a lease, attempts + 1), so one instance sends a mail even when several run; a claim whose lease ran out (the sender died mid-send) is claimed
 again. Marking it sent or retried is guarded by the attempt number, so a stale sender never
 overwrites a newer one's outcome.
 """
@@ -14,13 +14,13 @@ from typing import Any
 
 import attrs
 from bson import Binary, ObjectId
-from pymongo import ReturnDocument
 
 from domain.stores.mongo import Database, Document, at_most, index
 
 index("mail_outbox", ("status", 1), ("next_attempt_at", 1), name="due")
 index("mail_outbox", ("status", 1), ("lease_until", 1), name="leased")
 index("mail_outbox", ("status", 1), ("finished_at", -1), name="finished")
+index("mail_outbox", ("claim", 1), name="claim")
 
 
 class MailStatus(enum.StrEnum):
@@ -38,6 +38,15 @@ class OutboxMail:
     recipient: str
     message: bytes
     attempts: int
+
+
+@attrs.frozen
+class NewMail:
+    kind: str
+    user_id: str
+    sender: str
+    recipient: str
+    message: bytes
 
 
 @attrs.frozen
@@ -67,35 +76,44 @@ class MailOutbox:
     def __init__(self, db: Database) -> None:
         self._mail = db["mail_outbox"]
 
-    async def queue(
-        self, *, kind: str, user_id: str, sender: str, recipient: str, message: bytes, now: datetime
-    ) -> str:
-        result = await self._mail.insert_one({
-            "kind": kind, "user_id": ObjectId(user_id), "sender": sender, "recipient": recipient,
-            "message": Binary(message), "status": MailStatus.QUEUED.value, "attempts": 0,
+    async def queue(self, mails: list[NewMail], now: datetime) -> list[str]:
+        """Queue mails in one round trip (the mails one change causes)."""
+        result = await self._mail.insert_many([{
+            "kind": m.kind, "user_id": ObjectId(m.user_id), "sender": m.sender, "recipient": m.recipient,
+            "message": Binary(m.message), "status": MailStatus.QUEUED.value, "attempts": 0,
             "next_attempt_at": now, "lease_until": None, "last_error": None, "created_at": now,
-            "finished_at": None,
-        })  # fmt: skip
-        return str(result.inserted_id)
+            "finished_at": None, "claim": None,
+        } for m in mails])  # fmt: skip
+        return [str(i) for i in result.inserted_ids]
 
-    async def claim(self, *, owner: str, now: datetime, lease_s: float) -> OutboxMail | None:
-        """The next mail that is due (or whose sender died mid-send), now leased to owner."""
-        for query in (
-            {"status": MailStatus.QUEUED.value, "next_attempt_at": at_most(now)},
-            {"status": MailStatus.SENDING.value, "lease_until": {"$lt": now}},
-        ):
-            doc = await self._mail.find_one_and_update(
-                query,
-                {"$set": {"status": MailStatus.SENDING.value, "owner": owner,
-                          "lease_until": now + timedelta(seconds=lease_s)}, "$inc": {"attempts": 1}},
-                sort=[("next_attempt_at", 1)], return_document=ReturnDocument.AFTER,
-            )  # fmt: skip
-            if doc is not None:
-                return OutboxMail(
-                    id=str(doc["_id"]), kind=doc["kind"], sender=doc["sender"], recipient=doc["recipient"],
-                    message=bytes(doc["message"]), attempts=doc["attempts"],
-                )  # fmt: skip
-        return None
+    async def claim(self, *, now: datetime, lease_s: float, limit: int) -> list[OutboxMail]:
+        """Up to limit mails that are due (or whose sender died mid-send), leased to this caller: a
+        claim marks them with a token of its own in one update, so two instances never share one."""
+        due: Document = {"$or": [{"status": MailStatus.QUEUED.value, "next_attempt_at": at_most(now)},
+                                 {"status": MailStatus.SENDING.value, "lease_until": {"$lt": now}}]}  # fmt: skip
+        ids = [
+            doc["_id"]
+            async for doc in self._mail.find(due, {"_id": 1}).sort("next_attempt_at", 1).limit(limit)
+        ]
+        if not ids:
+            return []
+        token = ObjectId()
+        await self._mail.update_many(
+            {"_id": {"$in": ids}, **due},
+            {"$set": {"status": MailStatus.SENDING.value, "claim": token,
+                      "lease_until": now + timedelta(seconds=lease_s)}, "$inc": {"attempts": 1}},
+        )  # fmt: skip
+        return [
+            OutboxMail(
+                id=str(doc["_id"]),
+                kind=doc["kind"],
+                sender=doc["sender"],
+                recipient=doc["recipient"],
+                message=bytes(doc["message"]),
+                attempts=doc["attempts"],
+            )
+            async for doc in self._mail.find({"claim": token}).sort("next_attempt_at", 1)
+        ]
 
     async def _settle(self, mail: OutboxMail, fields: dict[str, Any]) -> bool:
         result = await self._mail.update_one(
