@@ -44,7 +44,9 @@ async def meeting_latencies(base: str, app, attendees: int, rounds: int) -> list
     lead_email = f"lead-{time.monotonic_ns()}@lab.example"
     await accounts.create(email=lead_email, password=PASSWORD, name="Lead", role=Role.RESEARCHER)
     async with aiohttp.ClientSession(base) as http:
-        login = await (await http.post("/api/auth/login", json={"email": lead_email, "password": PASSWORD})).json()
+        login = await (
+            await http.post("/api/auth/login", json={"email": lead_email, "password": PASSWORD})
+        ).json()
         headers = {"Authorization": f"Bearer {login['access_token']}"}
         project = await (await http.post("/api/projects", json={"name": "Bench"}, headers=headers)).json()
         people = []
@@ -93,15 +95,23 @@ async def main(args: argparse.Namespace) -> None:
     try:
         with tempfile.TemporaryDirectory() as off_dir:
             async with labhub_server(Path(off_dir)) as server:
-                off = await meeting_latencies(str(server.make_url("")), server.app, args.attendees, args.rounds)
+                off = await meeting_latencies(
+                    str(server.make_url("")), server.app, args.attendees, args.rounds
+                )
         with tempfile.TemporaryDirectory() as on_dir:
             # the relay is up: the requests are timed while the outbox sends what they queue
             async with labhub_server(Path(on_dir), mail=mail_settings(mailbox.port)) as server:
-                on = await meeting_latencies(str(server.make_url("")), server.app, args.attendees, args.rounds)
+                on = await meeting_latencies(
+                    str(server.make_url("")), server.app, args.attendees, args.rounds
+                )
             mailbox.received.clear()
             mailbox.stop()  # then a backlog: queued while the relay is down, timed from when it is back
-            async with labhub_server(Path(on_dir) / "backlog", mail=mail_settings(mailbox.port, retry_base_s=0.05, retry_max_s=0.1)) as server:
-                await meeting_latencies(str(server.make_url("")), server.app, args.attendees, args.mails // args.attendees + 1)
+            async with labhub_server(
+                Path(on_dir) / "backlog", mail=mail_settings(mailbox.port, retry_base_s=0.05, retry_max_s=0.1)
+            ) as server:
+                await meeting_latencies(
+                    str(server.make_url("")), server.app, args.attendees, args.mails // args.attendees + 1
+                )
                 mailbox.start()
                 rate, messages = await outbox_rate(server.app, mailbox, args.mails)
         bare = await bare_rate(mailbox.port, messages)
@@ -109,10 +119,14 @@ async def main(args: argparse.Namespace) -> None:
         mailbox.stop()
     p50_on, p50_off = percentile(on, 0.5) * 1000, percentile(off, 0.5) * 1000
     p99_on, p99_off = percentile(on, 0.99) * 1000, percentile(off, 0.99) * 1000
-    print(f"meeting with {args.attendees} attendees, {args.rounds} rounds: mail on p50 {p50_on:.1f} ms p99 {p99_on:.1f} ms; "
-          f"mail off p50 {p50_off:.1f} ms p99 {p99_off:.1f} ms; on/off p50 {p50_on / p50_off:.2f}x p99 {p99_on / p99_off:.2f}x")
-    print(f"delivery of {len(messages)} mails: outbox {rate:.0f} mails/s, bare aiosmtplib loop {bare:.0f} mails/s; "
-          f"outbox/bare {rate / bare:.2f}x")
+    print(
+        f"meeting with {args.attendees} attendees, {args.rounds} rounds: mail on p50 {p50_on:.1f} ms p99 {p99_on:.1f} ms; "
+        f"mail off p50 {p50_off:.1f} ms p99 {p99_off:.1f} ms; on/off p50 {p50_on / p50_off:.2f}x p99 {p99_on / p99_off:.2f}x"
+    )
+    print(
+        f"delivery of {len(messages)} mails: outbox {rate:.0f} mails/s, bare aiosmtplib loop {bare:.0f} mails/s; "
+        f"outbox/bare {rate / bare:.2f}x"
+    )
 
 
 if __name__ == "__main__":
