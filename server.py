@@ -68,9 +68,11 @@ from domain.stores.redis_store import RedisStore, open_redis
 from domain.stores.refresh_tokens import RefreshTokenStore
 from domain.stores.smtp import SmtpTransport
 from domain.stores.throttle import LoginThrottle, WindowLimit
+from domain.stores.uploads import UploadStore
 from domain.stores.users import UserStore
 from domain.stores.visualizations import VisualizationStore
 from domain.tokens import TokenConfig
+from domain.upload_service import UploadsService
 from domain.users import Role, normalize_email
 from domain.visualization_service import VisualizationsService
 from handlers import (
@@ -89,6 +91,7 @@ from handlers import (
     records,
     system,
     tokens,
+    tus,
     users,
     visualizations,
 )
@@ -123,15 +126,17 @@ from handlers.keys import (
     REDIS,
     SCHEDULER,
     SETTINGS,
+    UPLOADS,
     VISUALIZATIONS,
 )
 from handlers.observe import add_standard_headers, configure_logging, request_context_middleware
 from handlers.sse import PING_FRAME, encode_entry
+from handlers.tus import EXPOSED_HEADERS, tus_middleware
 from workers.pool import WorkerPool, host_sizing
 
 ROUTE_MODULES = (
     health, auth, users, projects, documents, records, ingestions, datasets, visualizations, jobs, notifications,
-    meetings, engagement, system, tokens, calendar, openapi,
+    meetings, engagement, system, tokens, calendar, tus, openapi,
 )  # fmt: skip
 
 log = logging.getLogger("labhub.server")
@@ -299,6 +304,11 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
         max_bytes=settings.uploads.max_bytes,
         part_size=settings.uploads.part_size_bytes,
     )
+    u = settings.uploads
+    app[UPLOADS] = UploadsService(
+        UploadStore(db), app[OBJECTS], max_size=max(u.max_bytes, settings.ingest.max_file_bytes),
+        part_size=u.part_size_bytes, ttl_s=u.resumable_ttl_s, max_open=u.resumable_max_open,
+    )  # fmt: skip
     app[RECORDS] = records_service = RecordsService(gate, RecordStore(db), audit, activity)
     for purger in (
         documents_service.purge_project,
@@ -413,6 +423,23 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         await scheduler.stop()
 
 
+async def upload_sweep_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Expired resumable uploads are removed in the background, on every instance (idempotent)."""
+
+    async def sweep_forever() -> None:
+        while True:
+            try:
+                await app[UPLOADS].sweep()
+            except Exception:  # the sweep must outlive a failure (a service restarting, say)
+                log.exception("upload sweep failed; trying again later")
+            await asyncio.sleep(app[SETTINGS].uploads.resumable_sweep_s)
+
+    task = asyncio.create_task(sweep_forever(), name="upload-sweep")
+    yield
+    task.cancel()
+    await asyncio.wait([task], timeout=10)
+
+
 async def mail_ctx(app: web.Application) -> AsyncIterator[None]:
     """The mail sender: one background task per instance, when mail is on."""
     settings, mail = app[SETTINGS], app[MAIL]
@@ -435,7 +462,7 @@ def _setup_cors(app: web.Application, origins: tuple[str, ...]) -> None:
         allow_credentials=True,
         allow_headers="*",
         allow_methods="*",
-        expose_headers=("X-Request-ID", "Retry-After", "Content-Disposition", "Location"),
+        expose_headers=("X-Request-ID", "Retry-After", "Content-Disposition", *EXPOSED_HEADERS),
         max_age=600,
     )
     cors = aiohttp_cors.setup(app, defaults=dict.fromkeys(origins, options))
@@ -458,7 +485,7 @@ def load_job_plugins(kinds: JobKinds, plugins: tuple[str, ...]) -> None:
 def create_app(settings: Settings) -> web.Application:
     """The whole application; tests build it the same way, with their own settings."""
     app = web.Application(
-        middlewares=[request_context_middleware, problem_middleware, console_middleware],
+        middlewares=[request_context_middleware, tus_middleware, problem_middleware, console_middleware],
         client_max_size=settings.http.max_body_bytes,
     )
     app[SETTINGS] = settings

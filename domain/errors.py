@@ -7,7 +7,11 @@ DomainError                 500  something the domain refuses, with a code and a
 ├── Forbidden               403  authenticated, but this role may not do this
 ├── NotFound                404  missing, or hidden from this user (never a hint it exists)
 ├── Conflict                409  clashes with the current state (taken email, last lead, ...)
+├── Gone                    410  was there and is no more (an expired upload)
+├── PreconditionFailed      412  a required protocol version or condition does not hold
 ├── TooLarge                413  over a configured size limit
+├── UnsupportedMediaType    415  a body of a content type this route does not take
+├── ChecksumMismatch        460  the body does not match the checksum sent with it (tus)
 ├── TooManyRequests         429  throttled; retry_after_s says when to come back
 └── Unavailable             503  a backing service is down
 """
@@ -78,6 +82,30 @@ class Conflict(DomainError):
     status = 409
     code = "conflict"
     title = "Conflict"
+
+
+class Gone(DomainError):
+    status = 410
+    code = "gone"
+    title = "Gone"
+
+
+class PreconditionFailed(DomainError):
+    status = 412
+    code = "precondition_failed"
+    title = "Precondition failed"
+
+
+class UnsupportedMediaType(DomainError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
+class ChecksumMismatch(DomainError):
+    status = 460  # the tus checksum extension's own status
+    code = "checksum_mismatch"
+    title = "Checksum mismatch"
 
 
 class TooLarge(DomainError):

@@ -151,6 +151,9 @@ class AuthSettings:
 class UploadSettings:
     max_bytes: int = attrs.field(default=5 * 1024**3, validator=_positive)
     part_size_bytes: int = attrs.field(default=8 * 1024**2, validator=_part_size)
+    resumable_ttl_s: int = attrs.field(default=24 * 3600, validator=_positive)
+    resumable_sweep_s: float = attrs.field(default=300.0, validator=_positive)
+    resumable_max_open: int = attrs.field(default=100, validator=_positive)
 
 
 @attrs.frozen

@@ -29,6 +29,7 @@ from domain.stores.events import EventHub, EventLog
 from domain.stores.localfiles import LocalFiles
 from domain.stores.objects import ObjectStore
 from domain.stores.redis_store import RedisStore
+from domain.upload_service import UploadsService
 from domain.visualization_service import VisualizationsService
 from workers.pool import PoolSizing, WorkerPool
 
@@ -60,6 +61,7 @@ ENGAGEMENT = web.AppKey("engagement", EngagementService)
 ACCESS_TOKENS = web.AppKey("access_tokens", AccessTokenService)
 CALENDAR_LINKS = web.AppKey("calendar_links", CalendarLinks)
 MAIL = web.AppKey("mail", MailService)
+UPLOADS = web.AppKey("uploads", UploadsService)
 PASSWORD_RESETS = web.AppKey("password_resets", PasswordResets)
 
 REQUEST_ID = web.RequestKey("request_id", str)

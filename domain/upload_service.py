@@ -1,0 +1,196 @@
+"""Resumable uploads: receive bytes in parts that are durable as they arrive, hash them on the way.
+
+Each part is written as its own object (`uploads/{id}/{offset}-{nonce}`), then committed to MongoDB
+with one update guarded by the offset it starts at: the offset a HEAD reports only ever counts
+bytes that are stored. (An S3 multipart upload would be the obvious tool, but the embedded
+`rclone serve s3` keeps unfinished multipart uploads in its own memory, so they die with it.) A
+connection that drops loses at most the part being filled. A PATCH with Upload-Checksum is all or
+nothing: its parts are committed only when the whole body matches, else deleted (460).
+
+The SHA-256 of the whole file is computed on the way: each instance keeps the hash state of the
+uploads it receives, copied per request and stored back only with a commit. After a restart, or on
+another instance, the state is rebuilt once by reading the stored parts back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from domain.clock import utcnow
+from domain.errors import ChecksumMismatch, Conflict, Gone, NotFound, TooLarge
+from domain.stores.objects import ObjectStore
+from domain.stores.uploads import Part, UploadStore
+from domain.uploads import Checksum, Upload, UploadStatus
+from domain.users import User
+
+log = logging.getLogger("labhub.uploads")
+
+HASHERS_KEPT = 1000
+
+
+def parts_prefix(upload_id: str) -> str:
+    return f"uploads/{upload_id}/"
+
+
+class UploadsService:
+    def __init__(
+        self, store: UploadStore, objects: ObjectStore, *, max_size: int, part_size: int, ttl_s: float,
+        max_open: int,
+    ) -> None:  # fmt: skip
+        self._store = store
+        self._objects = objects
+        self.max_size = max_size
+        self._part_size = part_size
+        self._ttl = timedelta(seconds=ttl_s)
+        self._max_open = max_open
+        # upload id -> (offset, sha256 state of bytes [0, offset)): only ever committed bytes
+        self._hashers: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+
+    # -- the protocol's operations -------------------------------------------------------------------
+
+    async def create(self, actor: User, *, length: int, metadata: dict[str, str]) -> Upload:
+        if length > self.max_size:
+            raise TooLarge(
+                f"the upload is larger than the limit of {self.max_size} bytes", code="upload_too_large"
+            )
+        now = utcnow()
+        if await self._store.open_count(actor.id, now) >= self._max_open:
+            raise Conflict(f"you have {self._max_open} unfinished uploads; finish or delete some first",
+                           code="too_many_uploads")  # fmt: skip
+        upload = await self._store.insert(
+            owner_id=actor.id, length=length, metadata=metadata, now=now, expires_at=now + self._ttl
+        )
+        self._keep_hasher(upload.id, 0, hashlib.sha256())
+        return upload
+
+    async def get(self, actor: User, upload_id: str) -> Upload:
+        upload = await self._store.get(upload_id)
+        if upload is None or upload.owner_id != actor.id:
+            raise NotFound("upload not found")
+        if upload.expires_at <= utcnow():
+            raise Gone("the upload expired; start it again", code="upload_expired")
+        return upload
+
+    async def append(
+        self,
+        actor: User,
+        upload_id: str,
+        offset: int,
+        chunks: AsyncIterator[bytes],
+        checksum: Checksum | None,
+    ) -> Upload:
+        """Take a PATCH body that continues the upload at offset; returns the upload as committed."""
+        upload = await self.get(actor, upload_id)
+        if offset != upload.offset:
+            raise Conflict(f"the upload is at offset {upload.offset}, not {offset}; ask with HEAD and go on from there",
+                           code="offset_mismatch")  # fmt: skip
+        whole = await self._hasher_at(upload)
+        of_body = checksum.hasher() if checksum else None
+        written: list[Part] = []  # stored but not committed yet: deleted if the request does not commit them
+        pending = bytearray()
+        received = 0
+        try:
+            async for chunk in chunks:
+                received += len(chunk)
+                if offset + received > upload.length:
+                    raise TooLarge(f"more bytes than the {upload.length} this upload was created with",
+                                   code="upload_length_exceeded")  # fmt: skip
+                if of_body is not None:
+                    of_body.update(chunk)
+                pending += chunk
+                while len(pending) >= self._part_size:
+                    written.append(
+                        await self._write_part(upload, written, whole, bytes(pending[: self._part_size]))
+                    )
+                    del pending[: self._part_size]
+                    if checksum is None:  # durable as it arrives: commit each full part at once
+                        upload = await self._commit(upload, written, whole)
+                        written = []
+            if pending:
+                written.append(await self._write_part(upload, written, whole, bytes(pending)))
+            if checksum is not None and of_body is not None and of_body.digest() != checksum.digest:
+                raise ChecksumMismatch(
+                    f"the body's {checksum.algorithm} does not match Upload-Checksum; nothing of it was kept"
+                )
+            if written:
+                upload = await self._commit(upload, written, whole)
+                written = []
+            return upload
+        finally:
+            if written:
+                await asyncio.shield(self._objects.delete([p.key for p in written]))
+
+    async def terminate(self, actor: User, upload_id: str) -> None:
+        upload = await self._store.get(upload_id)
+        if upload is None or upload.owner_id != actor.id:
+            raise NotFound("upload not found")
+        await self._remove(upload.id)
+
+    async def sweep(self) -> int:
+        """Remove what expired uploads stored; returns how many went."""
+        removed = 0
+        while ids := await self._store.expired(utcnow()):
+            for upload_id in ids:
+                await self._remove(upload_id)
+                removed += 1
+        if removed:
+            log.info("expired uploads removed", extra={"count": removed})
+        return removed
+
+    # -- parts, commits and the running hash ---------------------------------------------------------
+
+    async def _write_part(self, upload: Upload, written: list[Part], whole: Any, data: bytes) -> Part:
+        start = upload.offset + sum(p.size for p in written)
+        key = f"{parts_prefix(upload.id)}{start:016d}-{secrets.token_hex(4)}"
+        await self._objects.put_bytes(key, data)
+        whole.update(data)  # the running hash holds exactly the bytes of the parts written
+        return Part(key, len(data))
+
+    async def _commit(self, upload: Upload, parts: list[Part], whole: Any) -> Upload:
+        now = utcnow()
+        complete = upload.offset + sum(p.size for p in parts) == upload.length
+        committed = await self._store.commit(
+            upload, parts, now=now, expires_at=now + self._ttl, sha256=whole.hexdigest() if complete else None
+        )
+        if committed is None:
+            raise Conflict("another request wrote to this upload meanwhile; ask with HEAD and go on from there",
+                           code="offset_mismatch")  # fmt: skip
+        if committed.status is UploadStatus.COMPLETE:
+            self._hashers.pop(upload.id, None)
+        else:
+            self._keep_hasher(upload.id, committed.offset, whole.copy())
+        return committed
+
+    def _keep_hasher(self, upload_id: str, offset: int, hasher: Any) -> None:
+        self._hashers[upload_id] = (offset, hasher)
+        self._hashers.move_to_end(upload_id)
+        while len(self._hashers) > HASHERS_KEPT:
+            self._hashers.popitem(last=False)
+
+    async def _hasher_at(self, upload: Upload) -> Any:
+        """A copy of the hash state at upload.offset: kept here, or rebuilt from the stored parts."""
+        kept = self._hashers.get(upload.id)
+        if kept is not None and kept[0] == upload.offset:
+            return kept[1].copy()
+        hasher, size = hashlib.sha256(), 0
+        for part in await self._store.parts(upload.id):
+            async with self._objects.open_read(part.key) as reader:
+                async for chunk in reader.chunks():
+                    hasher.update(chunk)
+                    size += len(chunk)
+        if size != upload.offset:
+            raise Conflict("the upload changed while it was being read; try again", code="offset_mismatch")
+        log.info("upload hash rebuilt from its parts", extra={"upload_id": upload.id, "bytes": size})
+        return hasher
+
+    async def _remove(self, upload_id: str) -> None:
+        await self._objects.delete(await self._objects.keys(parts_prefix(upload_id)))
+        await self._store.delete(upload_id)
+        self._hashers.pop(upload_id, None)
