@@ -502,6 +502,7 @@ def create_app(settings: Settings) -> web.Application:
             pool_ctx,
             scheduler_ctx,
             mail_ctx,
+            upload_sweep_ctx,
         ]
     )
     app.on_shutdown.append(close_event_streams)

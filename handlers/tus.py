@@ -8,6 +8,7 @@ the same path; HEAD is the GET route's, as aiohttp adds it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC
 from email.utils import format_datetime
 
 import attrs
@@ -57,7 +58,7 @@ class UploadView:
 
 
 def _http_date(upload: Upload) -> str:
-    return format_datetime(upload.expires_at, usegmt=True)
+    return format_datetime(upload.expires_at.astimezone(UTC), usegmt=True)
 
 
 def _state_headers(upload: Upload) -> dict[str, str]:

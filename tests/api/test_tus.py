@@ -97,13 +97,17 @@ async def test_an_upload_stopped_at_several_offsets_resumes_to_the_same_bytes(
     data = payload(11 * 1024 * 1024 + 7)
     path = write(tmp_path, "tunnel.dat", data)
     url = None
-    for stop in stops:
+
+    def upload(url: str | None, stop: int | None) -> str:
+        # in a thread, from the constructor on: given a url, tuspy asks the server for the offset at once
         uploader = tus_client(client, member).uploader(str(path), url=url, chunk_size=1024 * 1024)
-        await asyncio.to_thread(uploader.upload, stop_at=stop)
-        url = uploader.url
+        uploader.upload(stop_at=stop)
+        return uploader.url
+
+    for stop in stops:
+        url = await asyncio.to_thread(upload, url, stop)
         assert (await state(client, member, url))["offset"] >= min(stop, len(data))
-    uploader = tus_client(client, member).uploader(str(path), url=url, chunk_size=1024 * 1024)
-    await asyncio.to_thread(uploader.upload)
+    await asyncio.to_thread(upload, url, None)
     assert (await state(client, member, url))["sha256"] == hashlib.sha256(data).hexdigest()
 
 
