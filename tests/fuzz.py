@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import random
 import re
 import subprocess
@@ -203,7 +204,11 @@ def run_schemathesis(
         ]  # fmt: skip
         if max_time is not None:
             command += ["--max-time", str(int(max_time))]
-        results.append(subprocess.run(command, cwd=work, capture_output=True, text=True, check=False))
+        env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz_hooks",
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}  # fmt: skip
+        results.append(
+            subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, check=False)
+        )
     return results
 
 

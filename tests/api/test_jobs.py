@@ -69,7 +69,6 @@ async def test_job_runs_reports_progress_and_notifies(engine):
     assert "progress" in events
     assert entries[-1][2]["status"] == "succeeded"
 
-
     async def notified():  # the notice follows the final status; it is not part of the same write
         return (await (await client.get("/api/notifications", headers=headers)).json())["items"]
 
