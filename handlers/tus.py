@@ -110,8 +110,8 @@ def _content_type_ok(request: web.Request) -> None:
      request_content_type=OFFSET_TYPE, body=bytes, status=201,
      also={412: "Tus-Resumable is missing or not 1.0.0", 413: "Upload-Length is over Tus-Max-Size"})  # fmt: skip
 async def create_upload(request: web.Request) -> web.Response:
+    actor = await require_user(request)  # first: a token that may not write is told so before anything else
     _check_version(request)
-    actor = await require_user(request)
     if "Upload-Defer-Length" in request.headers:
         raise BadRequest(
             "Upload-Defer-Length is not supported; send Upload-Length", code="defer_length_unsupported"
@@ -133,9 +133,9 @@ async def create_upload(request: web.Request) -> web.Response:
      "Upload-Metadata and Upload-Expires; GET the same as JSON, with the file's sha256 once complete",
      response=UploadView, also={410: "the upload expired"})  # fmt: skip
 async def upload_state(request: web.Request) -> web.Response:
+    actor = await require_user(request)
     if request.method == "HEAD":
         _check_version(request)
-    actor = await require_user(request)
     upload = await request.app[UPLOADS].get(actor, request.match_info["id"])
     headers = {**_state_headers(upload), "Upload-Length": str(upload.length)}
     if upload.metadata:
@@ -157,8 +157,8 @@ async def upload_state(request: web.Request) -> web.Response:
      also={409: "Upload-Offset is not where the upload is", 415: "wrong Content-Type",
            460: "the body does not match Upload-Checksum"})  # fmt: skip
 async def append_upload(request: web.Request) -> web.Response:
+    actor = await require_user(request)  # first: a token that may not write is told so before anything else
     _check_version(request)
-    actor = await require_user(request)
     _content_type_ok(request)
     offset = parse_offset(request.headers.get("Upload-Offset"), "Upload-Offset")
     checksum = parse_checksum(request.headers.get("Upload-Checksum"))
@@ -171,8 +171,8 @@ async def append_upload(request: web.Request) -> web.Response:
 @routes.delete(PREFIX + "/{id}")
 @doc("Stop an upload and remove what it stored (tus termination)", status=204)
 async def terminate_upload(request: web.Request) -> web.Response:
+    actor = await require_user(request)  # first: a token that may not write is told so before anything else
     _check_version(request)
-    actor = await require_user(request)
     await request.app[UPLOADS].terminate(actor, request.match_info["id"])
     return web.Response(status=204)
 
