@@ -10,8 +10,9 @@ import importlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
+from typing import Any
 
 import aiohttp_cors
 import attrs
@@ -366,14 +367,23 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+@contextlib.asynccontextmanager
+async def background(work: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+    """A task owned by a cleanup context: it runs while the app does and is cancelled (and awaited) at cleanup."""
+    task = asyncio.create_task(work, name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.wait([task], timeout=10)
+
+
 async def events_ctx(app: web.Application) -> AsyncIterator[None]:
     """The one Redis reader that feeds every SSE client of this process."""
     hub = EventHub(app[REDIS], encode_entry, ping_s=app[SETTINGS].sse.ping_s, ping_frame=PING_FRAME)
     app[EVENT_HUB] = hub
-    task = asyncio.create_task(hub.run(), name="event-hub")
-    yield
-    task.cancel()
-    await asyncio.wait([task], timeout=10)
+    async with background(hub.run(), "event-hub"):
+        yield
 
 
 async def close_event_streams(app: web.Application) -> None:
@@ -434,10 +444,8 @@ async def upload_sweep_ctx(app: web.Application) -> AsyncIterator[None]:
                 log.exception("upload sweep failed; trying again later")
             await asyncio.sleep(app[SETTINGS].uploads.resumable_sweep_s)
 
-    task = asyncio.create_task(sweep_forever(), name="upload-sweep")
-    yield
-    task.cancel()
-    await asyncio.wait([task], timeout=10)
+    async with background(sweep_forever(), "upload-sweep"):
+        yield
 
 
 async def mail_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -449,10 +457,8 @@ async def mail_ctx(app: web.Application) -> AsyncIterator[None]:
     if not settings.http.public_url:
         log.warning("mail is on but http.public_url is not set: links in mail use the listen address",
                     extra={"base_url": settings.mail_base_url})  # fmt: skip
-    task = asyncio.create_task(mail.run(), name="mail-sender")
-    yield
-    task.cancel()
-    await asyncio.wait([task], timeout=10)
+    async with background(mail.run(), "mail-sender"):
+        yield
 
 
 def _setup_cors(app: web.Application, origins: tuple[str, ...]) -> None:

@@ -70,10 +70,14 @@ class UploadsService:
         self._keep_hasher(upload.id, 0, hashlib.sha256())
         return upload
 
-    async def get(self, actor: User, upload_id: str) -> Upload:
+    async def _owned(self, actor: User, upload_id: str) -> Upload:
         upload = await self._store.get(upload_id)
         if upload is None or upload.owner_id != actor.id:
             raise NotFound("upload not found")
+        return upload
+
+    async def get(self, actor: User, upload_id: str) -> Upload:
+        upload = await self._owned(actor, upload_id)
         if upload.expires_at <= utcnow():
             raise Gone("the upload expired; start it again", code="upload_expired")
         return upload
@@ -128,10 +132,8 @@ class UploadsService:
                 await asyncio.shield(self._objects.delete([p.key for p in written]))
 
     async def terminate(self, actor: User, upload_id: str) -> None:
-        upload = await self._store.get(upload_id)
-        if upload is None or upload.owner_id != actor.id:
-            raise NotFound("upload not found")
-        await self._remove(upload.id)
+        """Expired or not: what it stored goes now."""
+        await self._remove((await self._owned(actor, upload_id)).id)
 
     async def sweep(self) -> int:
         """Remove what expired uploads stored; returns how many went."""

@@ -76,16 +76,10 @@ def _check_version(request: web.Request) -> None:
 
 
 async def _body(request: web.Request) -> AsyncIterator[bytes]:
-    """The request body in chunks; a body cut short (the connection dropped) is a 400."""
-    try:
-        async for chunk in request.content.iter_chunked(READ_CHUNK):
-            yield chunk
-    except ConnectionError as exc:
-        raise BadRequest(f"the body was cut short: {type(exc).__name__}", code="body_cut_short") from None
-    except Exception as exc:  # aiohttp's payload errors (a content length not reached, bad chunking)
-        if type(exc).__module__.startswith("aiohttp"):
-            raise BadRequest(f"the body was cut short: {type(exc).__name__}", code="body_cut_short") from None
-        raise
+    """The request body in chunks. A body cut short raises aiohttp's own payload error, which the
+    problem middleware answers as a 400 (HttpProcessingError); the parts not committed are deleted."""
+    async for chunk in request.content.iter_chunked(READ_CHUNK):
+        yield chunk
 
 
 def _has_body(request: web.Request) -> bool:
