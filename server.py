@@ -296,19 +296,14 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     audit = AuditLog(audit_store)
     app[PROJECTS] = projects_service = ProjectsService(gate, project_store, UserStore(db), audit)
     activity = ActivityLog(db, MeetingStore(db), settings.app.zone)
-    app[DOCUMENTS] = documents_service = DocumentsService(
-        gate,
-        DocumentStore(db),
-        app[OBJECTS],
-        audit,
-        activity,
-        max_bytes=settings.uploads.max_bytes,
-        part_size=settings.uploads.part_size_bytes,
-    )
     u = settings.uploads
-    app[UPLOADS] = UploadsService(
+    app[UPLOADS] = resumable = UploadsService(
         UploadStore(db), app[OBJECTS], max_size=max(u.max_bytes, settings.ingest.max_file_bytes),
         part_size=u.part_size_bytes, ttl_s=u.resumable_ttl_s, max_open=u.resumable_max_open,
+    )  # fmt: skip
+    app[DOCUMENTS] = documents_service = DocumentsService(
+        gate, DocumentStore(db), app[OBJECTS], audit, activity, resumable,
+        max_bytes=settings.uploads.max_bytes, part_size=settings.uploads.part_size_bytes,
     )  # fmt: skip
     app[RECORDS] = records_service = RecordsService(gate, RecordStore(db), audit, activity)
     for purger in (
@@ -335,7 +330,7 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[INGESTIONS] = ingestion_service = IngestionService(
         gate, jobs_service, JobStore(db), ingestion_store, dataset_store, app[OBJECTS], local_files,
-        datasets_service, settings.ingest, activity, part_size=settings.uploads.part_size_bytes,
+        datasets_service, settings.ingest, activity, resumable, part_size=settings.uploads.part_size_bytes,
     )  # fmt: skip
     app[VISUALIZATIONS] = visualization_service = VisualizationsService(
         gate, VisualizationStore(db), dataset_store, datasets_service, jobs_service, JobStore(db), app[OBJECTS],

@@ -102,6 +102,17 @@ class IngestOptions:
     manifest: list[ManifestEntry] = attrs.field(factory=list)
 
 
+@attrs.frozen(kw_only=True)
+class UploadedIngestion(IngestOptions):
+    """A JSON body: finished resumable uploads (POST /api/uploads) to ingest, in manifest order,
+    with the same options as the multipart form."""
+
+    upload_ids: list[str]
+
+    def options(self) -> IngestOptions:
+        return IngestOptions(**{f.name: getattr(self, f.name) for f in attrs.fields(IngestOptions)})
+
+
 def _check_headers(options: IngestOptions) -> None:
     if options.header_mode == "custom":
         if not options.custom_headers:
@@ -167,3 +178,4 @@ class Ingestion:
     reason: str | None = None
     error: dict[str, str] | None = None
     progress: dict[str, Any] | None = None
+    upload_id: str | None = None  # the resumable upload it was made from

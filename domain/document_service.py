@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from bson import ObjectId
 
@@ -24,7 +25,11 @@ from domain.projects import Need, check_owner_or_lead
 from domain.stores.documents import DocumentStore
 from domain.stores.engagement import ActivityLog
 from domain.stores.objects import ObjectReader, ObjectStore
+from domain.upload_service import UploadsService
+from domain.uploads import Upload
 from domain.users import User
+
+Body = AsyncIterator[bytes] | Upload  # a request body's bytes, or a finished resumable upload
 
 
 class DocumentsService:
@@ -35,11 +40,13 @@ class DocumentsService:
         objects: ObjectStore,
         audit: AuditLog,
         activity: ActivityLog,
+        resumable: UploadsService,
         *,
         max_bytes: int,
         part_size: int,
     ) -> None:
         self._gate = gate
+        self._resumable = resumable
         self._store = store
         self._objects = objects
         self._audit = audit
@@ -51,14 +58,45 @@ class DocumentsService:
     def max_bytes(self) -> int:
         return self._max_bytes
 
-    async def _put(
-        self, document_id: str, chunks: AsyncIterator[bytes], content_type: str
-    ) -> tuple[str, int, str]:
+    async def _put(self, document_id: str, body: Body, content_type: str) -> tuple[str, int, str]:
         key = f"documents/{document_id}/{ObjectId()}"
-        stored = await self._objects.put_stream(
-            key, chunks, max_bytes=self._max_bytes, part_size=self._part_size, content_type=content_type
-        )
+        if isinstance(body, Upload):
+            stored = await self._resumable.place(body, key, content_type)
+        else:
+            stored = await self._objects.put_stream(
+                key, body, max_bytes=self._max_bytes, part_size=self._part_size, content_type=content_type
+            )
         return key, stored.size, stored.sha256
+
+    @asynccontextmanager
+    async def _claimed(self, actor: User, upload_id: str) -> AsyncIterator[Upload]:
+        """A finished resumable upload taken for one document version: used up if the block
+        succeeds, left as it was (to be used again) if it fails."""
+        [upload] = await self._resumable.claim(
+            actor, [upload_id], max_bytes=self._max_bytes, field="upload_id"
+        )
+        try:
+            yield upload
+        except BaseException:
+            await asyncio.shield(self._resumable.release([upload]))
+            raise
+        await self._resumable.consume([upload])
+
+    async def upload_from(
+        self, actor: User, project_id: str, *, upload_id: str, name: str | None
+    ) -> Document:
+        await self._gate.require(actor, project_id, Need.WRITE)  # outsiders learn nothing of the upload
+        async with self._claimed(actor, upload_id) as upload:
+            return await self.upload(actor, project_id, name=name or upload.filename,
+                                     content_type=upload.content_type, chunks=upload)  # fmt: skip
+
+    async def add_version_from(
+        self, actor: User, document_id: str, *, upload_id: str, name: str | None
+    ) -> Document:
+        await self.get(actor, document_id, Need.WRITE)
+        async with self._claimed(actor, upload_id) as upload:
+            return await self.add_version(actor, document_id, name=name or upload.filename,
+                                          content_type=upload.content_type, chunks=upload)  # fmt: skip
 
     async def upload(
         self,
@@ -67,7 +105,7 @@ class DocumentsService:
         *,
         name: str | None,
         content_type: str | None,
-        chunks: AsyncIterator[bytes],
+        chunks: Body,
     ) -> Document:
         project = await self._gate.require(actor, project_id, Need.WRITE)
         clean_name = clean_file_name(name)
@@ -97,7 +135,7 @@ class DocumentsService:
         *,
         name: str | None,
         content_type: str | None,
-        chunks: AsyncIterator[bytes],
+        chunks: Body,
     ) -> Document:
         current = await self.get(actor, document_id, Need.WRITE)
         clean_name = clean_file_name(name) if name else current.name

@@ -3,7 +3,8 @@
 The upload is spooled to local disk (hashed on the way), jobs are queued at once and parse from
 the spool while the raw bytes go to S3 as raw/{sha256} (stored once, whoever uploads them again);
 the request answers when the raw bytes are safely stored. A job claimed by another instance
-downloads the raw object instead; every commit waits until the raw object exists.
+downloads the raw object instead; every commit waits until the raw object exists. Finished
+resumable uploads are used the same way, their bytes moved to raw/{sha256} inside the object store.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from bson import ObjectId
 from domain.clock import utcnow
 from domain.dataset_service import DatasetsService
 from domain.datasets import IngestionBatch, IngestionJob, IngestOptions, ManifestEntry, SourceFile
+from domain.documents import clean_content_type, clean_file_name
 from domain.engagement import Signal
-from domain.errors import NotFound, Unavailable, field_error
+from domain.errors import NotFound, TooLarge, Unavailable, field_error
 from domain.job_service import JobsService
 from domain.jobs import Attempt, Job, JobKind
 from domain.pagination import Page, clamp_limit
@@ -36,6 +38,7 @@ from domain.stores.engagement import ActivityLog
 from domain.stores.jobs import JobStore
 from domain.stores.localfiles import READ_CHUNK, LocalFiles, SpooledFile, file_chunks
 from domain.stores.objects import ObjectStore, StoredObject
+from domain.upload_service import UploadsService
 from domain.users import User
 from workers.ingest.common import done_marker
 from workers.ingest.run import ingest_file
@@ -138,10 +141,12 @@ class IngestionService:
         dataset_service: DatasetsService,
         settings: IngestSettings,
         activity: ActivityLog,
+        resumable: UploadsService,
         *,
         part_size: int,
     ) -> None:
         self._gate = gate
+        self._resumable = resumable
         self._activity = activity
         self._jobs = jobs
         self._job_store = job_store
@@ -172,42 +177,111 @@ class IngestionService:
     async def accept(
         self, actor: User, project_id: str, options: IngestOptions, files: list[SpooledFile]
     ) -> IngestionBatch:
-        project = await self._gate.require(actor, project_id, Need.WRITE)
+        """Files spooled from a multipart body."""
         if not files:
             raise field_error("$.files", "upload at least one file in a field named files")
-        if len(options.manifest) > len(files):
-            raise field_error("$.manifest", f"has {len(options.manifest)} entries for {len(files)} file(s)")
+        sources = [
+            SourceFile(f.name, f.size, f.sha256, f.content_type or "application/octet-stream") for f in files
+        ]
+        paths = {f.sha256: f.path for f in files}
+
+        async def put(source: SourceFile) -> None:
+            await self._objects.put_stream(
+                raw_key(source.sha256), file_chunks(paths[source.sha256]), max_bytes=source.size,
+                part_size=self._part_size, content_type=source.content_type, known_sha256=source.sha256,
+            )  # fmt: skip
+
+        return await self._accept(actor, project_id, options, sources, put)
+
+    async def accept_uploads(
+        self, actor: User, project_id: str, options: IngestOptions, upload_ids: list[str]
+    ) -> IngestionBatch:
+        """Finished resumable uploads: their bytes move to raw/{sha256} inside the object store,
+        and each upload is used up once its jobs are queued (left as it was if anything fails)."""
+        await self._gate.require(actor, project_id, Need.WRITE)
+        if not upload_ids:
+            raise field_error("$.upload_ids", "name at least one finished upload")
+        if len(upload_ids) > self.settings.max_files:
+            raise TooLarge(
+                f"at most {self.settings.max_files} files can be ingested at once", code="too_many_files"
+            )
+        if len(set(upload_ids)) != len(upload_ids):
+            raise field_error("$.upload_ids", "names an upload more than once")
+        try:
+            uploads = await self._resumable.claim(
+                actor, upload_ids, max_bytes=self.settings.max_file_bytes, field="upload_ids"
+            )
+        except NotFound:
+            if (replayed := await self._replay(project_id, actor, upload_ids)) is not None:
+                return replayed
+            raise
+        try:
+            sources = []
+            for upload in uploads:
+                name = clean_file_name(upload.filename or f"upload-{upload.id}")
+                media_type = clean_content_type(upload.content_type, name)
+                sources.append(SourceFile(name, upload.length, str(upload.sha256), media_type))
+            by_sha = {u.sha256: u for u in uploads}
+
+            async def put(source: SourceFile) -> None:
+                await self._resumable.place(
+                    by_sha[source.sha256], raw_key(source.sha256), source.content_type
+                )
+
+            batch = await self._accept(actor, project_id, options, sources, put, [u.id for u in uploads])
+        except BaseException:
+            await asyncio.shield(self._resumable.release(uploads))
+            raise
+        await self._resumable.consume(uploads)
+        return batch
+
+    async def _replay(self, project_id: str, actor: User, upload_ids: list[str]) -> IngestionBatch | None:
+        """The batch these uploads already made, when a client asks again (its answer was lost on
+        the way): the same answer, so that a retried request never ingests a file twice."""
+        docs = await self._ingestions.batch_from_upload(actor.id, upload_ids[0])
+        if (
+            not docs
+            or {d.get("upload_id") for d in docs} != set(upload_ids)
+            or str(docs[0]["project_id"]) != project_id
+        ):
+            return None
+        jobs = await self._job_store.get_many([str(d["job_id"]) for d in docs if d.get("job_id")])
+        views = [ingestion_view(d, jobs.get(str(d.get("job_id")))) for d in docs]
+        return IngestionBatch(
+            docs[0]["batch_id"], [IngestionJob(v.id, v.file.name, v.sheet, v.status) for v in views]
+        )
+
+    async def _accept(
+        self, actor: User, project_id: str, options: IngestOptions, sources: list[SourceFile],
+        put: Callable[[SourceFile], Awaitable[None]], upload_ids: list[str] | None = None,
+    ) -> IngestionBatch:  # fmt: skip
+        project = await self._gate.require(actor, project_id, Need.WRITE)
+        if len(options.manifest) > len(sources):
+            raise field_error("$.manifest", f"has {len(options.manifest)} entries for {len(sources)} file(s)")
         batch_id = str(ObjectId())
         accepted: list[IngestionJob] = []
-        for index, spooled in enumerate(files):
+        for index, source in enumerate(sources):
             entry = options.manifest[index] if index < len(options.manifest) else ManifestEntry()
-            source = SourceFile(
-                spooled.name, spooled.size, spooled.sha256, spooled.content_type or "application/octet-stream"
-            )
-            if not entry.ingest:
-                accepted.append(
-                    await self._record(actor, project.id, batch_id, source, None, options, entry, job=False)
-                )
-                continue
-            sheets: list[str | None] = list(entry.sheets) if entry.sheets else [None]
+            origin = upload_ids[index] if upload_ids else None
+            sheets: list[str | None] = list(entry.sheets) if entry.sheets and entry.ingest else [None]
             for sheet in sheets:
-                accepted.append(
-                    await self._record(actor, project.id, batch_id, source, sheet, options, entry, job=True)
-                )
+                accepted.append(await self._record(
+                    actor, project.id, batch_id, source, sheet, options, entry, job=entry.ingest, upload_id=origin,
+                ))  # fmt: skip
         try:
-            await asyncio.gather(*(self._store_raw(f) for f in {f.sha256: f for f in files}.values()))
+            await asyncio.gather(*(self._store_raw(f, put) for f in {f.sha256: f for f in sources}.values()))
         except Exception:
             log.exception("raw upload failed", extra={"batch_id": batch_id})
             for item in accepted:
                 if item.status != "stored":
                     await self._jobs.cancel(actor, item.id)
             raise Unavailable("the files could not be stored; nothing was kept, upload them again") from None
-        await self._activity.count(project.id, actor.id, Signal.INGESTION, utcnow(), n=len(files))
+        await self._activity.count(project.id, actor.id, Signal.INGESTION, utcnow(), n=len(sources))
         return IngestionBatch(batch_id, accepted)
 
     async def _record(
         self, actor: User, project_id: str, batch_id: str, source: SourceFile, sheet: str | None,
-        options: IngestOptions, entry: ManifestEntry, *, job: bool,
+        options: IngestOptions, entry: ManifestEntry, *, job: bool, upload_id: str | None,
     ) -> IngestionJob:  # fmt: skip
         ingestion_id = ObjectId()
         job_options: dict[str, Any] = {
@@ -224,7 +298,7 @@ class IngestionService:
             "file": attrs.asdict(source), "sheet": sheet, "dataset_type": options.dataset_type, "tag": options.tag,
             "options": job_options, "job_id": ingestion_id if job else None, "dataset_ids": [],
             "stored_only": not job, "reason": None if job else "ingest was false: stored as is",
-            "created_by": ObjectId(actor.id), "created_at": utcnow(),
+            "created_by": ObjectId(actor.id), "created_at": utcnow(), "upload_id": upload_id,
         })  # fmt: skip
         if not job:
             return IngestionJob(str(ingestion_id), source.name, sheet, "stored")
@@ -235,8 +309,9 @@ class IngestionService:
         queued = await self._jobs.submit(actor, project_id, INGEST_KIND, params, extra={"_id": ingestion_id})
         return IngestionJob(queued.id, source.name, sheet, queued.status.value)
 
-    async def _store_raw(self, spooled: SpooledFile) -> None:
-        sha = spooled.sha256
+    async def _store_raw(self, source: SourceFile, put: Callable[[SourceFile], Awaitable[None]]) -> None:
+        """raw/{sha256} once, however many uploads of the same bytes arrive together."""
+        sha = source.sha256
         if sha in self._uploads:
             await asyncio.shield(self._uploads[sha])
             return
@@ -244,10 +319,7 @@ class IngestionService:
         self._uploads[sha] = done
         try:
             if not await self._objects.exists(raw_key(sha)):
-                await self._objects.put_stream(
-                    raw_key(sha), file_chunks(spooled.path), max_bytes=spooled.size, part_size=self._part_size,
-                    content_type=spooled.content_type or "application/octet-stream", known_sha256=sha,
-                )  # fmt: skip
+                await put(source)
             done.set_result(None)
         except BaseException as exc:
             done.set_exception(exc)

@@ -25,7 +25,7 @@ from typing import Any
 
 from domain.clock import utcnow
 from domain.errors import ChecksumMismatch, Conflict, Gone, NotFound, TooLarge
-from domain.stores.objects import ObjectStore
+from domain.stores.objects import ObjectStore, StoredObject
 from domain.stores.uploads import Part, UploadStore
 from domain.uploads import Checksum, Upload, UploadStatus
 from domain.users import User
@@ -33,6 +33,7 @@ from domain.users import User
 log = logging.getLogger("labhub.uploads")
 
 HASHERS_KEPT = 1000
+CLAIM_LEASE = timedelta(hours=1)  # how long a use may hold an upload before another may take it
 
 
 def parts_prefix(upload_id: str) -> str:
@@ -132,8 +133,70 @@ class UploadsService:
                 await asyncio.shield(self._objects.delete([p.key for p in written]))
 
     async def terminate(self, actor: User, upload_id: str) -> None:
-        """Expired or not: what it stored goes now."""
-        await self._remove((await self._owned(actor, upload_id)).id)
+        """Expired or not: what it stored goes now (unless a document or ingestion is taking it)."""
+        upload = await self._owned(actor, upload_id)
+        if upload.status is UploadStatus.IN_USE and upload.expires_at > utcnow():
+            raise Conflict("the upload is being used by a document or ingestion", code="upload_in_use")
+        await self._remove(upload.id)
+
+    # -- using a finished upload instead of a request body --------------------------------------------
+
+    async def claim(self, actor: User, upload_ids: list[str], *, max_bytes: int, field: str) -> list[Upload]:
+        """Take finished uploads for one use, all of them or none. The caller then places their
+        bytes and either consumes them (success) or releases them (failure, to be used again)."""
+        taken: list[Upload] = []
+        try:
+            for index, upload_id in enumerate(upload_ids):
+                where = f"$.{field}[{index}]" if field.endswith("s") else f"$.{field}"
+                upload = await self.get(actor, upload_id)
+                if upload.status is UploadStatus.RECEIVING:
+                    raise Conflict(f"{where}: the upload has {upload.offset} of its {upload.length} bytes; "
+                                   "finish it first", code="upload_incomplete")  # fmt: skip
+                if upload.length > max_bytes:
+                    raise TooLarge(f"{where}: the upload's {upload.length} bytes are more than the limit of "
+                                   f"{max_bytes} bytes for this use", code="upload_too_large")  # fmt: skip
+                now = utcnow()
+                claimed = await self._store.claim(upload.id, now=now, until=now + CLAIM_LEASE)
+                if claimed is None:
+                    raise Conflict(
+                        f"{where}: the upload is being used, or was used, already", code="upload_used"
+                    )
+                taken.append(claimed)
+        except BaseException:
+            await asyncio.shield(self.release(taken))
+            raise
+        return taken
+
+    async def place(self, upload: Upload, key: str, content_type: str) -> StoredObject:
+        """Put a claimed upload's bytes at key without them leaving the object store's side: one part
+        is copied by the store; several are streamed through in order (rclone serve s3 lacks
+        UploadPartCopy, which would stitch them inside the store)."""
+        assert upload.sha256 is not None, "only complete uploads are placed"
+        parts = await self._store.parts(upload.id)
+        if len(parts) == 1:
+            await self._objects.copy(parts[0].key, key, content_type=content_type)
+        else:
+            await self._objects.put_stream(
+                key, self._read_parts(parts), max_bytes=upload.length, part_size=self._part_size,
+                content_type=content_type, known_sha256=upload.sha256,
+            )  # fmt: skip
+        return StoredObject(key=key, size=upload.length, sha256=upload.sha256)
+
+    async def _read_parts(self, parts: list[Part]) -> AsyncIterator[bytes]:
+        for part in parts:
+            async with self._objects.open_read(part.key) as reader:
+                async for chunk in reader.chunks():
+                    yield chunk
+
+    async def consume(self, uploads: list[Upload]) -> None:
+        """Used: the parts and the record go."""
+        for upload in uploads:
+            await self._remove(upload.id)
+
+    async def release(self, uploads: list[Upload]) -> None:
+        """Not used after all: back to complete, for another try."""
+        for upload in uploads:
+            await self._store.unclaim(upload.id)
 
     async def sweep(self) -> int:
         """Remove what expired uploads stored; returns how many went."""

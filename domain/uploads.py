@@ -28,6 +28,7 @@ _METADATA_KEY = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
 class UploadStatus(enum.StrEnum):
     RECEIVING = "receiving"  # bytes are still to come
     COMPLETE = "complete"  # every byte is in; the upload can be used (once) until it expires
+    IN_USE = "in_use"  # a document or ingestion is taking its bytes; gone once that succeeds
 
 
 @attrs.frozen

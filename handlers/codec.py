@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import cattrs
 from aiohttp import web
+from cattrs.cols import list_structure_factory
 from cattrs.preconf.json import make_converter
 
 from domain.clock import RANGE_MESSAGE, in_range
@@ -39,6 +40,24 @@ def _strict(expected: type, name: str) -> Any:
     return hook
 
 
+def _is_list(type_: Any) -> bool:
+    return typing.get_origin(type_) is list or type_ is list
+
+
+def _arrays_only(type_: Any) -> Any:
+    """Lists come from JSON arrays only: cattrs would iterate a string or an object into one
+    (a string "ab" into ["a", "b"])."""
+    inner = list_structure_factory(type_, converter)
+
+    def hook(value: object, target: Any) -> Any:
+        if not isinstance(value, list):
+            raise ValueError("expected an array")  # noqa: TRY004 - cattrs reports ValueErrors as the field's error
+        return inner(value, target)
+
+    return hook
+
+
+converter.register_structure_hook_factory(_is_list, _arrays_only)
 converter.register_structure_hook(str, _strict(str, "a string"))
 converter.register_structure_hook(int, _strict(int, "an integer"))
 converter.register_structure_hook(float, _strict(float, "a number"))

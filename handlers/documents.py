@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 from aiohttp import web
 
 from domain.documents import Document, DocumentVersion
 from domain.pagination import Page
-from handlers.codec import json_response, parse_query
+from handlers.codec import json_response, parse_body, parse_query
 from handlers.downloads import stream_content
 from handlers.identity import require_user
 from handlers.keys import DOCUMENTS
@@ -25,24 +27,40 @@ class DocumentListQuery:
 
 
 @attrs.frozen
+class FromUpload:
+    """A JSON body naming a finished resumable upload (POST /api/uploads) instead of sending the
+    bytes; name defaults to the upload's filename metadata."""
+
+    upload_id: str
+    name: str | None = None
+
+
+async def _body(request: web.Request, max_bytes: int) -> dict[str, Any]:
+    """The new content's arguments for the service: a multipart file, or an upload named in JSON."""
+    if request.content_type == "application/json":
+        body = await parse_body(request, FromUpload)
+        return {"upload_id": body.upload_id, "name": body.name}
+    upload = await single_file(request, max_bytes=max_bytes)
+    return {"name": upload.name, "content_type": upload.content_type, "chunks": upload.chunks}
+
+
+@attrs.frozen
 class ContentQuery:
     version: int | None = None
 
 
 @routes.post("/api/projects/{pid}/documents")
-@doc("Upload a document (multipart field `file`), streamed into storage", body=UploadForm,
-     request_content_type="multipart/form-data", response=Document, status=201)  # fmt: skip
+@doc("Upload a document (multipart field `file`), streamed into storage; or, as JSON, name a finished "
+     "resumable upload", body=UploadForm, request_content_type="multipart/form-data",
+     other_bodies={"application/json": FromUpload}, response=Document, status=201)  # fmt: skip
 async def upload_document(request: web.Request) -> web.Response:
     actor = await require_user(request)
     service = request.app[DOCUMENTS]
-    upload = await single_file(request, max_bytes=service.max_bytes)
-    document = await service.upload(
-        actor,
-        request.match_info["pid"],
-        name=upload.name,
-        content_type=upload.content_type,
-        chunks=upload.chunks,
-    )
+    body = await _body(request, service.max_bytes)
+    if "upload_id" in body:
+        document = await service.upload_from(actor, request.match_info["pid"], **body)
+    else:
+        document = await service.upload(actor, request.match_info["pid"], **body)
     return json_response(document, status=201)
 
 
@@ -89,19 +107,17 @@ async def document_content(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/api/documents/{id}/versions")
-@doc("Upload a new version of a document (multipart field `file`)", body=UploadForm,
-     request_content_type="multipart/form-data", response=Document, status=201)  # fmt: skip
+@doc("Upload a new version of a document (multipart field `file`, or JSON naming a finished resumable upload)",
+     body=UploadForm, request_content_type="multipart/form-data", other_bodies={"application/json": FromUpload},
+     response=Document, status=201)  # fmt: skip
 async def add_version(request: web.Request) -> web.Response:
     actor = await require_user(request)
     service = request.app[DOCUMENTS]
-    upload = await single_file(request, max_bytes=service.max_bytes)
-    document = await service.add_version(
-        actor,
-        request.match_info["id"],
-        name=upload.name,
-        content_type=upload.content_type,
-        chunks=upload.chunks,
-    )
+    body = await _body(request, service.max_bytes)
+    if "upload_id" in body:
+        document = await service.add_version_from(actor, request.match_info["id"], **body)
+    else:
+        document = await service.add_version(actor, request.match_info["id"], **body)
     return json_response(document, status=201)
 
 

@@ -7,11 +7,11 @@ from typing import Any
 import attrs
 from aiohttp import BodyPartReader, web
 
-from domain.datasets import Ingestion, IngestionBatch, IngestOptions, check_options
+from domain.datasets import Ingestion, IngestionBatch, IngestOptions, UploadedIngestion, check_options
 from domain.errors import BadRequest, TooLarge, field_error
 from domain.pagination import Page
 from domain.stores.localfiles import SpooledFile
-from handlers.codec import json_response, loads_json, parse_query, structure
+from handlers.codec import json_response, loads_json, parse_body, parse_query, structure
 from handlers.identity import require_user
 from handlers.keys import INGESTIONS, LOCAL_FILES, SETTINGS
 from handlers.openapi import doc
@@ -108,12 +108,19 @@ async def read_upload(request: web.Request, files: list[SpooledFile]) -> IngestO
 
 
 @routes.post("/api/projects/{pid}/ingestions")
-@doc("Upload instrument files; each one (or each chosen sheet) becomes a dataset through a job",
-     body=IngestionForm, request_content_type="multipart/form-data", response=IngestionBatch, status=202)  # fmt: skip
+@doc("Upload instrument files; each one (or each chosen sheet) becomes a dataset through a job. Or, as "
+     "JSON, name finished resumable uploads (upload_ids) instead of sending the bytes",
+     body=IngestionForm, request_content_type="multipart/form-data", other_bodies={"application/json": UploadedIngestion},
+     response=IngestionBatch, status=202)  # fmt: skip
 async def create_ingestions(request: web.Request) -> web.Response:
     actor = await require_user(request)
     service = request.app[INGESTIONS]
     await service.check_project(actor, request.match_info["pid"])  # outsiders are refused before the upload
+    if request.content_type == "application/json":
+        body = await parse_body(request, UploadedIngestion)
+        options = check_options(body.options())
+        batch = await service.accept_uploads(actor, request.match_info["pid"], options, body.upload_ids)
+        return json_response(batch, status=202)
     files: list[SpooledFile] = []
     try:
         options = await read_upload(request, files)

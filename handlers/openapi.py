@@ -37,6 +37,7 @@ class RouteDoc:
     query: Any = None
     auth: Auth = "bearer"
     request_content_type: str = "application/json"
+    other_bodies: Mapping[str, Any] = attrs.field(factory=dict)  # media type -> body, also accepted
     # one media type, or several when a query parameter or the stored file chooses (the first is the default)
     response_content_type: str | tuple[str, ...] = "application/json"
     description: str = ""
@@ -218,7 +219,13 @@ def _operation(path: str, method: str, route_doc: RouteDoc, builder: SchemaBuild
     if route_doc.body is not None:
         operation["requestBody"] = {
             "required": True,
-            "content": {route_doc.request_content_type: {"schema": builder.schema(route_doc.body)}},
+            "content": {
+                media_type: {"schema": builder.schema(body)}
+                for media_type, body in {
+                    route_doc.request_content_type: route_doc.body,
+                    **route_doc.other_bodies,
+                }.items()
+            },
         }
     success: dict[str, Any] = {"description": route_doc.summary}
     if route_doc.response is not None:

@@ -87,7 +87,7 @@ def file_name(raw: str) -> str:
 def check_multipart(request: web.Request, max_bytes: int) -> None:
     if request.content_type != "multipart/form-data":
         raise web.HTTPUnsupportedMediaType(
-            text="send the file as multipart/form-data with the file in a field named 'file'"
+            text="send the file as multipart/form-data, or as JSON name a finished resumable upload (/api/uploads)"
         )
     if request.content_length is not None and request.content_length > max_bytes + MULTIPART_SLACK:
         raise TooLarge(f"file is larger than the upload limit of {max_bytes} bytes", code="upload_too_large")

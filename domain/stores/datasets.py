@@ -17,6 +17,7 @@ index("datasets", ("project_id", 1), ("created_at", -1), ("_id", -1), name="proj
 index("datasets", ("job_id", 1), name="job")
 index("ingestions", ("project_id", 1), ("created_at", -1), ("_id", -1), name="project_newest")
 index("ingestions", ("file.sha256", 1), name="sha256")
+index("ingestions", ("upload_id", 1), name="upload")
 
 _SUMMARY = {"stats": 0, "sample": 0, "warnings": 0, "metadata": 0, "provenance": 0}
 
@@ -96,6 +97,15 @@ class IngestionStore:
             limit,
             cursor,
         )
+
+    async def batch_from_upload(self, owner_id: str, upload_id: str) -> list[Document]:
+        """The whole batch (in the order it was made) in which the caller used this resumable upload."""
+        first = await self._ingestions.find_one({"upload_id": upload_id, "created_by": ObjectId(owner_id)})
+        if first is None:
+            return []
+        return [
+            doc async for doc in self._ingestions.find({"batch_id": first["batch_id"]}).sort([("_id", 1)])
+        ]
 
     async def record_outcome(self, ingestion_id: str, fields: Document) -> None:
         await self._ingestions.find_one_and_update(

@@ -172,6 +172,13 @@ class ObjectStore:
             raise
         return StoredObject(key=key, size=size, sha256=hasher.hexdigest() if hasher else str(known_sha256))
 
+    async def copy(self, source: str, key: str, *, content_type: str) -> None:
+        """Copy an object (up to 5 GiB, S3's limit for one copy) inside the bucket."""
+        await self.client.copy_object(
+            Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source},
+            ContentType=content_type, MetadataDirective="REPLACE",
+        )  # fmt: skip
+
     @asynccontextmanager
     async def open_read(
         self, key: str, byte_range: tuple[int, int] | None = None

@@ -76,6 +76,25 @@ class UploadStore:
         )  # fmt: skip
         return _upload(doc) if doc else None
 
+    async def claim(self, upload_id: str, *, now: datetime, until: datetime) -> Upload | None:
+        """Complete -> in use (or an in-use claim whose holder died, past its lease); None if taken."""
+        doc = await self._uploads.find_one_and_update(
+            {"_id": ObjectId(upload_id), "$or": [
+                {"status": UploadStatus.COMPLETE.value},
+                {"status": UploadStatus.IN_USE.value, "claimed_until": {"$lt": now}},
+            ]},
+            {"$set": {"status": UploadStatus.IN_USE.value, "claimed_until": until,
+                      "expires_at": max(until, now)}},
+            projection={"parts": 0}, return_document=ReturnDocument.AFTER,
+        )  # fmt: skip
+        return _upload(doc) if doc else None
+
+    async def unclaim(self, upload_id: str) -> None:
+        await self._uploads.update_one(
+            {"_id": ObjectId(upload_id), "status": UploadStatus.IN_USE.value},
+            {"$set": {"status": UploadStatus.COMPLETE.value}, "$unset": {"claimed_until": ""}},
+        )
+
     async def open_count(self, owner_id: str, now: datetime) -> int:
         return await self._uploads.count_documents(
             {
