@@ -222,7 +222,11 @@ async def test_too_large_is_413_and_leaves_nothing_behind(aiohttp_client, servic
 
 async def test_bad_upload_requests(client, team):
     url = f"/api/projects/{team.project_id}/documents"
-    await problem(await client.post(url, json={"file": "x"}, headers=team.member.headers), 415)
+    # JSON names a finished resumable upload; other bodies are neither that nor multipart
+    body = await problem(await client.post(url, json={"file": "x"}, headers=team.member.headers), 422)
+    assert {e["path"] for e in body["errors"]} == {"$.upload_id", "$"}
+    plain = await client.post(url, data=b"x", headers={**team.member.headers, "Content-Type": "text/plain"})
+    await problem(plain, 415)
     body = await problem(
         await client.post(url, data=file_form(b"x", "x.txt", field="other"), headers=team.member.headers), 422
     )

@@ -1,0 +1,3 @@
+from labhub_client.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,360 @@
+"""The LabHub API as the client uses it: projects, resumable uploads (tus, through tuspy),
+ingestions, live job events (SSE), datasets and downloads.
+
+Every failure is a LabHubError with the server's problem code; `retriable` says whether trying
+again later can help (the network, a restarting server, 5xx, 429), so callers back off and retry
+those and report the rest.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import mimetypes
+import random
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tusclient import client as tus
+from tusclient.exceptions import TusCommunicationError
+
+from labhub_client.config import write_private
+
+VERSION = "0.1.0"
+CHUNK = 8 * 1024 * 1024  # one PATCH; LabHub keeps each part it receives
+FINAL = {"succeeded", "failed", "cancelled"}
+RETRIABLE = {408, 425, 429, 500, 502, 503, 504}
+_OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
+EventHandler = Callable[[str, dict[str, Any]], None]  # (event name, data)
+
+
+class LabHubError(Exception):
+    def __init__(self, status: int | None, code: str, detail: str, *, retriable: bool = False) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.retriable = status, code, detail, retriable
+
+    def __str__(self) -> str:
+        return f"{self.detail} ({self.code}{f', HTTP {self.status}' if self.status else ''})"
+
+
+def unreachable(exc: BaseException) -> LabHubError:
+    return LabHubError(
+        None, "unreachable", f"the server cannot be reached: {exc or type(exc).__name__}", retriable=True
+    )
+
+
+def _problem(response: httpx.Response) -> LabHubError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    detail = body.get("detail") or response.reason_phrase or f"HTTP {response.status_code}"
+    code = body.get("code") or re.sub(r"[^a-z0-9]+", "_", (body.get("title") or "error").lower())
+    for item in body.get("errors") or []:
+        detail += f"; {item.get('path')}: {item.get('message')}"
+    # upload_used: another request holds the upload right now; it is used up or free again soon
+    retriable = response.status_code in RETRIABLE or code == "upload_used"
+    return LabHubError(response.status_code, code, detail, retriable=retriable)
+
+
+class Backoff:
+    """Waits that double from `first` to `most` seconds, with jitter; reset after a success."""
+
+    def __init__(self, first: float = 1.0, most: float = 60.0) -> None:
+        self.first, self.most, self._next = first, most, first
+
+    def wait(self, sleep: Callable[[float], None] = time.sleep) -> float:
+        delay = self._next * random.uniform(0.75, 1.25)  # noqa: S311 - jitter, not a secret
+        self._next = min(self._next * 2, self.most)
+        sleep(delay)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.first
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    event: str
+    data: str
+    id: str | None
+
+
+def parse_sse(lines: Iterator[str]) -> Iterator[SseEvent]:
+    """text/event-stream lines into events (comments are pings and are skipped)."""
+    fields: dict[str, str] = {}
+    data: list[str] = []
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line:
+            if data:
+                yield SseEvent(fields.get("event", "message"), "\n".join(data), fields.get("id"))
+            fields, data = {}, []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            data.append(value)
+        else:
+            fields[name] = value
+
+
+class LabHub:
+    def __init__(self, url: str, token: str, *, timeout_s: float = 60.0, chunk_size: int = CHUNK) -> None:
+        self.url = url.rstrip("/")
+        self.chunk_size = chunk_size
+        self._auth = {"Authorization": f"Bearer {token}"}
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers={**self._auth, "User-Agent": f"labhub-client/{VERSION}"},
+            timeout=httpx.Timeout(timeout_s, connect=10.0),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> LabHub:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **options: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **options)
+        except httpx.TransportError as exc:
+            raise unreachable(exc) from None
+        if response.status_code >= 400:
+            raise _problem(response)
+        return response
+
+    def _json(self, method: str, path: str, **options: Any) -> Any:
+        return self._request(method, path, **options).json()
+
+    def _all(self, path: str, **params: Any) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = self._json("GET", path, params={**params, **({"cursor": cursor} if cursor else {})})
+            items.extend(page["items"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return items
+
+    # -- who and where ---------------------------------------------------------------------------------
+
+    def me(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", "/api/auth/me")
+        return result
+
+    def project(self, ref: str) -> dict[str, Any]:
+        """A project by its id or its exact name."""
+        if _OBJECT_ID.match(ref):
+            try:
+                found: dict[str, Any] = self._json("GET", f"/api/projects/{ref}")
+                return found
+            except LabHubError as exc:
+                if exc.status not in (404, 422):
+                    raise
+        named = [p for p in self._all("/api/projects", q=ref, status="all", limit=100) if p["name"] == ref]
+        if not named:
+            raise LabHubError(
+                404, "project_not_found", f"no project you can see is named or has the id {ref!r}"
+            )
+        if len(named) > 1:
+            ids = ", ".join(p["id"] for p in named)
+            raise LabHubError(
+                409, "project_ambiguous", f"several projects are named {ref!r}; give the id ({ids})"
+            )
+        return named[0]
+
+    # -- resumable uploads ---------------------------------------------------------------------------
+
+    def create_upload(self, path: Path, *, name: str | None = None) -> str:
+        """Start a tus upload of path's size; returns its id (to resume with later)."""
+        name = name or path.name
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        metadata = {"filename": name, "content_type": content_type}
+        encoded = ",".join(f"{k} {_b64(v)}" for k, v in metadata.items())
+        response = self._request("POST", "/api/uploads", headers={
+            "Tus-Resumable": "1.0.0", "Upload-Length": str(path.stat().st_size), "Upload-Metadata": encoded,
+        })  # fmt: skip
+        return response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
+
+    def upload_state(self, upload_id: str) -> dict[str, Any] | None:
+        """The upload as the server has it, or None when it is gone (used, expired, removed)."""
+        try:
+            state: dict[str, Any] = self._json("GET", f"/api/uploads/{upload_id}")
+            return state
+        except LabHubError as exc:
+            if exc.status in (404, 410):
+                return None
+            raise
+
+    def upload(self, path: Path, upload_id: str, *, progress: Progress | None = None) -> dict[str, Any]:
+        """Send path's bytes to an upload from the offset the server has (tuspy, sha1 checksum per
+        PATCH); returns the finished upload (with its sha256)."""
+        url = f"{self.url}/api/uploads/{upload_id}"
+        total = path.stat().st_size
+        try:
+            with path.open("rb") as stream:
+                uploader = tus.TusClient(f"{self.url}/api/uploads", headers=self._auth).uploader(
+                    file_stream=stream, url=url, chunk_size=self.chunk_size, upload_checksum=True
+                )
+                uploader.stop_at = total
+                if progress:
+                    progress(uploader.offset, total)
+                while uploader.offset < total:
+                    uploader.upload_chunk()  # type: ignore[no-untyped-call]
+                    if progress:
+                        progress(uploader.offset, total)
+        except TusCommunicationError as exc:
+            raise _tus_error(exc) from None
+        except (OSError, httpx.TransportError) as exc:  # requests' errors are OSErrors
+            raise unreachable(exc) from None
+        state = self.upload_state(upload_id)
+        if state is None or state["status"] not in ("complete", "in_use"):
+            raise LabHubError(409, "upload_incomplete", "the server does not have the whole file; try again",
+                              retriable=True)  # fmt: skip
+        return state
+
+    # -- ingestion -----------------------------------------------------------------------------------
+
+    def ingest(self, project_id: str, upload_ids: list[str], **options: Any) -> dict[str, Any]:
+        """Ingest finished uploads; asking again for the same uploads answers the same batch."""
+        body = {"upload_ids": upload_ids, **{k: v for k, v in options.items() if v is not None}}
+        batch: dict[str, Any] = self._json("POST", f"/api/projects/{project_id}/ingestions", json=body)
+        return batch
+
+    def send(
+        self, project_id: str, path: Path, *, resume: str | None = None, on_created: Callable[[str], None] | None = None,
+        progress: Progress | None = None, sha256: str | None = None, **options: Any,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Upload a file and ingest it, exactly once even when called again after a failure: `resume`
+        is the upload id a previous call reported through on_created. An upload the server no longer
+        has may have been ingested already (the answer was lost): the ingestion is asked for again,
+        which answers the batch it made, and only if there is none is the file sent anew."""
+        if resume is not None and self.upload_state(resume) is None:
+            try:
+                return self.ingest(project_id, [resume], **options)
+            except LabHubError as exc:
+                if exc.status != 404:
+                    raise
+            resume = None
+        upload_id = resume or self.create_upload(path)
+        if resume is None and on_created:
+            on_created(upload_id)
+        state = self.upload(path, upload_id, progress=progress)
+        if sha256 is not None and state["sha256"] != sha256:
+            self._request("DELETE", f"/api/uploads/{upload_id}", headers={"Tus-Resumable": "1.0.0"})
+            raise LabHubError(None, "file_changed", f"{path.name} changed while it was being sent; sending it again",
+                              retriable=True)  # fmt: skip
+        return self.ingest(project_id, [upload_id], **options)
+
+    # -- jobs ----------------------------------------------------------------------------------------
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = self._json("GET", f"/api/jobs/{job_id}")
+        return found
+
+    def jobs(self, *, limit: int = 50, status: str | None = None) -> list[dict[str, Any]]:
+        params = {"limit": limit, **({"status": status} if status else {})}
+        page: dict[str, Any] = self._json("GET", "/api/jobs", params=params)
+        return list(page["items"])
+
+    def follow(self, job_id: str, on_event: EventHandler | None = None) -> dict[str, Any]:
+        """Follow a job's event stream until it ends (reconnecting with Last-Event-ID through
+        dropped connections and server restarts); returns the finished job."""
+        last_id: str | None = None
+        backoff = Backoff(0.5, 15.0)
+        while True:
+            headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last_id} if last_id else {})}
+            try:
+                with self._http.stream("GET", f"/api/jobs/{job_id}/events", headers=headers,
+                                       timeout=httpx.Timeout(60.0, connect=10.0)) as response:  # fmt: skip
+                    if response.status_code >= 400:
+                        response.read()
+                        raise _problem(response)
+                    ended = response.status_code == 204
+                    for event in parse_sse(response.iter_lines()):
+                        last_id = event.id or last_id
+                        data = json.loads(event.data)
+                        if on_event:
+                            on_event(event.event, data)
+                        ended = ended or (
+                            event.event in ("snapshot", "status") and data.get("status") in FINAL
+                        )
+                        backoff.reset()
+                if ended:
+                    return self.job(job_id)
+            except httpx.TransportError:
+                pass
+            except LabHubError as exc:
+                if not exc.retriable:
+                    raise
+            backoff.wait()
+
+    # -- datasets ------------------------------------------------------------------------------------
+
+    def datasets(self, project_id: str) -> list[dict[str, Any]]:
+        return self._all(f"/api/projects/{project_id}/datasets", limit=100)
+
+    def dataset(self, dataset_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = self._json("GET", f"/api/datasets/{dataset_id}")
+        return found
+
+    def download(self, dataset_id: str, fmt: str, dest: Path, *, progress: Progress | None = None) -> Path:
+        """Stream a dataset to dest (written to a temporary name, renamed when whole)."""
+        partial = dest.with_name(f".{dest.name}.part")
+        try:
+            with self._http.stream(
+                "GET", f"/api/datasets/{dataset_id}/download", params={"format": fmt}
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _problem(response)
+                total = int(response.headers.get("Content-Length") or 0)
+                done = 0
+                with partial.open("wb") as out:
+                    for chunk in response.iter_bytes(1024 * 1024):
+                        out.write(chunk)
+                        done += len(chunk)
+                        if progress:
+                            progress(done, total or done)
+            partial.replace(dest)
+        except httpx.TransportError as exc:
+            raise unreachable(exc) from None
+        finally:
+            partial.unlink(missing_ok=True)
+        return dest
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _tus_error(exc: TusCommunicationError) -> LabHubError:
+    status = getattr(exc, "status_code", None)
+    content = getattr(exc, "response_content", None) or b""
+    try:
+        body = json.loads(content)
+    except (ValueError, TypeError):
+        body = {}
+    detail = body.get("detail") or str(exc) or "the upload failed"
+    if status is None:
+        return unreachable(exc)
+    return LabHubError(status, body.get("code") or "upload_failed", detail,
+                       retriable=status in RETRIABLE or status in (409, 460))  # fmt: skip
+
+
+def save_json(path: Path, data: Any) -> None:
+    write_private(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
