@@ -72,9 +72,7 @@ class DocumentsService:
     async def _claimed(self, actor: User, upload_id: str) -> AsyncIterator[Upload]:
         """A finished resumable upload taken for one document version: used up if the block
         succeeds, left as it was (to be used again) if it fails."""
-        [upload] = await self._resumable.claim(
-            actor, [upload_id], max_bytes=self._max_bytes, field="upload_id"
-        )
+        [upload] = await self._resumable.claim(actor, [upload_id], max_bytes=self._max_bytes, use="documents")
         try:
             yield upload
         except BaseException:

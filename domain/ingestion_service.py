@@ -209,7 +209,7 @@ class IngestionService:
             raise field_error("$.upload_ids", "names an upload more than once")
         try:
             uploads = await self._resumable.claim(
-                actor, upload_ids, max_bytes=self.settings.max_file_bytes, field="upload_ids"
+                actor, upload_ids, max_bytes=self.settings.max_file_bytes, use="ingestion"
             )
         except NotFound:
             if (replayed := await self._replay(project_id, actor, upload_ids)) is not None:

@@ -141,26 +141,25 @@ class UploadsService:
 
     # -- using a finished upload instead of a request body --------------------------------------------
 
-    async def claim(self, actor: User, upload_ids: list[str], *, max_bytes: int, field: str) -> list[Upload]:
-        """Take finished uploads for one use, all of them or none. The caller then places their
-        bytes and either consumes them (success) or releases them (failure, to be used again)."""
+    async def claim(self, actor: User, upload_ids: list[str], *, max_bytes: int, use: str) -> list[Upload]:
+        """Take finished uploads for one use (`use` names it in messages: "documents"), all of them or
+        none. The caller then places their bytes and either consumes them (success) or releases
+        them (failure, to be used again)."""
         taken: list[Upload] = []
         try:
-            for index, upload_id in enumerate(upload_ids):
-                where = f"$.{field}[{index}]" if field.endswith("s") else f"$.{field}"
+            for upload_id in upload_ids:
                 upload = await self.get(actor, upload_id)
+                name = repr(upload.filename) if upload.filename else f"upload {upload.id}"
                 if upload.status is UploadStatus.RECEIVING:
-                    raise Conflict(f"{where}: the upload has {upload.offset} of its {upload.length} bytes; "
+                    raise Conflict(f"{name} is not wholly uploaded yet ({upload.offset} of {upload.length} bytes); "
                                    "finish it first", code="upload_incomplete")  # fmt: skip
                 if upload.length > max_bytes:
-                    raise TooLarge(f"{where}: the upload's {upload.length} bytes are more than the limit of "
-                                   f"{max_bytes} bytes for this use", code="upload_too_large")  # fmt: skip
+                    raise TooLarge(f"{name} has {upload.length} bytes, more than the limit of {max_bytes} bytes "
+                                   f"for {use}", code="upload_too_large")  # fmt: skip
                 now = utcnow()
                 claimed = await self._store.claim(upload.id, now=now, until=now + CLAIM_LEASE)
                 if claimed is None:
-                    raise Conflict(
-                        f"{where}: the upload is being used, or was used, already", code="upload_used"
-                    )
+                    raise Conflict(f"{name} is being used, or was used, already", code="upload_used")
                 taken.append(claimed)
         except BaseException:
             await asyncio.shield(self.release(taken))

@@ -6,6 +6,7 @@ the same offset only one lands; the other's objects are deleted by its writer.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -43,8 +44,9 @@ class UploadStore:
     ) -> Upload:
         doc: Document = {
             "owner_id": ObjectId(owner_id), "length": length, "offset": 0, "parts": [], "metadata": metadata,
-            "status": UploadStatus.RECEIVING.value, "created_at": now, "updated_at": now, "expires_at": expires_at,
-            "sha256": None,
+            # an empty file is whole the moment it is created
+            "status": (UploadStatus.RECEIVING if length else UploadStatus.COMPLETE).value, "created_at": now,
+            "updated_at": now, "expires_at": expires_at, "sha256": None if length else hashlib.sha256().hexdigest(),
         }  # fmt: skip
         doc["_id"] = (await self._uploads.insert_one(doc)).inserted_id
         return _upload(doc)

@@ -237,3 +237,14 @@ async def test_two_uses_of_one_upload_at_once_make_one_document(client, team, tm
         await client.get(f"/api/projects/{team.project_id}/documents", headers=team.member.headers)
     ).json()
     assert [d["name"] for d in listed["items"]] == ["scan.tif"]
+
+
+async def test_an_empty_file_is_whole_once_created(client, team, tmp_path):
+    upload_id = await tus_upload(client, team.member, tmp_path, "empty.txt", b"", "text/plain")
+    upload = await (await client.get(f"/api/uploads/{upload_id}", headers=team.member.headers)).json()
+    assert (upload["status"], upload["sha256"]) == ("complete", hashlib.sha256(b"").hexdigest())
+    created = await client.post(
+        f"/api/projects/{team.project_id}/documents", headers=team.member.headers, json={"upload_id": upload_id}
+    )
+    assert created.status == 201, await created.text()
+    assert (await created.json())["size"] == 0

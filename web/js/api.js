@@ -136,30 +136,47 @@ export async function del(path, query) {
   await send('DELETE', path, { query });
 }
 
-// multipart upload with byte progress (fetch has no upload progress; XHR does)
-export function upload(path, form, onProgress, { retried = false } = {}) {
+// a resumable upload (tus 1.0 at /api/uploads) with byte progress; resolves to the upload's id, to
+// be named in a JSON body (documents: upload_id, ingestions: upload_ids). A dropped connection is
+// retried and goes on from the offset the server has; the same file picked again after a reload
+// resumes too (tus-js-client keeps the upload's URL, never a token, in localStorage)
+export async function resumable(file, onProgress) {
+  const { Upload } = await import('../vendor/tus.js');
   return new Promise((resolve, reject) => {
-    const xhr = new XMLHttpRequest();
-    xhr.open('POST', path);
-    if (accessToken) xhr.setRequestHeader('Authorization', `Bearer ${accessToken}`);
-    xhr.upload.addEventListener('progress', (event) => {
-      if (event.lengthComputable) onProgress?.(event.loaded, event.total);
+    const upload = new Upload(file, {
+      endpoint: '/api/uploads',
+      chunkSize: 16 * 1024 * 1024,
+      retryDelays: [0, 1000, 3000, 5000, 10000, 20000, 30000, 60000],
+      metadata: { filename: file.name, content_type: file.type || 'application/octet-stream' },
+      removeFingerprintOnSuccess: true,
+      onBeforeRequest: async (request) => {
+        if (refreshing) await refreshing.catch(() => null);
+        if (accessToken) request.setHeader('Authorization', `Bearer ${accessToken}`);
+      },
+      onShouldRetry: (error, attempt, options) => {
+        const status = error.originalResponse ? error.originalResponse.getStatus() : 0;
+        if (status === 401 && attempt === 0) {
+          refresh().catch(() => null); // the next request waits for it (onBeforeRequest)
+          return true;
+        }
+        // no answer (the network), a restarting server, or a competing request: try again
+        return status === 0 || status === 409 || status === 423 || status >= 500;
+      },
+      onProgress: (loaded, total) => onProgress?.(loaded, total),
+      onSuccess: () => resolve(upload.url.split('/').pop()),
+      onError: (error) => {
+        const response = error.originalResponse;
+        if (!response) return networkError().then(reject);
+        let problem = {};
+        try { problem = JSON.parse(response.getBody() || '{}'); } catch { /* not JSON */ }
+        if (response.getStatus() === 401) signedOut();
+        return reject(new ApiError(response.getStatus(), problem));
+      },
     });
-    xhr.addEventListener('load', async () => {
-      let body = {};
-      try { body = JSON.parse(xhr.responseText); } catch { /* empty */ }
-      if (xhr.status === 401 && !retried) {
-        try {
-          await refresh();
-          resolve(await upload(path, form, onProgress, { retried: true }));
-        } catch (error) { reject(error); }
-        return;
-      }
-      if (xhr.status >= 200 && xhr.status < 300) resolve(body);
-      else reject(new ApiError(xhr.status, body && typeof body === 'object' ? body : {}));
-    });
-    xhr.addEventListener('error', async () => reject(await networkError()));
-    xhr.send(form);
+    upload.findPreviousUploads().then((previous) => {
+      if (previous.length) upload.resumeFromPreviousUpload(previous[0]);
+      upload.start();
+    }, () => upload.start());
   });
 }
 

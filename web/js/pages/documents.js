@@ -23,19 +23,21 @@ let uploadKey = 0;
 export function useUploads() {
   const [rows, setRows] = useState([]);
   const update = (key, change) => setRows((all) => all.map((r) => (r.key === key ? { ...r, ...change } : r)));
-  // send(file, path, extraFields) → the server's answer, or null when it refused
-  const send = async (file, path, fields = {}) => {
+  // send(file, path) → the server's answer, or null when it refused: the bytes go up resumably
+  // (tus), then path is asked to take the finished upload
+  const send = async (file, path) => {
     const key = ++uploadKey;
     setRows((all) => [...all, { key, name: file.name, loaded: 0, total: file.size, state: 'sending' }]);
-    const form = new FormData();
-    for (const [name, value] of Object.entries(fields)) form.append(name, value);
-    form.append('file', file, file.name);
+    let uploadId = null;
     try {
-      const result = await api.upload(path, form, (loaded, total) => update(key, { loaded, total }));
+      uploadId = await api.resumable(file, (loaded, total) => update(key, { loaded, total }));
+      const result = await api.post(path, { upload_id: uploadId });
       setRows((all) => all.map((r) => (r.key === key ? { ...r, state: 'done', loaded: r.total } : r)));
       return result;
     } catch (error) {
       update(key, { state: 'failed', error: error.message });
+      // refused (too large, say): the bytes it sent are of no further use
+      if (uploadId) api.send('DELETE', `/api/uploads/${uploadId}`, { headers: { 'Tus-Resumable': '1.0.0' } }).catch(() => null);
       return null;
     }
   };

@@ -44,6 +44,9 @@ function manifestOf(entry) {
 
 const blankEntry = () => ({ storeOnly: false, sheets: '', start: '', end: '', variables: '', profile: '' });
 
+// files of this page that are wholly uploaded: File → upload id (until used by an ingestion)
+const finished = new WeakMap();
+
 function IngestForm({ pid, onQueued }) {
   const [files, setFiles] = useState([]);
   const [entries, setEntries] = useState([]);
@@ -61,18 +64,31 @@ function IngestForm({ pid, onQueued }) {
   const submit = async (e) => {
     e.preventDefault();
     setError(null);
-    const form = new FormData();
-    if (options.dataset_type) form.append('dataset_type', options.dataset_type);
-    if (options.tag) form.append('tag', options.tag);
-    form.append('header_mode', options.header_mode);
-    if (options.header_mode === 'custom') form.append('custom_headers', JSON.stringify(list(options.custom_headers)));
-    form.append('manifest', JSON.stringify(entries.map(manifestOf)));
-    for (const file of files) form.append('files', file, file.name);
+    const body = { header_mode: options.header_mode, manifest: entries.map(manifestOf) };
+    if (options.dataset_type) body.dataset_type = options.dataset_type;
+    if (options.tag) body.tag = options.tag;
+    if (options.header_mode === 'custom') body.custom_headers = list(options.custom_headers);
     const total = files.reduce((n, f) => n + f.size, 0);
+    const sent = files.map(() => 0);
     setSending({ loaded: 0, total });
     try {
-      const batch = await api.upload(`/api/projects/${pid}/ingestions`, form, (loaded, all) => setSending({ loaded, total: all }));
+      // each file goes up resumably (tus), one after another; a file sent before a refusal (a
+      // mistake in the options, say) is not sent again when the form is submitted again
+      const uploadIds = [];
+      for (const [i, file] of files.entries()) {
+        if (!finished.has(file)) {
+          finished.set(file, await api.resumable(file, (loaded) => {
+            sent[i] = loaded;
+            setSending({ loaded: sent.reduce((a, b) => a + b, 0), total });
+          }));
+        }
+        sent[i] = file.size;
+        uploadIds.push(finished.get(file));
+      }
+      setSending({ loaded: total, total });
+      const batch = await api.post(`/api/projects/${pid}/ingestions`, { ...body, upload_ids: uploadIds });
       setMessage(`${batch.jobs.length} ingestion${batch.jobs.length === 1 ? '' : 's'} queued.`);
+      for (const file of files) finished.delete(file);
       setFiles([]);
       setEntries([]);
       onQueued(batch);
