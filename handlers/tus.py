@@ -32,6 +32,7 @@ from handlers.codec import json_response
 from handlers.identity import require_user
 from handlers.keys import UPLOADS
 from handlers.openapi import doc
+from handlers.uploads import reading_body
 
 routes = web.RouteTableDef()
 
@@ -77,9 +78,11 @@ def _check_version(request: web.Request) -> None:
 
 async def _body(request: web.Request) -> AsyncIterator[bytes]:
     """The request body in chunks. A body cut short raises aiohttp's own payload error, which the
-    problem middleware answers as a 400 (HttpProcessingError); the parts not committed are deleted."""
-    async for chunk in request.content.iter_chunked(READ_CHUNK):
-        yield chunk
+    problem middleware answers as a 400 (HttpProcessingError), or a lost connection (a 400 too);
+    the parts not committed are deleted."""
+    with reading_body():
+        async for chunk in request.content.iter_chunked(READ_CHUNK):
+            yield chunk
 
 
 def _has_body(request: web.Request) -> bool:

@@ -36,9 +36,22 @@ _MALFORMED = (ValueError, AssertionError, RuntimeError)
 
 
 @contextlib.contextmanager
-def _reading_multipart() -> Iterator[None]:
+def reading_body() -> Iterator[None]:
+    """A client that goes away mid-body is a client's fault answered to no one: a 400 for the access
+    log, not aiohttp's 'Error handling request' traceback."""
     try:
         yield
+    except ConnectionResetError:
+        raise BadRequest(
+            "the connection was lost before the whole body arrived", code="connection_lost"
+        ) from None
+
+
+@contextlib.contextmanager
+def _reading_multipart() -> Iterator[None]:
+    try:
+        with reading_body():
+            yield
     except _MALFORMED as exc:
         raise BadRequest(f"the multipart body cannot be read: {exc}", code="malformed_multipart") from None
 

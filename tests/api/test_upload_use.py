@@ -244,7 +244,9 @@ async def test_an_empty_file_is_whole_once_created(client, team, tmp_path):
     upload = await (await client.get(f"/api/uploads/{upload_id}", headers=team.member.headers)).json()
     assert (upload["status"], upload["sha256"]) == ("complete", hashlib.sha256(b"").hexdigest())
     created = await client.post(
-        f"/api/projects/{team.project_id}/documents", headers=team.member.headers, json={"upload_id": upload_id}
+        f"/api/projects/{team.project_id}/documents",
+        headers=team.member.headers,
+        json={"upload_id": upload_id},
     )
     assert created.status == 201, await created.text()
     assert (await created.json())["size"] == 0
