@@ -5,7 +5,7 @@ Starts the real server (embedded services, a temporary data dir, 8 MiB parts), t
 SIZE random bytes:
   direct     - a multipart put straight to the embedded S3 (rclone), 8 MiB parts: the floor
   multipart  - POST /api/projects/{pid}/documents with a multipart body (one request)
-  tus        - labhub-client's upload (tuspy, 8 MiB PATCHes, sha1 per PATCH), then
+  tus        - labhub-client's upload (tuspy, 64 MiB PATCHes; the server stores 8 MiB parts), then
   tus+use    - ... plus POST /api/projects/{pid}/documents {upload_id}: the parts moved into place
 and prints MB/s and each as a ratio of the direct put (1.0 = as fast as S3 alone; higher is better).
 Then one resume: a single PATCH of the whole file cut off at 50 %, HEAD, and the rest sent; it
@@ -88,7 +88,7 @@ async def tus_and_use(
     session: aiohttp.ClientSession, base: str, headers: dict[str, str], token: str, pid: str, path: Path
 ) -> tuple[float, float]:
     def upload() -> str:
-        with LabHub(base, token, chunk_size=PART) as hub:
+        with LabHub(base, token) as hub:  # as labhub-client sends: 64 MiB PATCHes
             upload_id = hub.create_upload(path)
             hub.upload(path, upload_id)
             return upload_id
@@ -119,9 +119,10 @@ async def resume_half_way(
     ) as response:
         url = response.headers["Location"]
     patch = {**headers, **TUS, "Content-Type": "application/offset+octet-stream"}
+    cut_at = size // 2 + PART // 2  # half-way, and in the middle of a part
 
     async def half() -> AsyncIterator[bytes]:
-        async for chunk in file_blocks(path, stop=size // 2):
+        async for chunk in file_blocks(path, stop=cut_at):
             yield chunk
         raise Cut  # the connection drops here
 
@@ -141,8 +142,8 @@ async def resume_half_way(
             assert response.status == 409, await response.text()
     offset = max(kept, offset)
     seconds = time.perf_counter() - started
-    resent = size // 2 - offset
-    print(f"resume after a cut at 50 % ({size // 2} bytes sent): the server kept {offset} bytes; "
+    resent = cut_at - offset
+    print(f"resume after a cut at 50 % ({cut_at} bytes sent): the server kept {offset} bytes; "
           f"{resent} bytes ({resent / 2**20:.1f} MiB, {resent / size:.1%} of the file) were sent twice; "
           f"whole transfer {size / 1e6 / seconds:.0f} MB/s")  # fmt: skip
     await session.delete(url, headers={**headers, **TUS})

@@ -36,6 +36,17 @@ HASHERS_KEPT = 1000
 CLAIM_LEASE = timedelta(hours=1)  # how long a use may hold an upload before another may take it
 
 
+async def _settle(flight: asyncio.Task[None] | None) -> None:
+    """Let a part still being stored finish when its PATCH ends early. Not cancelled: a commit cut
+    off after MongoDB applied it would leave the upload counting a part deleted next. Its error, if
+    any, is not the one raised."""
+    if flight is None:
+        return
+    await asyncio.wait([flight])
+    if not flight.cancelled():
+        flight.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
 def parts_prefix(upload_id: str) -> str:
     return f"uploads/{upload_id}/"
 
@@ -98,9 +109,20 @@ class UploadsService:
                            code="offset_mismatch")  # fmt: skip
         whole = await self._hasher_at(upload)
         of_body = checksum.hasher() if checksum else None
-        written: list[Part] = []  # stored but not committed yet: deleted if the request does not commit them
+        written: list[Part] = []  # stored (or being stored) but not committed: deleted if not committed
         pending = bytearray()
         received = 0
+        # one full part is stored (and committed) while the next one is read from the client, so the
+        # network and the object store work at once; memory stays within about two parts
+        flight: asyncio.Task[None] | None = None
+
+        async def store(data: bytes) -> None:
+            nonlocal upload, written
+            await self._write_part(upload, written, whole, data)
+            if checksum is None:  # durable as it arrives: commit each full part at once
+                upload = await self._commit(upload, written, whole)
+                written = []
+
         try:
             async for chunk in chunks:
                 received += len(chunk)
@@ -111,15 +133,16 @@ class UploadsService:
                     of_body.update(chunk)
                 pending += chunk
                 while len(pending) >= self._part_size:
-                    written.append(
-                        await self._write_part(upload, written, whole, bytes(pending[: self._part_size]))
-                    )
+                    data = bytes(pending[: self._part_size])
                     del pending[: self._part_size]
-                    if checksum is None:  # durable as it arrives: commit each full part at once
-                        upload = await self._commit(upload, written, whole)
-                        written = []
+                    if flight is not None:
+                        await flight
+                    flight = asyncio.create_task(store(data))
+            if flight is not None:
+                await flight
+                flight = None
             if pending:
-                written.append(await self._write_part(upload, written, whole, bytes(pending)))
+                await self._write_part(upload, written, whole, bytes(pending))
             if checksum is not None and of_body is not None and of_body.digest() != checksum.digest:
                 raise ChecksumMismatch(
                     f"the body's {checksum.algorithm} does not match Upload-Checksum; nothing of it was kept"
@@ -129,6 +152,7 @@ class UploadsService:
                 written = []
             return upload
         finally:
+            await _settle(flight)  # first: a part being committed changes `written`
             if written:
                 await asyncio.shield(self._objects.delete([p.key for p in written]))
 
@@ -210,12 +234,14 @@ class UploadsService:
 
     # -- parts, commits and the running hash ---------------------------------------------------------
 
-    async def _write_part(self, upload: Upload, written: list[Part], whole: Any, data: bytes) -> Part:
+    async def _write_part(self, upload: Upload, written: list[Part], whole: Any, data: bytes) -> None:
+        """Store data as the next part; it joins `written` before it is stored, so that a failure
+        or cancellation mid-put still has it deleted."""
         start = upload.offset + sum(p.size for p in written)
-        key = f"{parts_prefix(upload.id)}{start:016d}-{secrets.token_hex(4)}"
-        await self._objects.put_bytes(key, data)
+        part = Part(f"{parts_prefix(upload.id)}{start:016d}-{secrets.token_hex(4)}", len(data))
+        written.append(part)
+        await self._objects.put_bytes(part.key, data)
         whole.update(data)  # the running hash holds exactly the bytes of the parts written
-        return Part(key, len(data))
 
     async def _commit(self, upload: Upload, parts: list[Part], whole: Any) -> Upload:
         now = utcnow()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import hashlib
 import json
 import os
 import time
@@ -25,20 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from labhub_client.api import Backoff, LabHub, LabHubError, save_json
+from labhub_client.api import Backoff, LabHub, LabHubError, save_json, sha256_of
 
 STATE_NAME = ".labhub-client-state.json"
 SKIPPED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "~", ".swp", ".lock")
 
 Log = Callable[[str], None]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _now() -> str:
