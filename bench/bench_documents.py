@@ -28,7 +28,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness import start_server, wait_ready  # noqa: E402
+from harness import sign_up, start_server, wait_ready  # noqa: E402
 
 from domain.stores.embedded import free_port  # noqa: E402
 from domain.stores.objects import open_objects  # noqa: E402
@@ -100,15 +100,8 @@ async def main(size_mib: int, rounds: int) -> None:
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as session:
                 await wait_ready(session, base)
-                account = {"email": "bench@lab.example", "password": "bench password 1", "name": "Bench"}
-                await session.post(f"{base}/api/auth/register", json=account)
-                login = await session.post(
-                    f"{base}/api/auth/login", json={k: account[k] for k in ("email", "password")}
-                )
-                headers = {"Authorization": f"Bearer {(await login.json())['access_token']}"}
-                project = await (
-                    await session.post(f"{base}/api/projects", json={"name": "bench"}, headers=headers)
-                ).json()
+                token, project_id = await sign_up(session, base)
+                headers = {"Authorization": f"Bearer {token}"}
                 print(f"{size_mib} MiB per transfer, {rounds} round(s), part size {PART // 2**20} MiB")
                 print(
                     f"{'round':>5} {'direct put':>11} {'labhub put':>11} {'ratio':>6} {'direct get':>11} {'labhub get':>11} {'ratio':>6}"
@@ -116,7 +109,7 @@ async def main(size_mib: int, rounds: int) -> None:
                 ratios: list[tuple[float, float]] = []
                 for n in range(1, rounds + 1):
                     d_put, d_get = await direct_round(data_dir, block, count)
-                    l_put, l_get = await labhub_round(session, base, headers, project["id"], block, count)
+                    l_put, l_get = await labhub_round(session, base, headers, project_id, block, count)
                     put_ratio, get_ratio = d_put / l_put, d_get / l_get
                     ratios.append((put_ratio, get_ratio))
                     print(

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "client"))
 
-from harness import start_server, wait_ready  # noqa: E402
+from harness import sign_up, start_server, wait_ready  # noqa: E402
 from labhub_client import LabHub  # noqa: E402
 
 from domain.stores.embedded import free_port  # noqa: E402
@@ -163,16 +163,8 @@ async def main(size_mib: int, rounds: int) -> None:
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as session:
                 await wait_ready(session, base)
-                account = {"email": "bench@lab.example", "password": "bench password 1", "name": "Bench"}
-                await session.post(f"{base}/api/auth/register", json=account)
-                login = await session.post(
-                    f"{base}/api/auth/login", json={k: account[k] for k in ("email", "password")}
-                )
-                token = (await login.json())["access_token"]
+                token, project_id = await sign_up(session, base)
                 headers = {"Authorization": f"Bearer {token}"}
-                project = await (
-                    await session.post(f"{base}/api/projects", json={"name": "bench"}, headers=headers)
-                ).json()
                 print(
                     f"{size_mib} MiB per transfer, {rounds} round(s), part size {PART // 2**20} MiB; MB/s (ratio to direct)"
                 )
@@ -180,8 +172,8 @@ async def main(size_mib: int, rounds: int) -> None:
                 best: dict[str, float] = {}
                 for n in range(1, rounds + 1):
                     d = await direct(data_dir, path)
-                    m = await multipart(session, base, headers, project["id"], path)
-                    t, u = await tus_and_use(session, base, headers, token, project["id"], path)
+                    m = await multipart(session, base, headers, project_id, path)
+                    t, u = await tus_and_use(session, base, headers, token, project_id, path)
                     row = {"multipart": d / m, "tus": d / t, "tus+use": d / u}
                     for key, ratio in row.items():
                         best[key] = max(best.get(key, 0.0), ratio)

@@ -45,6 +45,18 @@ async def wait_ready(session: aiohttp.ClientSession, base: str) -> None:
     raise SystemExit("server did not become ready")
 
 
+async def sign_up(session: aiohttp.ClientSession, base: str) -> tuple[str, str]:
+    """A bench account on a fresh server and a project of its own: (access token, project id)."""
+    account = {"email": "bench@lab.example", "password": "bench password 1", "name": "Bench"}
+    await session.post(f"{base}/api/auth/register", json=account)
+    login = await session.post(f"{base}/api/auth/login", json={k: account[k] for k in ("email", "password")})
+    token = str((await login.json())["access_token"])
+    headers = {"Authorization": f"Bearer {token}"}
+    async with session.post(f"{base}/api/projects", json={"name": "bench"}, headers=headers) as response:
+        project_id = str((await response.json())["id"])
+    return token, project_id
+
+
 @asynccontextmanager
 async def labhub_server(data_dir: Path, **sections: dict[str, Any]) -> AsyncIterator[TestServer]:
     """A started server (its app is `.app`); sections replace the default settings' sections."""
