@@ -146,9 +146,13 @@ class Watch:
         return True
 
     def _send(self, name: str, path: Path, stat: os.stat_result, entry: dict[str, Any]) -> bool:
-        sha = sha256_of(path)
-        if path.stat().st_mtime_ns != stat.st_mtime_ns:
-            return True  # written to while it was read: wait for it to settle again
+        unchanged = entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns
+        if unchanged and entry.get("sha256"):
+            sha = entry["sha256"]  # a retry after a network error: the file was hashed already
+        else:
+            sha = sha256_of(path)
+            if path.stat().st_mtime_ns != stat.st_mtime_ns:
+                return True  # written to while it was read: wait for it to settle again
         if entry.get("sha256") == sha and entry.get("status") in ("sent", "refused"):
             self.state.put(name, size=stat.st_size, mtime_ns=stat.st_mtime_ns)  # touched, not changed
             return True
