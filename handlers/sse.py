@@ -160,14 +160,24 @@ async def stream_events(request: web.Request, source: StreamSource) -> web.Strea
     replay = await request.app[EVENT_LOG].replay(stream, after)
     if finished and after is not None and not replay:
         return web.Response(status=204)  # nothing missed, nothing more will come
+    if request.transport is None:
+        # the client left while the stream was being looked up (aiohttp-sse asserts a transport):
+        # nobody will read this answer; nginx's 499 says so in the access log
+        return web.Response(status=499, reason="Client Closed Request")
     response = HubPingedResponse()
     await response.prepare(request)
     await response.send(json.dumps(snapshot, default=str), event="snapshot", retry=settings.retry_ms)
     last_sent = after or "0-0"
+    # a retried job's stream still holds its earlier attempts, up to their terminal events: those are
+    # history the snapshot has already told, and ending on one would leave the client blind to the
+    # attempt running now
+    attempt = snapshot.get("attempt") if isinstance(snapshot, dict) else None
     backlog = []
     for entry_id, event, data in replay:  # written in one go: a long history costs one write, not one each
-        backlog.append(frame(event, data, entry_id))
         last_sent = entry_id
+        if isinstance(attempt, int) and isinstance(data, dict) and data.get("attempt", attempt) < attempt:
+            continue
+        backlog.append(frame(event, data, entry_id))
         if is_terminal(event, data):
             finished = True
             break

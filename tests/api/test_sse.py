@@ -96,6 +96,23 @@ async def test_a_finished_job_replays_what_is_missing_then_ends_or_answers_204(c
     assert [e.id for e in everything[1:]] == ids
 
 
+async def test_a_new_watcher_of_a_retried_job_follows_the_attempt_running_now(client):
+    _, headers, job = await setup_job(client, steps=2, delay=0.01, fail=True)
+    await wait_until(lambda: _final(client, headers, job.id))
+    retried = await client.post(f"/api/jobs/{job.id}/retry", headers=headers)
+    assert retried.status == 202
+    # a watcher that never saw the first attempt (it failed before the page asked): the stream still
+    # holds that attempt's events and its terminal "failed", which must neither end this stream nor
+    # be told as news after a snapshot that says attempt 2
+    response = await client.get(f"/api/jobs/{job.id}/events", headers=headers)
+    events, ended = await read_events(response)
+    assert ended
+    assert events[0].event == "snapshot"
+    assert events[0].data["attempt"] == 2
+    assert {e.data["attempt"] for e in events[1:]} == {2}
+    assert (events[-1].event, events[-1].data["status"]) == ("status", "failed")
+
+
 async def _final(client, headers, job_id):
     body = await (await client.get(f"/api/jobs/{job_id}", headers=headers)).json()
     return body["status"] in {"succeeded", "failed", "cancelled"}
