@@ -11,7 +11,6 @@ and prints MB/s for both and labhub/direct (1.0 = no overhead; higher is better 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import json
@@ -28,7 +27,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness import sign_up, start_server, wait_ready  # noqa: E402
+from harness import sign_up, size_and_rounds, start_server, wait_ready  # noqa: E402
 
 from domain.stores.embedded import free_port  # noqa: E402
 from domain.stores.objects import open_objects  # noqa: E402
@@ -127,10 +126,5 @@ async def main(size_mib: int, rounds: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--rounds", type=int, default=1)
-    options = parser.parse_args()
+    options = size_and_rounds(__doc__)
     asyncio.run(main(options.size_mib, options.rounds))

@@ -17,7 +17,6 @@ prints the offset the server kept and the bytes sent twice.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -35,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "client"))
 
-from harness import sign_up, start_server, wait_ready  # noqa: E402
+from harness import sign_up, size_and_rounds, start_server, wait_ready  # noqa: E402
 from labhub_client import LabHub  # noqa: E402
 
 from domain.stores.embedded import free_port  # noqa: E402
@@ -191,10 +190,5 @@ async def main(size_mib: int, rounds: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--rounds", type=int, default=1)
-    options = parser.parse_args()
+    options = size_and_rounds(__doc__)
     asyncio.run(main(options.size_mib, options.rounds))

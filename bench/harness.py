@@ -3,6 +3,7 @@ directory of the caller's, with cheap password hashing, one pool worker and quie
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import subprocess
@@ -43,6 +44,14 @@ async def wait_ready(session: aiohttp.ClientSession, base: str) -> None:
             pass
         await asyncio.sleep(0.2)
     raise SystemExit("server did not become ready")
+
+
+def size_and_rounds(doc: str | None) -> argparse.Namespace:
+    """The command line of the transfer benches: --size-mib (default 1 GiB) and --rounds."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=1)
+    return parser.parse_args()
 
 
 async def sign_up(session: aiohttp.ClientSession, base: str) -> tuple[str, str]:
