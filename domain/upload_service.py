@@ -181,7 +181,12 @@ class UploadsService:
                     raise TooLarge(f"{name} has {upload.length} bytes, more than the limit of {max_bytes} bytes "
                                    f"for {use}", code="upload_too_large")  # fmt: skip
                 now = utcnow()
-                claimed = await self._store.claim(upload.id, now=now, until=now + CLAIM_LEASE)
+                claimed = await self._store.claim(
+                    upload.id,
+                    now=now,
+                    until=now + CLAIM_LEASE,
+                    expires_at=max(upload.expires_at, now + CLAIM_LEASE),
+                )
                 if claimed is None:
                     raise Conflict(f"{name} is being used, or was used, already", code="upload_used")
                 taken.append(claimed)
@@ -219,7 +224,7 @@ class UploadsService:
     async def release(self, uploads: list[Upload]) -> None:
         """Not used after all: back to complete, for another try."""
         for upload in uploads:
-            await self._store.unclaim(upload.id)
+            await self._store.unclaim(upload.id, expires_at=utcnow() + self._ttl)
 
     async def sweep(self) -> int:
         """Remove what expired uploads stored; returns how many went."""

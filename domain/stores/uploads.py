@@ -78,24 +78,28 @@ class UploadStore:
         )  # fmt: skip
         return _upload(doc) if doc else None
 
-    async def claim(self, upload_id: str, *, now: datetime, until: datetime) -> Upload | None:
-        """Complete -> in use (or an in-use claim whose holder died, past its lease); None if taken."""
+    async def claim(
+        self, upload_id: str, *, now: datetime, until: datetime, expires_at: datetime
+    ) -> Upload | None:
+        """Complete -> in use (or an in-use claim whose holder died, past its lease); None if taken.
+        expires_at: not before the lease ends, so that the sweep leaves a use under way alone."""
         doc = await self._uploads.find_one_and_update(
             {"_id": ObjectId(upload_id), "$or": [
                 {"status": UploadStatus.COMPLETE.value},
                 {"status": UploadStatus.IN_USE.value, "claimed_until": {"$lt": now}},
             ]},
-            {"$set": {"status": UploadStatus.IN_USE.value, "claimed_until": until,
-                      "expires_at": max(until, now)}},
+            {"$set": {"status": UploadStatus.IN_USE.value, "claimed_until": until, "expires_at": expires_at}},
             projection={"parts": 0}, return_document=ReturnDocument.AFTER,
         )  # fmt: skip
         return _upload(doc) if doc else None
 
-    async def unclaim(self, upload_id: str) -> None:
+    async def unclaim(self, upload_id: str, *, expires_at: datetime) -> None:
+        """In use -> complete again, with a fresh expiry to be used again."""
         await self._uploads.update_one(
             {"_id": ObjectId(upload_id), "status": UploadStatus.IN_USE.value},
-            {"$set": {"status": UploadStatus.COMPLETE.value}, "$unset": {"claimed_until": ""}},
-        )
+            {"$set": {"status": UploadStatus.COMPLETE.value, "expires_at": expires_at},
+             "$unset": {"claimed_until": ""}},
+        )  # fmt: skip
 
     async def open_count(self, owner_id: str, now: datetime) -> int:
         return await self._uploads.count_documents(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+from datetime import UTC, datetime, timedelta
 
 import openpyxl
 import pytest
@@ -188,9 +189,11 @@ async def test_a_refused_use_leaves_the_upload_to_be_used_again(client, team, tm
     manifest = [{"ingest": True}, {"ingest": True}]
     await problem(await client.post(url, headers=team.member.headers,
                                     json={"upload_ids": [upload_id], "manifest": manifest}), 422)  # fmt: skip
-    # still there, still complete, and usable
+    # still there, still complete, with its whole time to live, and usable
     upload = await (await client.get(f"/api/uploads/{upload_id}", headers=team.member.headers)).json()
     assert upload["status"] == "complete"
+    left = datetime.fromisoformat(upload["expires_at"]) - datetime.now(UTC)
+    assert left > timedelta(hours=23), left
     used = await client.post(url, headers=team.member.headers, json={"upload_ids": [upload_id]})
     assert used.status == 202, await used.text()
     [entry] = (await used.json())["jobs"]
