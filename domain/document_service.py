@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -70,15 +69,10 @@ class DocumentsService:
 
     @asynccontextmanager
     async def _claimed(self, actor: User, upload_id: str) -> AsyncIterator[Upload]:
-        """A finished resumable upload taken for one document version: used up if the block
-        succeeds, left as it was (to be used again) if it fails."""
-        [upload] = await self._resumable.claim(actor, [upload_id], max_bytes=self._max_bytes, use="documents")
-        try:
+        """A finished resumable upload taken for one document version (UploadsService.using)."""
+        claimed = await self._resumable.claim(actor, [upload_id], max_bytes=self._max_bytes, use="documents")
+        async with self._resumable.using(claimed) as [upload]:
             yield upload
-        except BaseException:
-            await asyncio.shield(self._resumable.release([upload]))
-            raise
-        await self._resumable.consume([upload])
 
     async def upload_from(
         self, actor: User, project_id: str, *, upload_id: str, name: str | None

@@ -23,7 +23,7 @@ from bson import ObjectId
 
 from domain.clock import utcnow
 from domain.dataset_service import DatasetsService
-from domain.datasets import IngestionBatch, IngestionJob, IngestOptions, ManifestEntry, SourceFile
+from domain.datasets import Ingestion, IngestionBatch, IngestionJob, IngestOptions, ManifestEntry, SourceFile
 from domain.documents import clean_content_type, clean_file_name
 from domain.engagement import Signal
 from domain.errors import NotFound, TooLarge, Unavailable, field_error
@@ -215,7 +215,7 @@ class IngestionService:
             if (replayed := await self._replay(project_id, actor, upload_ids)) is not None:
                 return replayed
             raise
-        try:
+        async with self._resumable.using(uploads):
             sources = []
             for upload in uploads:
                 name = clean_file_name(upload.filename or f"upload-{upload.id}")
@@ -228,12 +228,7 @@ class IngestionService:
                     by_sha[source.sha256], raw_key(source.sha256), source.content_type
                 )
 
-            batch = await self._accept(actor, project_id, options, sources, put, [u.id for u in uploads])
-        except BaseException:
-            await asyncio.shield(self._resumable.release(uploads))
-            raise
-        await self._resumable.consume(uploads)
-        return batch
+            return await self._accept(actor, project_id, options, sources, put, [u.id for u in uploads])
 
     async def _replay(self, project_id: str, actor: User, upload_ids: list[str]) -> IngestionBatch | None:
         """The batch these uploads already made, when a client asks again (its answer was lost on
@@ -245,8 +240,7 @@ class IngestionService:
             or str(docs[0]["project_id"]) != project_id
         ):
             return None
-        jobs = await self._job_store.get_many([str(d["job_id"]) for d in docs if d.get("job_id")])
-        views = [ingestion_view(d, jobs.get(str(d.get("job_id")))) for d in docs]
+        views = await self._views(docs)
         return IngestionBatch(
             docs[0]["batch_id"], [IngestionJob(v.id, v.file.name, v.sheet, v.status) for v in views]
         )
@@ -474,8 +468,12 @@ class IngestionService:
     ) -> Page[Any]:
         project = await self._gate.require(actor, project_id, Need.READ)
         docs, next_cursor = await self._ingestions.page(project.id, limit=clamp_limit(limit), cursor=cursor)
+        return Page(await self._views(docs), next_cursor)
+
+    async def _views(self, docs: list[Any]) -> list[Ingestion]:
+        """Ingestions with their jobs' live status folded in, with one read of the jobs."""
         jobs = await self._job_store.get_many([str(d["job_id"]) for d in docs if d.get("job_id")])
-        return Page([ingestion_view(d, jobs.get(str(d.get("job_id")))) for d in docs], next_cursor)
+        return [ingestion_view(d, jobs.get(str(d.get("job_id")))) for d in docs]
 
     async def get(self, actor: User, ingestion_id: str, need: Need = Need.READ) -> Any:
         doc = await self._ingestions.get(ingestion_id)

@@ -20,6 +20,7 @@ import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -167,8 +168,8 @@ class UploadsService:
 
     async def claim(self, actor: User, upload_ids: list[str], *, max_bytes: int, use: str) -> list[Upload]:
         """Take finished uploads for one use (`use` names it in messages: "documents"), all of them or
-        none. The caller then places their bytes and either consumes them (success) or releases
-        them (failure, to be used again)."""
+        none. The caller then places their bytes inside `using(...)`, which uses them up when it
+        succeeds and releases them (to be used again) when it fails."""
         taken: list[Upload] = []
         try:
             for upload_id in upload_ids:
@@ -216,8 +217,15 @@ class UploadsService:
                 async for chunk in reader.chunks():
                     yield chunk
 
-    async def consume(self, uploads: list[Upload]) -> None:
-        """Used: the parts and the record go."""
+    @asynccontextmanager
+    async def using(self, uploads: list[Upload]) -> AsyncIterator[list[Upload]]:
+        """Claimed uploads for the block that uses them: used up (parts and record gone) when it
+        succeeds, released (to be used again) when it fails."""
+        try:
+            yield uploads
+        except BaseException:
+            await asyncio.shield(self.release(uploads))
+            raise
         for upload in uploads:
             await self._remove(upload.id)
 
@@ -275,11 +283,9 @@ class UploadsService:
         if kept is not None and kept[0] == upload.offset:
             return kept[1].copy()
         hasher, size = hashlib.sha256(), 0
-        for part in await self._store.parts(upload.id):
-            async with self._objects.open_read(part.key) as reader:
-                async for chunk in reader.chunks():
-                    hasher.update(chunk)
-                    size += len(chunk)
+        async for chunk in self._read_parts(await self._store.parts(upload.id)):
+            hasher.update(chunk)
+            size += len(chunk)
         if size != upload.offset:
             raise Conflict("the upload changed while it was being read; try again", code="offset_mismatch")
         log.info("upload hash rebuilt from its parts", extra={"upload_id": upload.id, "bytes": size})

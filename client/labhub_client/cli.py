@@ -169,17 +169,11 @@ def _push_one(
         if progress is not None and task is not None:
             progress.update(task, completed=done, total=total)
 
-    backoff = Backoff(1.0, 30.0)
-    while True:
-        try:
-            batch = hub.send(project_id, path, resume=pending.items.get(key),
-                             on_created=lambda upload_id: pending.set(key, upload_id), progress=moved, **options)  # fmt: skip
-            break
-        except LabHubError as exc:
-            if not exc.retriable:
-                raise
-            err.print(f"{path.name}: {exc}; trying again")
-            backoff.wait()
+    batch: dict[str, Any] = _with_retries(
+        lambda: hub.send(project_id, path, resume=pending.items.get(key),
+                         on_created=lambda upload_id: pending.set(key, upload_id), progress=moved, **options),
+        label=path.name, most_s=30.0,
+    )  # fmt: skip
     pending.set(key, None)
     if progress is not None and task is not None:
         progress.update(task, description=f"{path.name}: uploaded")
@@ -293,15 +287,16 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_retries(call: Any) -> Any:
-    backoff = Backoff(1.0, 60.0)
+def _with_retries(call: Any, *, label: str | None = None, most_s: float = 60.0) -> Any:
+    """call() until it succeeds, backing off through errors that waiting can mend; others go up."""
+    backoff = Backoff(1.0, most_s)
     while True:
         try:
             return call()
         except LabHubError as exc:
             if not exc.retriable:
                 raise
-            err.print(f"{exc}; trying again")
+            err.print(f"{label + ': ' if label else ''}{exc}; trying again")
             backoff.wait()
 
 
