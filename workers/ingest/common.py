@@ -144,7 +144,15 @@ class DatasetBuilder:
     QUEUE_BATCHES = 4
 
     def __init__(
-        self, path: Path, schema: pa.Schema, limits: Limits, reporter: Reporter, *, stage: str = "parse"
+        self,
+        path: Path,
+        schema: pa.Schema,
+        limits: Limits,
+        reporter: Reporter,
+        *,
+        stage: str = "parse",
+        units: dict[str, str] | None = None,
+        descriptions: dict[str, str] | None = None,
     ) -> None:
         if len(schema) > limits.max_columns:
             raise limit_exceeded(
@@ -155,6 +163,8 @@ class DatasetBuilder:
         self.limits = limits
         self.reporter = reporter
         self.stage = stage
+        self.units = units or {}  # from a units row or the format's attributes; else from the name
+        self.descriptions = descriptions or {}  # long names (NetCDF long_name, TDMS descriptions)
         self.rows = 0
         self.stats = TableStats(schema, limits.stats_values)
         self.sample: list[dict[str, Any]] = []
@@ -224,7 +234,10 @@ class DatasetBuilder:
         schema = []
         for field in self.schema:
             name, unit = split_unit(field.name)
-            schema.append({"name": name, "type": type_name(field.type), "unit": unit})
+            column = {"name": name, "type": type_name(field.type), "unit": self.units.get(name) or unit}
+            if self.descriptions.get(name):
+                column["description"] = self.descriptions[name]
+            schema.append(column)
         return {
             "parquet_path": str(self.path),
             "row_count": self.rows,

@@ -24,8 +24,8 @@ from workers.ingest.common import (
     clean_names,
     is_number,
     limit_exceeded,
-    looks_like_header,
 )
+from workers.ingest.header import find_header
 from workers.pool import JobFailed, Reporter
 
 SNIFF_BYTES = 256 * 1024
@@ -58,11 +58,14 @@ class Layout:
     start_offset: int  # byte offset of the first table line (header or data)
     start_line: int  # its 0-based line number
     names: list[str] | None  # from the header row, when there is one
-    header_present: bool
+    skip_rows: int  # rows between the first table line and the data (names, units)
+    units: list[str | None]  # from a units row
     width: int
+    unnamed_empty: list[int]  # trailing columns with neither a name nor a value so far: dropped
     decimal_comma: bool
     needs_transform: bool
     metadata: list[str]
+    evidence: dict[str, Any]  # header_row, units_row, skipped_rows (1-based line numbers)
 
 
 def detect_encoding(head: bytes) -> tuple[str, int]:
@@ -164,50 +167,65 @@ def sniff(path: Path, options: dict[str, Any], warnings: Warnings) -> Layout:
     if not content:
         raise JobFailed("no_tabular_data", "no table was found in the file (only comments or blank lines)")
     delimiter, width = _choose_delimiter([line for _, line in content[:200]], path.suffix.lower())
-    # what comes before the table (a title, "Operator: K. Lee") is metadata: the table starts at the
-    # first numeric row of the table's width, or the line just before it when that reads as a header
-    first_data = next(
-        (i for i, (_, line) in enumerate(content) if _numeric_row(_fields(line, delimiter), width)), None
-    )
-    if first_data is not None:
-        start = first_data
-        if first_data > 0 and len(_fields(content[first_data - 1][1], delimiter)) == width:
-            start = first_data - 1
-        metadata += [line.strip() for _, line in content[:start]]
-        content = content[start:]
-    while len(content) > 2 and len(_fields(content[0][1], delimiter)) != width:
-        metadata.append(content.pop(0)[1].strip())
-    start_line = content[0][0]
-    metadata = [m for m in metadata if m] if start_line else metadata
-    rows = [_fields(line, delimiter) for _, line in content[:50]]
+    # every line of the window in place (blank and comment lines as empty rows), so that rows that are
+    # apart in the file are never taken for a names row and its units row
+    table_lines = dict(content[:200])
+    offset = window.start
+    rows = [
+        _fields(table_lines[i], delimiter) if i in table_lines else []
+        for i in range(offset, max(table_lines) + 1)
+    ]
     header_mode = options.get("header_mode", "file")
-    header_present = header_mode == "file" and looks_like_header(rows[0], rows[1:])
-    if header_mode == "file" and not header_present:
+    found = find_header(rows, width, mode="none" if header_mode == "none" else "file")
+    if found is None:
+        raise JobFailed("no_tabular_data", "no table was found in the file")
+    metadata += [lines[offset + i].strip() for i in found.skipped]
+    start_line = offset + found.first
+    if header_mode == "file" and found.names is None:
         warnings.add(
             "header_not_found",
             "the first row looks like data, so it was kept as data and columns were numbered",
         )
-    decimal_comma = delimiter != "," and _decimal_comma(rows[1:] if header_present else rows)
+    data = rows[found.start : found.start + 50]
+    decimal_comma = delimiter != "," and _decimal_comma(data)
     start_offset = bom + len("".join(lines[:start_line]).encode(encoding))
     later_comments = any(_is_comment(line) or not line.strip() for line in lines[start_line + 1 :])
+    names = found.names if header_mode == "file" else None
+
+    def line_number(row: int | None) -> int | None:
+        return None if row is None else offset + row + 1
+
     return Layout(
         encoding=encoding,
         delimiter=delimiter,
         start_offset=start_offset,
         start_line=start_line,
-        names=rows[0] if header_present else None,
-        header_present=header_present,
+        names=names,
+        skip_rows=sum(1 for i in range(found.first, found.start) if rows[i]),
+        units=found.units,
         width=width,
+        unnamed_empty=_unnamed_empty(names, rows[found.start :], width),
         decimal_comma=decimal_comma,
         needs_transform=(
             encoding != "utf-8" or delimiter == WHITESPACE or later_comments or last_line is not None
         ),
         metadata=metadata[:200],
+        evidence={
+            "header_row": line_number(found.names_row),
+            "units_row": line_number(found.units_row),
+            "skipped_rows": [offset + i + 1 for i in found.skipped][:200],
+        },
     )
 
 
-def _numeric_row(fields: list[str], width: int) -> bool:
-    return len(fields) == width and sum(1 for f in fields if is_number(f)) * 2 >= width
+def _unnamed_empty(names: list[str] | None, data: list[list[str]], width: int) -> list[int]:
+    """Trailing columns without a name that are empty in the rows seen (rows ending in a delimiter)."""
+    columns: list[int] = []
+    for c in range(width - 1, 0, -1):
+        if (names and c < len(names) and names[c].strip()) or any(c < len(r) and r[c].strip() for r in data):
+            break
+        columns.append(c)
+    return sorted(columns)
 
 
 def _parse_range(options: dict[str, Any]) -> tuple[int, int | None]:
@@ -300,15 +318,20 @@ class TransformingReader(io.RawIOBase):
         super().close()
 
 
+class _UnnamedValues(Exception):
+    """A column taken for an empty trailing one holds values after all: it is read again, kept."""
+
+
 def _names(layout: Layout, options: dict[str, Any]) -> list[str]:
     if options.get("header_mode") == "custom":
         custom = list(options.get("custom_headers") or [])
-        if len(custom) != layout.width:
+        kept = layout.width - len(layout.unnamed_empty)
+        if len(custom) not in (layout.width, kept):
             raise JobFailed(
                 "invalid_options",
-                f"custom_headers has {len(custom)} names but the data has {layout.width} columns",
+                f"custom_headers has {len(custom)} names but the data has {kept} columns",
             )
-        return clean_names(custom)
+        return clean_names(custom + [""] * (layout.width - len(custom)))
     if layout.names is not None:
         return clean_names(layout.names + [""] * (layout.width - len(layout.names)))[: layout.width]
     return [f"column_{i}" for i in range(1, layout.width + 1)]
@@ -332,6 +355,9 @@ def ingest_text(
             result = _parse(
                 path, layout, names, column_types, options, limits, reporter, out, total, rejected
             )
+        except _UnnamedValues:
+            layout = attrs.evolve(layout, unnamed_empty=[])
+            continue
         except pa.ArrowInvalid as exc:
             widened = _widen(str(exc), names, column_types)
             if widened is None:
@@ -345,7 +371,7 @@ def ingest_text(
             "comments": layout.metadata,
             "delimiter": "whitespace" if layout.delimiter == WHITESPACE else layout.delimiter,
             "encoding": layout.encoding,
-            "header_row": layout.header_present,
+            **layout.evidence,
             "decimal_comma": layout.decimal_comma,
         }
         return result
@@ -402,7 +428,7 @@ def _parse(
     reader = pacsv.open_csv(
         source,
         read_options=pacsv.ReadOptions(
-            column_names=names, skip_rows=1 if layout.header_present else 0, block_size=limits.block_bytes,
+            column_names=names, skip_rows=layout.skip_rows, block_size=limits.block_bytes,
             encoding="utf8",
         ),
         parse_options=pacsv.ParseOptions(
@@ -414,10 +440,15 @@ def _parse(
             timestamp_parsers=TIMESTAMP_FORMATS, strings_can_be_null=True, quoted_strings_can_be_null=False,
         ),
     )  # fmt: skip
-    builder = DatasetBuilder(out, reader.schema, limits, reporter)
+    dropped = [names[c] for c in layout.unnamed_empty]
+    schema = pa.schema([f for f in reader.schema if f.name not in dropped])
+    units = {n: u for n, u in zip(names, layout.units, strict=False) if u}
+    builder = DatasetBuilder(out, schema, limits, reporter, units=units)
     try:
-        for batch in reader:
-            builder.add(batch, done=source.consumed, total=total)
+        for read in reader:
+            if dropped and any(read.column(n).null_count < read.num_rows for n in dropped):
+                raise _UnnamedValues
+            builder.add(read.select(schema.names) if dropped else read, done=source.consumed, total=total)
         result = builder.finish()
         if result["row_count"] == 0:
             raise JobFailed("no_tabular_data", "the table has a header but no rows")
