@@ -19,7 +19,6 @@ class ColumnSchema:
     name: str
     type: str
     unit: str | None = None
-    description: str | None = None  # a long name from the file (NetCDF long_name, TDMS description)
 
 
 @attrs.frozen

@@ -152,7 +152,6 @@ class DatasetBuilder:
         *,
         stage: str = "parse",
         units: dict[str, str] | None = None,
-        descriptions: dict[str, str] | None = None,
     ) -> None:
         if len(schema) > limits.max_columns:
             raise limit_exceeded(
@@ -164,7 +163,6 @@ class DatasetBuilder:
         self.reporter = reporter
         self.stage = stage
         self.units = units or {}  # from a units row or the format's attributes; else from the name
-        self.descriptions = descriptions or {}  # long names (NetCDF long_name, TDMS descriptions)
         self.rows = 0
         self.stats = TableStats(schema, limits.stats_values)
         self.sample: list[dict[str, Any]] = []
@@ -234,10 +232,7 @@ class DatasetBuilder:
         schema = []
         for field in self.schema:
             name, unit = split_unit(field.name)
-            column = {"name": name, "type": type_name(field.type), "unit": self.units.get(name) or unit}
-            if self.descriptions.get(name):
-                column["description"] = self.descriptions[name]
-            schema.append(column)
+            schema.append({"name": name, "type": type_name(field.type), "unit": self.units.get(name) or unit})
         return {
             "parquet_path": str(self.path),
             "row_count": self.rows,
