@@ -76,30 +76,6 @@ def clean_names(raw: Sequence[Any]) -> list[str]:
     return names
 
 
-def looks_like_header(first: Sequence[str], rest: Sequence[Sequence[str]]) -> bool:
-    """A first row is a header when it reads as text where the rows below read as numbers.
-
-    When no column below is numeric, a first row of distinct, non-empty, non-numeric texts is taken
-    as the header (the usual convention for tables of text).
-    """
-    first_text = [str(v).strip() for v in first]
-    if not first_text:
-        return False
-    numeric_below = [i for i in range(len(first_text)) if _mostly_numeric(rest, i)]
-    if numeric_below:
-        return any(first_text[i] and not is_number(first_text[i]) for i in numeric_below)
-    return (
-        all(first_text)
-        and len(set(first_text)) == len(first_text)
-        and not any(is_number(v) for v in first_text)
-    )
-
-
-def _mostly_numeric(rows: Sequence[Sequence[str]], index: int) -> bool:
-    values = [str(r[index]).strip() for r in rows if index < len(r) and str(r[index]).strip()]
-    return bool(values) and sum(is_number(v) for v in values) >= 0.8 * len(values)
-
-
 def json_safe(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | str):
         return value

@@ -23,8 +23,8 @@ from workers.ingest.common import (
     Warnings,
     clean_names,
     limit_exceeded,
-    looks_like_header,
 )
+from workers.ingest.header import cell_kind, find_header
 from workers.pool import JobFailed, Reporter
 
 BATCH_ROWS = 50_000
@@ -123,8 +123,8 @@ def _read_sheet(
     rows: list[list[Any]] = [list(r) for r in workbook.get_sheet_by_name(name).iter_rows()]
     while rows and all(_is_empty(v) for v in rows[-1]):
         rows.pop()
-    while rows and all(_is_empty(v) for v in rows[0]):
-        rows.pop(0)
+    lead = next((i for i, r in enumerate(rows) if not all(_is_empty(v) for v in r)), len(rows))
+    rows = rows[lead:]
     if not rows:
         return None
     width = max(len(r) for r in rows)
@@ -132,9 +132,10 @@ def _read_sheet(
         raise limit_exceeded(f"sheet {name!r} has {width} columns; at most {limits.max_columns} are accepted")
     rows = [r + [None] * (width - len(r)) for r in rows]
     warnings = Warnings()
-    text_rows = [["" if _is_empty(v) else str(v) for v in r] for r in rows[:HEADER_SCAN_ROWS]]
     mode = options.get("header_mode", "file")
-    has_header = mode == "file" and looks_like_header(text_rows[0], text_rows[1:])
+    scan = [[None if _is_empty(v) else v for v in r] for r in rows[:HEADER_SCAN_ROWS]]
+    found = find_header(scan, width, mode="none" if mode == "none" else "file", kind=cell_kind, ragged=False)
+    assert found is not None  # the first row is not empty
     if mode == "custom":
         custom = list(options.get("custom_headers") or [])
         if len(custom) != width:
@@ -143,8 +144,8 @@ def _read_sheet(
                 f"custom_headers has {len(custom)} names but sheet {name!r} has {width} columns",
             )
         header = custom
-    elif has_header:
-        header = ["" if _is_empty(v) else str(v) for v in rows[0]]
+    elif found.names is not None:
+        header = found.names
     else:
         header = [f"column_{i}" for i in range(1, width + 1)]
         if mode == "file":
@@ -152,16 +153,16 @@ def _read_sheet(
                 "header_not_found",
                 "the first row looks like data, so it was kept as data and columns were numbered",
             )
-    data = rows[1:] if has_header else rows
-    # columns without a name and without a single value ("Unnamed: 3" in pandas) are dropped
+    data = rows[found.start :]
     columns = [[r[i] for r in data] for i in range(width)]
     # columns without a name and without a single value ("Unnamed: 3" in pandas) are dropped
     keep = [i for i in range(width) if str(header[i]).strip() or any(not _is_empty(v) for v in columns[i])]
     names = clean_names([header[i] for i in keep])
+    units = {n: u for n, i in zip(names, keep, strict=True) if i < len(found.units) and (u := found.units[i])}
     arrays = [column_array(columns[i]) for i in keep]
     del columns
     schema = pa.schema([pa.field(n, a.type) for n, a in zip(names, arrays, strict=True)])
-    builder = DatasetBuilder(out, schema, limits, reporter)
+    builder = DatasetBuilder(out, schema, limits, reporter, units=units)
     try:
         for start in range(0, len(data), BATCH_ROWS):
             batch = pa.RecordBatch.from_arrays([a.slice(start, BATCH_ROWS) for a in arrays], schema=schema)
@@ -174,7 +175,19 @@ def _read_sheet(
         builder.abort()
         raise
     result["warnings"] = warnings.result()
-    result["metadata"] = {"sheet": name, "header_row": has_header, "dropped_empty_columns": width - len(keep)}
+
+    def row_number(row: int | None) -> int | None:
+        return None if row is None else lead + row + 1
+
+    result["metadata"] = {
+        "sheet": name,
+        "header_row": row_number(found.names_row),
+        "units_row": row_number(found.units_row),
+        "group_row": row_number(found.group_row),
+        "skipped_rows": [row_number(i) for i in found.skipped],
+        "preamble": [" ".join(_text(v) or "" for v in rows[i]).strip() for i in found.skipped],
+        "dropped_empty_columns": width - len(keep),
+    }
     return result
 
 
