@@ -89,7 +89,7 @@ class ManifestEntry:
     sheets: list[str] | None = None
     parse_range: ParseRange | None = None
     variables: list[str] | None = None
-    profile: Literal["wind_tunnel"] | None = None
+    profile: Literal["wind_tunnel", "labview_lvm"] | None = None
     visualize: bool = False
 
 

@@ -396,9 +396,10 @@ class IngestionService:
                     content_type="application/vnd.apache.parquet",
                 )  # fmt: skip
             sheet = dataset.get("sheet")
+            part = sheet or dataset.get("part")  # a sheet, or an HDF5/NetCDF/TDMS group, or an LVM segment
             fields = {
                 "project_id": ObjectId(job.project_id),
-                "name": f"{params['file']['name']} — {sheet}" if sheet else params["file"]["name"],
+                "name": f"{params['file']['name']} — {part}" if part else params["file"]["name"],
                 "sheet": sheet,
                 "dataset_type": params.get("dataset_type"),
                 "tag": params.get("tag"),

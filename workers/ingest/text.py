@@ -179,6 +179,8 @@ def sniff(path: Path, options: dict[str, Any], warnings: Warnings) -> Layout:
     found = find_header(rows, width, mode="none" if header_mode == "none" else "file")
     if found is None:
         raise JobFailed("no_tabular_data", "no table was found in the file")
+    if options.get("strict"):
+        _require_table(rows[found.start :], width)
     metadata += [lines[offset + i].strip() for i in found.skipped]
     start_line = offset + found.first
     if header_mode == "file" and found.names is None:
@@ -216,6 +218,14 @@ def sniff(path: Path, options: dict[str, Any], warnings: Warnings) -> Layout:
             "skipped_rows": [offset + i + 1 for i in found.skipped][:200],
         },
     )
+
+
+def _require_table(data: list[list[str]], width: int) -> None:
+    """For text under a name that promises no table: most lines must be rows of numbers of one width."""
+    lines = [row for row in data if row]
+    fitting = [row for row in lines if len(row) == width and any(is_number(v) for v in row)]
+    if len(fitting) < 2 or len(fitting) < 0.8 * len(lines):
+        raise JobFailed("no_tabular_data", "its lines are not rows of a table")
 
 
 def _unnamed_empty(names: list[str] | None, data: list[list[str]], width: int) -> list[int]:
