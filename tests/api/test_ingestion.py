@@ -10,6 +10,8 @@ import json
 import zipfile
 
 import aiohttp
+import h5py
+import numpy as np
 import openpyxl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -186,6 +188,53 @@ async def test_workbooks_one_job_per_chosen_sheet_or_one_for_all(client, team):
     )["jobs"]
     done = await finished(client, team, whole["id"])
     assert len(done["result"]["dataset_ids"]) == 2
+
+
+def hdf5_with_two_groups() -> bytes:
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        for group, rows in (("probe1", 40), ("probe2", 25)):
+            handle[f"{group}/time"] = np.arange(rows) * 0.1
+            handle[f"{group}/u"] = np.arange(rows) * 2.0
+            handle[f"{group}/u"].attrs["units"] = "m/s"
+    return buffer.getvalue()
+
+
+async def test_an_hdf5_file_under_any_name_gives_a_dataset_per_group(client, team):
+    [job] = (
+        await (await ingest(client, team, [("probes.bin", hdf5_with_two_groups(), "application/octet-stream")],
+                            manifest=[{"variables": ["probe2", "probe1"]}])).json()
+    )["jobs"]  # fmt: skip
+    done = await finished(client, team, job["id"])
+    assert done["status"] == "succeeded", done
+    datasets = [
+        await (await client.get(f"/api/datasets/{i}", headers=team.member.headers)).json()
+        for i in done["result"]["dataset_ids"]
+    ]
+    assert [d["name"] for d in datasets] == ["probes.bin — probe2", "probes.bin — probe1"]
+    assert [d["row_count"] for d in datasets] == [25, 40]
+    assert datasets[0]["schema"][1] == {"name": "u", "type": "number", "unit": "m/s"}
+    assert datasets[0]["provenance"]["format"] == "hdf5"
+
+
+async def test_lvm_profile_can_be_asked_for(client, team):
+    content = (
+        b"LabVIEW Measurement\t\nSeparator\tTab\n***End_of_Header***\t\n\t\nChannels\t1\t\n"
+        b"Y_Unit_Label\tV\t\n***End_of_Header***\t\nX_Value\tVoltage\tComment\n0\t1.5\n1\t1.6\n"
+    )
+    [job] = (
+        await (
+            await ingest(
+                client, team, [("scope.txt", content, "text/plain")], manifest=[{"profile": "labview_lvm"}]
+            )
+        ).json()
+    )["jobs"]
+    done = await finished(client, team, job["id"])
+    dataset = await (
+        await client.get(f"/api/datasets/{done['result']['dataset_id']}", headers=team.member.headers)
+    ).json()
+    assert [c["unit"] for c in dataset["schema"]] == [None, "V"]
+    assert dataset["metadata"]["profile"] == "labview_lvm"
 
 
 @pytest.mark.parametrize(
