@@ -8,7 +8,7 @@ import { Check, ErrorNote, Input, Notice, PagedList, Progress, Select, bytes, us
 import { DatasetLinks, JobRow } from './jobrow.js';
 
 const HEADER_MODES = [['file', 'From the file'], ['none', 'No header row'], ['custom', 'My own column names']];
-const PROFILES = [['', 'Detect'], ['wind_tunnel', 'Wind tunnel export']];
+const PROFILES = [['', 'Detect'], ['wind_tunnel', 'Wind tunnel export'], ['labview_lvm', 'LabVIEW measurement (.lvm)']];
 const isSheet = (name) => /\.(xlsx|xlsm|xls)$/i.test(name);
 const isText = (name) => /\.(csv|tsv|txt|dat|c)$/i.test(name);
 const isMat = (name) => /\.mat$/i.test(name);
