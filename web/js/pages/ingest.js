@@ -10,8 +10,9 @@ import { DatasetLinks, JobRow } from './jobrow.js';
 const HEADER_MODES = [['file', 'From the file'], ['none', 'No header row'], ['custom', 'My own column names']];
 const PROFILES = [['', 'Detect'], ['wind_tunnel', 'Wind tunnel export'], ['labview_lvm', 'LabVIEW measurement (.lvm)']];
 const isSheet = (name) => /\.(xlsx|xlsm|xls)$/i.test(name);
-const isText = (name) => /\.(csv|tsv|txt|dat|c)$/i.test(name);
-const isMat = (name) => /\.mat$/i.test(name);
+const isText = (name) => /\.(csv|tsv|txt|dat|c|prn|asc|tab|lvm)$/i.test(name);
+// files whose `variables` option picks arrays or groups: MATLAB, HDF5, NetCDF, TDMS
+const isMat = (name) => /\.(mat|h5|hdf5|hdf|he5|nc|nc4|tdms)$/i.test(name);
 
 function ManifestFields({ file, entry, onChange }) {
   const set = (key) => (value) => onChange({ ...entry, [key]: value });
@@ -22,7 +23,7 @@ function ManifestFields({ file, entry, onChange }) {
       ${isSheet(file.name) && html`<${Input} label=${`Sheets of ${file.name} (comma separated, empty = all)`} value=${entry.sheets} onInput=${set('sheets')} />`}
       ${isText(file.name) && html`<${Input} label=${`First line of ${file.name}`} type="number" min="1" value=${entry.start} onInput=${set('start')} />`}
       ${isText(file.name) && html`<${Input} label=${`Last line of ${file.name}`} type="number" min="1" value=${entry.end} onInput=${set('end')} />`}
-      ${isMat(file.name) && html`<${Input} label=${`Variables of ${file.name} (comma separated)`} value=${entry.variables} onInput=${set('variables')} />`}
+      ${isMat(file.name) && html`<${Input} label=${`Variables or groups of ${file.name} (comma separated)`} value=${entry.variables} onInput=${set('variables')} />`}
       <${Select} label=${`Profile for ${file.name}`} value=${entry.profile} onChange=${set('profile')} options=${PROFILES} />
     </div>`}
   </fieldset>`;
@@ -104,7 +105,7 @@ function IngestForm({ pid, onQueued }) {
       onDragOver=${(e) => { e.preventDefault(); setDragging(true); }}
       onDragLeave=${() => setDragging(false)}
       onDrop=${(e) => { e.preventDefault(); setDragging(false); add([...e.dataTransfer.files]); }}>
-      <label for=${pickId}>Choose files, or drop them here (CSV, Excel, .dat, wind-tunnel, MATLAB…)</label>
+      <label for=${pickId}>Choose files, or drop them here (CSV, Excel, .dat, MATLAB, HDF5, NetCDF, TDMS, LabVIEW…)</label>
       <input id=${pickId} type="file" multiple onChange=${(e) => { add([...e.currentTarget.files]); e.currentTarget.value = ''; }} />
     </div>
     <div class="row wrap">
