@@ -408,3 +408,28 @@ def test_a_text_file_of_one_100_mb_line_fails_with_a_code(tmp_path):
     with pytest.raises(JobFailed) as caught:
         run(tmp_path, "line.csv")
     assert caught.value.code in ("corrupt_file", "limit_exceeded")
+
+
+def test_a_short_row_of_names_under_a_preamble_line_is_the_header_not_units(tmp_path):
+    data = one(run(tmp_path, "a.csv", b"Instrument,Anemometer 3\nTime,Speed\n0,1.5\n1,1.7\n"))
+    assert names(data) == ["Time", "Speed"]
+    assert units(data) == {"Time": None, "Speed": None}
+    assert data["metadata"]["comments"] == ["Instrument,Anemometer 3"]
+    data = one(run(tmp_path, "b.csv", b"Instrument,Anemometer 3\nTime,Speed\ns,m/s\n0,1.5\n1,1.7\n"))
+    assert units(data) == {"Time": "s", "Speed": "m/s"}
+
+
+def test_hdf5_row_and_column_vectors_are_columns_and_cf_origins_may_be_unpadded(tmp_path):
+    with h5netcdf.File(tmp_path / "v.nc", "w") as handle:
+        handle.dimensions = {"time": 3}
+        time = handle.create_variable("time", ("time",), "i4")
+        time[:] = [0, 1, 2]
+        time.attrs["units"] = "days since 2000-1-1"
+    assert table(one(run(tmp_path, "v.nc")))["time"][2] == dt.datetime(2000, 1, 3)
+    with h5py.File(tmp_path / "vectors.h5", "w") as handle:
+        handle["row"] = np.arange(20.0).reshape(1, 20)
+        handle["column"] = np.arange(20.0).reshape(20, 1) * 2
+    data = one(run(tmp_path, "vectors.h5"))
+    assert names(data) == ["column", "row"]
+    assert table(data)["column"][3] == 6.0
+    assert table(data)["row"][19] == 19.0

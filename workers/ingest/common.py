@@ -43,6 +43,14 @@ class Limits:
         return cls(**{k: v for k, v in (raw or {}).items() if k in fields})
 
 
+BATCH_BYTES = 32 * 1024 * 1024  # what one batch of an array format holds at most, however wide the rows
+
+
+def batch_rows(row_bytes: int, most: int = 200_000) -> int:
+    """Rows per batch for rows of this many bytes: wide tables read fewer rows at a time."""
+    return max(1, min(most, BATCH_BYTES // max(1, row_bytes)))
+
+
 def done_marker(path: Path) -> Path:
     return path.with_name(path.name + ".done")
 

@@ -26,10 +26,17 @@ import numpy as np
 import pyarrow as pa
 import scipy.io
 
-from workers.ingest.common import DatasetBuilder, Limits, Warnings, clean_names, json_safe, limit_exceeded
+from workers.ingest.common import (
+    DatasetBuilder,
+    Limits,
+    Warnings,
+    batch_rows,
+    clean_names,
+    json_safe,
+    limit_exceeded,
+)
 from workers.pool import JobFailed, Reporter
 
-BATCH_ROWS = 200_000
 MAX_OBJECTS = 20_000
 MAX_DEPTH = 32
 MAX_DATASETS = 200
@@ -162,18 +169,26 @@ class _Walk:
             source: Any = item.asstr(errors="replace")
         else:
             source = item
+        shape = tuple(int(n) for n in item.shape)
+        axis = None
+        if len(shape) == 2 and 1 in shape and max(shape) > 1:  # a row or column vector is a vector
+            axis = 1 if shape[0] == 1 else 0
+            shape, dims = (shape[axis],), (dims[axis],) if dims else None
         self.variables.append(
             Variable(
-                name=key, group=group, shape=tuple(int(n) for n in item.shape), dtype=dtype,
-                attributes=_attributes(item.attrs), dims=dims, read=_reader(source, copy=False),
+                name=key, group=group, shape=shape, dtype=dtype, attributes=_attributes(item.attrs),
+                dims=dims, read=_reader(source, copy=False, vector_axis=axis),
             )
         )  # fmt: skip
 
 
-def _reader(source: Any, *, copy: bool) -> Callable[[Any], np.ndarray]:
-    """Reads part of an array; `copy` for memory-mapped data, which must not outlive the file."""
+def _reader(source: Any, *, copy: bool, vector_axis: int | None = None) -> Callable[[Any], np.ndarray]:
+    """Reads part of an array; `copy` for memory-mapped data, which must not outlive the file;
+    `vector_axis` for a 1×n or n×1 array read as a vector along that axis."""
 
     def read(where: Any) -> np.ndarray:
+        if vector_axis is not None:
+            where = (0, where) if vector_axis == 1 else (where, 0)
         return np.array(source[where]) if copy else np.asarray(source[where])
 
     return read
@@ -353,11 +368,31 @@ def _cf_time(variable: Variable) -> tuple[float, datetime] | None:
     match = _CF_TIME.match(units)
     if match is None:
         return None
-    try:
-        origin = datetime.fromisoformat(match.group(2).replace("T", " ").rstrip("Zz").strip())
-    except ValueError:
+    origin = _cf_origin(match.group(2))
+    if origin is None:
         return None
     return _CF_MICROSECONDS[match.group(1).lower().rstrip("s")], origin.replace(tzinfo=None)
+
+
+_CF_ORIGIN = re.compile(
+    r"^(\d{1,4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d+))?)?)?\s*(?:Z|UTC|[+-]00:?00)?$",
+    re.I,
+)
+
+
+def _cf_origin(text: str) -> datetime | None:
+    """The origin of `days since 2000-1-1 0:0:0` (CF allows unpadded fields and a UTC suffix)."""
+    match = _CF_ORIGIN.match(text.strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction = match.groups()
+    try:
+        micro = int((fraction or "0")[:6].ljust(6, "0"))
+        return datetime(
+            int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), micro
+        )  # noqa: DTZ001 - CF times are UTC, kept naive as other timestamps
+    except ValueError:
+        return None
 
 
 def _columns(variable: Variable) -> list[tuple[str, Any]]:
@@ -429,8 +464,11 @@ def _read_table(
         }
     builder: DatasetBuilder | None = None
     try:
-        for start in range(0, rows, BATCH_ROWS):
-            where = slice(start, min(rows, start + BATCH_ROWS))
+        step = batch_rows(
+            sum(v.dtype.itemsize * (v.shape[1] if len(v.shape) == 2 else 1) for v in table.variables)
+        )
+        for start in range(0, rows, step):
+            where = slice(start, min(rows, start + step))
             slices = {id(v): v.read(where) for v in table.variables}
             arrays = []
             for variable, _, take in plan:

@@ -28,6 +28,49 @@ _DATE_OR_TIME = re.compile(
 )
 _BRACKETED_UNIT = re.compile(r"^[\[(<{]\s*[^\[\]()<>{}]{0,24}\s*[\])>}]$")
 _BARE_UNIT = re.compile(r"^[A-Za-zµμ°%‰Ωℓ'/*^·.\-+0-9²³⁻¹ ]{1,16}$")
+_UNIT_PARTS = re.compile(r"[^\W\d_]+|[%‰°Ω]+")
+# unit symbols (an SI prefix may come before them) and unit words, so that a row of short names such
+# as "Time, Speed" is never taken for units while "s, m/s", "degC, kPa" and "m s-1" are
+_SYMBOLS = {
+    "m", "g", "s", "A", "K", "mol", "cd", "Hz", "N", "Pa", "J", "W", "C", "V", "F", "Ω", "ohm",
+    "S", "Wb", "T", "H", "lm", "lx", "Bq", "Gy", "Sv", "kat", "L", "l", "rad", "sr", "eV", "bar",
+    "min", "h", "Da",
+}  # fmt: skip
+_WORDS = {
+    "deg", "degc", "degf", "degk", "°c", "°f", "°", "rpm", "psi", "psia", "psig", "atm", "torr",
+    "mmhg", "inhg", "mbar", "hpa", "kpa", "mpa", "gpa", "ft", "in", "mi", "yd", "lb", "lbf", "lbs",
+    "kn", "kt", "knot", "knots", "mph", "kph", "kmh", "kmph", "nmi", "%", "‰", "ppm", "ppb", "ppt",
+    "db", "dbm", "dba", "dbv", "g0", "counts", "count", "cnt", "ct", "volt", "volts", "amp",
+    "amps", "ampere", "amperes", "watt", "watts", "newton", "newtons", "pascal", "pascals",
+    "second", "seconds", "sec", "secs", "meter", "meters", "metre", "metres", "gram", "grams",
+    "kelvin", "celsius", "fahrenheit", "degree", "degrees", "hertz", "joule", "joules", "ohms",
+    "ue", "µe", "με", "microstrain", "strain", "pct", "percent", "unitless", "dimensionless",
+    "none", "hr", "hrs", "day", "days", "gal", "cal", "kcal", "btu", "hp", "wh", "kwh", "va",
+    "var", "lux",
+}  # fmt: skip
+_SUPERSCRIPTS = str.maketrans("", "", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺")
+_PREFIXES = (
+    "da",
+    "Y",
+    "Z",
+    "E",
+    "P",
+    "T",
+    "G",
+    "M",
+    "k",
+    "h",
+    "d",
+    "c",
+    "m",
+    "µ",
+    "μ",
+    "u",
+    "n",
+    "p",
+    "f",
+    "a",
+)
 
 
 @attrs.frozen
@@ -66,12 +109,20 @@ def cell_kind(cell: Any) -> str:
 
 
 def is_unit(cell: str) -> bool:
+    """A unit as instruments write them: bracketed anything, or known symbols and words (`m/s`, `kN m`)."""
     value = cell.strip()
     if _BRACKETED_UNIT.match(value):
         return True
     if is_number(value) or not _BARE_UNIT.match(value) or len(value.split()) > 3:
         return False
-    return any(ch.isalpha() or ch in "%°‰" for ch in value)
+    parts = _UNIT_PARTS.findall(value.translate(_SUPERSCRIPTS))
+    return bool(parts) and all(_known_unit(part) for part in parts)
+
+
+def _known_unit(part: str) -> bool:
+    if part in _SYMBOLS or part.lower() in _WORDS:
+        return True
+    return any(part.startswith(p) and part[len(p) :] in _SYMBOLS for p in _PREFIXES if len(part) > len(p))
 
 
 def unit_of(cell: str) -> str | None:

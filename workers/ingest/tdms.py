@@ -23,10 +23,17 @@ import numpy as np
 import pyarrow as pa
 from nptdms import TdmsFile
 
-from workers.ingest.common import DatasetBuilder, Limits, Warnings, clean_names, json_safe, limit_exceeded
+from workers.ingest.common import (
+    DatasetBuilder,
+    Limits,
+    Warnings,
+    batch_rows,
+    clean_names,
+    json_safe,
+    limit_exceeded,
+)
 from workers.pool import JobFailed, Reporter
 
-BATCH_ROWS = 200_000
 LEAD_IN = struct.Struct("<4sIIQQ")
 BIG_ENDIAN = 1 << 6
 INCOMPLETE = 0xFFFFFFFFFFFFFFFF
@@ -144,8 +151,9 @@ def _read_group(
             units[column] = unit.strip()
     builder: DatasetBuilder | None = None
     try:
-        for start in range(0, rows, BATCH_ROWS):
-            count = min(BATCH_ROWS, rows - start)
+        step = batch_rows(8 * len(names))  # most channels are 8 bytes a value, or smaller
+        for start in range(0, rows, step):
+            count = min(step, rows - start)
             arrays = []
             if waveform:
                 arrays.append(
