@@ -433,3 +433,36 @@ def test_hdf5_row_and_column_vectors_are_columns_and_cf_origins_may_be_unpadded(
     assert names(data) == ["column", "row"]
     assert table(data)["column"][3] == 6.0
     assert table(data)["row"][19] == 19.0
+
+
+def test_lvm_as_labview_writes_it_decimal_comma_no_x_columns_and_multi_x_columns(tmp_path):
+    # the layouts of files LabVIEW wrote (as in openmodal/lvm_read's samples): the channel header's
+    # values stand in their channel's column; X_Columns No leaves the X_Value column empty
+    no_x = (
+        "LabVIEW Measurement\t\nSeparator\tTab\nDecimal_Separator\t,\nMulti_Headings\tYes\nX_Columns\tNo\n"
+        "***End_of_Header***\t\n\t\nChannels\t2\t\t\nSamples\t3\t3\t\nY_Unit_Label\tNewtons\tm/s^2\t\n"
+        "X_Dimension\tTime\tTime\t\nDelta_X\t3,906250E-5\t3,906250E-5\t\n***End_of_Header***\t\t\t\n"
+        "X_Value\tExcitation (Trigger)\tResponse (Trigger)\tComment\n\t0,914018\t1,204792\n\t0,537321\t1,208403\n"
+        "\t0,616905\t1,213915\n"
+    )
+    data = one(run(tmp_path, "short.lvm", no_x.encode("latin-1")))
+    assert names(data) == ["Excitation (Trigger)", "Response (Trigger)"]
+    assert units(data) == {"Excitation (Trigger)": "Newtons", "Response (Trigger)": "m/s^2"}
+    assert table(data)["Excitation (Trigger)"][0] == 0.914018
+    multi = (
+        "LabVIEW Measurement\t\nSeparator\tTab\nX_Columns\tMulti\n***End_of_Header***\t\n\t\n"
+        "Channels\t3\t\t\t\t\t\nSamples\t2\t\t2\t\t0\t\nY_Unit_Label\tVolts\t\tg\t\tV\t\n"
+        "X_Dimension\tTime\t\tTime\t\tTime\t\n***End_of_Header***\t\t\t\t\t\t\n"
+        "X_Value\tVoltage\tX_Value\tAcceleration\tX_Value\tUntitled\tComment\n"
+        "0.000000\t-0.035229\t0.000000\t0.532608\t\t\tLOST COMMUNICATION\n0.000020\t-0.034882\t0.000020\t0.502991\t\t\n"
+    )
+    data = one(run(tmp_path, "multi.lvm", multi.encode()))
+    assert names(data) == ["X_Value", "Voltage", "X_Value_2", "Acceleration", "X_Value_3"]
+    assert units(data) == {
+        "X_Value": "s",
+        "Voltage": "Volts",
+        "X_Value_2": "s",
+        "Acceleration": "g",
+        "X_Value_3": "s",
+    }
+    assert data["metadata"]["comments"] == ["line 12: LOST COMMUNICATION"]

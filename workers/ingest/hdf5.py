@@ -388,9 +388,8 @@ def _cf_origin(text: str) -> datetime | None:
     year, month, day, hour, minute, second, fraction = match.groups()
     try:
         micro = int((fraction or "0")[:6].ljust(6, "0"))
-        return datetime(
-            int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), micro
-        )  # noqa: DTZ001 - CF times are UTC, kept naive as other timestamps
+        fields = (int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), micro)
+        return datetime(*fields)  # noqa: DTZ001 - CF times are UTC; timestamps are kept naive, as elsewhere
     except ValueError:
         return None
 

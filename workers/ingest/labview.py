@@ -79,6 +79,7 @@ class _Reader:
         self.header: dict[str, Any] = {}
         self.current: _Table | None = None
         self.comment_at: int | None = None
+        self.indices: list[int] = []
         self.done = 0
 
     def line(self, number: int, text: str) -> None:
@@ -107,11 +108,13 @@ class _Reader:
 
     def _header_field(self, key: str, fields: list[str]) -> None:
         if key and len(self.header) < MAX_FIELDS:
-            values = [f.strip() for f in fields[1:] if f.strip()]
+            values = [f.strip() for f in fields[1:]]
+            while values and not values[-1]:
+                values.pop()
             self.header[key] = values[0] if len(values) == 1 else values
 
     def _names(self, fields: list[str]) -> None:
-        names, self.comment_at = _names(fields)
+        names, self.indices, units, self.comment_at = _layout(fields, self.header, self.file_header)
         layout = tuple(names)
         if layout not in self.tables:
             if len(self.tables) >= MAX_LAYOUTS:
@@ -121,24 +124,21 @@ class _Reader:
                     f"a segment has {len(names)} columns; at most {self.limits.max_columns} are accepted"
                 )
             out = self.work_dir / f"part-{len(self.tables)}.parquet"
-            self.tables[layout] = _Table(
-                clean_names(names), _units(names, self.header), self.limits, self.reporter, out
-            )
+            clean = clean_names(names)
+            named_units = {n: u for n, u in zip(clean, units, strict=True) if u}
+            self.tables[layout] = _Table(clean, named_units, self.limits, self.reporter, out)
         self.current = self.tables[layout]
         self.current.segments.append(len(self.segment_headers))
         self.state = "rows"
 
     def _row(self, number: int, text: str, key: str, fields: list[str]) -> None:
         assert self.current is not None
-        width = len(self.current.names)
         try:
-            values = [_number(f, self.decimal) for f in fields[:width]]
+            values = [_number(fields[i], self.decimal) if i < len(fields) else None for i in self.indices]
         except ValueError:
             if key in SEGMENT_KEYS or key.startswith(("Date", "Time", "Y_Unit", "X_")):
-                self.state, self.header = (
-                    "segment_header",
-                    {},
-                )  # a segment header without a blank line before it
+                # a segment header without a blank line before it
+                self.state, self.header = "segment_header", {}
                 self._header_field(key, fields)
             else:
                 self.warnings.add("rejected_rows", "lines that are not rows of numbers were left out",
@@ -147,7 +147,7 @@ class _Reader:
         at = self.comment_at
         if at is not None and at < len(fields) and fields[at].strip() and len(self.comments) < MAX_COMMENTS:
             self.comments.append(f"line {number}: {fields[at].strip()[:500]}")
-        self.current.add(values + [None] * (width - len(values)), self.done, self.total)
+        self.current.add(values, self.done, self.total)
 
     def results(self) -> list[dict[str, Any]]:
         if not self.tables:
@@ -196,33 +196,44 @@ def ingest_lvm(
         raise
 
 
-def _names(fields: list[str]) -> tuple[list[str], int | None]:
-    """The column names, and where the Comment column is (it is kept apart)."""
-    names = [f.strip() for f in fields]
-    comment_at = names.index("Comment") if "Comment" in names else None
-    if comment_at is not None:
-        names = names[:comment_at] + names[comment_at + 1 :]
-    while names and not names[-1]:
-        names.pop()
-    return names, comment_at
+def _listed(header: dict[str, Any], key: str) -> list[str]:
+    value = header.get(key, [])
+    return [value] if isinstance(value, str) else list(value)
 
 
-def _units(names: list[str], header: dict[str, Any]) -> dict[str, str]:
-    """Units from the channel header: Y_Unit_Label per channel, X_Dimension for X_Value columns."""
+def _layout(
+    fields: list[str], header: dict[str, Any], file_header: dict[str, Any]
+) -> tuple[list[str], list[int], list[str | None], int | None]:
+    """(names, their field indices, units, the Comment column's index) of a segment's names row.
 
-    def listed(key: str) -> list[str]:
-        value = header.get(key, [])
-        return [value] if isinstance(value, str) else list(value)
+    The channel header's values stand in the columns of the channels they describe (value k after
+    the key belongs to column k; X columns have none). X_Value columns of a file written with
+    `X_Columns No` are empty and left out, and so are channels the header says have no samples;
+    Y_Unit_Label gives a channel's unit, X_Dimension (`Time`) its X column's.
+    """
+    raw = [f.strip() for f in fields]
+    while raw and not raw[-1]:
+        raw.pop()
+    comment_at = raw.index("Comment") if "Comment" in raw else None
+    no_x = str(file_header.get("X_Columns", "One")).lower() == "no"
 
-    y_units, x_dims = listed("Y_Unit_Label"), listed("X_Dimension")
-    units: dict[str, str] = {}
-    channel = 0
-    for name in clean_names(names):
+    def value(key: str, column: int) -> str:
+        values = _listed(header, key)
+        return values[column - 1] if 0 < column <= len(values) else ""
+
+    names, indices, units = [], [], []
+    for index, name in enumerate(raw):
+        if index == comment_at:
+            continue
         if name.startswith("X_Value"):
-            unit = X_UNITS.get(x_dims[min(channel, len(x_dims) - 1)].lower()) if x_dims else None
+            if no_x:
+                continue
+            unit = X_UNITS.get(value("X_Dimension", index + 1).lower())
         else:
-            unit = y_units[channel] if channel < len(y_units) else None
-            channel += 1
-        if unit:
-            units[name] = unit
-    return units
+            if value("Samples", index) == "0":
+                continue
+            unit = value("Y_Unit_Label", index) or None
+        names.append(name)
+        indices.append(index)
+        units.append(unit)
+    return names, indices, units, comment_at
