@@ -44,6 +44,13 @@ MAX_BLOCK_COLUMNS = 500  # a 2-D array wider than this is not a block of columns
 TIME_NAMES = {"time", "t", "times", "timestamp", "x"}
 SHORT = 16  # arrays this short beside longer ones are metadata, not a table of their own
 MAX_ATTRIBUTE_TEXT = 2000
+# NetCDF's default fill values (netcdf.h), by numpy type: unwritten values hold them (not bytes, whose
+# every value is data; netCDF4-python does not mask them either)
+NETCDF_DEFAULT_FILL: dict[str, int | float] = {
+    "i2": -32767, "u2": 65535, "i4": -2147483647, "u4": 4294967295,
+    "i8": -9223372036854775806, "u8": 18446744073709551614, "f4": float(np.float32(9.9692099683868690e36)),
+    "f8": 9.9692099683868690e36,
+}  # fmt: skip
 NETCDF_DIMENSION_ONLY = b"This is a netCDF dimension but not a netCDF variable"
 _CF_TIME = re.compile(r"^\s*(seconds?|minutes?|hours?|days?|milliseconds?)\s+since\s+(.+?)\s*$", re.I)
 _CF_MICROSECONDS = {"millisecond": 1e3, "second": 1e6, "minute": 6e7, "hour": 3.6e9, "day": 8.64e10}
@@ -165,33 +172,42 @@ class _Walk:
                 return
             dims = tuple(_dimension_name(item, axis) for axis in range(item.ndim))
         dtype = item.dtype
-        if h5py.check_string_dtype(dtype) is not None:
+        if h5py.check_string_dtype(dtype) is not None and dtype != np.dtype("S1"):  # S1: NetCDF chars
             source: Any = item.asstr(errors="replace")
         else:
             source = item
-        shape = tuple(int(n) for n in item.shape)
-        axis = None
-        if len(shape) == 2 and 1 in shape and max(shape) > 1:  # a row or column vector is a vector
-            axis = 1 if shape[0] == 1 else 0
-            shape, dims = (shape[axis],), (dims[axis],) if dims else None
         self.variables.append(
-            Variable(
-                name=key, group=group, shape=shape, dtype=dtype, attributes=_attributes(item.attrs),
-                dims=dims, read=_reader(source, copy=False, vector_axis=axis),
-            )
-        )  # fmt: skip
+            _variable(key, group, item.shape, dtype, _attributes(item.attrs), dims, source, copy=False)
+        )
 
 
-def _reader(source: Any, *, copy: bool, vector_axis: int | None = None) -> Callable[[Any], np.ndarray]:
-    """Reads part of an array; `copy` for memory-mapped data, which must not outlive the file;
-    `vector_axis` for a 1×n or n×1 array read as a vector along that axis."""
+def _variable(
+    name: str, group: str, shape: tuple[int, ...], dtype: np.dtype[Any], attributes: dict[str, Any],
+    dims: tuple[str, ...] | None, source: Any, *, copy: bool,
+) -> Variable:  # fmt: skip
+    """A variable as a table sees it: axes of length one are dropped (a 1×1×800 spectrum is a vector
+    of 800), and a NetCDF char array's last axis holds the characters of its strings."""
+    shape = tuple(int(n) for n in shape)
+    chars = dtype == np.dtype("S1") and len(shape) >= 1
+    kept = [a for a, n in enumerate(shape[:-1] if chars else shape) if n != 1]
+    index: list[Any] = [slice(None) if a in kept else 0 for a in range(len(shape) - (1 if chars else 0))]
+    if chars:
+        index.append(slice(None))
+        dtype = np.dtype(f"S{max(1, shape[-1])}")
 
     def read(where: Any) -> np.ndarray:
-        if vector_axis is not None:
-            where = (0, where) if vector_axis == 1 else (where, 0)
-        return np.array(source[where]) if copy else np.asarray(source[where])
+        at = list(index)
+        if kept and where != ():
+            at[kept[0]] = where
+        values = np.array(source[tuple(at)]) if copy else np.asarray(source[tuple(at)])
+        if chars:
+            values = np.ascontiguousarray(values).view(dtype).reshape(values.shape[:-1])
+        return values
 
-    return read
+    return Variable(
+        name=name, group=group, shape=tuple(shape[a] for a in kept), dtype=dtype, attributes=attributes,
+        dims=tuple(dims[a] for a in kept) if dims else None, read=read,
+    )  # fmt: skip
 
 
 def _dimension_name(item: h5py.Dataset, axis: int) -> str:
@@ -232,13 +248,12 @@ def _walk_netcdf3(path: Path, warnings: Warnings) -> tuple[Any, _Walk]:
     walk.groups[""] = {k: _attribute(v) for k, v in handle._attributes.items()}
     for name, variable in handle.variables.items():
         data = variable.data
+        attributes = {k: _attribute(v) for k, v in variable._attributes.items()}
         walk.variables.append(
-            Variable(
-                name=name, group="", shape=tuple(int(n) for n in data.shape), dtype=data.dtype,
-                attributes={k: _attribute(v) for k, v in variable._attributes.items()},
-                dims=tuple(variable.dimensions), read=_reader(data, copy=True),
+            _variable(
+                name, "", data.shape, data.dtype, attributes, tuple(variable.dimensions), data, copy=True
             )
-        )  # fmt: skip
+        )
     return handle, walk
 
 
@@ -414,10 +429,7 @@ def _arrow(values: np.ndarray, variable: Variable) -> pa.Array:
         )
     if values.dtype.kind == "V":
         raise JobFailed("unsupported_format", f"{variable.path!r} holds nested records")
-    mask = None
-    fill = variable.attributes.get("_FillValue", variable.attributes.get("missing_value"))
-    if isinstance(fill, int | float) and values.dtype.kind in "iuf":
-        mask = values == fill
+    values, mask = _unpacked_mask(values, variable)
     scale, offset = variable.attributes.get("scale_factor"), variable.attributes.get("add_offset")
     if isinstance(scale, int | float) or isinstance(offset, int | float):
         values = values * (scale if isinstance(scale, int | float) else 1) + (
@@ -428,6 +440,39 @@ def _arrow(values: np.ndarray, variable: Variable) -> pa.Array:
     if values.dtype.byteorder not in "=|":
         values = values.astype(values.dtype.newbyteorder("="))
     return pa.array(values, mask=mask if mask is not None and mask.any() else None)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _unpacked_mask(values: np.ndarray, variable: Variable) -> tuple[np.ndarray, np.ndarray | None]:
+    """CF conventions, as netCDF4-python applies them: `_Unsigned` integers, then missing where the
+    value is `_FillValue` / `missing_value` (NetCDF's default fill when neither is given) or outside
+    `valid_min`..`valid_max` / `valid_range`, all compared in the stored type."""
+    if values.dtype.kind not in "iuf":
+        return values, None
+    attributes = variable.attributes
+    fill = _number(attributes.get("_FillValue", attributes.get("missing_value")))
+    if fill is None and variable.dims is not None and "_FillValue" not in attributes:
+        fill = NETCDF_DEFAULT_FILL.get(
+            values.dtype.str.lstrip("<>=|")
+        )  # what NetCDF writes where nothing was
+    unsigned = attributes.get("_Unsigned") in ("true", True) and values.dtype.kind == "i"
+    if unsigned:
+        if fill is not None and fill < 0:
+            fill = float(np.array(fill).astype(values.dtype).view(values.dtype.str.replace("i", "u")))
+        values = values.view(values.dtype.str.replace("i", "u"))  # NetCDF-3 has no unsigned types
+    mask = values == fill if fill is not None else np.zeros(values.shape, dtype=bool)
+    low, high = _number(attributes.get("valid_min")), _number(attributes.get("valid_max"))
+    valid_range = attributes.get("valid_range")
+    if isinstance(valid_range, list) and len(valid_range) == 2:
+        low, high = _number(valid_range[0]), _number(valid_range[1])
+    if low is not None:
+        mask |= values < low
+    if high is not None:
+        mask |= values > high
+    return values, mask
 
 
 def _timestamps(values: np.ndarray, variable: Variable, microseconds: float, origin: datetime) -> pa.Array:
@@ -533,19 +578,22 @@ def ingest_arrays(
             "scalars": {},
             "short_arrays": {},
         }
-        tables = _tables(walk, list(options.get("variables") or []), metadata, warnings)
-        _check_sizes(tables, path, limits)
-        results = []
-        for index, table in enumerate(tables):
-            reporter.progress("parse", index, len(tables), f"table {table.part or '/'}")
-            try:
+        part = "the list of arrays"
+        try:
+            tables = _tables(walk, list(options.get("variables") or []), metadata, warnings)
+            _check_sizes(tables, path, limits)
+            results = []
+            for index, table in enumerate(tables):
+                part = table.part or "the table"
+                reporter.progress("parse", index, len(tables), f"table {table.part or '/'}")
                 result = _read_table(table, limits, reporter, work_dir / f"part-{index}.parquet", metadata)
-            except (OSError, ValueError, TypeError) as exc:
-                raise JobFailed(
-                    "corrupt_file", f"{table.part or 'the file'} cannot be read: {str(exc)[:200]}"
-                ) from None
-            result["warnings"] = warnings.result()
-            results.append({**result, "part": table.part or None})
+                result["warnings"] = warnings.result()
+                results.append({**result, "part": table.part or None})
+        except (OSError, ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
+            # h5py and numpy raise these on damaged data and on layouts no table can hold
+            raise JobFailed(
+                "corrupt_file", f"{part} cannot be read: {type(exc).__name__}: {str(exc)[:200]}"
+            ) from None
         return fmt, results
     finally:
         _close(handle)

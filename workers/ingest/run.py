@@ -22,6 +22,7 @@ ARRAY_EXTENSIONS = {".h5", ".hdf5", ".hdf", ".he5", ".nc", ".nc4", ".cdf", ".net
 ZIP_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 TDMS_MAGIC = b"TDSm"
+TDMS_INDEX_MAGIC = b"TDSh"
 LVM_MAGIC = b"LabVIEW Measurement"
 LIBRARIES = ("pyarrow", "python-calamine", "scipy", "h5py", "numpy", "npTDMS")
 
@@ -66,6 +67,11 @@ def _by_content(head: bytes, extension: str) -> tuple[str, str | None] | None:
         return "stored", "NetCDF files of the CDF-5 variant are not read as tables; the file was stored as is"
     if head.startswith(TDMS_MAGIC):
         return "tdms", None
+    if head.startswith(TDMS_INDEX_MAGIC):
+        return (
+            "stored",
+            "a TDMS index file holds no data (upload the .tdms file it belongs to); it was stored as is",
+        )
     if head.removeprefix(codecs.BOM_UTF8).startswith(LVM_MAGIC):
         return "labview_lvm", None
     return None
