@@ -466,3 +466,50 @@ def test_lvm_as_labview_writes_it_decimal_comma_no_x_columns_and_multi_x_columns
         "X_Value_3": "s",
     }
     assert data["metadata"]["comments"] == ["line 12: LOST COMMUNICATION"]
+
+
+def _damaged(content: bytes, rng) -> bytes:
+    data = bytearray(content)
+    mode = rng.choice(["flip", "truncate", "zero"])
+    if mode == "truncate":
+        return bytes(data[: rng.randrange(1, len(data))])
+    for _ in range(rng.randint(1, 12)):
+        at = rng.randrange(len(data))
+        data[at : at + (1 if mode == "flip" else 32)] = (
+            bytes([rng.randrange(256)]) if mode == "flip" else bytes(32)
+        )
+    return bytes(data[: len(content)])
+
+
+def test_damaged_files_of_every_new_format_fail_with_a_code_or_read(tmp_path):
+    """Seeded byte flips, zeroed runs and cuts: the readers answer with a result or a JobFailed,
+    never another exception (found h5py RuntimeErrors, scipy KeyErrors, npTDMS OverflowErrors and
+    zlib errors from damaged workbook parts)."""
+    import random
+
+    rng = random.Random(16)
+    with h5py.File(tmp_path / "a.h5", "w") as handle:
+        handle.attrs["note"] = "x"
+        handle["g/time"] = np.arange(200.0)
+        handle["g/u"] = np.arange(200.0)
+        handle["g/u"].attrs["units"] = "m/s"
+        handle["g/rec"] = np.zeros(200, dtype=[("a", "i4"), ("b", "f8")])
+    with h5netcdf.File(tmp_path / "b.nc", "w") as handle:
+        handle.dimensions = {"time": 50}
+        handle.create_variable("time", ("time",), "f8")[:] = np.arange(50.0)
+    with scipy.io.netcdf_file(tmp_path / "c.nc", "w") as handle:
+        handle.createDimension("t", 20)
+        handle.createVariable("t", "f4", ("t",))[:] = np.arange(20.0)
+    _tdms(tmp_path / "d.tdms", segments=2)
+    (tmp_path / "e.lvm").write_text(LVM_HEADER + _segment(["Voltage"], ["V"], [[0.0, 1.5], [0.1, 1.6]]))
+    _workbook(tmp_path / "f.xlsx", lambda sheet: [sheet.append([i, i * 2.5, "x"]) for i in range(50)])
+    outcomes = set()
+    for name in ("a.h5", "b.nc", "c.nc", "d.tdms", "e.lvm", "f.xlsx"):
+        content = (tmp_path / name).read_bytes()
+        for attempt in range(30):
+            try:
+                run(tmp_path, f"{attempt}-{name}", _damaged(content, rng))
+                outcomes.add("read")
+            except JobFailed as failure:
+                outcomes.add(failure.code)
+    assert "corrupt_file" in outcomes

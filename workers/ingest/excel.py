@@ -8,6 +8,7 @@ or entities, so zip bombs and entity expansion never get a chance to run.
 from __future__ import annotations
 
 import zipfile
+import zlib
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,16 @@ HEADER_SCAN_ROWS = 50
 
 
 def check_archive(path: Path, limits: Limits) -> None:
+    try:
+        _check_archive(path, limits)
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, OSError, EOFError, ValueError) as exc:
+        # a damaged part (bad CRC, bad deflate stream, a bogus header) shows when it is read
+        raise JobFailed(
+            "corrupt_file", f"the workbook is damaged: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
+
+
+def _check_archive(path: Path, limits: Limits) -> None:
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError):

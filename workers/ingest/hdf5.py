@@ -41,6 +41,7 @@ MAX_OBJECTS = 20_000
 MAX_DEPTH = 32
 MAX_DATASETS = 200
 MAX_BLOCK_COLUMNS = 500  # a 2-D array wider than this is not a block of columns
+H5PY_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, RuntimeError)
 TIME_NAMES = {"time", "t", "times", "timestamp", "x"}
 SHORT = 16  # arrays this short beside longer ones are metadata, not a table of their own
 MAX_ATTRIBUTE_TEXT = 2000
@@ -128,9 +129,10 @@ class _Walk:
     def group(self, group: h5py.Group, path: str, depth: int) -> None:
         if depth > MAX_DEPTH:
             raise limit_exceeded(f"groups are nested more than {MAX_DEPTH} deep")
-        if hash(group.id) in self._seen:
+        identity = _identity(group)
+        if identity in self._seen:
             return  # a hard link back to a group already walked
-        self._seen.add(hash(group.id))
+        self._seen.add(identity)
         self.groups[path] = _attributes(group.attrs)
         if "_NCProperties" in group.attrs:
             self.netcdf = True
@@ -162,9 +164,10 @@ class _Walk:
             )
         if item.is_virtual:
             raise JobFailed("corrupt_file", f"{name!r} is a virtual dataset; such files are refused")
-        if hash(item.id) in self._seen:
+        identity = _identity(item)
+        if identity in self._seen:
             return
-        self._seen.add(hash(item.id))
+        self._seen.add(identity)
         dims = None
         if "DIMENSION_LIST" in item.attrs or item.attrs.get("CLASS") == b"DIMENSION_SCALE":
             self.netcdf = True
@@ -179,6 +182,11 @@ class _Walk:
         self.variables.append(
             _variable(key, group, item.shape, dtype, _attributes(item.attrs), dims, source, copy=False)
         )
+
+
+def _identity(item: h5py.HLObject) -> int:
+    """Where the object lives in the file: the same for every hard link to it."""
+    return int(h5py.h5o.get_info(item.id).addr)
 
 
 def _variable(
@@ -230,8 +238,12 @@ def _walk_hdf5(path: Path, warnings: Warnings) -> tuple[h5py.File, _Walk]:
     walk = _Walk(warnings)
     try:
         walk.group(handle, "", 0)
-    except BaseException:
+    except BaseException as exc:
         handle.close()
+        if isinstance(exc, H5PY_ERRORS):  # damaged metadata, found while walking
+            raise JobFailed(
+                "corrupt_file", f"the HDF5 file is damaged: {type(exc).__name__}: {str(exc)[:200]}"
+            ) from None
         raise
     return handle, walk
 
@@ -239,10 +251,12 @@ def _walk_hdf5(path: Path, warnings: Warnings) -> tuple[h5py.File, _Walk]:
 def _walk_netcdf3(path: Path, warnings: Warnings) -> tuple[Any, _Walk]:
     try:
         handle = scipy.io.netcdf_file(str(path), "r", mmap=True)
-    except (OSError, ValueError, TypeError, IndexError) as exc:
-        raise JobFailed("corrupt_file", f"the NetCDF file cannot be read: {str(exc)[:200]}") from None
     except MemoryError:
         raise limit_exceeded("the NetCDF file does not fit in the worker's address space") from None
+    except Exception as exc:  # noqa: BLE001 - scipy parses untrusted bytes and raises many kinds of errors
+        raise JobFailed(
+            "corrupt_file", f"the NetCDF file cannot be read: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
     walk = _Walk(warnings)
     walk.netcdf = True
     walk.groups[""] = {k: _attribute(v) for k, v in handle._attributes.items()}
@@ -589,8 +603,7 @@ def ingest_arrays(
                 result = _read_table(table, limits, reporter, work_dir / f"part-{index}.parquet", metadata)
                 result["warnings"] = warnings.result()
                 results.append({**result, "part": table.part or None})
-        except (OSError, ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
-            # h5py and numpy raise these on damaged data and on layouts no table can hold
+        except H5PY_ERRORS as exc:  # h5py and numpy raise these on damaged data and layouts no table can hold
             raise JobFailed(
                 "corrupt_file", f"{part} cannot be read: {type(exc).__name__}: {str(exc)[:200]}"
             ) from None

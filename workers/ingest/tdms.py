@@ -107,12 +107,18 @@ def _npTDMS_problems() -> Iterator[list[str]]:
         logger.removeHandler(handler)
 
 
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
 def _open(path: Path) -> TdmsFile:
     with _npTDMS_problems() as problems:
         try:
             tdms = TdmsFile.open(str(path))
-        except (ValueError, KeyError, struct.error, EOFError, OSError, UnicodeDecodeError) as exc:
-            raise JobFailed("corrupt_file", f"the TDMS file cannot be read: {str(exc)[:200]}") from None
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - npTDMS parses untrusted bytes and raises many kinds of errors
+            raise JobFailed("corrupt_file", f"the TDMS file cannot be read: {_describe(exc)}") from None
     if problems:
         tdms.close()
         raise JobFailed("corrupt_file", f"the TDMS file is damaged: {problems[0][:200]}")
@@ -192,50 +198,58 @@ def ingest_tdms(
 ) -> list[dict[str, Any]]:
     reporter.progress("parse", 0, 1, "reading the segments' metadata")
     segments = check_segments(path)
+    with _open(path) as tdms:
+        try:
+            return _read_groups(tdms, options, limits, reporter, work_dir, segments)
+        except (JobFailed, MemoryError):
+            raise
+        except NotImplementedError as exc:
+            raise JobFailed(
+                "unsupported_format", f"the TDMS file holds data npTDMS cannot read: {_describe(exc)}"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - npTDMS reads untrusted bytes and raises many kinds of errors
+            raise JobFailed("corrupt_file", f"the TDMS file cannot be read: {_describe(exc)}") from None
+
+
+def _read_groups(
+    tdms: TdmsFile, options: dict[str, Any], limits: Limits, reporter: Reporter, work_dir: Path, segments: int
+) -> list[dict[str, Any]]:
     warnings = Warnings()
     wanted = set(options.get("variables") or [])
-    with _open(path) as tdms:
-        groups = tdms.groups()
-        known = {g.name for g in groups}
-        missing = sorted(w for w in wanted if w not in known)
-        if missing:
-            raise JobFailed(
-                "invalid_options", f"group(s) {missing} are not in the file; it has {sorted(known)}"
-            )
-        tables: list[tuple[str, dict[str, Any], list[Any]]] = []
-        for group in groups:
-            if wanted and group.name not in wanted:
-                continue
-            by_length: dict[int, list[Any]] = defaultdict(list)
-            for channel in group.channels():
-                if channel.dtype is not None and np.dtype(channel.dtype).kind == "c":
-                    warnings.add("skipped_channels", "complex channels were left out", example=channel.path)
-                elif len(channel) > 0:
-                    by_length[len(channel)].append(channel)
-            for length, channels in sorted(by_length.items(), key=lambda item: -item[0]):
-                part = group.name if len(by_length) == 1 else f"{group.name} ({length} rows)"
-                tables.append((part, _properties(group.properties), channels))
-        if not tables:
-            raise JobFailed("no_tabular_data", "the TDMS file holds no channels with data")
-        if len(tables) > MAX_TABLES:
-            warnings.add(
-                "too_many_tables",
-                f"only the first {MAX_TABLES} tables were read",
-                count=len(tables) - MAX_TABLES,
-            )
-        metadata = {"file_properties": _properties(tdms.properties), "segments": segments}
-        results = []
-        for index, (part, properties, channels) in enumerate(tables[:MAX_TABLES]):
-            reporter.progress("parse", index, len(tables), f"group {part}")
-            try:
-                result = _read_group(
-                    part, channels, limits, reporter, work_dir / f"part-{index}.parquet",
-                    {**metadata, "group": part, "group_properties": properties},
-                )  # fmt: skip
-            except (ValueError, KeyError, struct.error, EOFError, OSError) as exc:
-                raise JobFailed(
-                    "unsupported_format", f"group {part!r} cannot be read: {str(exc)[:200]}"
-                ) from None
-            result["warnings"] = warnings.result()
-            results.append({**result, "part": part})
+    groups = tdms.groups()
+    known = {g.name for g in groups}
+    missing = sorted(w for w in wanted if w not in known)
+    if missing:
+        raise JobFailed("invalid_options", f"group(s) {missing} are not in the file; it has {sorted(known)}")
+    tables: list[tuple[str, dict[str, Any], list[Any]]] = []
+    for group in groups:
+        if wanted and group.name not in wanted:
+            continue
+        by_length: dict[int, list[Any]] = defaultdict(list)
+        for channel in group.channels():
+            if channel.dtype is not None and np.dtype(channel.dtype).kind == "c":
+                warnings.add("skipped_channels", "complex channels were left out", example=channel.path)
+            elif len(channel) > 0:
+                by_length[len(channel)].append(channel)
+        for length, channels in sorted(by_length.items(), key=lambda item: -item[0]):
+            part = group.name if len(by_length) == 1 else f"{group.name} ({length} rows)"
+            tables.append((part, _properties(group.properties), channels))
+    if not tables:
+        raise JobFailed("no_tabular_data", "the TDMS file holds no channels with data")
+    if len(tables) > MAX_TABLES:
+        warnings.add(
+            "too_many_tables",
+            f"only the first {MAX_TABLES} tables were read",
+            count=len(tables) - MAX_TABLES,
+        )
+    metadata = {"file_properties": _properties(tdms.properties), "segments": segments}
+    results = []
+    for index, (part, properties, channels) in enumerate(tables[:MAX_TABLES]):
+        reporter.progress("parse", index, len(tables), f"group {part}")
+        result = _read_group(
+            part, channels, limits, reporter, work_dir / f"part-{index}.parquet",
+            {**metadata, "group": part, "group_properties": properties},
+        )  # fmt: skip
+        result["warnings"] = warnings.result()
+        results.append({**result, "part": part})
     return results
