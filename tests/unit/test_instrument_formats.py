@@ -4,6 +4,7 @@ title rows, rows ending in a delimiter; recognised by content; hostile ones fail
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 import h5netcdf
 import h5py
@@ -485,9 +486,7 @@ def test_damaged_files_of_every_new_format_fail_with_a_code_or_read(tmp_path):
     """Seeded byte flips, zeroed runs and cuts: the readers answer with a result or a JobFailed,
     never another exception (found h5py RuntimeErrors, scipy KeyErrors, npTDMS OverflowErrors and
     zlib errors from damaged workbook parts)."""
-    import random
-
-    rng = random.Random(16)
+    rng = random.Random(16)  # noqa: S311 - seeded damage, not secrets
     with h5py.File(tmp_path / "a.h5", "w") as handle:
         handle.attrs["note"] = "x"
         handle["g/time"] = np.arange(200.0)
