@@ -5,6 +5,9 @@
    of the same file in this process. Target: at most 2.5x, aim for 1.5x.
 2. A 100,000-row workbook through LabHub vs pandas.read_excel(engine="openpyxl"): at least 8x faster.
 3. Worker peak memory while a pool worker ingests a CSV twice its memory budget.
+4. HDF5 and TDMS files twice a worker's memory budget through a pool worker (time and peak memory)
+   vs the floor: h5py / npTDMS reading every column whole + pyarrow.parquet.write_table, in this
+   process (which needs the whole file in memory; the worker must not).
 
     ./labhub bench
     .venv/bin/python bench/bench_ingest.py --csv-mib 200 --xlsx-rows 100000
@@ -163,6 +166,54 @@ def worker_peak(path: Path, work: Path, budget: int) -> tuple[float, int, int]:
     return time.perf_counter() - started, peak_rss, peak_vms
 
 
+ARRAY_COLUMNS = ("time", "u", "v", "p")
+
+
+def array_files(folder: Path, target_mib: int) -> tuple[Path, Path, int]:
+    """An HDF5 file (a group of 4 float64 arrays) and a TDMS file (a group of 4 waveform channels
+    written as a DAQ does, a segment every 2M samples), each about target_mib."""
+    import h5py
+    import numpy as np
+    from nptdms import ChannelObject, TdmsWriter
+
+    per_segment = 1 << 21
+    segments = max(1, target_mib * 1024 * 1024 // (per_segment * 8 * len(ARRAY_COLUMNS)))
+    rows = segments * per_segment
+    h5_path, tdms_path = folder / "probes.h5", folder / "daq.tdms"
+    with h5py.File(h5_path, "w") as h5, TdmsWriter(tdms_path) as tdms:
+        columns = {
+            n: h5.create_dataset(f"probe/{n}", shape=(rows,), dtype="f8", chunks=(1 << 16,))
+            for n in ARRAY_COLUMNS
+        }
+        for segment in range(segments):
+            start = segment * per_segment
+            values = np.arange(start, start + per_segment, dtype=np.float64)
+            block = {n: np.sin(values * (i + 1) * 1e-5) for i, n in enumerate(ARRAY_COLUMNS)}
+            for name, data in block.items():
+                columns[name][start : start + per_segment] = data
+            tdms.write_segment(
+                [ChannelObject("DAQ", n, d, properties={"wf_increment": 1e-4}) for n, d in block.items()]
+            )
+    return h5_path, tdms_path, rows
+
+
+def baseline_arrays(path: Path, out: Path) -> float:
+    import h5py
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from nptdms import TdmsFile
+
+    started = time.perf_counter()
+    if path.suffix == ".h5":
+        with h5py.File(path) as h5:
+            table = pa.table({n: h5[f"probe/{n}"][()] for n in ARRAY_COLUMNS})
+    else:
+        group = TdmsFile.read(path)["DAQ"]
+        table = pa.table({c.name: c[:] for c in group.channels()})
+    pq.write_table(table, out)
+    return time.perf_counter() - started
+
+
 def main(csv_mib: int, xlsx_rows: int, budget_mib: int, skip: set[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="labhub-ingest-bench-") as tmp:
         folder = Path(tmp)
@@ -198,6 +249,15 @@ def main(csv_mib: int, xlsx_rows: int, budget_mib: int, skip: set[str]) -> None:
             print(f"3. CSV of {big.stat().st_size / 2**20:.0f} MiB in a worker with a {budget_mib} MiB budget: done in "
                   f"{seconds:.1f} s, peak RSS {rss / 2**20:.0f} MiB ({rss / budget:.2f} of the budget), "
                   f"peak address space {vms / 2**20:.0f} MiB")  # fmt: skip
+        if "arrays" not in skip:
+            budget = budget_mib * 1024 * 1024
+            for path in array_files(folder, 2 * budget_mib)[:2]:
+                seconds, rss, _ = worker_peak(path, folder / f"work-{path.suffix[1:]}", budget)
+                base = baseline_arrays(path, folder / "baseline.parquet")
+                print(f"4. {path.suffix[1:].upper()} of {path.stat().st_size / 2**20:.0f} MiB in a worker with a {budget_mib} MiB "
+                      f"budget: {seconds:.1f} s, peak RSS {rss / 2**20:.0f} MiB ({rss / budget:.2f} of the budget); floor "
+                      f"(read whole + write_table) {base:.1f} s -> {seconds / base:.2f}x")  # fmt: skip
+                path.unlink()
         print(json.dumps({"csv_mib": csv_mib, "xlsx_rows": xlsx_rows, "budget_mib": budget_mib}))
 
 
@@ -208,6 +268,6 @@ if __name__ == "__main__":
     parser.add_argument("--csv-mib", type=int, default=200)
     parser.add_argument("--xlsx-rows", type=int, default=100_000)
     parser.add_argument("--budget-mib", type=int, default=1024)
-    parser.add_argument("--skip", action="append", default=[], choices=["csv", "excel", "memory"])
+    parser.add_argument("--skip", action="append", default=[], choices=["csv", "excel", "memory", "arrays"])
     options = parser.parse_args()
     main(options.csv_mib, options.xlsx_rows, options.budget_mib, set(options.skip))
