@@ -27,21 +27,25 @@ def write_csv(path, target_bytes: int) -> int:
     return rows
 
 
-def test_a_csv_larger_than_the_worker_budget_streams_through(tmp_path):
-    path = tmp_path / "big.csv"
-    rows = write_csv(path, BUDGET + 80 * 1024 * 1024)
-    assert path.stat().st_size > BUDGET
+def ingest_in_a_worker(path, work_dir):
+    """The file through a real pool worker whose address space is capped at BUDGET."""
     pool = WorkerPool(1, BUDGET)
     pool.start()
     try:
         _, future = pool.submit(
             ingest_file, "streaming-test", 1,
-            {"path": str(path), "file_name": "big.csv", "work_dir": str(tmp_path / "work"), "options": {}, "limits": None},
+            {"path": str(path), "file_name": path.name, "work_dir": str(work_dir), "options": {}, "limits": None},
         )  # fmt: skip
-        result = future.result(timeout=600)
+        return future.result(timeout=900)
     finally:
         pool.shutdown()
-    [dataset] = result["datasets"]
+
+
+def test_a_csv_larger_than_the_worker_budget_streams_through(tmp_path):
+    path = tmp_path / "big.csv"
+    rows = write_csv(path, BUDGET + 80 * 1024 * 1024)
+    assert path.stat().st_size > BUDGET
+    [dataset] = ingest_in_a_worker(path, tmp_path / "work")["datasets"]
     assert dataset["row_count"] == rows
     assert [c["type"] for c in dataset["schema"]] == ["integer", "number", "integer", "text"]
     assert dataset["stats"]["bucket"]["max"] == 999
@@ -84,17 +88,7 @@ def test_array_files_larger_than_the_worker_budget_stream_through(tmp_path, name
     path = tmp_path / name
     rows = write(path, BUDGET + 80 * 1024 * 1024)
     assert path.stat().st_size > BUDGET
-    pool = WorkerPool(1, BUDGET)
-    pool.start()
-    try:
-        _, future = pool.submit(
-            ingest_file, "streaming-test", 1,
-            {"path": str(path), "file_name": name, "work_dir": str(tmp_path / "work"), "options": {}, "limits": None},
-        )  # fmt: skip
-        result = future.result(timeout=900)
-    finally:
-        pool.shutdown()
-    [dataset] = result["datasets"]
+    [dataset] = ingest_in_a_worker(path, tmp_path / "work")["datasets"]
     assert [c["name"] for c in dataset["schema"]] == columns
     assert dataset["row_count"] == rows
     assert pq.ParquetFile(dataset["parquet_path"]).metadata.num_rows == rows

@@ -331,23 +331,30 @@ def test_matlab_v73(tmp_path):
     assert data["metadata"]["mat_version"] == "7.3"
 
 
-@pytest.mark.parametrize("trick", ["external_link", "external_storage", "virtual"])
-def test_matlab_v73_links_and_external_data_are_refused(tmp_path, trick):
-    target = tmp_path / "other.h5"
+HDF5_TRICKS = ["external_link", "external_storage", "virtual"]
+
+
+def add_hdf5_trick(handle, trick, folder):
+    """Data from outside the file: a link to another file, external storage, a virtual dataset."""
+    target = folder / "other.h5"
     with h5py.File(target, "w") as other:
         other.create_dataset("secret", data=np.arange(5.0))
-    (tmp_path / "raw.bin").write_bytes(np.arange(5.0).tobytes())
+    (folder / "raw.bin").write_bytes(np.arange(5.0).tobytes())
+    if trick == "external_link":
+        handle["linked"] = h5py.ExternalLink(str(target), "/secret")
+    elif trick == "external_storage":
+        handle.create_dataset("ext", shape=(5,), dtype="f8", external=[(str(folder / "raw.bin"), 0, 40)])
+    else:
+        layout = h5py.VirtualLayout(shape=(5,), dtype="f8")
+        layout[:] = h5py.VirtualSource(str(target), "secret", shape=(5,))
+        handle.create_virtual_dataset("virt", layout)
 
+
+@pytest.mark.parametrize("trick", HDF5_TRICKS)
+def test_matlab_v73_links_and_external_data_are_refused(tmp_path, trick):
     def build(h):
         _matlab(h.create_dataset("t", data=np.arange(5.0).reshape(1, 5)))
-        if trick == "external_link":
-            h["linked"] = h5py.ExternalLink(str(target), "/secret")
-        elif trick == "external_storage":
-            h.create_dataset("ext", shape=(5,), dtype="f8", external=[(str(tmp_path / "raw.bin"), 0, 40)])
-        else:
-            layout = h5py.VirtualLayout(shape=(5,), dtype="f8")
-            layout[:] = h5py.VirtualSource(str(target), "secret", shape=(5,))
-            h.create_virtual_dataset("virt", layout)
+        add_hdf5_trick(h, trick, tmp_path)
 
     v73(tmp_path / "trick.mat", build)
     with pytest.raises(JobFailed) as caught:

@@ -14,7 +14,7 @@ import pytest
 import scipy.io
 from nptdms import ChannelObject, GroupObject, RootObject, TdmsWriter
 
-from tests.unit.test_ingest_formats import codes, names, one, run, table, types
+from tests.unit.test_ingest_formats import HDF5_TRICKS, add_hdf5_trick, codes, names, one, run, table, types
 from workers.pool import JobFailed
 
 
@@ -266,24 +266,11 @@ def test_netcdf3_classic(tmp_path):
     assert data["metadata"]["format"] == "NetCDF-3"
 
 
-@pytest.mark.parametrize("trick", ["external_link", "external_storage", "virtual"])
+@pytest.mark.parametrize("trick", HDF5_TRICKS)
 def test_hdf5_links_and_external_data_are_refused(tmp_path, trick):
-    target = tmp_path / "other.h5"
-    with h5py.File(target, "w") as other:
-        other.create_dataset("secret", data=np.arange(5.0))
-    (tmp_path / "raw.bin").write_bytes(np.arange(5.0).tobytes())
     with h5py.File(tmp_path / "trick.h5", "w") as handle:
         handle["t"] = np.arange(5.0)
-        if trick == "external_link":
-            handle["linked"] = h5py.ExternalLink(str(target), "/secret")
-        elif trick == "external_storage":
-            handle.create_dataset(
-                "ext", shape=(5,), dtype="f8", external=[(str(tmp_path / "raw.bin"), 0, 40)]
-            )
-        else:
-            layout = h5py.VirtualLayout(shape=(5,), dtype="f8")
-            layout[:] = h5py.VirtualSource(str(target), "secret", shape=(5,))
-            handle.create_virtual_dataset("virt", layout)
+        add_hdf5_trick(handle, trick, tmp_path)
     with pytest.raises(JobFailed) as caught:
         run(tmp_path, "trick.h5")
     assert caught.value.code == "corrupt_file"

@@ -7,7 +7,7 @@ import math
 import queue
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -234,6 +234,36 @@ class DatasetBuilder:
             self._writer.close()
         finally:
             self.path.unlink(missing_ok=True)
+
+
+def build_dataset(
+    out: Path,
+    names: list[str],
+    batches: Iterator[tuple[list[pa.Array], int, int]],
+    limits: Limits,
+    reporter: Reporter,
+    *,
+    units: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A dataset from batches of columns ((arrays, rows done, rows in all)), its schema taken from
+    the first batch; a later batch's column that came out narrower is cast to it."""
+    builder: DatasetBuilder | None = None
+    try:
+        for arrays, done, total in batches:
+            if builder is None:
+                schema = pa.schema([pa.field(n, a.type) for n, a in zip(names, arrays, strict=True)])
+                builder = DatasetBuilder(out, schema, limits, reporter, units=units)
+            columns = [
+                a if a.type == f.type else a.cast(f.type) for a, f in zip(arrays, builder.schema, strict=True)
+            ]
+            builder.add(pa.RecordBatch.from_arrays(columns, schema=builder.schema), done=done, total=total)
+        if builder is None:
+            raise JobFailed("no_tabular_data", "the table has no rows")
+        return builder.finish()
+    except BaseException:
+        if builder is not None:
+            builder.abort()
+        raise
 
 
 def type_name(data_type: pa.DataType) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import warnings as warnings_module
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,10 @@ import pyarrow as pa
 import scipy.io
 
 from workers.ingest.common import (
-    DatasetBuilder,
     Limits,
     Warnings,
     batch_rows,
+    build_dataset,
     clean_names,
     json_safe,
     limit_exceeded,
@@ -520,37 +520,21 @@ def _read_table(
             "variable": variable.path,
             **{k: v for k, v in variable.attributes.items() if k != "_FillValue"},
         }
-    builder: DatasetBuilder | None = None
-    try:
-        step = batch_rows(
-            sum(v.dtype.itemsize * (v.shape[1] if len(v.shape) == 2 else 1) for v in table.variables)
-        )
+    step = batch_rows(
+        sum(v.dtype.itemsize * (v.shape[1] if len(v.shape) == 2 else 1) for v in table.variables)
+    )
+
+    def batches() -> Iterator[tuple[list[pa.Array], int, int]]:
         for start in range(0, rows, step):
             where = slice(start, min(rows, start + step))
             slices = {id(v): v.read(where) for v in table.variables}
             arrays = []
             for variable, _, take in plan:
-                values = slices[id(variable)][take]
-                time = times[id(variable)]
-                if time is not None:
-                    arrays.append(_timestamps(values, variable, *time))
-                else:
-                    arrays.append(_arrow(values, variable))
-            if builder is None:
-                schema = pa.schema([pa.field(n, a.type) for n, a in zip(names, arrays, strict=True)])
-                builder = DatasetBuilder(out, schema, limits, reporter, units=units)
-            arrays = [
-                a.cast(f.type) if a.type != f.type else a for a, f in zip(arrays, builder.schema, strict=True)
-            ]
-            builder.add(
-                pa.RecordBatch.from_arrays(arrays, schema=builder.schema), done=where.stop, total=rows
-            )
-        assert builder is not None
-        result = builder.finish()
-    except BaseException:
-        if builder is not None:
-            builder.abort()
-        raise
+                values, time = slices[id(variable)][take], times[id(variable)]
+                arrays.append(_timestamps(values, variable, *time) if time else _arrow(values, variable))
+            yield arrays, where.stop, rows
+
+    result = build_dataset(out, names, batches(), limits, reporter, units=units)
     group = table.variables[0].group
     result["metadata"] = {
         **metadata,

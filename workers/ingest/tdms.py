@@ -24,10 +24,10 @@ import pyarrow as pa
 from nptdms import TdmsFile
 
 from workers.ingest.common import (
-    DatasetBuilder,
     Limits,
     Warnings,
     batch_rows,
+    build_dataset,
     clean_names,
     json_safe,
     limit_exceeded,
@@ -155,33 +155,20 @@ def _read_group(
         unit = channel.properties.get("unit_string")
         if isinstance(unit, str) and unit.strip():
             units[column] = unit.strip()
-    builder: DatasetBuilder | None = None
-    try:
-        step = batch_rows(8 * len(names))  # most channels are 8 bytes a value, or smaller
+    step = batch_rows(8 * len(names))  # most channels are 8 bytes a value, or smaller
+
+    def batches() -> Iterator[tuple[list[pa.Array], int, int]]:
         for start in range(0, rows, step):
             count = min(step, rows - start)
-            arrays = []
-            if waveform:
-                arrays.append(
-                    pa.array(offset + np.arange(start, start + count, dtype=np.float64) * increment)
-                )
-            for channel in channels:
-                arrays.append(_arrow(np.asarray(channel.read_data(start, count))))
-            if builder is None:
-                schema = pa.schema([pa.field(n, a.type) for n, a in zip(names, arrays, strict=True)])
-                builder = DatasetBuilder(out, schema, limits, reporter, units=units)
-            arrays = [
-                a.cast(f.type) if a.type != f.type else a for a, f in zip(arrays, builder.schema, strict=True)
-            ]
-            builder.add(
-                pa.RecordBatch.from_arrays(arrays, schema=builder.schema), done=start + count, total=rows
+            arrays = (
+                [pa.array(offset + np.arange(start, start + count, dtype=np.float64) * increment)]
+                if waveform
+                else []
             )
-        assert builder is not None
-        result = builder.finish()
-    except BaseException:
-        if builder is not None:
-            builder.abort()
-        raise
+            arrays += [_arrow(np.asarray(channel.read_data(start, count))) for channel in channels]
+            yield arrays, start + count, rows
+
+    result = build_dataset(out, names, batches(), limits, reporter, units=units)
     result["metadata"] = {
         **metadata,
         "channels": {
