@@ -381,8 +381,10 @@ def _chosen(usable: list[Variable], walk: _Walk, wanted: list[str]) -> list[Tabl
 
 
 def _text_attribute(variable: Variable, *keys: str) -> str | None:
+    """The first of these attributes that holds text, whatever the case of its name."""
+    by_name = {name.lower(): value for name, value in variable.attributes.items()}
     for key in keys:
-        value = variable.attributes.get(key)
+        value = by_name.get(key)
         if isinstance(value, str) and value.strip():
             return value.strip()
     return None
@@ -513,7 +515,7 @@ def _read_table(
     described: dict[str, dict[str, Any]] = {}
     times = {id(v): _cf_time(v) for v in table.variables}
     for (variable, _, _), name in zip(plan, names, strict=True):
-        unit = _text_attribute(variable, "units", "unit", "Units", "UNITS", "unit_string")
+        unit = _text_attribute(variable, "units", "unit", "unit_string", "engineering_units")
         if unit and times[id(variable)] is None:
             units[name] = unit
         described[name] = {
