@@ -26,10 +26,12 @@ CSV = b"time,speed [m/s],label\n0,1.5,=cmd|' /C calc'!A0\n1,2.5,calm\n2,3.5,+gus
 
 
 @pytest.fixture
-async def client(aiohttp_client, services, tmp_path):
+async def client(aiohttp_client, services, tmp_path, request):
     # a low unpacked-size limit lets the zip bomb below be small enough to build quickly
     sections = {"ingest": {"max_uncompressed_bytes": 64 * 1024 * 1024}}
-    return await aiohttp_client(create_app(job_settings(services, tmp_path, sections)))
+    marker = request.node.get_closest_marker("jobs")  # job settings a test needs (@pytest.mark.jobs(...))
+    jobs = marker.kwargs if marker else {}
+    return await aiohttp_client(create_app(job_settings(services, tmp_path, sections, **jobs)))
 
 
 def form(files, **fields):
@@ -116,11 +118,14 @@ async def test_csv_becomes_a_dataset_with_everything_readable(client, team):
     assert await raw.read() == CSV
 
 
+# a lease long enough that a busy machine never hands the job to a second attempt: a watcher that
+# connects after a retry is (rightly) not replayed the first attempt's stages, "upload" among them
+@pytest.mark.jobs(lease_s=30.0, heartbeat_s=1.0)
 async def test_progress_events_name_the_stages(client, team):
     big = b"a,b\n" + b"".join(b"%d,%d\n" % (i, i * 2) for i in range(200_000))
     [entry] = (await (await ingest(client, team, [("big.csv", big, "text/csv")])).json())["jobs"]
     response = await client.get(f"/api/jobs/{entry['id']}/events", headers=team.member.headers)
-    events, ended = await read_events(response, timeout_s=60)
+    events, ended = await read_events(response, timeout_s=180)
     assert ended
     stages = {e.data["stage"] for e in events if e.event == "progress"}
     assert {"upload", "parse", "stats", "write", "commit"} <= stages
