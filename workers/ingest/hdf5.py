@@ -117,6 +117,20 @@ def _attributes(attrs_: Any) -> dict[str, Any]:
 # -- walking ---------------------------------------------------------------------------------------
 
 
+def refuse_external_link(link: Any, label: str) -> None:
+    """A link into another file would read what the uploader may not: such files are refused."""
+    if isinstance(link, h5py.ExternalLink):
+        raise JobFailed("corrupt_file", f"{label} links to another file; such files are refused")
+
+
+def refuse_outside_storage(item: h5py.Dataset, label: str) -> None:
+    """Data kept in external files or assembled from other files (virtual datasets): refused."""
+    if item.external:
+        raise JobFailed("corrupt_file", f"{label} keeps its data in external files; such files are refused")
+    if item.is_virtual:
+        raise JobFailed("corrupt_file", f"{label} is a virtual dataset; such files are refused")
+
+
 class _Walk:
     def __init__(self, warnings: Warnings) -> None:
         self.variables: list[Variable] = []
@@ -142,8 +156,7 @@ class _Walk:
                 raise limit_exceeded(f"the file holds more than {MAX_OBJECTS} objects")
             name = f"{path}/{key}" if path else key
             link = group.get(key, getlink=True)
-            if isinstance(link, h5py.ExternalLink):
-                raise JobFailed("corrupt_file", f"{name!r} links to another file; such files are refused")
+            refuse_external_link(link, repr(name))
             if isinstance(link, h5py.SoftLink):
                 self.warnings.add("skipped_variables", "soft links were not followed", example=name)
                 continue
@@ -157,13 +170,7 @@ class _Walk:
                 self.dataset(item, path, key)
 
     def dataset(self, item: h5py.Dataset, group: str, key: str) -> None:
-        name = f"{group}/{key}" if group else key
-        if item.external:
-            raise JobFailed(
-                "corrupt_file", f"{name!r} keeps its data in external files; such files are refused"
-            )
-        if item.is_virtual:
-            raise JobFailed("corrupt_file", f"{name!r} is a virtual dataset; such files are refused")
+        refuse_outside_storage(item, repr(f"{group}/{key}" if group else key))
         identity = _identity(item)
         if identity in self._seen:
             return
@@ -308,18 +315,15 @@ def _tables(walk: _Walk, wanted: list[str], metadata: dict[str, Any], warnings: 
     usable = _usable(walk, metadata, warnings)
     if wanted:
         return _chosen(usable, walk, wanted)
-    keyed: dict[tuple[str, str | int], list[Variable]] = defaultdict(list)
+    # per group, per first dimension (NetCDF) or per length (plain HDF5)
+    by_group: dict[str, dict[str | int, list[Variable]]] = defaultdict(lambda: defaultdict(list))
     for variable in usable:
-        key: str | int = variable.dims[0] if variable.dims else variable.length
-        keyed[(variable.group, key)].append(variable)
+        by_group[variable.group][variable.dims[0] if variable.dims else variable.length].append(variable)
     tables: list[Table] = []
-    by_group: dict[str, list[tuple[str | int, list[Variable]]]] = defaultdict(list)
-    for (group, key), variables in keyed.items():
-        by_group[group].append((key, variables))
-    for group, all_entries in by_group.items():
-        longest = max(v[0].length for _, v in all_entries)
+    for group, keyed in by_group.items():
+        longest = max(v[0].length for v in keyed.values())
         entries = []
-        for key, variables in all_entries:
+        for key, variables in keyed.items():
             if variables[0].length <= SHORT < longest:
                 for variable in variables:  # calibration constants beside the measurements
                     metadata["short_arrays"][variable.path] = _attribute(variable.read(slice(None)))

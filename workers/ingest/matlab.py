@@ -20,6 +20,7 @@ import pyarrow as pa
 import scipy.io
 
 from workers.ingest.common import DatasetBuilder, Limits, Warnings, clean_names, json_safe, limit_exceeded
+from workers.ingest.hdf5 import refuse_external_link, refuse_outside_storage
 from workers.pool import JobFailed, Reporter
 
 BATCH_ROWS = 100_000
@@ -98,10 +99,7 @@ def _walk_v73(
             continue
         link = group.get(key, getlink=True)
         name = f"{prefix}.{key}" if prefix else key
-        if isinstance(link, h5py.ExternalLink):
-            raise JobFailed(
-                "corrupt_file", f"variable {name!r} links to another file; such files are refused"
-            )
+        refuse_external_link(link, f"variable {name!r}")
         if isinstance(link, h5py.SoftLink):
             warnings.add("skipped_variables", "soft links were not followed", example=name)
             continue
@@ -109,12 +107,7 @@ def _walk_v73(
         if isinstance(item, h5py.Group):
             _walk_v73(item, name, found, scalars, warnings)
             continue
-        if item.external:
-            raise JobFailed(
-                "corrupt_file", f"variable {name!r} keeps its data in external files; such files are refused"
-            )
-        if item.is_virtual:
-            raise JobFailed("corrupt_file", f"variable {name!r} is a virtual dataset; such files are refused")
+        refuse_outside_storage(item, f"variable {name!r}")
         matlab_class = (
             item.attrs.get("MATLAB_class", b"").decode() if "MATLAB_class" in item.attrs else str(item.dtype)
         )
