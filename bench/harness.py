@@ -34,10 +34,10 @@ def start_server(data_dir: Path, port: int, **settings: str) -> subprocess.Popen
     return subprocess.Popen([sys.executable, str(ROOT / "server.py"), "serve"], cwd=ROOT, env=env)  # noqa: S603
 
 
-async def wait_ready(session: aiohttp.ClientSession, base: str) -> None:
+async def wait_ready(session: aiohttp.ClientSession, base: str, path: str = "/ready") -> None:
     for _ in range(600):
         try:
-            async with session.get(f"{base}/ready") as response:
+            async with session.get(f"{base}{path}") as response:
                 if response.status == 200:
                     return
         except aiohttp.ClientError:
