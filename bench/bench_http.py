@@ -1,7 +1,8 @@
 """The request path under load: wrk against LabHub and against a bare aiohttp app, in the same run.
 
 For each route, wrk (1 thread, 32 connections) first hits the real server (`./labhub serve`'s code
-on its embedded services, signed in with a bearer token), then a bare aiohttp app in its own process
+on its embedded services, signed in with a bearer token, logging as in production: a JSON access
+line per request, to a file), then a bare aiohttp app in its own process
 that answers the same path with the same JSON body LabHub gave, no middleware, no auth. The ratio
 of requests per second (LabHub / bare) is the figure; p50 and p99 latencies are printed beside it.
 
@@ -111,11 +112,17 @@ async def prepare(base: str, records: int) -> tuple[str, list[str], dict[str, ob
     return token, paths, bodies
 
 
-def main(seconds: int, connections: int, rounds: int) -> None:
+def main(seconds: int, connections: int, rounds: int, only: list[str], log_level: str) -> None:
     binary = ensure_wrk()
     with tempfile.TemporaryDirectory(prefix="labhub-http-bench-") as tmp:
         port, bare_port = free_port(), free_port()
-        server = start_server(Path(tmp) / "labhub", port, LABHUB_AUTH_ARGON2_MEMORY_KIB="8192")
+        server = start_server(
+            Path(tmp) / "labhub",
+            port,
+            log=Path(tmp) / "server.log",
+            LABHUB_AUTH_ARGON2_MEMORY_KIB="8192",
+            LABHUB_APP_LOG_LEVEL=log_level,
+        )
         bare = None
         try:
             base = f"http://127.0.0.1:{port}"
@@ -125,6 +132,8 @@ def main(seconds: int, connections: int, rounds: int) -> None:
             bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port), str(bodies_file)])  # noqa: S603
             asyncio.run(_wait_bare(f"http://127.0.0.1:{bare_port}"))
             for path in paths:
+                if only and not any(part in _label(path) for part in only):
+                    continue
                 for round_ in range(1, rounds + 1):
                     ours = wrk(
                         binary, f"{base}{path}", None if path == "/health" else token, seconds, connections
@@ -157,5 +166,11 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--only", action="append", default=[], help="routes containing this text (repeatable)"
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", help="the server's log level (INFO: an access line per request)"
+    )
     options = parser.parse_args()
-    main(options.seconds, options.connections, options.rounds)
+    main(options.seconds, options.connections, options.rounds, options.only, options.log_level)

@@ -26,12 +26,24 @@ from server import create_app  # noqa: E402
 S3_KEY, S3_SECRET = "labhub-bench", "labhub-bench-secret"
 
 
-def start_server(data_dir: Path, port: int, **settings: str) -> subprocess.Popen[bytes]:
+def start_server(
+    data_dir: Path, port: int, *, log: Path | None = None, **settings: str
+) -> subprocess.Popen[bytes]:
     """`server.py serve` as its own process (embedded services under data_dir); settings are
-    LABHUB_* environment overrides such as LABHUB_POOL_MAX_WORKERS="1"."""
-    env = {**os.environ, "LABHUB_SERVICES_DATA_DIR": str(data_dir), "LABHUB_HTTP_PORT": str(port),
-           "LABHUB_APP_LOG_LEVEL": "WARNING", **settings}  # fmt: skip
-    return subprocess.Popen([sys.executable, str(ROOT / "server.py"), "serve"], cwd=ROOT, env=env)  # noqa: S603
+    LABHUB_* environment overrides such as LABHUB_POOL_MAX_WORKERS="1". log: a file for the server's
+    log lines, written at the default level (INFO, an access line per request) as in production;
+    without it the server logs warnings only, to this terminal."""
+    level = {"LABHUB_APP_LOG_LEVEL": "INFO" if log else "WARNING"}
+    env = {**os.environ, "LABHUB_SERVICES_DATA_DIR": str(data_dir), "LABHUB_HTTP_PORT": str(port), **level,
+           **settings}  # fmt: skip
+    stderr = log.open("ab") if log else None
+    try:
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "server.py"), "serve"], cwd=ROOT, env=env, stderr=stderr
+        )  # noqa: S603
+    finally:
+        if stderr:
+            stderr.close()
 
 
 async def wait_ready(session: aiohttp.ClientSession, base: str, path: str = "/ready") -> None:

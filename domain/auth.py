@@ -17,11 +17,11 @@ from domain.stores.users import UserStore
 from domain.tokens import (
     SSE_AUDIENCE,
     TokenConfig,
+    VerifiedTokens,
     hash_secret,
     issue_access_token,
     issue_sse_ticket,
     new_refresh_token,
-    verify_token,
 )
 from domain.users import User, normalize_email
 
@@ -61,6 +61,7 @@ class AuthService:
         self._throttle = throttle
         self._accounts = accounts
         self._tokens = tokens
+        self._verified = VerifiedTokens(tokens)
         self._refresh_ttl = timedelta(seconds=refresh_ttl_s)
 
     async def login(self, *, email: str, password: str, client: str) -> TokenPair:
@@ -116,11 +117,11 @@ class AuthService:
         return SseTicket(ticket=ticket, expires_in=self._tokens.sse_ttl_s)
 
     async def authenticate(self, access_token: str) -> User:
-        claims = verify_token(self._tokens, access_token)
+        claims = self._verified.verify(access_token)
         return await self._accounts.get_active(claims.sub)
 
     async def authenticate_sse(self, ticket: str) -> tuple[User, tuple[str, ...] | None]:
-        claims = verify_token(self._tokens, ticket, audience=SSE_AUDIENCE)
+        claims = self._verified.verify(ticket, audience=SSE_AUDIENCE)
         return await self._accounts.get_active(claims.sub), claims.projects
 
     async def _issue(self, user: User, *, family_id: str) -> TokenPair:

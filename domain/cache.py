@@ -32,10 +32,12 @@ class TtlCache(Generic[K, V]):
             return None
         return value
 
-    def put(self, key: K, value: V) -> None:
-        if self._ttl <= 0:
+    def put(self, key: K, value: V, *, ttl_s: float | None = None) -> None:
+        """ttl_s: a shorter life for this entry (never longer than the cache's own)."""
+        life = self._ttl if ttl_s is None else min(self._ttl, ttl_s)
+        if life <= 0:
             return
-        self._entries[key] = (time.monotonic() + self._ttl, value)
+        self._entries[key] = (time.monotonic() + life, value)
         self._entries.move_to_end(key)
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import uuid
 from datetime import datetime, timedelta
 
 import attrs
 import jwt
 
+from domain.cache import TtlCache
 from domain.errors import Unauthenticated
 
 ALGORITHM = "HS256"
@@ -85,6 +87,27 @@ def verify_token(config: TokenConfig, token: str, *, audience: str | None = None
     projects = payload.get("projects")
     narrowed = tuple(str(p) for p in projects) if isinstance(projects, list) else None
     return Claims(sub=sub, role=role if isinstance(role, str) else None, jti=jti, exp=exp, projects=narrowed)
+
+
+class VerifiedTokens:
+    """verify_token with a memory: a token that verified once is not verified again (an HMAC, base64
+    and JSON decoding, the claim checks) for `ttl_s`, nor past its own `exp`. Keyed by the token's
+    SHA-256, bounded in size; only successes are kept, so a bad token costs a full check each time.
+    What can end a valid access token early (a deactivated account) is checked on every request
+    after this, by the account lookup."""
+
+    def __init__(self, config: TokenConfig, *, ttl_s: float = 60.0, max_entries: int = 10_000) -> None:
+        self._config = config
+        self._verified: TtlCache[tuple[bytes, str | None], Claims] = TtlCache(ttl_s, max_entries)
+
+    def verify(self, token: str, *, audience: str | None = None) -> Claims:
+        key = (hashlib.sha256(token.encode()).digest(), audience)
+        claims = self._verified.get(key)
+        if claims is not None and claims.exp > time.time():
+            return claims
+        claims = verify_token(self._config, token, audience=audience)
+        self._verified.put(key, claims, ttl_s=claims.exp - time.time())
+        return claims
 
 
 def new_refresh_token() -> str:

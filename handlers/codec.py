@@ -14,6 +14,7 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 
 import cattrs
+import orjson
 from aiohttp import web
 from cattrs.cols import list_structure_factory
 from cattrs.preconf.json import make_converter
@@ -255,5 +256,9 @@ def _default(value: object) -> object:
 
 
 def json_response(obj: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    body = json.dumps(to_json(obj), default=_default, ensure_ascii=False, separators=(",", ":"))
-    return web.Response(text=body, status=status, content_type="application/json", headers=headers)
+    # orjson: compact UTF-8 like json.dumps(ensure_ascii=False, separators=(",", ":")), several times
+    # faster; NaN and infinities become null (json.dumps would write NaN, which is not JSON)
+    body = orjson.dumps(to_json(obj), default=_default, option=orjson.OPT_NON_STR_KEYS)
+    return web.Response(
+        body=body, status=status, content_type="application/json", charset="utf-8", headers=headers
+    )

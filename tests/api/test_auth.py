@@ -198,3 +198,15 @@ async def test_login_throttling_backs_off_and_lets_the_owner_back_in(aiohttp_cli
     await asyncio.sleep(2.1)
     assert (await login(client)).status == 200  # the owner gets in once the wait is over
     assert (await login(client, password="wrong password!")).status == 401  # and the count restarted
+
+
+async def test_a_token_in_use_stops_working_when_its_account_is_deactivated(client, make_account):
+    """Verified tokens and active accounts are cached per instance: neither cache outlives a
+    deactivation made through this instance."""
+    head, student = await make_account("GD"), await make_account("student")
+    for _ in range(3):
+        assert (await client.get("/api/auth/me", headers=student.headers)).status == 200
+    deactivated = await client.patch(f"/api/users/{student.id}", json={"active": False}, headers=head.headers)
+    assert deactivated.status == 200
+    refused = await problem(await client.get("/api/auth/me", headers=student.headers), 401)
+    assert refused["code"] == "inactive_account"

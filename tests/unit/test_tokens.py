@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from datetime import timedelta
 
 import jwt
 import pytest
 
+from domain import tokens
 from domain.clock import utcnow
 from domain.errors import Unauthenticated
 from domain.tokens import (
     TokenConfig,
+    VerifiedTokens,
     hash_secret,
     issue_access_token,
     issue_sse_ticket,
@@ -133,3 +136,44 @@ def test_refresh_tokens_are_random_and_stored_hashed():
     assert len(first) >= 40
     assert hash_secret(first) != first
     assert hash_secret(first) == hash_secret(first)
+
+
+# -- the verified-token cache ------------------------------------------------------------------------
+
+
+def test_a_cached_token_is_still_the_only_one_that_passes():
+    verified = VerifiedTokens(CONFIG)
+    token = issue_access_token(CONFIG, "u1", "student", utcnow())
+    assert verified.verify(token).sub == "u1"
+    assert verified.verify(token).sub == "u1"  # from the cache
+    header, _body, signature = token.split(".")
+    forged = f"{header}.{_b64({**jwt.decode(token, options={'verify_signature': False}), 'sub': 'u2'})}.{signature}"
+    with pytest.raises(Unauthenticated):
+        verified.verify(forged)
+    with pytest.raises(Unauthenticated):  # cached for the API audience, not for SSE
+        verified.verify(token, audience="sse")
+
+
+def test_a_cached_token_is_refused_once_it_expires(monkeypatch):
+    """The cache keeps a token no longer than its exp: past it (and past the leeway, here 0) the
+    token is checked again and refused, though the cache's own time to live has not run out."""
+    monkeypatch.setattr(tokens, "LEEWAY_S", 0)
+    short = TokenConfig(
+        secret=CONFIG.secret, issuer="labhub", audience="labhub-api", access_ttl_s=1, sse_ttl_s=1
+    )
+    verified = VerifiedTokens(short, ttl_s=3600)
+    token = issue_access_token(short, "u1", "student", utcnow())
+    claims = verified.verify(token)
+    while time.time() <= claims.exp + 0.05:  # wait for the clock to pass exp; load only makes it later
+        time.sleep(0.05)
+    with pytest.raises(Unauthenticated) as caught:
+        verified.verify(token)
+    assert caught.value.code == "token_expired"
+
+
+def test_the_cache_is_bounded():
+    verified = VerifiedTokens(CONFIG, max_entries=3)
+    issued = [issue_access_token(CONFIG, f"u{i}", "student", utcnow()) for i in range(10)]
+    for token in issued:
+        verified.verify(token)
+    assert len(verified._verified._entries) == 3
