@@ -38,9 +38,8 @@ def start_server(
            **settings}  # fmt: skip
     stderr = log.open("ab") if log else None
     try:
-        return subprocess.Popen(
-            [sys.executable, str(ROOT / "server.py"), "serve"], cwd=ROOT, env=env, stderr=stderr
-        )  # noqa: S603
+        command = [sys.executable, str(ROOT / "server.py"), "serve"]
+        return subprocess.Popen(command, cwd=ROOT, env=env, stderr=stderr)  # noqa: S603
     finally:
         if stderr:
             stderr.close()

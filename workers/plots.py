@@ -94,20 +94,29 @@ def decimate(x: np.ndarray, y: np.ndarray, columns: int) -> np.ndarray:
     else:
         edges = np.searchsorted(axis, np.linspace(low, high, columns + 1), side="left")
         edges[-1] = n
-    keep: list[np.ndarray] = []
+    lengths = np.diff(edges)
+    begins = edges[:-1][lengths > 0]  # buckets are contiguous: each runs to the next non-empty one
+    lengths = lengths[lengths > 0]
+    if not len(begins):
+        return np.arange(0)
+    bucket = np.zeros(n, dtype=np.intp)  # each point's bucket (edges[0] is 0: every point has one)
+    bucket[begins[1:]] = 1
+    np.cumsum(bucket, out=bucket)
     filled = np.where(np.isnan(y), np.inf, y)
+    lowest = _first_in_bucket(filled, np.minimum.reduceat(filled, begins), bucket, begins)
     emptied = np.where(np.isnan(y), -np.inf, y)
-    for begin, stop in itertools.pairwise(edges):
-        if stop <= begin:
-            continue
-        picks = {
-            begin,
-            stop - 1,
-            begin + int(np.argmin(filled[begin:stop])),
-            begin + int(np.argmax(emptied[begin:stop])),
-        }
-        keep.append(np.fromiter(sorted(picks), dtype=np.int64))
-    return np.concatenate(keep) if keep else np.arange(0)
+    highest = _first_in_bucket(emptied, np.maximum.reduceat(emptied, begins), bucket, begins)
+    return np.unique(np.concatenate([begins, begins + lengths - 1, lowest, highest]))
+
+
+def _first_in_bucket(
+    values: np.ndarray, extremes: np.ndarray, bucket: np.ndarray, begins: np.ndarray
+) -> np.ndarray:
+    """Per bucket, the index of the first value equal to the bucket's extreme (what argmin/argmax
+    give), for all buckets at once: every bucket holds its own extreme, so the first match at or
+    after a bucket's start is in that bucket."""
+    matches = np.flatnonzero(values == extremes[bucket])
+    return matches[np.searchsorted(matches, begins)]
 
 
 def _plot_columns(figure: Figure) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +167,48 @@ def test_default_spec_for_new_datasets():
     no_time = [{"name": "a", "type": "number"}, {"name": "b", "type": "integer"}]
     assert default_spec(no_time) == PlotSpec(kind=PlotKind.HISTOGRAM, y=["a", "b"], title="Distributions")
     assert default_spec([{"name": "a", "type": "text"}]) is None
+
+
+def _decimate_bucket_by_bucket(x, y, columns):
+    """The decimation as first written, one bucket at a time (argmin/argmax per slice): the
+    vectorised one must pick exactly the same points."""
+    n = len(x)
+    if n <= 4 * columns:
+        return np.arange(n)
+    if x[-1] <= x[0]:
+        edges = np.linspace(0, n, columns + 1).astype(np.int64)
+    else:
+        edges = np.searchsorted(x, np.linspace(x[0], x[-1], columns + 1), side="left")
+        edges[-1] = n
+    filled, emptied = np.where(np.isnan(y), np.inf, y), np.where(np.isnan(y), -np.inf, y)
+    keep = set()
+    for begin, stop in itertools.pairwise(edges):
+        if stop > begin:
+            keep |= {begin, stop - 1, begin + int(np.argmin(filled[begin:stop])),
+                     begin + int(np.argmax(emptied[begin:stop]))}  # fmt: skip
+    return np.array(sorted(keep), dtype=np.int64)
+
+
+@pytest.mark.parametrize(
+    "case", ["random walk", "ties", "gaps", "all nan buckets", "one x value", "steps", "short"]
+)
+def test_vectorised_decimation_picks_what_the_per_bucket_loop_picked(case):
+    rng = np.random.default_rng(7)
+    n, columns = 200_000, 500
+    x = np.arange(n, dtype=np.float64)
+    y = np.cumsum(rng.normal(size=n))
+    if case == "ties":
+        y = np.round(y / 10)  # many equal extremes in a bucket: the first one counts
+    elif case == "gaps":
+        x = np.sort(np.concatenate([rng.uniform(0, 10, n // 2), rng.uniform(900, 1000, n - n // 2)]))
+    elif case == "all nan buckets":
+        y[1000:5000] = np.nan
+        y[rng.integers(0, n, 500)] = np.nan
+    elif case == "one x value":
+        x = np.zeros(n)
+    elif case == "steps":
+        x = np.repeat(np.arange(n // 1000, dtype=np.float64), 1000)  # many points share each x
+    elif case == "short":
+        n = 4 * columns + 1
+        x, y = x[:n], y[:n]
+    np.testing.assert_array_equal(decimate(x, y, columns), _decimate_bucket_by_bucket(x, y, columns))
