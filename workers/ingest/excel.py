@@ -1,4 +1,8 @@
-"""Excel workbooks (.xlsx, .xlsm, .xls) read with python-calamine; each selected sheet is a dataset.
+"""Excel workbooks (.xlsx, .xlsm, .xls); each selected sheet is a dataset.
+
+A sheet whose first row holds the names of typed columns (the common case) is read by fastexcel
+straight into Arrow; any other sheet (a title or units above the table, columns mixing text and
+numbers, .xls) cell by cell with python-calamine, which finds where the table starts.
 
 An .xlsx is a zip of XML files: before anything reads it, the archive is checked (entry count,
 total uncompressed size, compression ratio) and its XML parts are refused if they declare a DTD
@@ -7,6 +11,7 @@ or entities, so zip bombs and entity expansion never get a chance to run.
 
 from __future__ import annotations
 
+import re
 import zipfile
 import zlib
 from datetime import date, datetime, time, timedelta
@@ -14,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import defusedxml.ElementTree as safe_xml
+import fastexcel
 import pyarrow as pa
+import pyarrow.compute as pc
 from defusedxml import DefusedXmlException
 from python_calamine import CalamineError, CalamineWorkbook, PasswordError
 
@@ -172,19 +179,9 @@ def _read_sheet(
     units = {n: u for n, i in zip(names, keep, strict=True) if i < len(found.units) and (u := found.units[i])}
     arrays = [column_array(columns[i]) for i in keep]
     del columns
-    schema = pa.schema([pa.field(n, a.type) for n, a in zip(names, arrays, strict=True)])
-    builder = DatasetBuilder(out, schema, limits, reporter, units=units)
-    try:
-        for start in range(0, len(data), BATCH_ROWS):
-            batch = pa.RecordBatch.from_arrays([a.slice(start, BATCH_ROWS) for a in arrays], schema=schema)
-            builder.add(batch, done=min(len(data), start + BATCH_ROWS), total=len(data))
-        result = builder.finish()
-        if result["row_count"] == 0:
-            builder.abort()
-            return None
-    except BaseException:
-        builder.abort()
-        raise
+    result = _write_sheet(names, arrays, units, limits, reporter, out)
+    if result is None:
+        return None
     result["warnings"] = warnings.result()
 
     def row_number(row: int | None) -> int | None:
@@ -202,20 +199,158 @@ def _read_sheet(
     return result
 
 
+# -- the fast path: a names row on top of typed columns, read by fastexcel ---------------------------
+
+_FIRST_VALUE = re.compile(rb'<c\b[^>]*?\br="[A-Z]+(\d+)"[^>]*?(?<!/)>(?:(?!</c>).){0,2000}?<(?:v|is)\b', re.S)
+
+
+def _first_row_with_values(path: Path, name: str) -> int | None:
+    """The 1-based row of the first cell with a value in an .xlsx sheet, from the start of its XML
+    (fastexcel does not say how many empty rows it skipped; the metadata counts rows as Excel does)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            book = safe_xml.fromstring(archive.read("xl/workbook.xml"))
+            rels = safe_xml.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+            relation = next(
+                (
+                    sheet.get("{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id")
+                    for sheet in book.iter("{http://schemas.openxmlformats.org/spreadsheetml/2006/main}sheet")
+                    if sheet.get("name") == name
+                ),
+                None,
+            )
+            target = next((r.get("Target") for r in rels if r.get("Id") == relation), None)
+            if not target:
+                return None
+            part = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+            with archive.open(part) as sheet_xml:
+                head = sheet_xml.read(256 * 1024)
+    except Exception:  # noqa: BLE001 - a damaged part: the cell-by-cell reader reads what it can and names the rest
+        return None
+    found = _FIRST_VALUE.search(head)
+    return int(found.group(1)) if found else None
+
+
+def _arrow_column(column: pa.Array) -> pa.Array:
+    """fastexcel's column as column_array would have typed the same cells."""
+    kind = column.type
+    if pa.types.is_null(kind):
+        return pa.nulls(len(column), pa.string())
+    if pa.types.is_floating(kind):
+        try:
+            return column.cast(pa.int64())  # whole numbers only: "safe" refuses to truncate
+        except pa.ArrowInvalid:
+            return column
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        return column.cast(pa.timestamp("us"))
+    if pa.types.is_duration(kind):
+        return pc.divide(
+            column.cast(pa.int64()).cast(pa.float64()), {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[kind.unit]
+        )
+    return column
+
+
+class NotForFastexcel(Exception):
+    pass
+
+
+def _read_sheet_fast(
+    reader: fastexcel.ExcelReader, path: Path, name: str, limits: Limits, reporter: Reporter, out: Path
+) -> dict[str, Any] | None:
+    """The sheet read whole by fastexcel when its first row is the names row of typed columns, as
+    the cell-by-cell reader would have found; NotForFastexcel when it is not."""
+    first = _first_row_with_values(path, name)
+    if first is None:
+        raise NotForFastexcel
+    try:
+        sheet = reader.load_sheet(
+            name,
+            dtype_coercion="strict",  # a column mixing text and numbers goes the slow way
+            schema_sample_rows=None,
+            whitespace_as_null=True,
+            skip_whitespace_tail_rows=True,
+        )
+        columns_info = sheet.available_columns()
+        width = len(columns_info)
+        batch = sheet.to_arrow() if width <= limits.max_columns else None
+    except Exception:  # noqa: BLE001 - whatever fastexcel cannot read, the cell-by-cell reader reads or names
+        raise NotForFastexcel from None
+    except BaseException as exc:  # a Rust panic (pyo3's PanicException) is a BaseException
+        if type(exc).__name__ == "PanicException":
+            raise NotForFastexcel from None
+        raise
+    if batch is None:
+        raise limit_exceeded(f"sheet {name!r} has {width} columns; at most {limits.max_columns} are accepted")
+    header = [c.name if c.column_name_from == "looked_up" else "" for c in columns_info]
+    named = set(header)
+    if width == 0 or any(h.rpartition("_")[0] in named - {""} for h in header):
+        raise NotForFastexcel  # repeated names (fastexcel renames x, x to x, x_1): the other reader numbers them
+    top = batch.slice(0, HEADER_SCAN_ROWS - 1).to_pylist()
+    scan = [[h.strip() or None for h in header], *([row[n] for n in batch.schema.names] for row in top)]
+    found = find_header(scan, width, mode="file", kind=cell_kind, ragged=False)
+    where = None if found is None else (found.start, found.names_row, found.units_row, found.group_row)
+    if where != (1, 0, None, None) or found is None or found.skipped:
+        raise NotForFastexcel  # a title, units or a second header row above the data: the cell-by-cell reader
+    keep = [i for i in range(width) if header[i].strip() or batch.column(i).null_count < batch.num_rows]
+    names = clean_names([header[i] for i in keep])
+    arrays = [_arrow_column(batch.column(i)) for i in keep]
+    result = _write_sheet(names, arrays, {}, limits, reporter, out)
+    if result is None:
+        return None
+    result["warnings"] = Warnings().result()
+    result["metadata"] = {
+        "sheet": name, "header_row": first, "units_row": None, "group_row": None, "skipped_rows": [],
+        "preamble": [], "dropped_empty_columns": width - len(keep),
+    }  # fmt: skip
+    return result
+
+
+def _write_sheet(
+    names: list[str],
+    arrays: list[pa.Array],
+    units: dict[str, str],
+    limits: Limits,
+    reporter: Reporter,
+    out: Path,
+) -> dict[str, Any] | None:
+    """The sheet's columns as a dataset; None when it has no rows."""
+    schema = pa.schema([pa.field(n, a.type) for n, a in zip(names, arrays, strict=True)])
+    rows = len(arrays[0]) if arrays else 0
+    builder = DatasetBuilder(out, schema, limits, reporter, units=units)
+    try:
+        for start in range(0, rows, BATCH_ROWS):
+            batch = pa.RecordBatch.from_arrays([a.slice(start, BATCH_ROWS) for a in arrays], schema=schema)
+            builder.add(batch, done=min(rows, start + BATCH_ROWS), total=rows)
+        result = builder.finish()
+        if result["row_count"] == 0:
+            builder.abort()
+            return None
+    except BaseException:
+        builder.abort()
+        raise
+    return result
+
+
 def ingest_excel(
     path: Path, options: dict[str, Any], limits: Limits, reporter: Reporter, work_dir: Path, *, zipped: bool
 ) -> list[dict[str, Any]]:
     if zipped:
         check_archive(path, limits)
-    try:
-        workbook = CalamineWorkbook.from_path(str(path))
-    except PasswordError:
-        raise JobFailed(
-            "unsupported_format", "the workbook is password-protected; save it without a password"
-        ) from None
-    except (CalamineError, ValueError, OSError) as exc:
-        raise JobFailed("corrupt_file", f"the workbook cannot be read: {str(exc)[:200]}") from None
-    available = list(workbook.sheet_names)
+    reader = None
+    if zipped and options.get("header_mode", "file") == "file":
+        try:
+            reader = fastexcel.read_excel(path)
+        except fastexcel.FastExcelError:
+            reader = None  # the cell-by-cell reader says what is wrong, in its words
+    workbook: CalamineWorkbook | None = None
+
+    def calamine() -> CalamineWorkbook:
+        nonlocal workbook
+        if workbook is None:
+            workbook = _open_workbook(path)
+        return workbook
+
+    available = list(reader.sheet_names) if reader is not None else list(calamine().sheet_names)
     wanted = options.get("sheets") or available
     missing = [s for s in wanted if s not in available]
     if missing:
@@ -226,14 +361,29 @@ def ingest_excel(
     results = []
     for index, name in enumerate(wanted):
         reporter.progress("parse", index, len(wanted), f"sheet {name}")
+        out = work_dir / f"sheet-{index}.parquet"
         try:
-            result = _read_sheet(
-                workbook, name, options, limits, reporter, work_dir / f"sheet-{index}.parquet"
-            )
-        except (CalamineError, ValueError) as exc:
-            raise JobFailed("corrupt_file", f"sheet {name!r} cannot be read: {str(exc)[:200]}") from None
+            if reader is None:
+                raise NotForFastexcel
+            result = _read_sheet_fast(reader, path, name, limits, reporter, out)
+        except NotForFastexcel:
+            try:
+                result = _read_sheet(calamine(), name, options, limits, reporter, out)
+            except (CalamineError, ValueError) as exc:
+                raise JobFailed("corrupt_file", f"sheet {name!r} cannot be read: {str(exc)[:200]}") from None
         if result is not None:
             results.append({**result, "sheet": name})
     if not results:
         raise JobFailed("no_tabular_data", "the workbook's sheets are empty")
     return results
+
+
+def _open_workbook(path: Path) -> CalamineWorkbook:
+    try:
+        return CalamineWorkbook.from_path(str(path))
+    except PasswordError:
+        raise JobFailed(
+            "unsupported_format", "the workbook is password-protected; save it without a password"
+        ) from None
+    except (CalamineError, ValueError, OSError) as exc:
+        raise JobFailed("corrupt_file", f"the workbook cannot be read: {str(exc)[:200]}") from None
