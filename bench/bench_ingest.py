@@ -5,6 +5,9 @@
    of the same file in this process. Target: at most 2.5x, aim for 1.5x.
 2. A 100,000-row, 5-column workbook through LabHub end to end vs the floor: fastexcel reading the
    sheet into Arrow + pyarrow.parquet.write_table, in this process. Target: at most 2.0x.
+5. Many small files: 120 CSVs of ~50 KB posted by 24 concurrent clients until every job is done
+   (files/s), with the CPU seconds each process of the server's tree spent (where a job's fixed
+   cost goes: the server's loop, the embedded MongoDB/Redis/S3, the pool workers).
 3. Worker peak memory while a pool worker ingests a CSV twice its memory budget.
 4. HDF5 and TDMS files twice a worker's memory budget through a pool worker (time and peak memory)
    vs the floor: h5py / npTDMS reading every column whole + pyarrow.parquet.write_table, in this
@@ -24,7 +27,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import psutil
@@ -91,7 +97,12 @@ def baseline_excel(path: Path, out: Path) -> float:
 
 
 async def labhub_ingest(
-    base: str, headers: dict[str, str], project_id: str, path: Path, http: aiohttp.ClientSession
+    base: str,
+    headers: dict[str, str],
+    project_id: str,
+    path: Path,
+    http: aiohttp.ClientSession,
+    poll_s: float = 0.02,
 ) -> float:
     started = time.perf_counter()
     form = aiohttp.FormData()
@@ -108,12 +119,64 @@ async def labhub_ingest(
             job = await response.json()
         if job["status"] in ("succeeded", "failed", "cancelled"):
             break
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(poll_s)
     assert job["status"] == "succeeded", job
     return time.perf_counter() - started
 
 
 async def run_labhub(data_dir: Path, files: list[Path]) -> list[float]:
+    async with labhub_session(data_dir) as (base, headers, project_id, http, _server):
+        return [await labhub_ingest(base, headers, project_id, path, http) for path in files]
+
+
+async def run_small_files(data_dir: Path, files: list[Path], clients: int) -> tuple[float, dict[str, float]]:
+    """Seconds until every file's job is done, and CPU seconds per process kind meanwhile."""
+    async with labhub_session(data_dir) as (base, headers, project_id, http, server):
+        tree = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+        before = {p.pid: _cpu(p) for p in tree}
+        queue: asyncio.Queue[Path] = asyncio.Queue()
+        for path in files:
+            queue.put_nowait(path)
+
+        async def client() -> None:
+            while not queue.empty():
+                # polled 5 times a second: 24 clients asking 50 times a second would be most of the load
+                await labhub_ingest(base, headers, project_id, queue.get_nowait(), http, poll_s=0.2)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+        spent: dict[str, float] = {}
+        for process in [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]:
+            kind = _kind(process)
+            spent[kind] = spent.get(kind, 0.0) + _cpu(process) - before.get(process.pid, 0.0)
+        return elapsed, spent
+
+
+def _cpu(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system
+
+
+def _kind(process: psutil.Process) -> str:
+    try:
+        command = " ".join(process.cmdline())
+    except psutil.Error:
+        return "gone"
+    for needle, kind in (("server.py", "server"), ("secantus", "mongodb (secantusdb)"), ("redis", "redis"),
+                         ("rclone", "s3 (rclone)"), ("forkserver", "forkserver"), ("spawn_main", "pool workers")):  # fmt: skip
+        if needle in command:
+            return kind
+    return "pool workers" if "multiprocessing" in command else command[:40]
+
+
+@asynccontextmanager
+async def labhub_session(
+    data_dir: Path,
+) -> AsyncIterator[tuple[str, dict[str, str], str, aiohttp.ClientSession, Any]]:
     port = free_port()
     server = start_server(data_dir, port, LABHUB_AUTH_ARGON2_MEMORY_KIB="8192")
     base = f"http://127.0.0.1:{port}"
@@ -133,7 +196,7 @@ async def run_labhub(data_dir: Path, files: list[Path]) -> list[float]:
             project = await (
                 await http.post(f"{base}/api/projects", json={"name": "bench"}, headers=headers)
             ).json()
-            return [await labhub_ingest(base, headers, project["id"], path, http) for path in files]
+            yield base, headers, project["id"], http, server
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=120)
@@ -262,6 +325,23 @@ def main(csv_mib: int, xlsx_rows: int, budget_mib: int, skip: set[str]) -> None:
                       f"budget: {seconds:.1f} s, peak RSS {rss / 2**20:.0f} MiB ({rss / budget:.2f} of the budget); floor "
                       f"(read whole + write_table) {base:.1f} s -> {seconds / base:.2f}x")  # fmt: skip
                 path.unlink()
+        if "small" not in skip:
+            small = []
+            for i in range(120):
+                path = folder / "small" / f"run-{i:03d}.csv"
+                path.parent.mkdir(exist_ok=True)
+                path.write_text(
+                    "t,u,v\n"
+                    + "".join(
+                        f"{j * 0.01:.2f},{j * 0.5 + i:.3f},{(j * 7919) % 1000 / 7:.5f}\n" for j in range(2200)
+                    )
+                )
+            size = sum(p.stat().st_size for p in small or (folder / "small").iterdir()) / 120 / 1000
+            seconds, spent = asyncio.run(
+                run_small_files(folder / "labhub-small", sorted((folder / "small").iterdir()), 24)
+            )
+            print(f"5. 120 CSVs of {size:.0f} KB, 24 concurrent clients: {seconds:.1f} s, {120 / seconds:.1f} files/s (target >= 25); "
+                  "CPU s per process: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(spent.items(), key=lambda kv: -kv[1])))  # fmt: skip
         print(json.dumps({"csv_mib": csv_mib, "xlsx_rows": xlsx_rows, "budget_mib": budget_mib}))
 
 
@@ -272,6 +352,8 @@ if __name__ == "__main__":
     parser.add_argument("--csv-mib", type=int, default=200)
     parser.add_argument("--xlsx-rows", type=int, default=100_000)
     parser.add_argument("--budget-mib", type=int, default=1024)
-    parser.add_argument("--skip", action="append", default=[], choices=["csv", "excel", "memory", "arrays"])
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=["csv", "excel", "memory", "arrays", "small"]
+    )
     options = parser.parse_args()
     main(options.csv_mib, options.xlsx_rows, options.budget_mib, set(options.skip))
