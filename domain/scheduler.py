@@ -34,6 +34,7 @@ from workers.pool import JobCancelled, JobFailed, WorkerEvent, WorkerPool
 
 log = logging.getLogger("labhub.scheduler")
 
+DRAIN_WAIT_S = 5.0  # at most this long for a finished worker's last progress events
 PROGRESS_TO_MONGO_S = 1.0  # MongoDB gets a progress snapshot at most this often per job
 KILL_WAIT_S = 15.0
 # how long a job's server-side step waits for a restarting MongoDB, Redis or S3 before it leaves the
@@ -67,6 +68,9 @@ class Running:
     # the job's terminal state.
     progress_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock)
     worker_done: bool = False
+    # set when the worker's "finished" event has come through the event pipe: every event it sent
+    # before returning (its last stages) has been shown by then
+    drained: asyncio.Event = attrs.field(factory=asyncio.Event)
 
 
 class Scheduler:
@@ -228,7 +232,11 @@ class Scheduler:
             await self._stage(running, kind.prepare_stage)
             inputs = await self._through_outages(job, lambda: kind.prepare(job))
             result = await self._execute(running, kind, inputs)
-            # its last events may still be in the pipe: the commit stage supersedes them
+            # the result and the worker's last events come by different ways: its last stages are
+            # shown before the commit stage (a busy machine can delay them; they are not waited for long)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DRAIN_WAIT_S):
+                    await running.drained.wait()
             running.worker_done = True
             await self._stage(running, kind.commit_stage)
             attempt = Attempt(job.id, job.attempt, self.instance_id)
@@ -511,6 +519,9 @@ class Scheduler:
                 continue
             if kind == "started":
                 running.pid = int(payload["pid"])
+                continue
+            if kind == "finished":
+                running.drained.set()
                 continue
             await self._progress(running, payload, from_worker=True)
 

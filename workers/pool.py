@@ -1,6 +1,6 @@
 """The process pool: sizing from the host, worker set-up, progress reporting and rebuilding.
 
-Everything here is synchronous. Workers send ("started" | "progress", job_id, attempt, payload)
+Everything here is synchronous. Workers send ("started" | "progress" | "finished", job_id, attempt, payload)
 tuples through a pipe created with each pool generation; a reader thread in the server hands them
 to a callback. Cancellation reaches a running job through a flag file it checks at progress points.
 """
@@ -169,9 +169,12 @@ class Reporter:
 def run_job(function: WorkerFunction, job_id: str, attempt: int, params: dict[str, Any]) -> dict[str, Any]:
     """What the pool actually runs: announce the worker's pid, then the job's function."""
     _send(("started", job_id, attempt, {"pid": os.getpid()}))
-    reporter = Reporter(job_id, attempt)
-    reporter.check()
-    return function(params, reporter)
+    try:
+        reporter = Reporter(job_id, attempt)
+        reporter.check()
+        return function(params, reporter)
+    finally:  # after every progress event on the same pipe: the server knows it has them all
+        _send(("finished", job_id, attempt, {}))
 
 
 def _noop(_index: int) -> int:
