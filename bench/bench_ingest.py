@@ -200,12 +200,18 @@ class MemorySampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> MemorySampler:
+        self._cpu_before = {p.pid: _cpu(p) for p in [self._root, *self._root.children(recursive=True)]}
         self._thread.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self.cpu_by_kind: dict[str, float] = {}
+        for process in [self._root, *self._root.children(recursive=True)]:
+            kind = _kind(process)
+            spent = _cpu(process) - self._cpu_before.get(process.pid, 0.0)
+            self.cpu_by_kind[kind] = self.cpu_by_kind.get(kind, 0.0) + spent
 
     def _run(self) -> None:
         while not self._stop.wait(0.1):
@@ -225,7 +231,8 @@ class MemorySampler:
     def report(self) -> str:
         kinds = sorted(self.peak_by_kind.items(), key=lambda kv: -kv[1])
         return (f"peak PSS of LabHub (server + forkserver + pool workers) {self.peak_total / 1e6:.0f} MB (target <= 600 MB); "
-                "each kind's peak: " + ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in kinds))  # fmt: skip
+                "each kind's peak: " + ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in kinds) + "; CPU s: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in sorted(self.cpu_by_kind.items(), key=lambda kv: -kv[1])))  # fmt: skip
 
 
 @asynccontextmanager
