@@ -174,7 +174,8 @@ def run_job(function: WorkerFunction, job_id: str, attempt: int, params: dict[st
         reporter.check()
         return function(params, reporter)
     finally:  # after every progress event on the same pipe: the server knows it has them all
-        _send(("finished", job_id, attempt, {}))
+        with contextlib.suppress(OSError):  # a gone server must not turn the job's outcome into this
+            _send(("finished", job_id, attempt, {}))
 
 
 def _noop(_index: int) -> int:
