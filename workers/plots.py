@@ -47,7 +47,7 @@ def library_versions() -> dict[str, str]:
 
 def read_columns(path: Path, names: list[str], row_range: dict[str, Any] | None) -> pa.Table:
     """The named columns of rows [start, end), reading only the row groups that hold them."""
-    parquet = pq.ParquetFile(str(path))
+    parquet = pq.ParquetFile(str(path), memory_map=True)
     total = parquet.metadata.num_rows
     start = int((row_range or {}).get("start") or 0)
     end = min(total, int((row_range or {}).get("end") or total))
@@ -99,23 +99,23 @@ def decimate(x: np.ndarray, y: np.ndarray, columns: int) -> np.ndarray:
     lengths = lengths[lengths > 0]
     if not len(begins):
         return np.arange(0)
-    bucket = np.zeros(n, dtype=np.intp)  # each point's bucket (edges[0] is 0: every point has one)
-    bucket[begins[1:]] = 1
-    np.cumsum(bucket, out=bucket)
-    filled = np.where(np.isnan(y), np.inf, y)
-    lowest = _first_in_bucket(filled, np.minimum.reduceat(filled, begins), bucket, begins)
-    emptied = np.where(np.isnan(y), -np.inf, y)
-    highest = _first_in_bucket(emptied, np.maximum.reduceat(emptied, begins), bucket, begins)
+    gaps = np.isnan(y)  # a gap is never a bucket's extreme, unless the whole bucket is gaps
+    if gaps.any():
+        lows, highs = np.where(gaps, np.inf, y), np.where(gaps, -np.inf, y)
+    else:
+        lows = highs = y
+    lowest = _first_in_bucket(lows, np.minimum.reduceat(lows, begins), begins, lengths)
+    highest = _first_in_bucket(highs, np.maximum.reduceat(highs, begins), begins, lengths)
     return np.unique(np.concatenate([begins, begins + lengths - 1, lowest, highest]))
 
 
 def _first_in_bucket(
-    values: np.ndarray, extremes: np.ndarray, bucket: np.ndarray, begins: np.ndarray
+    values: np.ndarray, extremes: np.ndarray, begins: np.ndarray, lengths: np.ndarray
 ) -> np.ndarray:
     """Per bucket, the index of the first value equal to the bucket's extreme (what argmin/argmax
     give), for all buckets at once: every bucket holds its own extreme, so the first match at or
     after a bucket's start is in that bucket."""
-    matches = np.flatnonzero(values == extremes[bucket])
+    matches = np.flatnonzero(values == np.repeat(extremes, lengths))
     return matches[np.searchsorted(matches, begins)]
 
 
@@ -166,7 +166,8 @@ def _draw_line(
     columns = _plot_columns(figure)
     for group, mask in _groups(table, spec.get("group_by"), notes):
         x = x_all if mask is None else x_all[mask]
-        ordered = len(x) < 2 or bool(np.all(np.diff(as_axis(x)) >= 0))
+        axis = as_axis(x)
+        ordered = bool(np.all(axis[1:] >= axis[:-1]))
         for name in spec["y"]:
             y = numbers(table.column(name))
             y = y if mask is None else y[mask]
