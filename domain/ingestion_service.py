@@ -41,7 +41,6 @@ from domain.stores.objects import ObjectStore, StoredObject
 from domain.upload_service import UploadsService
 from domain.users import User
 from workers.ingest.common import done_marker
-from workers.ingest.run import ingest_file
 from workers.pool import JobFailed
 
 log = logging.getLogger("labhub.ingestion")
@@ -164,7 +163,7 @@ class IngestionService:
 
     def job_kind(self) -> JobKind:
         return JobKind(
-            INGEST_KIND, ingest_file, title="Ingestion", prepare=self._prepare, commit=self._commit,
+            INGEST_KIND, "workers.ingest.run:ingest_file", title="Ingestion", prepare=self._prepare, commit=self._commit,
             cleanup=self._cleanup, timeout_s=self.settings.timeout_s, max_attempts=3, prepare_stage="upload",
         )  # fmt: skip
 

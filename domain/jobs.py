@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 if TYPE_CHECKING:
-    from workers.pool import WorkerFunction
+    from workers.pool import WorkerTarget
 
 
 class JobStatus(enum.StrEnum):
@@ -106,7 +106,7 @@ class JobKind:
     """
 
     name: str
-    worker: WorkerFunction
+    worker: WorkerTarget  # the function, or its "module:function" name (imported by the workers only)
     title: str = "Job"
     prepare: Prepare = _params_as_inputs
     commit: Commit = _result_as_is

@@ -31,8 +31,9 @@ from domain.stores.objects import ObjectReader, ObjectStore
 from domain.stores.visualizations import VisualizationStore
 from domain.users import User
 from domain.visualizations import PlotSpec, Visualization, check_spec, default_spec
-from workers.plots import render_engagement, render_plot
 from workers.pool import JobFailed
+
+PLOTS = "workers.plots"  # imported by the workers only
 
 PLOT_KIND = "plot"
 ENGAGEMENT_PLOT_KIND = "engagement_plot"
@@ -88,9 +89,10 @@ class VisualizationsService:
         common: dict[str, Any] = {"commit": self._commit, "cleanup": self._cleanup, "timeout_s": 600.0,
                                   "max_attempts": 2, "commit_stage": "store"}  # fmt: skip
         return [
-            JobKind(PLOT_KIND, render_plot, title="Plot", prepare=self._prepare, prepare_stage="read", **common),
+            JobKind(PLOT_KIND, f"{PLOTS}:render_plot", title="Plot", prepare=self._prepare, prepare_stage="read",
+                    **common),
             JobKind(
-                ENGAGEMENT_PLOT_KIND, render_engagement, title="Engagement plot", prepare=self._prepare_engagement,
+                ENGAGEMENT_PLOT_KIND, f"{PLOTS}:render_engagement", title="Engagement plot", prepare=self._prepare_engagement,
                 prepare_stage="prepare", **common,
             ),
         ]  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import logging
 import math
 import multiprocessing
@@ -33,6 +34,9 @@ log = logging.getLogger("labhub.pool")
 
 WorkerEvent = tuple[str, str, int, dict[str, Any]]
 WorkerFunction = Callable[[dict[str, Any], "Reporter"], dict[str, Any]]
+# a worker function, or its "module:function" name: the server then never imports what only workers
+# run (matplotlib, scipy, h5py, the Excel readers: ~80 MB it would hold for nothing)
+WorkerTarget = WorkerFunction | str
 # "__main__" is imported once in the forkserver, so workers do not each re-run the server module
 PRELOAD = ["__main__", "workers.preload"]
 # Worker memory is capped with RLIMIT_AS, which counts address space, not use: BLAS thread pools,
@@ -178,13 +182,21 @@ class Reporter:
         _send(("progress", self.job_id, self.attempt, payload))
 
 
-def run_job(function: WorkerFunction, job_id: str, attempt: int, params: dict[str, Any]) -> dict[str, Any]:
+def resolve(target: WorkerTarget) -> WorkerFunction:
+    if not isinstance(target, str):
+        return target
+    module, _, name = target.partition(":")
+    function: WorkerFunction = getattr(importlib.import_module(module), name)
+    return function
+
+
+def run_job(target: WorkerTarget, job_id: str, attempt: int, params: dict[str, Any]) -> dict[str, Any]:
     """What the pool actually runs: announce the worker's pid, then the job's function."""
     _send(("started", job_id, attempt, {"pid": os.getpid()}))
     try:
         reporter = Reporter(job_id, attempt)
         reporter.check()
-        return function(params, reporter)
+        return resolve(target)(params, reporter)
     finally:  # after every progress event on the same pipe: the server knows it has them all
         with contextlib.suppress(OSError):  # a gone server must not turn the job's outcome into this
             _send(("finished", job_id, attempt, {}))
@@ -276,10 +288,10 @@ class WorkerPool:
                 log.exception("worker event handler failed")
 
     def submit(
-        self, function: WorkerFunction, job_id: str, attempt: int, params: dict[str, Any]
+        self, target: WorkerTarget, job_id: str, attempt: int, params: dict[str, Any]
     ) -> tuple[int, Future[Any]]:
         with self._lock:
-            return self.generation, self.executor.submit(run_job, function, job_id, attempt, params)
+            return self.generation, self.executor.submit(run_job, target, job_id, attempt, params)
 
     def rebuild(self, generation: int) -> bool:
         """Replace a broken executor once, whoever notices first; False if already replaced."""

@@ -25,6 +25,8 @@ import pyarrow
 import pyarrow.csv
 import pyarrow.parquet
 
+import workers.ingest.run  # the job functions (the server names them; only workers import them)
+import workers.plots
 import workers.pool
 
 __all__ = ["matplotlib", "numpy", "pandas", "pyarrow", "workers"]

@@ -2,8 +2,9 @@
 
 Numbers: count, nulls, min, max, mean, std (merged per batch, numerically stable) and the
 quantiles p01, p25, p50, p75, p99. Quantiles are exact while the values of all numeric columns fit
-in the statistics budget; past it each column keeps a uniform random sample (bottom-k on random
-keys, so every value is equally likely to be kept) and the quantiles are estimated from it: with a
+in the statistics budget; past it each column keeps a uniform random sample (reservoir sampling,
+Algorithm R over each batch at once: every value is equally likely to be kept, and the sample is the
+only memory it takes) and the quantiles are estimated from it: with a
 sample of n values the rank error is about 1/sqrt(n) (0.1 % at a million). `quantiles_exact` says
 which. Text: distinct count and the ten most common values (exact up to MAX_DISTINCT distinct
 values, a lower bound past it). Times: range. Booleans: true and false counts.
@@ -37,11 +38,8 @@ class NumericStats:
         self._rng = rng
         self._values: list[np.ndarray] = []
         self._kept = 0
-        self._sample: np.ndarray | None = None  # once sampling: values
-        self._keys: np.ndarray | None = None  # and their random keys
-        self._threshold = 1.0
-        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
-        self._pending_count = 0
+        self._sample: np.ndarray | None = None  # once sampling: the reservoir of `capacity` values
+        self._seen = 0  # values offered to the reservoir so far
         self.integer = True
 
     def update(self, array: pa.Array | pa.ChunkedArray) -> None:
@@ -71,32 +69,19 @@ class NumericStats:
             self._kept += len(values)
             return
         if self._sample is None:  # the exact budget is spent: from here on, a uniform sample
-            self._sample = np.concatenate([*self._values, values])
-            self._keys = self._rng.random(len(self._sample))
-            self._values = []
-            self._trim()
-            return
-        # a value enters only if its random key beats the k-th smallest so far; few do, so the
-        # candidates are kept aside and the sample is trimmed once they add up to its size
-        keys = self._rng.random(len(values))
-        entering = keys < self._threshold
-        if entering.any():
-            self._pending.append((values[entering], keys[entering]))
-            self._pending_count += int(entering.sum())
-            if self._pending_count >= self.capacity:
-                self._trim()
-
-    def _trim(self) -> None:
-        assert self._sample is not None
-        assert self._keys is not None
-        if self._pending:
-            self._sample = np.concatenate([self._sample, *(v for v, _ in self._pending)])
-            self._keys = np.concatenate([self._keys, *(k for _, k in self._pending)])
-            self._pending, self._pending_count = [], 0
-        if len(self._sample) > self.capacity:
-            keep = np.argpartition(self._keys, self.capacity - 1)[: self.capacity]
-            self._sample, self._keys = self._sample[keep], self._keys[keep]
-        self._threshold = float(self._keys.max()) if len(self._keys) >= self.capacity else 1.0
+            self._sample = np.concatenate([*self._values, values[: self.capacity - self._kept]])
+            values = values[self.capacity - self._kept :]
+            self._values, self._seen = [], self.capacity
+        # Algorithm R: the t-th value offered (1-based) is kept with probability capacity / t, in
+        # a slot chosen uniformly; when two values of this batch draw the same slot the later wins,
+        # as if they had come one at a time
+        offered = np.arange(self._seen + 1, self._seen + len(values) + 1, dtype=np.float64)
+        chosen = np.flatnonzero(self._rng.random(len(values)) * offered < self.capacity)
+        slots = self._rng.integers(0, self.capacity, len(chosen))
+        _, last = np.unique(slots[::-1], return_index=True)
+        latest = len(slots) - 1 - last
+        self._sample[slots[latest]] = values[chosen[latest]]
+        self._seen += len(values)
 
     def result(self) -> dict[str, Any]:
         kept = (

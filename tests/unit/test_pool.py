@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from workers import pool
@@ -53,3 +57,16 @@ def test_reporter_stops_a_cancelled_job(monkeypatch, tmp_path):
     (tmp_path / "job2").touch()
     with pytest.raises(JobCancelled):
         reporter.progress("parse", 2, 10)
+
+
+def test_the_server_leaves_worker_only_libraries_to_the_workers():
+    # jobs name their functions ("module:function"); a worker imports them when it runs one
+    probe = "import sys, server; print(sorted(m for m in WORKER_ONLY if m in sys.modules))"
+    worker_only = ["matplotlib", "scipy", "h5py", "fastexcel", "python_calamine", "workers.plots"]
+    done = subprocess.run(
+        [sys.executable, "-c", f"WORKER_ONLY = {worker_only!r}\n{probe}"],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+    assert pool.resolve("workers.plots:render_plot").__name__ == "render_plot"
+    assert pool.resolve(choose_size) is choose_size
