@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -45,6 +46,17 @@ class ObjectReader:
         self._body.close()
 
 
+class Part(io.BytesIO):
+    """One part's bytes, written chunk by chunk and sent as a file: a bytes body is wrapped by
+    botocore in a BytesIO that aiohttp copies whole to size it, a bytearray is sliced (copied) by
+    aiohttp before it is written; either doubled the memory of every part in flight. Closing is
+    left to the garbage collector: aiohttp closes a BytesIO it has sent, and botocore must be able
+    to rewind the part to retry it."""
+
+    def close(self) -> None:
+        pass
+
+
 class _MultipartUpload:
     """One S3 multipart upload with up to `concurrency` parts being sent at a time."""
 
@@ -65,13 +77,13 @@ class _MultipartUpload:
         )
         return cls(store, key, created["UploadId"], concurrency)
 
-    async def _send(self, number: int, body: bytes) -> None:
+    async def _send(self, number: int, body: Part) -> None:
         response = await self._client.upload_part(
             Bucket=self._bucket, Key=self._key, UploadId=self._id, PartNumber=number, Body=body
         )
         self._etags[number] = response["ETag"]
 
-    async def add(self, body: bytes) -> None:
+    async def add(self, body: Part) -> None:
         if len(self._in_flight) >= self._concurrency:
             done, self._in_flight = await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -81,7 +93,7 @@ class _MultipartUpload:
 
     async def complete(self) -> None:
         if self._next == 1:
-            await self.add(b"")
+            await self.add(Part())
         in_flight, self._in_flight = self._in_flight, set()
         await asyncio.gather(*in_flight)
         parts = [{"ETag": self._etags[n], "PartNumber": n} for n in sorted(self._etags)]
@@ -97,6 +109,11 @@ class _MultipartUpload:
             await self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._id)
         except ClientError:
             log.warning("could not abort a multipart upload", extra={"key": self._key}, exc_info=True)
+
+
+def _rewound(part: Part) -> Part:
+    part.seek(0)
+    return part
 
 
 class ObjectStore:
@@ -122,7 +139,9 @@ class ObjectStore:
     async def ping(self) -> None:
         await self.client.head_bucket(Bucket=self.bucket)
 
-    async def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+    async def put_bytes(
+        self, key: str, data: bytes | Part, content_type: str = "application/octet-stream"
+    ) -> None:
         await self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
     async def put_stream(
@@ -137,15 +156,14 @@ class ObjectStore:
         known_sha256: str | None = None,
     ) -> StoredObject:
         """Stream chunks into key, hashing on the way; a few parts are in flight at once, so memory
-        stays within about (concurrency + 1) parts.
+        stays within about (concurrency + 1) parts (see Part).
 
         Over max_bytes raises TooLarge; any failure (or cancellation) aborts the multipart upload,
         so nothing partial is left in the bucket. known_sha256 skips hashing bytes already hashed.
         """
         hasher = None if known_sha256 else hashlib.sha256()
         size = 0
-        pending: list[bytes] = []
-        pending_size = 0
+        part, part_bytes = Part(), 0
         upload: _MultipartUpload | None = None
         try:
             async for chunk in chunks:
@@ -156,17 +174,16 @@ class ObjectStore:
                     )
                 if hasher is not None:
                     hasher.update(chunk)
-                pending.append(chunk)
-                pending_size += len(chunk)
-                if pending_size >= part_size:
+                part_bytes += part.write(chunk)
+                if part_bytes >= part_size:
                     upload = upload or await _MultipartUpload.start(self, key, content_type, concurrency)
-                    await upload.add(b"".join(pending))
-                    pending, pending_size = [], 0
+                    await upload.add(_rewound(part))
+                    part, part_bytes = Part(), 0
             if upload is None:
-                await self.put_bytes(key, b"".join(pending), content_type)
+                await self.put_bytes(key, _rewound(part), content_type)
             else:
-                if pending:
-                    await upload.add(b"".join(pending))
+                if part_bytes:
+                    await upload.add(_rewound(part))
                 await upload.complete()
         except BaseException:
             if upload is not None:
