@@ -158,7 +158,9 @@ async def run_small_files(
             while not queue.empty():
                 # polled 5 times a second (24 clients asking 50 times a second would be most of the
                 # load), or watched over SSE as a frontend does
-                await labhub_ingest(base, headers, project_id, queue.get_nowait(), http, poll_s=0.2, watch=watch)
+                await labhub_ingest(
+                    base, headers, project_id, queue.get_nowait(), http, poll_s=0.2, watch=watch
+                )
 
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(clients)))
@@ -409,10 +411,15 @@ def main(csv_mib: int, xlsx_rows: int, budget_mib: int, skip: set[str]) -> None:
                     )
                 )
             size = sum(p.stat().st_size for p in small or (folder / "small").iterdir()) / 120 / 1000
-            for watch, how in (("sse", "each watching its job over SSE"), ("poll", "each polling its job 5x/s")):
-                seconds, spent = asyncio.run(run_small_files(
-                    folder / f"labhub-small-{watch}", sorted((folder / "small").iterdir()), 24, watch
-                ))
+            for watch, how in (
+                ("sse", "each watching its job over SSE"),
+                ("poll", "each polling its job 5x/s"),
+            ):
+                seconds, spent = asyncio.run(
+                    run_small_files(
+                        folder / f"labhub-small-{watch}", sorted((folder / "small").iterdir()), 24, watch
+                    )
+                )
                 print(f"5. 120 CSVs of {size:.0f} KB, 24 concurrent clients {how}: {seconds:.1f} s, {120 / seconds:.1f} files/s (target >= 25); "
                       "CPU s per process: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(spent.items(), key=lambda kv: -kv[1])))  # fmt: skip
         print(json.dumps({"csv_mib": csv_mib, "xlsx_rows": xlsx_rows, "budget_mib": budget_mib}))

@@ -89,6 +89,7 @@ class OutputFollower:
     def __init__(self, objects: ObjectStore, work: Path, job_id: str, part_size: int) -> None:
         self._objects, self._work, self._job_id, self._part_size = objects, work, job_id, part_size
         self.uploads: dict[str, asyncio.Task[StoredObject]] = {}
+        self.used: set[str] = set()  # keys a dataset of this attempt was recorded with
         self._watcher = asyncio.create_task(self._watch(), name=f"follow-{job_id}")
 
     async def _watch(self) -> None:
@@ -299,7 +300,10 @@ class IngestionService:
             "batch_id": batch_id, "file": attrs.asdict(source), "sheet": sheet, "options": job_options,
             "dataset_type": options.dataset_type, "tag": options.tag,
         }  # fmt: skip
-        queued = await self._jobs.submit(actor, project_id, INGEST_KIND, params, extra={"_id": ingestion_id})
+        # the caller checked the project (_accept)
+        queued = await self._jobs.enqueue(
+            actor.id, project_id, INGEST_KIND, params, extra={"_id": ingestion_id}
+        )
         return IngestionJob(queued.id, source.name, sheet, queued.status.value)
 
     async def _store_raw(self, source: SourceFile, put: Callable[[SourceFile], Awaitable[None]]) -> None:
@@ -424,6 +428,8 @@ class IngestionService:
                 raise JobFailed(
                     "stale_attempt", "a newer attempt of this job has already written its results"
                 )
+            if follower:
+                follower.used.add(key)
             ids.append(dataset_id)
         await self._ingestions.record_outcome(job.id, {"dataset_ids": ids, "stored_only": False})
         if params["options"].get("visualize") and self.visualize is not None:
@@ -437,7 +443,9 @@ class IngestionService:
         if follower is not None:
             # a failed or stale attempt may have stored Parquet files that no dataset uses
             stored = await follower.stop()
-            unused = [key for key in stored if not await self._datasets.uses_key(key)]
+            unused = [
+                key for key in stored if key not in follower.used and not await self._datasets.uses_key(key)
+            ]
             await self._objects.delete(unused)
         for attempt in range(
             1, job.attempt + 1
