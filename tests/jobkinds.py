@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
+import sys
 import time
 from typing import Any
 
@@ -33,6 +34,11 @@ def sleepy(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
         bytearray(4 * 1024**3)
     reporter.progress("done", steps, steps)
     return {"steps": steps, "pid": os.getpid(), "attempt": reporter.attempt}
+
+
+def loaded_modules(params: dict[str, Any], _reporter: Reporter) -> dict[str, Any]:
+    """Which of params["names"] this worker has imported."""
+    return {name: name in sys.modules for name in params["names"]}
 
 
 # a test holds a job in its commit step until it sets the event it put here under params["hold_commit"]

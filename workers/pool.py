@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib
+import importlib.machinery
 import logging
 import math
 import multiprocessing
@@ -17,6 +18,7 @@ import os
 import resource
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -37,8 +39,8 @@ WorkerFunction = Callable[[dict[str, Any], "Reporter"], dict[str, Any]]
 # a worker function, or its "module:function" name: the server then never imports what only workers
 # run (matplotlib, scipy, h5py, the Excel readers: ~80 MB it would hold for nothing)
 WorkerTarget = WorkerFunction | str
-# "__main__" is imported once in the forkserver, so workers do not each re-run the server module
-PRELOAD = ["__main__", "workers.preload"]
+# what every worker needs, imported once by the forkserver and shared with the workers it forks
+PRELOAD = ["workers.preload"]
 # Worker memory is capped with RLIMIT_AS, which counts address space, not use: BLAS thread pools,
 # glibc's per-thread arenas (64 MiB each) and mimalloc's 1 GiB reservation (Arrow's default pool)
 # would spend the budget on reservations, so workers use single-threaded math, two malloc arenas and
@@ -209,6 +211,16 @@ def _noop(_index: int) -> int:
 # -- in the server -------------------------------------------------------------------------------
 
 
+def _keep_main_out_of_workers() -> None:
+    """Workers never need the program that started the pool (server.py: aiohttp, the stores and
+    services, ~55 MB in every worker). multiprocessing re-runs a main *script* in each worker, as
+    __mp_main__ (a forkserver preload of "__main__", which would share it, never gets the script's
+    path on 3.11), but leaves alone a main module whose name is "__main__"."""
+    main = sys.modules.get("__main__")
+    if main is not None and getattr(main, "__spec__", None) is None:
+        main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
+
+
 class WorkerPool:
     """A ProcessPoolExecutor (forkserver, preloaded) that can be rebuilt when a worker dies."""
 
@@ -229,6 +241,7 @@ class WorkerPool:
         os.environ["_LABHUB_POOL_PARENT"] = str(os.getpid())  # checked by the forkserver (workers.preload)
         with contextlib.suppress(ValueError):  # the forkserver is per process and may be running already
             self._context.set_forkserver_preload(PRELOAD)
+        _keep_main_out_of_workers()
 
     def listen(self, on_event: Callable[[WorkerEvent], None]) -> None:
         """Where started/progress events from the workers go (called from a reader thread)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,28 @@ def test_the_server_leaves_worker_only_libraries_to_the_workers():
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
     assert pool.resolve("workers.plots:render_plot").__name__ == "render_plot"
     assert pool.resolve(choose_size) is choose_size
+
+
+MAIN_SCRIPT = """
+import json, sys
+sys.path.insert(0, {root!r})
+import aiohttp  # the program's own import: its workers must not repeat it
+from workers.pool import WorkerPool
+
+if __name__ == "__main__":
+    pool = WorkerPool(1, 1024**3)
+    pool.start()
+    _, future = pool.submit("tests.jobkinds:loaded_modules", "job", 1, {{"names": ["aiohttp", "workers.plots"]}})
+    print(json.dumps(future.result()))
+    pool.shutdown()
+"""
+
+
+def test_workers_do_not_run_the_program_that_started_the_pool(tmp_path):
+    # multiprocessing re-runs a main script in every worker (server.py: ~55 MB each) unless told not to
+    script = tmp_path / "program.py"
+    script.write_text(MAIN_SCRIPT.format(root=str(Path(__file__).resolve().parents[2])))
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"aiohttp": False, "workers.plots": True}
