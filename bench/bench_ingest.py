@@ -364,22 +364,22 @@ def main(csv_mib: int, xlsx_rows: int, budget_mib: int, skip: set[str]) -> None:
             files.append(csv_path)
         if "excel" not in skip:
             workbook(xlsx_path, xlsx_rows)
-            files.append(xlsx_path)
+            files += [xlsx_path] * 3  # best of 3, as the floor
+        timings: dict[str, list[tuple[float, str]]] = {}
         if files:
-            timings = dict(
-                zip([f.name for f in files], asyncio.run(run_labhub(folder / "labhub", files)), strict=True)
-            )
+            for path, timing in zip(files, asyncio.run(run_labhub(folder / "labhub", files)), strict=True):
+                timings.setdefault(path.name, []).append(timing)
         if "csv" not in skip:
             base = baseline_csv(csv_path, folder / "baseline.parquet")
-            ours, memory = timings[csv_path.name]
+            ours, memory = timings[csv_path.name][0]
             size = csv_path.stat().st_size / 1e6
             print(f"1. CSV {size:.0f} MB ({rows} rows × 8 columns): labhub end to end {ours:.2f} s ({size / ours:.0f} MB/s), "
                   f"pyarrow read_csv + write_table {base:.2f} s -> {ours / base:.2f}x (target <= 1.5x)")  # fmt: skip
             print(f"1m. memory while ingesting it: {memory}")
         if "excel" not in skip:
             base = min(baseline_excel(xlsx_path, folder / "floor.parquet") for _ in range(3))
-            ours, _memory = timings[xlsx_path.name]
-            print(f"2. workbook {xlsx_rows} rows × 5 columns: labhub end to end {ours:.2f} s ({xlsx_rows / ours:.0f} rows/s), "
+            ours = min(seconds for seconds, _memory in timings[xlsx_path.name])
+            print(f"2. workbook {xlsx_rows} rows × 5 columns: labhub end to end (best of 3) {ours:.2f} s ({xlsx_rows / ours:.0f} rows/s), "
                   f"floor (fastexcel + write_table, best of 3) {base:.2f} s -> {ours / base:.2f}x (target <= 2.0x)")  # fmt: skip
         if "memory" not in skip:
             budget = budget_mib * 1024 * 1024
