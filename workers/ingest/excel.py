@@ -130,6 +130,10 @@ def column_array(values: list[Any]) -> pa.Array:
     return pa.array([v if type(v) is str and v.strip() else _text(v) for v in values], type=pa.string())
 
 
+def _too_wide(name: str, width: int, limits: Limits) -> JobFailed:
+    return limit_exceeded(f"sheet {name!r} has {width} columns; at most {limits.max_columns} are accepted")
+
+
 def _read_sheet(
     workbook: CalamineWorkbook,
     name: str,
@@ -147,7 +151,7 @@ def _read_sheet(
         return None
     width = max(len(r) for r in rows)
     if width > limits.max_columns:
-        raise limit_exceeded(f"sheet {name!r} has {width} columns; at most {limits.max_columns} are accepted")
+        raise _too_wide(name, width, limits)
     rows = [r + [None] * (width - len(r)) for r in rows]
     warnings = Warnings()
     mode = options.get("header_mode", "file")
@@ -280,10 +284,10 @@ def _read_sheet_fast(
             raise NotForFastexcel from None
         raise
     if batch is None:
-        raise limit_exceeded(f"sheet {name!r} has {width} columns; at most {limits.max_columns} are accepted")
+        raise _too_wide(name, width, limits)
     header = [c.name if c.column_name_from == "looked_up" else "" for c in columns_info]
-    named = set(header)
-    if width == 0 or any(h.rpartition("_")[0] in named - {""} for h in header):
+    named = set(header) - {""}
+    if width == 0 or any(h.rpartition("_")[0] in named for h in header):
         raise NotForFastexcel  # repeated names (fastexcel renames x, x to x, x_1): the other reader numbers them
     top = batch.slice(0, HEADER_SCAN_ROWS - 1).to_pylist()
     scan = [[h.strip() or None for h in header], *([row[n] for n in batch.schema.names] for row in top)]
