@@ -12,7 +12,7 @@ import pytest
 
 from workers.ingest import excel
 from workers.ingest.run import ingest_file
-from workers.pool import Reporter
+from workers.pool import JobFailed, Reporter
 
 
 def _read(path: Path, work: Path) -> dict:
@@ -31,6 +31,10 @@ def _comparable(result: dict) -> list[tuple]:
     return out
 
 
+def _refuse(*_args, **_kwargs):
+    raise excel.NotForFastexcel
+
+
 def _both_ways(tmp_path: Path, book: openpyxl.Workbook, monkeypatch) -> tuple[list, list, list[str]]:
     path = tmp_path / "book.xlsx"
     book.save(path)
@@ -45,10 +49,7 @@ def _both_ways(tmp_path: Path, book: openpyxl.Workbook, monkeypatch) -> tuple[li
     monkeypatch.setattr(excel, "_read_sheet_fast", counting)
     fast = _comparable(_read(path, tmp_path / "fast"))
 
-    def refuse(*_args, **_kwargs):
-        raise excel.NotForFastexcel
-
-    monkeypatch.setattr(excel, "_read_sheet_fast", refuse)
+    monkeypatch.setattr(excel, "_read_sheet_fast", _refuse)
     slow = _comparable(_read(path, tmp_path / "slow"))
     return fast, slow, taken
 
@@ -129,3 +130,23 @@ def test_a_missing_value_marker_in_a_numeric_column_is_missing_as_in_a_csv(tmp_p
     dataset = _read(tmp_path / "m.xlsx", tmp_path / "work")["datasets"][0]
     assert {c["name"]: c["type"] for c in dataset["schema"]}["v"] == "number"
     assert dataset["stats"]["v"]["nulls"] == 3
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_sheet_wider_than_the_limit_fails_the_same_either_way(tmp_path, monkeypatch, fast):
+    book = openpyxl.Workbook()
+    for c in range(25):
+        book.active.cell(1, c + 1, f"c{c}")
+        book.active.cell(2, c + 1, c)
+    path = tmp_path / "wide.xlsx"
+    book.save(path)
+    if not fast:
+        monkeypatch.setattr(
+            excel, "_read_sheet_fast", lambda *_a, **_k: (_ for _ in ()).throw(excel.NotForFastexcel)
+        )
+    params = {"path": str(path), "file_name": path.name, "work_dir": str(tmp_path / "w"), "options": {},
+              "limits": {"max_columns": 20}}  # fmt: skip
+    with pytest.raises(JobFailed) as failed:
+        ingest_file(params, Reporter("test", 1))
+    assert failed.value.code == "limit_exceeded"
+    assert "has 25 columns; at most 20 are accepted" in failed.value.message
