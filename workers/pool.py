@@ -214,8 +214,9 @@ def _noop(_index: int) -> int:
 def _keep_main_out_of_workers() -> None:
     """Workers never need the program that started the pool (server.py: aiohttp, the stores and
     services, ~55 MB in every worker). multiprocessing re-runs a main *script* in each worker, as
-    __mp_main__ (a forkserver preload of "__main__", which would share it, never gets the script's
-    path on 3.11), but leaves alone a main module whose name is "__main__"."""
+    __mp_main__ (a forkserver preload of "__main__", which would share it, never got the script's
+    path before CPython gh-126631 was fixed in 2025), but leaves alone a main module whose name is
+    "__main__"."""
     main = sys.modules.get("__main__")
     if main is not None and getattr(main, "__spec__", None) is None:
         main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
