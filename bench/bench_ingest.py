@@ -9,8 +9,9 @@
    sheet into Arrow + pyarrow.parquet.write_table, in this process. Target: at most 2.0x.
 5. Many small files: 120 CSVs of ~50 KB posted by 24 concurrent clients until every job is done
    (files/s), each client watching its job over SSE as a frontend does, then again polling
-   GET /api/jobs/{id} five times a second; with the CPU seconds each process of the server's tree spent (where a job's fixed
-   cost goes: the server's loop, the embedded MongoDB/Redis/S3, the pool workers).
+   GET /api/jobs/{id} five times a second; with the CPU seconds each process of the server's tree
+   spent (where a job's fixed cost goes: the server's loop, the embedded MongoDB/Redis/S3, the pool
+   workers).
 3. Worker peak memory while a pool worker ingests a CSV twice its memory budget.
 4. HDF5 and TDMS files twice a worker's memory budget through a pool worker (time and peak memory)
    vs the floor: h5py / npTDMS reading every column whole + pyarrow.parquet.write_table, in this

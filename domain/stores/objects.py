@@ -163,7 +163,7 @@ class ObjectStore:
         """
         hasher = None if known_sha256 else hashlib.sha256()
         size = 0
-        part, part_bytes = Part(), 0
+        part = Part()
         upload: _MultipartUpload | None = None
         try:
             async for chunk in chunks:
@@ -174,15 +174,15 @@ class ObjectStore:
                     )
                 if hasher is not None:
                     hasher.update(chunk)
-                part_bytes += part.write(chunk)
-                if part_bytes >= part_size:
+                part.write(chunk)
+                if part.tell() >= part_size:
                     upload = upload or await _MultipartUpload.start(self, key, content_type, concurrency)
                     await upload.add(_rewound(part))
-                    part, part_bytes = Part(), 0
+                    part = Part()
             if upload is None:
                 await self.put_bytes(key, _rewound(part), content_type)
             else:
-                if part_bytes:
+                if part.tell():
                     await upload.add(_rewound(part))
                 await upload.complete()
         except BaseException:
