@@ -135,7 +135,7 @@ class Scheduler:
                 await asyncio.wait(pending, timeout=KILL_WAIT_S)
         for task in self._tasks:
             task.cancel()
-        _, stuck = await asyncio.wait(self._tasks, timeout=KILL_WAIT_S)
+        _, stuck = await asyncio.wait(self._tasks, timeout=KILL_WAIT_S) if self._tasks else (set(), set())
         if stuck:  # never hold the shutdown up forever
             log.error("scheduler tasks did not stop", extra={"tasks": [t.get_name() for t in stuck]})
         self._tasks.clear()

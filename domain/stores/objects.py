@@ -37,6 +37,7 @@ class ObjectReader:
     def __init__(self, response: dict[str, Any]) -> None:
         self._body = response["Body"]
         self.length: int = int(response["ContentLength"])
+        self.content_type: str = response.get("ContentType") or "application/octet-stream"
 
     async def chunks(self, size: int = READ_CHUNK) -> AsyncIterator[bytes]:
         while chunk := await self._body.read(size):
