@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import getpass
 import importlib
+import json
 import logging
+import shlex
 import signal
 import sys
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +35,13 @@ from domain.dataset_service import DatasetsService
 from domain.document_service import DocumentsService
 from domain.engagement_service import EngagementService
 from domain.errors import DomainError
-from domain.ingestion_service import IngestionService
+from domain.ingestion_service import INGEST_KIND, IngestionService
 from domain.job_service import JobEvents, JobsService
-from domain.jobs import JobKinds
+from domain.jobs import Job, JobKinds, JobStatus
 from domain.mail import Sender
 from domain.mail_service import MailService
 from domain.meeting_service import MeetingsService
+from domain.metrics import Metrics
 from domain.notification_service import NotificationsService
 from domain.password_resets import PasswordResets, ResetLimits
 from domain.passwords import Passwords
@@ -91,6 +94,7 @@ from handlers import (
     ingestions,
     jobs,
     meetings,
+    metrics,
     notifications,
     openapi,
     projects,
@@ -120,6 +124,7 @@ from handlers.keys import (
     LOCAL_FILES,
     MAIL,
     MEETINGS,
+    METRICS,
     MONGO,
     NOTIFICATIONS,
     OBJECTS,
@@ -142,7 +147,7 @@ from workers.pool import WorkerPool, host_sizing
 
 ROUTE_MODULES = (
     health, auth, users, projects, documents, records, ingestions, datasets, visualizations, jobs, notifications,
-    meetings, engagement, system, tokens, calendar, tus, openapi,
+    meetings, engagement, system, tokens, calendar, tus, metrics, openapi,
 )  # fmt: skip
 
 log = logging.getLogger("labhub.server")
@@ -167,27 +172,35 @@ def embedded_services(
     )
 
 
+@contextlib.asynccontextmanager
+async def running_services(settings: Settings) -> AsyncIterator[ServiceEndpoints]:
+    """The embedded services, started, supervised (restarted when one dies) and stopped at the end."""
+    services = embedded_services(settings)
+    services.spawn()  # in the main thread: the children's PDEATHSIG is tied to the spawning thread
+    supervisor: asyncio.Task[None] | None = None
+    try:
+        endpoints = await asyncio.to_thread(services.wait_ready)
+        log.info("embedded services ready", extra={"pids": services.pids, "data_dir": str(services.data_dir)})
+        supervisor = asyncio.create_task(
+            services.supervise(max_failures=settings.services.restart_attempts), name="service-supervisor"
+        )
+        yield endpoints
+    finally:
+        if supervisor is not None:
+            supervisor.cancel()
+            await asyncio.wait([supervisor], timeout=10)
+        await asyncio.to_thread(services.stop)
+
+
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     if settings.services.mode == "external":
         app[ENDPOINTS] = ServiceEndpoints(settings.mongo.uri, settings.redis.url, settings.s3.endpoint_url)
         yield
         return
-    services = embedded_services(settings)
-    services.spawn()  # in the main thread: the children's PDEATHSIG is tied to the spawning thread
-    supervisor: asyncio.Task[None] | None = None
-    try:
-        app[ENDPOINTS] = await asyncio.to_thread(services.wait_ready)
-        log.info("embedded services ready", extra={"pids": services.pids, "data_dir": str(services.data_dir)})
-        supervisor = asyncio.create_task(
-            services.supervise(max_failures=settings.services.restart_attempts), name="service-supervisor"
-        )
+    async with running_services(settings) as endpoints:
+        app[ENDPOINTS] = endpoints
         yield
-    finally:
-        if supervisor is not None:
-            supervisor.cancel()
-            await asyncio.wait([supervisor], timeout=10)
-        await asyncio.to_thread(services.stop)
 
 
 async def mongo_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -422,15 +435,28 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
             heartbeat_s=j.heartbeat_s, lease_s=j.lease_s, poll_s=j.poll_s,
             cancel_grace_s=j.cancel_grace_s, shutdown_grace_s=j.shutdown_grace_s,
         ),
+        metrics=app[METRICS],
     )  # fmt: skip
     app[POOL].listen(scheduler.on_worker_event)
     scheduler.on_finished(app[MAIL].job_finished)
+    scheduler.on_finished(count_ingestion(app[METRICS]))
     app[SCHEDULER] = scheduler
     await scheduler.start()
     try:
         yield
     finally:
         await scheduler.stop()
+
+
+def count_ingestion(metrics: Metrics) -> Callable[[Job, str], Awaitable[None]]:
+    """A finish listener: the bytes and rows of each ingestion that succeeded on this instance."""
+
+    async def count(job: Job, _title: str) -> None:
+        if job.kind == INGEST_KIND and job.status is JobStatus.SUCCEEDED:
+            metrics.ingested_bytes.inc(job.params["file"]["size"])
+            metrics.ingested_rows.inc((job.result or {}).get("rows") or 0)
+
+    return count
 
 
 async def upload_sweep_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -495,6 +521,8 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.http.max_body_bytes,
     )
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[METRICS].info.labels(__version__).set(1)
     app[JOB_KINDS] = JobKinds()
     load_job_plugins(app[JOB_KINDS], settings.jobs.plugins)
     app.cleanup_ctx.extend(
@@ -732,6 +760,56 @@ async def reset_password(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _shared_secret(path: Path, value: str) -> str:
+    """path holding value (0600), for instances that share it; written if it is missing or differs."""
+    if not path.exists() or path.read_text(encoding="utf-8").strip() != value:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(value, encoding="utf-8")
+    path.chmod(0o600)
+    return str(path)
+
+
+async def services_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Only the embedded services, for LabHub instances in external mode (one host, several instances)."""
+    if settings.services.mode == "external":
+        return fail("services.mode is external: there are no embedded services to run")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    secrets_dir = settings.data_path / "secrets"
+    async with running_services(settings) as endpoints:
+        found = {
+            "mongo_uri": endpoints.mongo_uri,
+            "redis_url": endpoints.redis_url,
+            "s3_endpoint_url": endpoints.s3_endpoint_url,
+            "s3_access_key": settings.s3.access_key,
+            "s3_secret_key_file": _shared_secret(secrets_dir / "s3_secret", settings.s3.secret_key),
+        }
+        generated_jwt = (
+            secrets_dir / "jwt_secret"
+        )  # every instance must sign and check tokens with one secret
+        if (
+            generated_jwt.exists()
+            and generated_jwt.read_text(encoding="utf-8").strip() == settings.auth.jwt_secret
+        ):
+            found["jwt_secret_file"] = str(generated_jwt)
+        if args.env:
+            names = {
+                "mongo_uri": "MONGO_URI", "redis_url": "REDIS_URL", "s3_endpoint_url": "S3_ENDPOINT_URL",
+                "s3_access_key": "S3_ACCESS_KEY", "s3_secret_key_file": "S3_SECRET_KEY_FILE",
+                "jwt_secret_file": "AUTH_JWT_SECRET_FILE",
+            }  # fmt: skip
+            print("export LABHUB_SERVICES_MODE=external")
+            for key, value in found.items():
+                print(f"export LABHUB_{names[key]}={shlex.quote(value)}")
+        else:
+            print(json.dumps(found))
+        sys.stdout.flush()
+        await stop.wait()
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labhub", description=__doc__)
     parser.add_argument("--config", help="config file (default: config.toml or $LABHUB_CONFIG)")
@@ -777,6 +855,13 @@ def _parser() -> argparse.ArgumentParser:
     restore_cmd.add_argument(
         "--force", action="store_true", help="replace whatever the database and bucket hold now"
     )
+    services_cmd = commands.add_parser(
+        "services",
+        help="run only the embedded MongoDB, Redis and S3 (for instances in external mode); prints where they are",
+    )
+    services_cmd.add_argument(
+        "--env", action="store_true", help="print export LABHUB_...= lines to source instead of JSON"
+    )
     commands.add_parser("check-config", help="validate the configuration and print it (secrets hidden)")
     return parser
 
@@ -799,7 +884,7 @@ def main(argv: list[str] | None = None) -> int:
             return fail(f"configuration error: {exc}")
     admin = {
         "create-user": create_user, "reset-password": reset_password,
-        "backup": backup_command, "restore": restore_command,
+        "backup": backup_command, "restore": restore_command, "services": services_command,
     }  # fmt: skip
     if args.command in admin:
         try:

@@ -26,6 +26,7 @@ from domain.clock import utcnow
 from domain.errors import DomainError
 from domain.job_service import CONTROL_CHANNEL, WAKE_CHANNEL, JobEvents, job_snapshot
 from domain.jobs import Attempt, Job, JobError, JobKind, JobKinds, JobStatus, Progress, job_error
+from domain.metrics import Metrics
 from domain.notification_service import NotificationsService
 from domain.stores.availability import unavailable_service
 from domain.stores.jobs import JobStore
@@ -60,6 +61,7 @@ class Running:
     future: Future[Any] | None = None
     generation: int = 0
     kill_reason: str | None = None  # timeout | cancel | lost | shutdown
+    started: float = attrs.field(factory=time.monotonic)
     progress: Progress | None = None
     progress_saved_at: float = 0.0
     # Progress is written by two tasks (the worker's events, the scheduler's own stages) and status
@@ -83,6 +85,7 @@ class Scheduler:
         notifications: NotificationsService,
         redis: RedisStore,
         settings: SchedulerSettings,
+        metrics: Metrics | None = None,
     ) -> None:
         self.instance_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._store = store
@@ -92,6 +95,7 @@ class Scheduler:
         self._notifications = notifications
         self._redis = redis
         self._settings = settings
+        self._metrics = metrics or Metrics()
         self._running: dict[str, Running] = {}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -296,14 +300,16 @@ class Scheduler:
 
     async def _after_lost_worker(self, running: Running) -> None:
         job = running.job
-        if running.generation and not self._pool.healthy:
-            self._pool.rebuild(running.generation)
+        if running.generation and not self._pool.healthy and self._pool.rebuild(running.generation):
+            self._metrics.pool_rebuilds.inc()
         reason = running.kill_reason
+        self._metrics.worker_crashes.labels(reason or "crash").inc()
         if reason == "lost":
             return  # another instance owns this job now
         if reason == "cancel":
             await self._finish(job, JobStatus.CANCELLED, error=job_error("cancelled"))
         elif job.attempt < job.max_attempts:
+            self._metrics.job_retries.labels(job.kind, "worker_lost").inc()
             await self._requeue(job, bump=True)
         else:
             await self._finish(
@@ -351,6 +357,8 @@ class Scheduler:
                 log.info("stale attempt not committed", extra={"job_id": job.id, "attempt": job.attempt})
                 return
             await self._publish(finished)
+        seconds = time.monotonic() - running.started if running is not None else None
+        self._metrics.job_finished(job.kind, status.value, seconds)
         await self._notify(finished)
 
     async def _publish(self, job: Job) -> None:
@@ -448,11 +456,13 @@ class Scheduler:
                     job, JobStatus.CANCELLED, owner=None, error=job_error("cancelled"), expired_before=now
                 )
                 if finished is not None:
+                    self._metrics.job_finished(job.kind, JobStatus.CANCELLED.value, None)
                     await self._publish(finished)
                 continue
             if job.attempt < job.max_attempts:
                 requeued = await self._store.requeue(None, job, bump=True, expired_before=now)
                 if requeued is not None:
+                    self._metrics.job_retries.labels(job.kind, "lease_expired").inc()
                     log.info("abandoned job requeued", extra={"job_id": job.id, "attempt": requeued.attempt})
                     await self._publish(requeued)
                     self._wake.set()
@@ -465,6 +475,7 @@ class Scheduler:
                 expired_before=now,
             )
             if finished is not None:
+                self._metrics.job_finished(job.kind, JobStatus.FAILED.value, None)
                 await self._publish(finished)
                 await self._notify(finished)
 

@@ -235,6 +235,14 @@ class MailSettings:
 
 
 @attrs.frozen
+class MetricsSettings:
+    enabled: bool = True
+    # the scraper's credential (Authorization: Bearer …); from the environment or bearer_secret_file only
+    bearer_secret: str = attrs.field(default="", repr=False)
+    bearer_secret_file: str = ""
+
+
+@attrs.frozen
 class Settings:
     app: AppSettings = AppSettings()
     http: HttpSettings = HttpSettings()
@@ -249,6 +257,7 @@ class Settings:
     sse: SseSettings = SseSettings()
     ingest: IngestSettings = IngestSettings()
     mail: MailSettings = MailSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @property
     def mail_base_url(self) -> str:
@@ -264,7 +273,13 @@ class Settings:
 
 # Secrets may come from the environment or from a *_file key, never from the config file itself.
 SECRET_KEYS = frozenset(
-    {("auth", "jwt_secret"), ("auth", "bootstrap_password"), ("s3", "secret_key"), ("mail", "password")}
+    {
+        ("auth", "jwt_secret"),
+        ("auth", "bootstrap_password"),
+        ("s3", "secret_key"),
+        ("mail", "password"),
+        ("metrics", "bearer_secret"),
+    }
 )
 _SECTIONS: dict[str, type[Any]] = typing.get_type_hints(Settings)
 _FIELD_TYPES: dict[str, dict[str, Any]] = {
@@ -491,6 +506,7 @@ __all__ = [
     "IngestSettings",
     "JobSettings",
     "MailSettings",
+    "MetricsSettings",
     "MongoSettings",
     "PoolSettings",
     "RedisSettings",

@@ -31,7 +31,7 @@ class Readiness:
     checks: dict[str, str]
 
 
-async def _check(probe: Callable[[], Awaitable[Any]]) -> str:
+async def probe(probe: Callable[[], Awaitable[Any]]) -> str:
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
             await probe()
@@ -58,9 +58,9 @@ async def ready(request: web.Request) -> web.Response:
     app = request.app
     names = ["mongo", "redis", "s3"]
     results = await asyncio.gather(
-        _check(lambda: ping_mongo(app[MONGO])),
-        _check(app[REDIS].ping),
-        _check(app[OBJECTS].ping),
+        probe(lambda: ping_mongo(app[MONGO])),
+        probe(app[REDIS].ping),
+        probe(app[OBJECTS].ping),
     )
     checks = dict(zip(names, results, strict=True))
     checks["pool"] = "ok" if app[POOL].healthy else "down: the worker pool is being rebuilt"

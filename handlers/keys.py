@@ -18,6 +18,7 @@ from domain.job_service import JobsService
 from domain.jobs import JobKinds
 from domain.mail_service import MailService
 from domain.meeting_service import MeetingsService
+from domain.metrics import Metrics
 from domain.notification_service import NotificationsService
 from domain.password_resets import PasswordResets
 from domain.project_service import ProjectsService
@@ -57,6 +58,7 @@ DATASETS = web.AppKey("datasets", DatasetsService)
 INGESTIONS = web.AppKey("ingestions", IngestionService)
 VISUALIZATIONS = web.AppKey("visualizations", VisualizationsService)
 MEETINGS = web.AppKey("meetings", MeetingsService)
+METRICS = web.AppKey("metrics", Metrics)
 ENGAGEMENT = web.AppKey("engagement", EngagementService)
 ACCESS_TOKENS = web.AppKey("access_tokens", AccessTokenService)
 CALENDAR_LINKS = web.AppKey("calendar_links", CalendarLinks)

@@ -19,7 +19,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
-from handlers.keys import REQUEST_ID, USER_ID
+from domain.metrics import UNMATCHED_ROUTE
+from handlers.keys import METRICS, REQUEST_ID, USER_ID
 
 access_log = logging.getLogger("labhub.access")
 
@@ -188,13 +189,18 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
         status = exc.status
         raise
     finally:
+        elapsed = time.perf_counter() - started
+        resource = request.match_info.route.resource
+        request.app[METRICS].http(
+            request.method, resource.canonical if resource is not None else UNMATCHED_ROUTE, status, elapsed
+        )
         if access_log.isEnabledFor(logging.INFO):
             access_log.handle(
                 AccessRecord(
                     request.method,
                     request.path,  # never the query string: it may carry an SSE ticket
                     status,
-                    round((time.perf_counter() - started) * 1000, 2),
+                    round(elapsed * 1000, 2),
                     request.get(USER_ID),
                     request[REQUEST_ID],
                     request.remote,

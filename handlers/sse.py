@@ -9,10 +9,11 @@ from typing import Any
 import attrs
 from aiohttp import HttpVersion11, web
 from aiohttp_sse import EventSourceResponse
+from prometheus_client import Counter
 
 from domain.jobs import FINAL_STATUSES
 from domain.stores.events import Entry, EventHub, valid_stream_id
-from handlers.keys import EVENT_HUB, EVENT_LOG, SETTINGS
+from handlers.keys import EVENT_HUB, EVENT_LOG, METRICS, SETTINGS
 
 
 class WireFrame:
@@ -90,8 +91,11 @@ def encode_entry(entry: Entry) -> tuple[WireFrame, bool]:
 class SseConnection:
     """One client as the hub sees it: writes never wait; a client too far behind is dropped."""
 
-    def __init__(self, request: web.Request, chunked: bool, last_id: str, max_buffer: int) -> None:
+    def __init__(
+        self, request: web.Request, chunked: bool, last_id: str, max_buffer: int, delivered: Counter
+    ) -> None:
         self._transport = request.transport
+        self._delivered = delivered
         self._chunked = chunked
         self._max_buffer = max_buffer
         self.last_id = last_id
@@ -111,6 +115,7 @@ class SseConnection:
     def deliver(self, entry_id: str, frame: WireFrame, terminal: bool) -> bool:
         if not self._write(frame):
             return False
+        self._delivered.inc()
         self.last_id = entry_id
         if terminal:
             self._end("finished")
@@ -181,16 +186,21 @@ async def stream_events(request: web.Request, source: StreamSource) -> web.Strea
         if is_terminal(event, data):
             finished = True
             break
+    metrics = request.app[METRICS]
+    metrics.sse_delivered.inc(1 + len(backlog))
     if backlog:
         await response.write(b"".join(backlog))
     del replay, backlog, snapshot, source
     if not finished:
         # from here on this frame is all a client costs, besides aiohttp's own objects
         hub: EventHub = request.app[EVENT_HUB]
-        connection = SseConnection(request, response.sent_chunked, last_sent, settings.max_buffer_bytes)
+        connection = SseConnection(
+            request, response.sent_chunked, last_sent, settings.max_buffer_bytes, metrics.sse_delivered
+        )
         hub.subscribe(stream, connection)
         try:
-            await connection.done
+            if await connection.done == "too slow":
+                metrics.sse_dropped.inc()
         finally:
             hub.unsubscribe(stream, connection)
     if request.transport is not None and not request.transport.is_closing():
