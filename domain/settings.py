@@ -491,6 +491,11 @@ def finalize_secrets(settings: Settings) -> Settings:
             raise SettingsError(
                 f"auth.jwt_secret: must be at least {MIN_PRODUCTION_SECRET_BYTES} bytes in production"
             )
+    scraper = settings.metrics.bearer_secret
+    if scraper and settings.app.env == "production" and len(scraper.encode()) < MIN_PRODUCTION_SECRET_BYTES:
+        raise SettingsError(
+            f"metrics.bearer_secret: must be at least {MIN_PRODUCTION_SECRET_BYTES} bytes in production"
+        )
     if settings.services.mode == "embedded" and not settings.s3.secret_key:
         s3_secret = _persistent_secret(settings.data_path / "secrets" / "s3_secret", 24)
         settings = with_changes(

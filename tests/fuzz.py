@@ -28,11 +28,13 @@ from typing import Any
 
 import attrs
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from domain.metrics import UNMATCHED_ROUTE  # noqa: E402
 from domain.stores.embedded import free_port  # noqa: E402
 from tests.system.conftest import output, start, wait_ready  # noqa: E402
 
@@ -212,6 +214,32 @@ def run_schemathesis(
     return results
 
 
+_OBJECT_ID = re.compile(r"[0-9a-f]{24}")
+MAX_SERIES = 3000  # every route × method × status seen, with histogram buckets: far below this
+
+
+def metric_label_problems(base: str, seeded: Seeded) -> list[str]:
+    """After fuzzing: /metrics labels are route templates and fixed words, never ids or input."""
+    with httpx.Client(base_url=base, timeout=30) as http:
+        paths = set(http.get("/api/openapi.json").json()["paths"])
+        response = http.get("/metrics", headers={"Authorization": f"Bearer {seeded.tokens['head']}"})
+    if response.status_code != 200:
+        return [f"/metrics answered {response.status_code} to the head"]
+    templates = paths | {UNMATCHED_ROUTE, "/"}
+    problems, series = [], 0
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            series += 1
+            for key, value in sample.labels.items():
+                if _OBJECT_ID.search(value) or any(v in value for v in seeded.ids.values()):
+                    problems.append(f"{sample.name}: label {key}={value!r} holds an id")
+                if key == "route" and value not in templates and not value.startswith("/assets/"):
+                    problems.append(f"{sample.name}: route {value!r} is not a route template")
+    if series > MAX_SERIES:
+        problems.append(f"/metrics has {series} series after fuzzing (more than {MAX_SERIES})")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labhub fuzz", description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: a new one, printed)")
@@ -239,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
                 ):  # fmt: skip
                     print(result.stdout[-20000:], result.stderr[-5000:], sep="\n", flush=True)
                     status = status or result.returncode
+            if server.poll() is None and (problems := metric_label_problems(base, seeded)):
+                print("unbounded metric labels:\n" + "\n".join(sorted(set(problems))[:50]))
+                status = status or 1
             if server.poll() is not None:
                 print("the server died during the run:\n" + output(data_dir, port)[-5000:])
                 status = status or 1

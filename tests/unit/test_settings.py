@@ -146,6 +146,26 @@ def test_production_accepts_a_long_secret(tmp_path):
     assert finalize_secrets(production).auth.jwt_secret == "k" * 32
 
 
+def test_the_scraper_secret_is_a_secret_and_long_in_production(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('[metrics]\nbearer_secret = "in the file"\n')
+    with pytest.raises(SettingsError, match=r"metrics\.bearer_secret: secrets are not read from"):
+        load_settings(config, environ={})
+    secret_file = tmp_path / "scraper"
+    secret_file.write_text("s" * 40 + "\n")
+    settings = load_settings(
+        ROOT / "config.toml", environ={"LABHUB_METRICS_BEARER_SECRET_FILE": str(secret_file)}
+    )
+    assert settings.metrics.enabled
+    assert settings.metrics.bearer_secret == "s" * 40
+    assert "s" * 40 not in repr(settings)
+    production = with_changes(
+        settings, app={"env": "production"}, auth={"jwt_secret": "k" * 32}, metrics={"bearer_secret": "short"}
+    )
+    with pytest.raises(SettingsError, match=r"metrics\.bearer_secret: must be at least 32 bytes"):
+        finalize_secrets(production)
+
+
 def test_mail_is_off_by_default_and_its_password_is_a_secret(tmp_path):
     settings = load_settings(ROOT / "config.toml", environ={})
     assert settings.mail.enabled is False
