@@ -114,6 +114,7 @@ from handlers.keys import (
     CALENDAR_LINKS,
     DATASETS,
     DOCUMENTS,
+    EMBEDDED,
     ENDPOINTS,
     ENGAGEMENT,
     EVENT_HUB,
@@ -173,18 +174,18 @@ def embedded_services(
 
 
 @contextlib.asynccontextmanager
-async def running_services(settings: Settings) -> AsyncIterator[ServiceEndpoints]:
+async def running_services(settings: Settings) -> AsyncIterator[EmbeddedServices]:
     """The embedded services, started, supervised (restarted when one dies) and stopped at the end."""
     services = embedded_services(settings)
     services.spawn()  # in the main thread: the children's PDEATHSIG is tied to the spawning thread
     supervisor: asyncio.Task[None] | None = None
     try:
-        endpoints = await asyncio.to_thread(services.wait_ready)
+        await asyncio.to_thread(services.wait_ready)
         log.info("embedded services ready", extra={"pids": services.pids, "data_dir": str(services.data_dir)})
         supervisor = asyncio.create_task(
             services.supervise(max_failures=settings.services.restart_attempts), name="service-supervisor"
         )
-        yield endpoints
+        yield services
     finally:
         if supervisor is not None:
             supervisor.cancel()
@@ -198,8 +199,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[ENDPOINTS] = ServiceEndpoints(settings.mongo.uri, settings.redis.url, settings.s3.endpoint_url)
         yield
         return
-    async with running_services(settings) as endpoints:
-        app[ENDPOINTS] = endpoints
+    async with running_services(settings) as services:
+        app[ENDPOINTS], app[EMBEDDED] = services.endpoints(), services
         yield
 
 
@@ -778,7 +779,8 @@ async def services_command(settings: Settings, args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     secrets_dir = settings.data_path / "secrets"
-    async with running_services(settings) as endpoints:
+    async with running_services(settings) as services:
+        endpoints = services.endpoints()
         found = {
             "mongo_uri": endpoints.mongo_uri,
             "redis_url": endpoints.redis_url,

@@ -73,6 +73,10 @@ class Metrics:
             "labhub_service_up", "1 when the service answers this instance (MongoDB, Redis, S3, the worker pool)",
             ["service"], registry=r,
         )  # fmt: skip
+        self.service_restarts = Gauge(
+            "labhub_embedded_service_restarts", "Times an embedded service died and was started again (since start)",
+            ["service"], registry=r,
+        )  # fmt: skip
         self.info = Gauge("labhub_build_info", "This instance's LabHub version", ["version"], registry=r)
 
     def http(self, method: str, route: str, status: int, seconds: float) -> None:

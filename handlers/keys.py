@@ -25,7 +25,7 @@ from domain.project_service import ProjectsService
 from domain.record_service import RecordsService
 from domain.scheduler import Scheduler
 from domain.settings import Settings
-from domain.stores.embedded import ServiceEndpoints
+from domain.stores.embedded import EmbeddedServices, ServiceEndpoints
 from domain.stores.events import EventHub, EventLog
 from domain.stores.localfiles import LocalFiles
 from domain.stores.objects import ObjectStore
@@ -37,6 +37,7 @@ from workers.pool import PoolSizing, WorkerPool
 SETTINGS = web.AppKey("settings", Settings)
 ENDPOINTS = web.AppKey("endpoints", ServiceEndpoints)
 MONGO = web.AppKey("mongo", AsyncDatabase)
+EMBEDDED = web.AppKey("embedded", EmbeddedServices)  # only with services.mode = "embedded"
 REDIS = web.AppKey("redis", RedisStore)
 OBJECTS = web.AppKey("objects", ObjectStore)
 ACCOUNTS = web.AppKey("accounts", AccountsService)

@@ -14,7 +14,7 @@ from domain.metrics import Metrics
 from domain.stores.mongo import ping_mongo
 from handlers.health import probe
 from handlers.identity import bearer_token, require_user
-from handlers.keys import EVENT_HUB, JOBS, METRICS, MONGO, OBJECTS, POOL, REDIS, SCHEDULER, SETTINGS
+from handlers.keys import EMBEDDED, EVENT_HUB, JOBS, METRICS, MONGO, OBJECTS, POOL, REDIS, SCHEDULER, SETTINGS
 from handlers.openapi import doc
 
 routes = web.RouteTableDef()
@@ -44,6 +44,9 @@ async def _read_state(app: web.Application, metrics: Metrics) -> None:
     for service, result in zip(("mongo", "redis", "s3"), checks, strict=True):
         metrics.service_up.labels(service).set(result == "ok")
     metrics.service_up.labels("pool").set(app[POOL].healthy)
+    if EMBEDDED in app:
+        for service in ("mongo", "redis", "s3"):
+            metrics.service_restarts.labels(service).set(app[EMBEDDED].restarts.get(service, 0))
     metrics.jobs_running.set(len(app[SCHEDULER].running_jobs))
     metrics.pool_workers.set(app[POOL].size)
     metrics.sse_open.set(app[EVENT_HUB].subscriber_count)

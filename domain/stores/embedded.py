@@ -214,6 +214,7 @@ class EmbeddedServices:
         self._ports = {"mongo": mongo_port, "redis": redis_port, "s3": s3_port}
         self._only = only
         self._children: list[_Child] = []
+        self.restarts: dict[str, int] = {}  # times the supervisor started a service again
 
     @property
     def pids(self) -> dict[str, int]:
@@ -348,6 +349,7 @@ class EmbeddedServices:
                        "restart_in_s": delay, "try": failures},
             )  # fmt: skip
             await asyncio.sleep(delay)
+            self.restarts[child.name] = self.restarts.get(child.name, 0) + 1
             self._launch(child)
             try:
                 await asyncio.to_thread(self._wait_one, child)

@@ -29,6 +29,7 @@ from tests.api.test_ingestion import finished, form
 from tests.api.test_meetings import schedule
 from tests.api.test_visualizations import CSV, plot
 from tests.conftest import file_form, job_settings
+from tests.sse_client import read_events
 
 TUS = {"Tus-Resumable": "1.0.0"}
 
@@ -189,6 +190,12 @@ async def test_backup_restore_round_trip_with_an_ingestion_running(
     assert [key for key, (status, _) in before.items() if status != 200] == [
         f"student /api/projects/{ids['project']}/audit"
     ]
+    # Redis started empty: a finished job's event stream is told from MongoDB
+    response = await restored.get(f"/api/jobs/{ids['ingestion']}/events", headers=team.member.headers)
+    events, ended = await read_events(response)
+    assert ended
+    assert events[0].event == "snapshot"
+    assert events[0].data["status"] == "succeeded"
     # the job that was running runs again on the restored server and finishes
     job = await finished(restored, team, running_id)
     assert job["status"] == "succeeded", job

@@ -20,7 +20,9 @@ from tests.system.conftest import queue_test_job, service_endpoints, service_pid
 
 pytestmark = pytest.mark.system
 
-ENV = {"LABHUB_JOBS_PLUGINS": "tests.jobkinds:SYSTEM_KINDS", "LABHUB_SSE_PING_S": "0.5"}
+SCRAPER = "the-scraper-secret-of-the-outage-test"
+ENV = {"LABHUB_JOBS_PLUGINS": "tests.jobkinds:SYSTEM_KINDS", "LABHUB_SSE_PING_S": "0.5",
+       "LABHUB_METRICS_BEARER_SECRET": SCRAPER}  # fmt: skip
 FINAL = {"succeeded", "failed", "cancelled"}
 AOF_WINDOW_S = 1.5  # appendfsync everysec: Redis may lose about the last second of writes (DESIGN §6)
 KILLS = 3
@@ -165,6 +167,7 @@ async def test_a_killed_service_comes_back_and_the_job_ends_once(tmp_path, servi
                 return (await http.get("/ready")).status_code == 200
 
             await wait_for(ready, 120, f"{service} restarted and /ready ok")
+            scraped = (await http.get("/metrics", headers={"Authorization": f"Bearer {SCRAPER}"})).text
             await asyncio.wait_for(watching, 180)
             poller.stop.set()
             await polling
@@ -179,6 +182,8 @@ async def test_a_killed_service_comes_back_and_the_job_ends_once(tmp_path, servi
 
     assert final["status"] == "succeeded", final
     assert final["attempt"] == 1, "an outage must not cost the job an attempt"
+    assert f'labhub_embedded_service_restarts{{service="{service}"}} {float(KILLS)}' in scraped
+    assert f'labhub_service_up{{service="{service}"}} 1.0' in scraped
     terminal = [e for e in watcher.events if is_final(e)]
     assert [e.data["status"] for e in terminal] == ["succeeded"], "the job ended exactly once"
     assert watcher.events[-1] is terminal[0]
