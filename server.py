@@ -19,6 +19,8 @@ from typing import Any
 import aiohttp_cors
 import attrs
 from aiohttp import web
+from botocore.exceptions import BotoCoreError, ClientError
+from pymongo.errors import PyMongoError
 
 from domain import __version__
 from domain.access_token_service import AccessTokenService
@@ -691,8 +693,9 @@ async def backup_command(settings: Settings, args: argparse.Namespace) -> int:
             f"{len(manifest['requeued_jobs'])} running jobs are in it as queued: they run again after a restore"
         )
     if manifest["missing_objects"]:
-        print(f"{len(manifest['missing_objects'])} referenced objects were gone by the time they were copied "
-              "(deleted during the backup); take another backup for a complete one", file=sys.stderr)  # fmt: skip
+        print(f"{len(manifest['missing_objects'])} referenced objects were not in storage when they were copied "
+              "(deleted during the backup, or still being uploaded); listed in the manifest as missing_objects",
+              file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -893,6 +896,9 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(admin[args.command](settings, args))
         except (EmbeddedServiceError, BackupError, ArchiveError) as exc:
             return fail(str(exc))
+        except (PyMongoError, BotoCoreError, ClientError, OSError) as exc:  # a service or the disk failed
+            log.debug("%s failed", args.command, exc_info=True)
+            return fail(f"{args.command} failed: {type(exc).__name__}: {exc}")
     print(settings)
     return 0
 
