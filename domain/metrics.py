@@ -7,6 +7,8 @@ stays bounded however the server is called.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -19,6 +21,7 @@ SERVICES = ("mongo", "redis", "s3", "pool")
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
+        self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.http_requests = Counter(
             "labhub_http_requests", "HTTP requests answered, by method, route template and status",
             ["method", "route", "status"], registry=r,
@@ -81,8 +84,15 @@ class Metrics:
 
     def http(self, method: str, route: str, status: int, seconds: float) -> None:
         method = method if method in KNOWN_METHODS else "OTHER"
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_duration.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._http_children.get(key)  # labels() validates and locks on every call: once per series
+        if children is None:
+            children = self._http_children[key] = (
+                self.http_requests.labels(method, route, str(status)),
+                self.http_duration.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def job_finished(self, kind: str, status: str, seconds: float | None) -> None:
         """seconds None: ended without running here (its lease ran out elsewhere)."""
