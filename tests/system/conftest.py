@@ -38,6 +38,17 @@ def start(data_dir: Path, port: int, **extra_env: str) -> subprocess.Popen[bytes
         )
 
 
+def run_labhub(
+    data_dir: Path, *args: str, stdin: bytes | None = None, **extra_env: str
+) -> subprocess.CompletedProcess[bytes]:
+    """A `./labhub` command (not serve) on data_dir, to the end; its output captured."""
+    env = {**os.environ, "LABHUB_SERVICES_DATA_DIR": str(data_dir), **extra_env}
+    return subprocess.run(
+        [str(ROOT / "labhub"), *args], cwd=ROOT, env=env, input=stdin, capture_output=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+
+
 def output(data_dir: Path, port: int) -> str:
     return log_path(data_dir, port).read_text(errors="replace")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -12,7 +11,7 @@ import httpx
 import pytest
 
 from domain.stores.embedded import free_port
-from tests.system.conftest import ROOT, start, wait_ready
+from tests.system.conftest import run_labhub, start, wait_ready
 
 pytestmark = pytest.mark.system
 
@@ -20,16 +19,8 @@ CSV = b"t,v\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(500))
 
 
 def labhub(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LABHUB_SERVICES_DATA_DIR": str(data_dir)}
-    return subprocess.run(
-        [str(ROOT / "labhub"), *args],
-        check=False,
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_labhub(data_dir, *args)
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
 
 
 def populate(base: str) -> tuple[dict[str, str], dict[str, bytes]]:

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from domain.stores.embedded import free_port
-from tests.system.conftest import ROOT, all_gone, output, service_pids, start, wait_ready
+from tests.system.conftest import ROOT, all_gone, output, run_labhub, service_pids, start, wait_ready
 
 pytestmark = pytest.mark.system
 
@@ -125,20 +125,7 @@ def test_production_refuses_a_short_secret(tmp_path):
 
 
 def _labhub(data_dir, *args, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    env = {
-        **os.environ,
-        "LABHUB_SERVICES_DATA_DIR": str(data_dir),
-        "LABHUB_HTTP_PUBLIC_URL": "https://hub.lab.example",
-    }
-    return subprocess.run(
-        [str(ROOT / "labhub"), *args],
-        cwd=ROOT,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        timeout=180,
-        check=False,
-    )
+    return run_labhub(data_dir, *args, stdin=stdin, LABHUB_HTTP_PUBLIC_URL="https://hub.lab.example")
 
 
 def _post(port: int, path: str, body: dict) -> int:
