@@ -560,13 +560,19 @@ def fail(message: str) -> int:
     return 1
 
 
-async def serve(settings: Settings) -> int:
-    app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
+def _stop_on_signals() -> asyncio.Event:
+    """Set by SIGTERM or SIGINT (Ctrl-C): the running command then stops cleanly."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def serve(settings: Settings) -> int:
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
+    stop = _stop_on_signals()
     try:
         await runner.setup()
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
@@ -777,10 +783,7 @@ async def services_command(settings: Settings, args: argparse.Namespace) -> int:
     """Only the embedded services, for LabHub instances in external mode (one host, several instances)."""
     if settings.services.mode == "external":
         return fail("services.mode is external: there are no embedded services to run")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = _stop_on_signals()
     secrets_dir = settings.data_path / "secrets"
     async with running_services(settings) as services:
         endpoints = services.endpoints()
@@ -791,9 +794,8 @@ async def services_command(settings: Settings, args: argparse.Namespace) -> int:
             "s3_access_key": settings.s3.access_key,
             "s3_secret_key_file": _shared_secret(secrets_dir / "s3_secret", settings.s3.secret_key),
         }
-        generated_jwt = (
-            secrets_dir / "jwt_secret"
-        )  # every instance must sign and check tokens with one secret
+        # every instance must sign and check tokens with one secret: the generated one, if in use
+        generated_jwt = secrets_dir / "jwt_secret"
         if (
             generated_jwt.exists()
             and generated_jwt.read_text(encoding="utf-8").strip() == settings.auth.jwt_secret

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -31,8 +30,6 @@ from domain.jobs import JobStatus
 from domain.stores.archive import ArchiveError, ArchiveReader, ArchiveWriter, safe_name
 from domain.stores.mongo import Database
 from domain.stores.objects import ObjectStore
-
-log = logging.getLogger("labhub.backup")
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -160,11 +157,7 @@ class _Dump:
         self.files[path] = _entry(len(text), hashlib.sha256(text).hexdigest())
 
     async def objects(self, objects: ObjectStore) -> None:
-        stored = set(await objects.keys())
         for key in sorted(self.referenced):
-            if key not in stored:
-                self.missing.append(key)
-                continue
             path = f"{OBJECTS_DIR}/{safe_name(key)}"
             try:
                 async with objects.open_read(key) as reader:
@@ -172,7 +165,7 @@ class _Dump:
                         out = _HashingWriter(handle)
                         async for chunk in reader.chunks(CHUNK):
                             out.write(chunk)
-            except NotFound:  # deleted after its document was dumped
+            except NotFound:  # deleted after its document was dumped, or still being uploaded
                 self.missing.append(key)
                 continue
             self.object_types[key] = reader.content_type

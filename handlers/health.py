@@ -31,7 +31,7 @@ class Readiness:
     checks: dict[str, str]
 
 
-async def probe(probe: Callable[[], Awaitable[Any]]) -> str:
+async def _check(probe: Callable[[], Awaitable[Any]]) -> str:
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
             await probe()
@@ -40,6 +40,18 @@ async def probe(probe: Callable[[], Awaitable[Any]]) -> str:
     except Exception as exc:  # noqa: BLE001 - any failure of a probe means "down", with its reason
         return f"down: {type(exc).__name__}"
     return "ok"
+
+
+async def service_checks(app: web.Application) -> dict[str, str]:
+    """ "ok" or "down: <why>" for MongoDB, Redis, S3 and the worker pool, as this instance sees them."""
+    results = await asyncio.gather(
+        _check(lambda: ping_mongo(app[MONGO])),
+        _check(app[REDIS].ping),
+        _check(app[OBJECTS].ping),
+    )
+    checks = dict(zip(("mongo", "redis", "s3"), results, strict=True))
+    checks["pool"] = "ok" if app[POOL].healthy else "down: the worker pool is being rebuilt"
+    return checks
 
 
 @routes.get("/health")
@@ -55,15 +67,7 @@ async def health(_request: web.Request) -> web.Response:
     auth="none",
 )
 async def ready(request: web.Request) -> web.Response:
-    app = request.app
-    names = ["mongo", "redis", "s3"]
-    results = await asyncio.gather(
-        probe(lambda: ping_mongo(app[MONGO])),
-        probe(app[REDIS].ping),
-        probe(app[OBJECTS].ping),
-    )
-    checks = dict(zip(names, results, strict=True))
-    checks["pool"] = "ok" if app[POOL].healthy else "down: the worker pool is being rebuilt"
+    checks = await service_checks(request.app)
     down = [name for name, result in checks.items() if result != "ok"]
     if down:
         return problem_response(

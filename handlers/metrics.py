@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 
 from aiohttp import web
@@ -11,10 +10,9 @@ from pymongo.errors import PyMongoError
 
 from domain.errors import DomainError
 from domain.metrics import Metrics
-from domain.stores.mongo import ping_mongo
-from handlers.health import probe
+from handlers.health import service_checks
 from handlers.identity import bearer_token, require_user
-from handlers.keys import EMBEDDED, EVENT_HUB, JOBS, METRICS, MONGO, OBJECTS, POOL, REDIS, SCHEDULER, SETTINGS
+from handlers.keys import EMBEDDED, EVENT_HUB, JOBS, METRICS, POOL, SCHEDULER, SETTINGS
 from handlers.openapi import doc
 
 routes = web.RouteTableDef()
@@ -38,19 +36,17 @@ async def _allowed(request: web.Request) -> bool:
 
 async def _read_state(app: web.Application, metrics: Metrics) -> None:
     """The gauges that are read when scraped: the services, jobs, the pool and open streams."""
-    checks = await asyncio.gather(
-        probe(lambda: ping_mongo(app[MONGO])), probe(app[REDIS].ping), probe(app[OBJECTS].ping)
-    )
-    for service, result in zip(("mongo", "redis", "s3"), checks, strict=True):
+    checks = await service_checks(app)
+    for service, result in checks.items():
         metrics.service_up.labels(service).set(result == "ok")
-    metrics.service_up.labels("pool").set(app[POOL].healthy)
     if EMBEDDED in app:
-        for service in ("mongo", "redis", "s3"):
-            metrics.service_restarts.labels(service).set(app[EMBEDDED].restarts.get(service, 0))
+        embedded = app[EMBEDDED]
+        for service in embedded.pids:
+            metrics.service_restarts.labels(service).set(embedded.restarts.get(service, 0))
     metrics.jobs_running.set(len(app[SCHEDULER].running_jobs))
     metrics.pool_workers.set(app[POOL].size)
     metrics.sse_open.set(app[EVENT_HUB].subscriber_count)
-    if checks[0] != "ok":
+    if checks["mongo"] != "ok":
         return  # the job gauges keep their last values; labhub_service_up says why
     try:
         counts = await app[JOBS].counts()

@@ -21,6 +21,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from domain.stores.embedded import free_port
+from tests.api.test_metrics import samples, value
 from tests.sse_client import SseParser, collect
 from tests.system.conftest import ROOT, queue_test_job, start, wait_ready
 
@@ -104,14 +105,6 @@ def runs_in(pid: int, server: subprocess.Popen[bytes]) -> bool:
     return pid in {p.pid for p in psutil.Process(server.pid).children(recursive=True)}
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    for line in text.splitlines():
-        if line.startswith(f"{name}{{{wanted}}} " if labels else f"{name} "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 async def test_two_instances_share_jobs_streams_revocations_and_take_over_a_killed_ones_job(
     services, tmp_path
 ):
@@ -164,8 +157,8 @@ async def test_two_instances_share_jobs_streams_revocations_and_take_over_a_kill
                 assert done["status"] == "succeeded", done
                 assert done["attempt"] == 1
             scraper = {"Authorization": f"Bearer {SCRAPER}"}
-            ran = [metric((await http.get("/metrics", headers=scraper)).text, "labhub_jobs_finished_total",
-                          kind="ingest", status="succeeded") for http in (a, b)]  # fmt: skip
+            ran = [value(samples((await http.get("/metrics", headers=scraper)).text), "labhub_jobs_finished_total",
+                         kind="ingest", status="succeeded") for http in (a, b)]  # fmt: skip
             assert sum(ran) == len(ids), ran  # each exactly once
             assert min(ran) >= 1, f"one instance ran them all: {ran}"
             datasets = (await a.get(f"/api/projects/{project}/datasets", headers=auth)).json()["items"]
