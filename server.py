@@ -440,7 +440,7 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
         metrics=app[METRICS],
     )  # fmt: skip
-    app[POOL].listen(scheduler.on_worker_event)
+    app[POOL].listen(scheduler.on_worker_event, scheduler.on_pool_rebuilt)
     scheduler.on_finished(app[MAIL].job_finished)
     scheduler.on_finished(count_ingestion(app[METRICS]))
     app[SCHEDULER] = scheduler

@@ -32,7 +32,7 @@ from harness import labhub_server  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from workers import plots  # noqa: E402
-from workers.pool import Reporter  # noqa: E402
+from workers.worker import Reporter  # noqa: E402
 
 SPEC = {"kind": "line", "x": "t", "y": ["v"], "width": 1000, "height": 600, "dpi": 100, "format": "png"}
 

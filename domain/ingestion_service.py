@@ -41,7 +41,7 @@ from domain.stores.objects import ObjectStore, StoredObject
 from domain.upload_service import UploadsService
 from domain.users import User
 from workers.ingest.common import done_marker
-from workers.pool import JobFailed
+from workers.worker import JobFailed
 
 log = logging.getLogger("labhub.ingestion")
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 if TYPE_CHECKING:
-    from workers.pool import WorkerTarget
+    from workers.worker import WorkerTarget
 
 
 class JobStatus(enum.StrEnum):

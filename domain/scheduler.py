@@ -31,7 +31,8 @@ from domain.notification_service import NotificationsService
 from domain.stores.availability import unavailable_service
 from domain.stores.jobs import JobStore
 from domain.stores.redis_store import RedisStore
-from workers.pool import JobCancelled, JobFailed, WorkerEvent, WorkerPool
+from workers.pool import GenerationEnd, WorkerPool
+from workers.worker import JobCancelled, JobFailed, WorkerEvent
 
 log = logging.getLogger("labhub.scheduler")
 
@@ -57,7 +58,6 @@ class SchedulerSettings:
 class Running:
     job: Job
     task: asyncio.Task[None] | None = None
-    pid: int | None = None
     future: Future[Any] | None = None
     generation: int = 0
     kill_reason: str | None = None  # timeout | cancel | lost | shutdown
@@ -149,6 +149,12 @@ class Scheduler:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._worker_events.put_nowait, event)
 
+    def on_pool_rebuilt(self, _generation: int, _ended: GenerationEnd) -> None:
+        """Called from the pool's watchdog once a broken pool works again: count it, claim again."""
+        self._metrics.pool_rebuilds.inc()
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
+
     @property
     def running_jobs(self) -> list[str]:
         return list(self._running)
@@ -166,7 +172,9 @@ class Scheduler:
     async def _claim_loop(self) -> None:
         while not self._stopping:
             try:
-                while len(self._running) < self._pool.size and not self._stopping:
+                # nothing is claimed while the pool is broken: the watchdog is rebuilding it, and
+                # wakes this loop when it is done
+                while len(self._running) < self._pool.size and self._pool.healthy and not self._stopping:
                     job = await self._store.claim(
                         self.instance_id, self._kinds.names(), self._settings.lease_s
                     )
@@ -219,7 +227,7 @@ class Scheduler:
             # new attempt's entry is what keeps its lease renewed
             if self._running.get(job.id) is running:
                 del self._running[job.id]
-                self._pool.clear_cancel(job.id)
+                self._pool.forget(job.id, job.attempt)
             self._wake.set()
             if kind is not None:
                 await asyncio.shield(self._cleanup(kind, job))
@@ -269,7 +277,10 @@ class Scheduler:
 
     async def _execute(self, running: Running, kind: JobKind, inputs: dict[str, Any]) -> dict[str, Any]:
         job = running.job
-        running.generation, future = self._pool.submit(kind.worker, job.id, job.attempt, inputs)
+        # in a thread: the pool's lock may be held by a rebuild that waits for workers to start
+        running.generation, future = await asyncio.to_thread(
+            self._pool.submit, kind.worker, job.id, job.attempt, inputs
+        )
         running.future = future
         waiting = asyncio.wrap_future(future)
         # if this task is cancelled (shutdown) the outcome is dropped on purpose, not "never retrieved"
@@ -294,15 +305,23 @@ class Scheduler:
         running.kill_reason = running.kill_reason or reason
         if running.future.cancel():
             return  # it had not started yet
-        if running.pid is not None:
+        pid = self._pool.started_pid(running.job.id, running.job.attempt)
+        if pid is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(running.pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
 
     async def _after_lost_worker(self, running: Running) -> None:
+        """The pool broke under a job. Its own worker's death (a crash, running out of memory, our
+        kill at a timeout) spends an attempt; a job whose worker was stopped because another worker
+        or the forkserver died, or that never reached a worker, is put back as it was."""
         job = running.job
-        if running.generation and not self._pool.healthy and self._pool.rebuild(running.generation):
-            self._metrics.pool_rebuilds.inc()
         reason = running.kill_reason
+        if reason is None:
+            pid = self._pool.started_pid(job.id, job.attempt)
+            if not await asyncio.to_thread(self._pool.worker_died, running.generation, pid):
+                self._metrics.job_retries.labels(job.kind, "pool_lost").inc()
+                await self._requeue(job, bump=False)
+                return
         self._metrics.worker_crashes.labels(reason or "crash").inc()
         if reason == "lost":
             return  # another instance owns this job now
@@ -527,9 +546,6 @@ class Scheduler:
             kind, job_id, attempt, payload = await self._worker_events.get()
             running = self._running.get(job_id)
             if running is None or running.job.attempt != attempt:
-                continue
-            if kind == "started":
-                running.pid = int(payload["pid"])
                 continue
             if kind == "finished":
                 running.drained.set()

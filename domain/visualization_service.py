@@ -31,7 +31,7 @@ from domain.stores.objects import ObjectReader, ObjectStore
 from domain.stores.visualizations import VisualizationStore
 from domain.users import User
 from domain.visualizations import PlotSpec, Visualization, check_spec, default_spec
-from workers.pool import JobFailed
+from workers.worker import JobFailed
 
 PLOTS = "workers.plots"  # imported by the workers only
 

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from domain.jobs import Attempt, Job, JobKind
-from workers.pool import JobFailed, Reporter
+from workers.worker import JobFailed, Reporter
 
 
 def sleepy(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:

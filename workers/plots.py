@@ -29,7 +29,7 @@ from matplotlib import cbook
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from workers.pool import JobFailed, Reporter
+from workers.worker import JobFailed, Reporter
 
 SCATTER_POINTS = 200_000
 MAX_GROUPS = 20

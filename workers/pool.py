@@ -1,44 +1,52 @@
-"""The process pool: sizing from the host, worker set-up, progress reporting and rebuilding.
+"""The process pool, as the server sees it: sizing from the host, starting the workers, reading
+their events, and rebuilding the pool when a worker dies.
 
-Everything here is synchronous. Workers send ("started" | "progress" | "finished", job_id, attempt, payload)
-tuples through a pipe created with each pool generation; a reader thread in the server hands them
-to a callback. Cancellation reaches a running job through a flag file it checks at progress points.
+A worker that dies, busy or idle, breaks the whole ProcessPoolExecutor (every pending future fails
+with BrokenProcessPool). A watchdog thread notices within a fraction of a second, records how each
+worker of the broken generation ended (its own death, or stopped by the executor because another
+died, or the forkserver under it died), and starts the next generation with all its workers
+(`WorkerPool.rebuild`). The scheduler asks `worker_died` to tell the job whose worker died from the
+bystanders, which are retried without spending an attempt.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
-import ctypes
-import importlib
 import importlib.machinery
 import logging
 import math
 import multiprocessing
+import multiprocessing.forkserver
 import os
-import resource
 import shutil
 import signal
 import sys
 import tempfile
 import threading
-import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing.connection import Connection
-from multiprocessing.synchronize import Lock
 from pathlib import Path
 from typing import Any
 
 import attrs
 import psutil
 
+from workers.worker import (
+    WorkerEvent,
+    WorkerTarget,
+    cancel_flag,
+    cpus,
+    init_worker,
+    pid_file,
+    run_job,
+    whoami,
+)
+
 log = logging.getLogger("labhub.pool")
 
-WorkerEvent = tuple[str, str, int, dict[str, Any]]
-WorkerFunction = Callable[[dict[str, Any], "Reporter"], dict[str, Any]]
-# a worker function, or its "module:function" name: the server then never imports what only workers
-# run (matplotlib, scipy, h5py, the Excel readers: ~80 MB it would hold for nothing)
-WorkerTarget = WorkerFunction | str
 # what every worker needs, imported once by the forkserver and shared with the workers it forks
 PRELOAD = ["workers.preload"]
 # Worker memory is capped with RLIMIT_AS, which counts address space, not use: BLAS thread pools,
@@ -53,24 +61,10 @@ WORKER_ENVIRONMENT = {
     "MALLOC_MMAP_THRESHOLD_": "1048576",
     "ARROW_DEFAULT_MEMORY_POOL": "system",
 }
-# Arrow takes OMP_NUM_THREADS=1 as its own thread count, which made a worker read Parquet and parse
-# CSV on one core (3x slower on 5M rows); its pool is set explicitly, capped because each thread's
-# stack is address space under RLIMIT_AS
-ARROW_MAX_THREADS = 4
-MIN_EVENT_INTERVAL_S = 0.2  # at most about five progress events per second per job
-
-
-class JobCancelled(Exception):
-    """Raised inside a worker at a progress point once its job has been cancelled."""
-
-
-class JobFailed(Exception):
-    """Raised by worker functions for a failure a lab member can act on (bad input and the like)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
+WATCH_EVERY_S = 0.2  # how often the watchdog looks at the pool
+END_WAIT_S = 10.0  # at most this long for a broken executor to stop its other workers
+START_WAIT_S = 120.0  # at most this long for a new generation's workers to start (a busy machine)
+ENDS_KEPT = 32  # broken generations remembered for worker_died
 
 
 @attrs.frozen
@@ -104,9 +98,8 @@ def choose_size(
 def host_sizing(
     *, ram_fraction: float, worker_memory_bytes: int, min_workers: int, max_workers: int
 ) -> PoolSizing:
-    cpus = _cpus()
     return choose_size(
-        cpu_count=cpus,
+        cpu_count=cpus(),
         available_bytes=psutil.virtual_memory().available,
         ram_fraction=ram_fraction,
         worker_memory_bytes=worker_memory_bytes,
@@ -115,100 +108,30 @@ def host_sizing(
     )
 
 
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (psutil.cpu_count() or 1)
+@attrs.frozen
+class GenerationEnd:
+    """How the workers of a broken pool generation ended: pid -> exit code (minus the signal that
+    ended it; None: still running when given up on), and whether the forkserver under them died."""
+
+    exit_codes: dict[int, int | None]
+    forkserver_died: bool
 
 
-# -- inside a worker process ---------------------------------------------------------------------
-
-_events: Connection | None = None
-_events_lock: Lock | None = None
-_cancel_dir: Path | None = None
+def _forkserver_pid() -> int | None:
+    pid = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+    return pid if isinstance(pid, int) else None
 
 
-def init_worker(memory_bytes: int, events: Connection, events_lock: Lock, cancel_dir: str) -> None:
-    """Pool initializer: memory cap, no Ctrl-C (the server handles it), Agg plots, the event pipe."""
-    global _events, _events_lock, _cancel_dir  # noqa: PLW0603 - per-process state is what an initializer sets up
-    # die with the forkserver, which dies with the server: no orphan workers after a SIGKILL
-    with contextlib.suppress(AttributeError, OSError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    with contextlib.suppress(ImportError):
-        import matplotlib
-
-        matplotlib.use("Agg")
-    with contextlib.suppress(ImportError):
-        import pyarrow
-
-        pyarrow.set_cpu_count(min(ARROW_MAX_THREADS, _cpus()))
-    _events, _events_lock = events, events_lock
-    _cancel_dir = Path(cancel_dir)
-
-
-def _send(event: WorkerEvent) -> None:
-    if _events is not None and _events_lock is not None:
-        with _events_lock:
-            _events.send(event)
-
-
-class Reporter:
-    """Progress from a worker function: (stage, done, total, message), rate limited.
-
-    Holds only the job id and attempt, so it pickles; it is also where a cancelled job stops.
-    """
-
-    def __init__(self, job_id: str, attempt: int) -> None:
-        self.job_id = job_id
-        self.attempt = attempt
-        self._last_sent = 0.0
-        self._last_stage: str | None = None
-
-    def cancelled(self) -> bool:
-        return _cancel_dir is not None and (_cancel_dir / self.job_id).exists()
-
-    def check(self) -> None:
-        if self.cancelled():
-            raise JobCancelled(self.job_id)
-
-    def progress(
-        self, stage: str, done: float | None = None, total: float | None = None, message: str = ""
-    ) -> None:
-        self.check()
-        now = time.monotonic()
-        finished_stage = total is not None and done is not None and done >= total
-        if stage == self._last_stage and not finished_stage and now - self._last_sent < MIN_EVENT_INTERVAL_S:
-            return
-        self._last_sent, self._last_stage = now, stage
-        payload = {"stage": stage, "done": done, "total": total, "message": message[:500]}
-        _send(("progress", self.job_id, self.attempt, payload))
-
-
-def resolve(target: WorkerTarget) -> WorkerFunction:
-    if not isinstance(target, str):
-        return target
-    module, _, name = target.partition(":")
-    function: WorkerFunction = getattr(importlib.import_module(module), name)
-    return function
-
-
-def run_job(target: WorkerTarget, job_id: str, attempt: int, params: dict[str, Any]) -> dict[str, Any]:
-    """What the pool actually runs: announce the worker's pid, then the job's function."""
-    _send(("started", job_id, attempt, {"pid": os.getpid()}))
+def _dead(pid: int | None) -> bool:
+    """A process that exited (a zombie not yet reaped counts: multiprocessing reaps the forkserver
+    itself when it starts the next one, so this must not)."""
+    if pid is None:
+        return False
     try:
-        reporter = Reporter(job_id, attempt)
-        reporter.check()
-        return resolve(target)(params, reporter)
-    finally:  # after every progress event on the same pipe: the server knows it has them all
-        with contextlib.suppress(OSError):  # a gone server must not turn the job's outcome into this
-            _send(("finished", job_id, attempt, {}))
-
-
-def _noop(_index: int) -> int:
-    return os.getpid()
-
-
-# -- in the server -------------------------------------------------------------------------------
+        status: str = psutil.Process(pid).status()
+    except psutil.NoSuchProcess:
+        return True
+    return bool(status == psutil.STATUS_ZOMBIE)
 
 
 def _keep_main_out_of_workers() -> None:
@@ -223,19 +146,24 @@ def _keep_main_out_of_workers() -> None:
 
 
 class WorkerPool:
-    """A ProcessPoolExecutor (forkserver, preloaded) that can be rebuilt when a worker dies."""
+    """A ProcessPoolExecutor (forkserver, preloaded) that a watchdog rebuilds when a worker dies."""
 
     def __init__(self, size: int, memory_bytes: int) -> None:
         self.size = size
         self.memory_bytes = memory_bytes
         self._on_event: Callable[[WorkerEvent], None] = lambda _event: None
+        self._on_rebuild: Callable[[int, GenerationEnd], None] = lambda _generation, _end: None
         self._lock = threading.Lock()
-        self._cancel_dir = Path(tempfile.mkdtemp(prefix="labhub-cancel-"))
+        self._rebuilt = threading.Condition()
+        self._control_dir = Path(tempfile.mkdtemp(prefix="labhub-jobs-"))
         self.generation = 0
         self._executor: ProcessPoolExecutor | None = None
         self._pipe: tuple[Connection, Connection] | None = None
         self._reader: threading.Thread | None = None
         self._reader_stop = threading.Event()
+        self._ended: OrderedDict[int, GenerationEnd] = OrderedDict()
+        self._stopping = threading.Event()
+        self._watchdog: threading.Thread | None = None
         self._context = multiprocessing.get_context("forkserver")
         for name, value in WORKER_ENVIRONMENT.items():
             os.environ.setdefault(name, value)
@@ -244,15 +172,26 @@ class WorkerPool:
             self._context.set_forkserver_preload(PRELOAD)
         _keep_main_out_of_workers()
 
-    def listen(self, on_event: Callable[[WorkerEvent], None]) -> None:
-        """Where started/progress events from the workers go (called from a reader thread)."""
+    def listen(
+        self,
+        on_event: Callable[[WorkerEvent], None],
+        on_rebuild: Callable[[int, GenerationEnd], None] | None = None,
+    ) -> None:
+        """Where progress events from the workers go (called from a reader thread), and who hears of
+        each rebuild (the new generation and how the old one ended; called from the watchdog)."""
         self._on_event = on_event
+        if on_rebuild is not None:
+            self._on_rebuild = on_rebuild
 
     def start(self) -> None:
+        """Start the first generation and the watchdog. Call from the main thread: the forkserver's
+        PDEATHSIG is tied to the thread that starts it."""
         with self._lock:
             self._start_locked()
-        # start the workers now (forkserver start-up and preload cost a second or two)
-        list(self.executor.map(_noop, range(self.size)))
+            # start the workers now (forkserver start-up and preload cost a second or two)
+            self._start_workers_locked()
+        self._watchdog = threading.Thread(target=self._watch, name="pool-watchdog", daemon=True)
+        self._watchdog.start()
 
     def _start_locked(self) -> None:
         # a fresh pipe and lock per generation: a killed worker may have left the old ones torn or held
@@ -262,7 +201,7 @@ class WorkerPool:
             max_workers=self.size,
             mp_context=self._context,
             initializer=init_worker,
-            initargs=(self.memory_bytes, sender, self._context.Lock(), str(self._cancel_dir)),
+            initargs=(self.memory_bytes, sender, self._context.Lock(), str(self._control_dir)),
         )
         self.generation += 1
         self._reader_stop = threading.Event()
@@ -273,6 +212,20 @@ class WorkerPool:
             daemon=True,
         )
         self._reader.start()
+
+    def _start_workers_locked(self) -> None:
+        """One no-op per slot starts every worker of the generation at once, from this thread (the
+        executor would start them one by one in whichever thread submits; the watchdog, which lives
+        as long as the pool, is the one that may start a new forkserver)."""
+        assert self._executor is not None
+        started = [self._executor.submit(whoami, i) for i in range(self.size)]
+        done, waiting = concurrent.futures.wait(started, timeout=START_WAIT_S)
+        broken = [f for f in done if f.exception() is not None]
+        if waiting or broken:  # a worker died while starting: the watchdog tries again
+            log.warning(
+                "worker pool did not start all its workers",
+                extra={"generation": self.generation, "waiting": len(waiting), "failed": len(broken)},
+            )
 
     @property
     def executor(self) -> ProcessPoolExecutor:
@@ -304,30 +257,110 @@ class WorkerPool:
     def submit(
         self, target: WorkerTarget, job_id: str, attempt: int, params: dict[str, Any]
     ) -> tuple[int, Future[Any]]:
+        """(generation, future) of one job; BrokenProcessPool at once if the pool is broken (the
+        watchdog is rebuilding it: the job never reached a worker)."""
         with self._lock:
             return self.generation, self.executor.submit(run_job, target, job_id, attempt, params)
 
+    # -- when a worker dies ----------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(WATCH_EVERY_S):
+            if self.healthy:
+                continue
+            try:
+                self.rebuild(self.generation)
+            except Exception:  # the watchdog must outlive a failed rebuild: it tries again
+                log.exception("rebuilding the worker pool failed; trying again")
+
     def rebuild(self, generation: int) -> bool:
-        """Replace a broken executor once, whoever notices first; False if already replaced."""
+        """Replace a broken generation once, whoever notices first; False if it was replaced already.
+        Waits for the broken executor to stop its other workers, so that their exit codes say which
+        one died by itself."""
         with self._lock:
-            if generation != self.generation:
+            if generation != self.generation or self._stopping.is_set():
                 return False
-            log.warning("worker pool broken; rebuilding", extra={"generation": generation})
+            ended = self._end_generation_locked()
             self._stop_locked(kill=True)
             self._start_locked()
-            return True
+            self._start_workers_locked()
+            new = self.generation
+        with self._rebuilt:
+            self._ended[generation] = ended
+            while len(self._ended) > ENDS_KEPT:
+                self._ended.popitem(last=False)
+            self._rebuilt.notify_all()
+        log.warning(
+            "worker pool rebuilt",
+            extra={
+                "generation": new,
+                "exit_codes": ended.exit_codes,
+                "forkserver_died": ended.forkserver_died,
+            },
+        )
+        self._on_rebuild(new, ended)
+        return True
+
+    def _end_generation_locked(self) -> GenerationEnd:
+        executor = self._executor
+        manager = getattr(executor, "_executor_manager_thread", None)
+        if isinstance(manager, threading.Thread):
+            # a broken executor stops the workers still running (SIGTERM) and joins them all
+            manager.join(timeout=END_WAIT_S)
+        processes = dict(getattr(executor, "_processes", None) or {})
+        return GenerationEnd(
+            exit_codes={pid: process.exitcode for pid, process in processes.items()},
+            forkserver_died=_dead(_forkserver_pid()),
+        )
+
+    def worker_died(self, generation: int, pid: int | None) -> bool:
+        """Whether a job's worker (pid, of that generation) died by itself (a crash, running out of
+        memory, a kill) rather than being stopped because another worker or the forkserver died.
+        Blocks until that generation's end is known (the watchdog records it within a second or two)."""
+        if pid is None or generation == 0:
+            return False  # the job never reached a worker
+        with self._rebuilt:
+            self._rebuilt.wait_for(
+                lambda: (
+                    generation in self._ended
+                    or self._stopping.is_set()
+                    or (generation == self.generation and self.healthy)
+                ),
+                timeout=END_WAIT_S + START_WAIT_S,
+            )
+            ended = self._ended.get(generation)
+        if ended is None:
+            return True  # nothing known: count it against the job, so that a poison job still ends
+        if ended.forkserver_died:
+            return False
+        return ended.exit_codes.get(pid) != -signal.SIGTERM
+
+    # -- per-job control files -------------------------------------------------------------------
+
+    def started_pid(self, job_id: str, attempt: int) -> int | None:
+        """The pid of the worker that started this attempt of the job, if one did."""
+        try:
+            return int(pid_file(self._control_dir, job_id, attempt).read_text())
+        except (OSError, ValueError):
+            return None
 
     def request_cancel(self, job_id: str) -> None:
-        (self._cancel_dir / job_id).touch()
+        cancel_flag(self._control_dir, job_id).touch()
 
-    def clear_cancel(self, job_id: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            (self._cancel_dir / job_id).unlink()
+    def forget(self, job_id: str, attempt: int) -> None:
+        """An attempt is over: its cancel flag and pid file go."""
+        for path in (cancel_flag(self._control_dir, job_id), pid_file(self._control_dir, job_id, attempt)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def worker_pids(self) -> list[int]:
         executor = self._executor
         processes = getattr(executor, "_processes", None) or {}
         return [p.pid for p in list(processes.values()) if p.pid is not None]
+
+    @property
+    def forkserver_pid(self) -> int | None:
+        return _forkserver_pid()
 
     def _stop_locked(self, *, kill: bool) -> None:
         executor, pipe, reader = self._executor, self._pipe, self._reader
@@ -346,6 +379,11 @@ class WorkerPool:
                 end.close()
 
     def shutdown(self, *, kill: bool = True) -> None:
+        self._stopping.set()
+        with self._rebuilt:
+            self._rebuilt.notify_all()
+        if self._watchdog is not None:
+            self._watchdog.join(timeout=END_WAIT_S + START_WAIT_S)
         with self._lock:
             self._stop_locked(kill=kill)
-        shutil.rmtree(self._cancel_dir, ignore_errors=True)
+        shutil.rmtree(self._control_dir, ignore_errors=True)

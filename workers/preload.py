@@ -10,7 +10,7 @@ import signal
 import matplotlib
 
 # this runs in the forkserver, which the server starts from its main thread: make the forkserver
-# die with the server (its workers die with it in turn, see workers.pool.init_worker)
+# die with the server (its workers die with it in turn, see workers.worker.init_worker)
 with contextlib.suppress(AttributeError, OSError):
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 if os.environ.get("_LABHUB_POOL_PARENT", str(os.getppid())) != str(os.getppid()):
@@ -27,7 +27,7 @@ import pyarrow.parquet
 
 import workers.ingest.run  # the job functions (the server names them; only workers import them)
 import workers.plots
-import workers.pool
+import workers.worker
 
 __all__ = ["matplotlib", "numpy", "pandas", "pyarrow", "workers"]
 

@@ -12,7 +12,7 @@ import pytest
 
 from workers.ingest import excel
 from workers.ingest.run import ingest_file
-from workers.pool import JobFailed, Reporter
+from workers.worker import JobFailed, Reporter
 
 
 def _read(path: Path, work: Path) -> dict:

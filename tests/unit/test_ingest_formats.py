@@ -17,7 +17,7 @@ import scipy.io
 
 from workers.ingest.common import clean_names
 from workers.ingest.run import ingest_file
-from workers.pool import JobFailed, Reporter
+from workers.worker import JobFailed, Reporter
 
 
 def run(tmp_path: Path, name: str, content: bytes | None = None, **options):

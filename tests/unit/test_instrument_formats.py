@@ -15,7 +15,7 @@ import scipy.io
 from nptdms import ChannelObject, GroupObject, RootObject, TdmsWriter
 
 from tests.unit.test_ingest_formats import HDF5_TRICKS, add_hdf5_trick, codes, names, one, run, table, types
-from workers.pool import JobFailed
+from workers.worker import JobFailed
 
 
 def units(dataset):

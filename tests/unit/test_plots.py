@@ -14,7 +14,7 @@ from PIL import Image
 from domain.errors import InvalidInput
 from domain.visualizations import PlotKind, PlotSpec, check_spec, default_spec
 from workers.plots import decimate, render_plot
-from workers.pool import Reporter
+from workers.worker import Reporter
 
 SCHEMA = [
     {"name": "t", "type": "number"},

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from workers import pool
-from workers.pool import JobCancelled, Reporter, choose_size
+from workers import worker
+from workers.pool import choose_size
+from workers.worker import JobCancelled, Reporter
 
 GIB = 1024**3
 
@@ -36,8 +37,8 @@ def test_pool_size_is_clamped_min_of_cpus_and_memory(cpus, available, expected):
 
 def test_reporter_rate_limits_and_always_reports_stage_changes_and_the_end(monkeypatch, tmp_path):
     sent = []
-    monkeypatch.setattr(pool, "_send", sent.append)
-    monkeypatch.setattr(pool, "_cancel_dir", tmp_path)
+    monkeypatch.setattr(worker, "_send", sent.append)
+    monkeypatch.setattr(worker, "_control_dir", tmp_path)
     reporter = Reporter("job1", 1)
     for i in range(1000):
         reporter.progress("parse", i, 1000)
@@ -51,8 +52,8 @@ def test_reporter_rate_limits_and_always_reports_stage_changes_and_the_end(monke
 
 
 def test_reporter_stops_a_cancelled_job(monkeypatch, tmp_path):
-    monkeypatch.setattr(pool, "_send", lambda _event: None)
-    monkeypatch.setattr(pool, "_cancel_dir", tmp_path)
+    monkeypatch.setattr(worker, "_send", lambda _event: None)
+    monkeypatch.setattr(worker, "_control_dir", tmp_path)
     reporter = Reporter("job2", 1)
     reporter.progress("parse", 1, 10)
     (tmp_path / "job2").touch()
@@ -69,8 +70,8 @@ def test_the_server_leaves_worker_only_libraries_to_the_workers():
         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
-    assert pool.resolve("workers.plots:render_plot").__name__ == "render_plot"
-    assert pool.resolve(choose_size) is choose_size
+    assert worker.resolve("workers.plots:render_plot").__name__ == "render_plot"
+    assert worker.resolve(choose_size) is choose_size
 
 
 MAIN_SCRIPT = """

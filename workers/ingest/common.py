@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from workers.pool import JobFailed, Reporter
 from workers.stats import TableStats
+from workers.worker import JobFailed, Reporter
 
 SAMPLE_ROWS = 20
 WRITER_STACK_BYTES = 1024 * 1024

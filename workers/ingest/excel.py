@@ -33,7 +33,7 @@ from workers.ingest.common import (
     limit_exceeded,
 )
 from workers.ingest.header import cell_kind, find_header
-from workers.pool import JobFailed, Reporter
+from workers.worker import JobFailed, Reporter
 
 BATCH_ROWS = 50_000
 HEADER_SCAN_ROWS = 50

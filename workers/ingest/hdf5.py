@@ -35,7 +35,7 @@ from workers.ingest.common import (
     json_safe,
     limit_exceeded,
 )
-from workers.pool import JobFailed, Reporter
+from workers.worker import JobFailed, Reporter
 
 MAX_OBJECTS = 20_000
 MAX_DEPTH = 32

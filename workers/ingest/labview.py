@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from workers.ingest.common import DatasetBuilder, Limits, Warnings, clean_names, limit_exceeded
-from workers.pool import JobFailed, Reporter
+from workers.worker import JobFailed, Reporter
 
 END_OF_HEADER = "***End_of_Header***"
 BATCH_ROWS = 50_000

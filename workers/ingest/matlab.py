@@ -21,7 +21,7 @@ import scipy.io
 
 from workers.ingest.common import DatasetBuilder, Limits, Warnings, clean_names, json_safe, limit_exceeded
 from workers.ingest.hdf5 import refuse_external_link, refuse_outside_storage
-from workers.pool import JobFailed, Reporter
+from workers.worker import JobFailed, Reporter
 
 BATCH_ROWS = 100_000
 V73_MARKER = b"MATLAB 7.3 MAT-file"

@@ -15,7 +15,7 @@ from workers.ingest.labview import ingest_lvm
 from workers.ingest.matlab import HDF5_SIGNATURE, ingest_matlab
 from workers.ingest.tdms import ingest_tdms
 from workers.ingest.text import detect_encoding, ingest_text, ingest_wind_tunnel
-from workers.pool import JobFailed, Reporter
+from workers.worker import JobFailed, Reporter
 
 TEXT_EXTENSIONS = {".csv", ".tsv", ".txt", ".dat", ".c", ".prn", ".asc", ".tab"}
 ARRAY_EXTENSIONS = {".h5", ".hdf5", ".hdf", ".he5", ".nc", ".nc4", ".cdf", ".netcdf"}

@@ -32,7 +32,7 @@ from workers.ingest.common import (
     json_safe,
     limit_exceeded,
 )
-from workers.pool import JobFailed, Reporter
+from workers.worker import JobFailed, Reporter
 
 LEAD_IN = struct.Struct("<4sIIQQ")
 BIG_ENDIAN = 1 << 6

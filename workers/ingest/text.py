@@ -26,7 +26,7 @@ from workers.ingest.common import (
     limit_exceeded,
 )
 from workers.ingest.header import find_header
-from workers.pool import JobFailed, Reporter
+from workers.worker import JobFailed, Reporter
 
 SNIFF_BYTES = 256 * 1024
 SNIFF_LINES = 400
