@@ -127,7 +127,12 @@ class JobsService:
         job = await self._store.get(job_id)
         if job is None:
             raise NotFound("job not found")
-        project = await self._gate.require(actor, job.project_id, need, what="job")
+        project = await self._gate.require(actor, job.project_id, Need.READ, what="job")
+        kind = self.kinds.get(job.kind)
+        if kind is not None and kind.visible is not None and not kind.visible(actor, project, job):
+            raise NotFound("job not found")  # before any other refusal: a hidden job is not there
+        if need is not Need.READ:
+            project = await self._gate.require(actor, job.project_id, need, what="job")
         if need is Need.WRITE:
             check_owner_or_lead(actor, project, job.owner_id, "the job's owner")
         return job
@@ -176,10 +181,11 @@ class JobsService:
         if not _OBJECT_ID.match(job_id):
             raise NotFound("job not found")
         live = await self._events.log.snapshot(job_id)
-        if live and isinstance(live.get("project_id"), str):
+        kind = self.kinds.get(str(live.get("kind"))) if live else None
+        if live and isinstance(live.get("project_id"), str) and (kind is None or kind.visible is None):
             await self._gate.require(actor, live["project_id"], Need.READ, what="job")
             return self.stream(job_id), live, live.get("status") in FINAL_STATUSES
-        job = await self.get(actor, job_id)
+        job = await self.get(actor, job_id)  # kinds seen by some members only: checked on the job itself
         return self.stream(job.id), await self.snapshot(job), job.final
 
     def stream(self, job_id: str) -> str:

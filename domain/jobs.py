@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 if TYPE_CHECKING:
+    from domain.projects import Project
+    from domain.users import User
     from workers.worker import WorkerTarget
 
 
@@ -81,6 +83,8 @@ class Attempt:
 Prepare = Callable[[Job], Awaitable[dict[str, Any]]]
 Commit = Callable[[Job, dict[str, Any], Attempt], Awaitable[dict[str, Any]]]
 Cleanup = Callable[[Job], Awaitable[None]]
+# whether a member of the job's project may see the job (its params, progress and result)
+Visible = Callable[["User", "Project", Job], bool]
 
 
 async def _params_as_inputs(job: Job) -> dict[str, Any]:
@@ -102,7 +106,9 @@ class JobKind:
     prepare turns the stored job into the worker's small picklable inputs (object keys, options);
     commit writes the worker's result where it belongs, keyed by job or output id so that a retry
     overwrites instead of duplicating, and returns what the job document keeps as its result;
-    cleanup runs after every attempt, however it ended (temporary files).
+    cleanup runs after every attempt, however it ended (temporary files); visible, when set, narrows
+    who in the project sees a job of this kind: a job is never more visible than what it makes (and
+    its params hold references, never other people's data).
     """
 
     name: str
@@ -115,6 +121,7 @@ class JobKind:
     max_attempts: int = 3
     prepare_stage: str = "prepare"  # progress stage names shown while the server-side steps run
     commit_stage: str = "commit"
+    visible: Visible | None = None  # None: every member of the project
 
 
 class JobKinds:

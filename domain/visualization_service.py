@@ -38,6 +38,7 @@ PLOTS = "workers.plots"  # imported by the workers only
 PLOT_KIND = "plot"
 ENGAGEMENT_PLOT_KIND = "engagement_plot"
 ENGAGEMENT = "engagement"
+ENGAGEMENT_TABLE = "engagement_table"  # the plotted minutes, in the plot's record (never in its job)
 MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
 
 
@@ -54,11 +55,23 @@ def visualization_view(doc: Document, job: Job | None) -> Visualization:
     return from_document(Visualization, fields)
 
 
+def _sees_time_of(actor: User, project: Project, subject_id: str | None) -> bool:
+    """Logged time is everyone's to leads and heads, and a student's own to them (subject_id None:
+    every student's)."""
+    return manages(actor, project) or (subject_id is not None and subject_id == actor.id)
+
+
 def _sees(actor: User, project: Project, doc: Document) -> bool:
-    """Engagement plots show students' time: everyone's to leads and heads, a student's own to them."""
     if doc.get("source") != ENGAGEMENT:
         return True
-    return manages(actor, project) or doc.get("subject_id") == actor.id
+    subject = doc.get("subject_id")
+    return _sees_time_of(actor, project, None if subject is None else str(subject))
+
+
+def _sees_engagement_job(actor: User, project: Project, job: Job) -> bool:
+    """Its job shows no more than the plot: only those who may see the plot see the job."""
+    subject = job.params.get("subject_id")
+    return _sees_time_of(actor, project, subject if isinstance(subject, str) else None)
 
 
 class VisualizationsService:
@@ -93,7 +106,7 @@ class VisualizationsService:
                     **common),
             JobKind(
                 ENGAGEMENT_PLOT_KIND, f"{PLOTS}:render_engagement", title="Engagement plot", prepare=self._prepare_engagement,
-                prepare_stage="prepare", **common,
+                prepare_stage="prepare", visible=_sees_engagement_job, **common,
             ),
         ]  # fmt: skip
 
@@ -123,12 +136,15 @@ class VisualizationsService:
         table: dict[str, Any],
     ) -> Visualization:  # fmt: skip
         """A plot of logged time (the table: periods × activities per student, built by the
-        engagement service); subject_id: whose time it shows (None: the project's students)."""
+        engagement service); subject_id: whose time it shows (None: the project's students).
+
+        The table holds people's time: it is kept in the plot's record, which only those who may see
+        the plot can read, and the job refers to it (the job's params are shown with the job)."""
         encoded = json.dumps(table, sort_keys=True, separators=(",", ":")).encode()
         fields = {"source": ENGAGEMENT, "subject_id": subject_id, "engagement": query, "dataset_id": None,
-                  "dataset_version": hashlib.sha256(encoded).hexdigest()}  # fmt: skip
+                  "dataset_version": hashlib.sha256(encoded).hexdigest(), ENGAGEMENT_TABLE: table}  # fmt: skip
         return await self._enqueue(
-            owner_id, ObjectId(project_id), ENGAGEMENT_PLOT_KIND, spec, fields, {"table": table}
+            owner_id, ObjectId(project_id), ENGAGEMENT_PLOT_KIND, spec, fields, {"subject_id": subject_id}
         )
 
     async def _enqueue(
@@ -166,9 +182,14 @@ class VisualizationsService:
         return {"parquet_path": str(path), "spec": job.params["spec"], "out_dir": str(out)}
 
     async def _prepare_engagement(self, job: Job) -> dict[str, Any]:
+        doc = await self._store.get(job.id)  # the plot's record: its id is its job's
+        # jobs queued before the table moved to the record still carry it themselves
+        table = (doc or {}).get(ENGAGEMENT_TABLE) or job.params.get("table")
+        if table is None:
+            raise JobFailed("plot_gone", "the plot was deleted before it was drawn")
         out = self._files.work_dir(job.id, job.attempt)
         shutil.rmtree(out, ignore_errors=True)
-        return {"table": job.params["table"], "spec": job.params["spec"], "out_dir": str(out)}
+        return {"table": table, "spec": job.params["spec"], "out_dir": str(out)}
 
     async def _commit(self, job: Job, result: dict[str, Any], attempt: Attempt) -> dict[str, Any]:
         fmt = result["format"]

@@ -501,6 +501,44 @@ async def test_engagement_plot_is_rendered_and_shown_to_the_right_people(client,
     await problem(viewer, 403)
 
 
+async def test_a_plots_job_is_no_more_visible_than_the_plot_and_holds_no_ones_minutes(client, team):
+    """A student who may not see the project's plot of everyone's time gets 404 for its job too
+    (the job, its events and its listing), and no job's params carry anyone's minutes."""
+    await known_activity(client, team)
+    response = await client.post(
+        f"/api/projects/{team.project_id}/engagement/visualizations", json={"group": "week"},
+        headers=team.lead.headers,
+    )  # fmt: skip
+    assert response.status == 202, await response.text()
+    plot = await response.json()
+    job = await wait_until(lambda: _finished(client, team.lead, plot["job_id"]), timeout_s=60)
+    assert job["status"] == "succeeded", job
+    assert "255" not in json.dumps(job["params"])  # Mia's minutes are not in the job
+    assert set(job["params"]) == {"spec", "subject_id"}
+    for account in (team.member, team.viewer):
+        await problem(await client.get(f"/api/jobs/{plot['job_id']}", headers=account.headers), 404)
+        await problem(await client.get(f"/api/jobs/{plot['job_id']}/events", headers=account.headers), 404)
+        ticket = await (await client.post("/api/auth/sse-ticket", headers=account.headers)).json()
+        await problem(await client.get(f"/api/jobs/{plot['job_id']}/events?ticket={ticket['ticket']}"), 404)
+        await problem(await client.post(f"/api/jobs/{plot['job_id']}/cancel", headers=account.headers), 404)
+    assert (await client.get(f"/api/jobs/{plot['job_id']}", headers=team.head.headers)).status == 200
+
+    # a student's own plot: their job is theirs (and the leads'), not another student's
+    own = await client.post(
+        f"/api/projects/{team.project_id}/engagement/visualizations", json={"group": "month"},
+        headers=team.member.headers,
+    )  # fmt: skip
+    own_job = (await own.json())["job_id"]
+    await wait_until(lambda: _finished(client, team.member, own_job), timeout_s=60)
+    assert (await client.get(f"/api/jobs/{own_job}", headers=team.lead.headers)).status == 200
+    await problem(await client.get(f"/api/jobs/{own_job}", headers=team.viewer.headers), 404)
+
+    # no stored job of any kind keeps anyone's logged minutes in its params
+    async for stored in client.app[MONGO]["jobs"].find({"project_id": ObjectId(team.project_id)}):
+        assert "table" not in stored["params"], stored["kind"]
+        assert "Vic Viewer" not in json.dumps(stored["params"], default=str)  # nor whose they are
+
+
 async def test_purging_the_project_removes_entries(client, team):
     entry = await log(client, team)
     purged = await client.delete(
