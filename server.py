@@ -227,17 +227,27 @@ async def objects_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def build_accounts(db: Database, settings: Settings) -> tuple[AccountsService, Passwords]:
+def build_accounts(
+    db: Database, settings: Settings, redis: RedisStore | None = None
+) -> tuple[AccountsService, Passwords]:
+    """redis None (the command line): nobody registers, so no limit to count."""
     a = settings.auth
     passwords = Passwords(
-        time_cost=a.argon2_time_cost, memory_kib=a.argon2_memory_kib, parallelism=a.argon2_parallelism
-    )
+        time_cost=a.argon2_time_cost, memory_kib=a.argon2_memory_kib, parallelism=a.argon2_parallelism,
+        at_once=a.password_checks_at_once, waiting=a.password_checks_waiting,
+    )  # fmt: skip
+    registrations = None
+    if redis is not None:
+        registrations = WindowLimit(
+            redis, "register-client", limit=a.registrations_per_client, window_s=a.registration_window_s
+        )
     accounts = AccountsService(
         UserStore(db),
         RefreshTokenStore(db),
         passwords,
         open_registration=a.open_registration,
         cache_s=a.identity_cache_s,
+        registrations=registrations,
     )
     return accounts, passwords
 
@@ -252,9 +262,13 @@ def build_mail(db: Database, settings: Settings) -> MailService:
 
 def login_throttle(redis: RedisStore, settings: Settings) -> LoginThrottle:
     a = settings.auth
-    return LoginThrottle(
-        redis, free_attempts=a.login_free_attempts, base_s=a.login_backoff_base_s, max_s=a.login_backoff_max_s
+    per_client = WindowLimit(
+        redis, "login-client", limit=a.login_failures_per_client, window_s=a.login_client_window_s
     )
+    return LoginThrottle(
+        redis, per_client, free_attempts=a.login_free_attempts, base_s=a.login_backoff_base_s,
+        max_s=a.login_backoff_max_s,
+    )  # fmt: skip
 
 
 def build_resets(
@@ -286,7 +300,7 @@ def build_resets(
 async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     db = app[MONGO]
-    accounts, passwords = build_accounts(db, settings)
+    accounts, passwords = build_accounts(db, settings, app[REDIS])
     a = settings.auth
     throttle = login_throttle(app[REDIS], settings)
     tokens = TokenConfig(

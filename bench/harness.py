@@ -33,7 +33,9 @@ def start_server(
     LABHUB_* environment overrides such as LABHUB_POOL_MAX_WORKERS="1". log: a file for the server's
     log lines, written at the default level (INFO, an access line per request) as in production;
     without it the server logs warnings only, to this terminal."""
-    level = {"LABHUB_APP_LOG_LEVEL": "INFO" if log else "WARNING"}
+    # every simulated person signs up and in from this one address
+    level = {"LABHUB_APP_LOG_LEVEL": "INFO" if log else "WARNING", "LABHUB_AUTH_REGISTRATIONS_PER_CLIENT": "100000",
+             "LABHUB_AUTH_LOGIN_FAILURES_PER_CLIENT": "100000"}  # fmt: skip
     env = {**os.environ, "LABHUB_SERVICES_DATA_DIR": str(data_dir), "LABHUB_HTTP_PORT": str(port), **level,
            **settings}  # fmt: skip
     stderr = log.open("ab") if log else None

@@ -9,10 +9,11 @@ import attrs
 
 from domain.cache import TtlCache
 from domain.clock import utcnow
-from domain.errors import Forbidden, InvalidInput, NotFound, Unauthenticated, field_error
+from domain.errors import Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthenticated, field_error
 from domain.pagination import Page, clamp_limit
 from domain.passwords import Passwords
 from domain.stores.refresh_tokens import RefreshTokenStore
+from domain.stores.throttle import WindowLimit, client_key
 from domain.stores.users import UserStore
 from domain.users import (
     NotificationSettings,
@@ -37,11 +38,15 @@ class AccountsService:
         *,
         open_registration: bool,
         cache_s: float = 0.0,
+        registrations: WindowLimit | None = None,
     ) -> None:
+        """registrations: how many accounts one client may register per window (None: the command
+        line, which registers nobody)."""
         self._users = users
         self._refresh_tokens = refresh_tokens
         self._passwords = passwords
         self._open_registration = open_registration
+        self._registrations = registrations
         self._active: TtlCache[str, User] = TtlCache(cache_s)
         self._token_revoker: Callable[[str, str | None], Awaitable[None]] | None = None
 
@@ -49,11 +54,16 @@ class AccountsService:
         """How a password change revokes personal access tokens (user id, actor id; None = the command line)."""
         self._token_revoker = revoker
 
-    async def register(self, *, email: str, password: str, name: str) -> User:
+    async def register(self, *, email: str, password: str, name: str, client: str) -> User:
         if not self._open_registration:
             raise Forbidden(
                 "registration is closed; ask a head of the lab for an account", code="registration_closed"
             )
+        if self._registrations is not None and (wait := await self._registrations.hit(client_key(client))):
+            raise TooManyRequests(
+                f"too many accounts registered from this address; try again in {wait} s", retry_after_s=wait,
+                code="registration_throttled",
+            )  # fmt: skip
         return await self.create(email=email, password=password, name=name, role=Role.STUDENT)
 
     async def create(self, *, email: str, password: str, name: str, role: Role) -> User:

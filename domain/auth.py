@@ -69,18 +69,18 @@ class AuthService:
             email = normalize_email(email)
         except InvalidInput:
             raise _BAD_LOGIN from None
-        wait = await self._throttle.retry_after(email, client)
+        # the attempt is counted before the password is checked: parallel guesses get no extra tries
+        wait, limit = await self._throttle.admit(email, client)
         if wait:
+            whom = "from this address" if limit == "client" else "for this account"
             raise TooManyRequests(
-                f"too many failed sign-ins for this account; try again in {wait} s",
-                retry_after_s=wait,
+                f"too many failed sign-ins {whom}; try again in {wait} s", retry_after_s=wait,
                 code="login_throttled",
-            )
+            )  # fmt: skip
         found = await self._users.credentials(email)
         stored_hash = found[1] if found else None
         valid = await self._passwords.verify(stored_hash, password)
         if not found or not valid or not found[0].active:
-            await self._throttle.failed(email, client)
             raise _BAD_LOGIN
         user, stored_hash = found
         await self._throttle.succeeded(email, client)

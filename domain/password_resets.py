@@ -22,7 +22,7 @@ from domain.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequ
 from domain.mail_service import MailService
 from domain.stores.account_audit import AccountAuditStore
 from domain.stores.password_resets import PasswordResetStore
-from domain.stores.throttle import LoginThrottle, WindowLimit
+from domain.stores.throttle import LoginThrottle, WindowLimit, client_key
 from domain.stores.users import UserStore
 from domain.tokens import hash_secret
 from domain.users import User, check_password, normalize_email
@@ -107,7 +107,7 @@ class PasswordResets:
             raise Forbidden(
                 "this LabHub does not send mail; ask a head of the lab for a reset link", code="mail_disabled"
             )
-        wait = await self._limits.per_client.hit(client)
+        wait = await self._limits.per_client.hit(client_key(client))
         if wait:
             raise TooManyRequests(
                 f"too many reset requests from here; try again in {wait} s", retry_after_s=wait,
@@ -143,4 +143,4 @@ class PasswordResets:
             target_id=user.id, at=now, details={"revoke_tokens": revoke_tokens},
         )  # fmt: skip
         if self._login_throttle is not None:
-            await self._login_throttle.succeeded(user.email, client)
+            await self._login_throttle.forgive(user.email, client)

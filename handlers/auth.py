@@ -99,7 +99,9 @@ class RefreshBody:
      status=201, auth="none")  # fmt: skip
 async def register(request: web.Request) -> web.Response:
     body = await parse_body(request, RegisterBody)
-    user = await request.app[ACCOUNTS].register(email=body.email, password=body.password, name=body.name)
+    user = await request.app[ACCOUNTS].register(
+        email=body.email, password=body.password, name=body.name, client=request.remote or "unknown"
+    )
     return json_response(user, status=201)
 
 

@@ -200,6 +200,80 @@ async def test_login_throttling_backs_off_and_lets_the_owner_back_in(aiohttp_cli
     assert (await login(client, password="wrong password!")).status == 401  # and the count restarted
 
 
+async def test_parallel_guesses_get_no_more_tries_than_sequential_ones(aiohttp_client, services, tmp_path):
+    # each attempt is counted before its password is checked: 20 at once, and only 5 are tried
+    settings = make_settings(
+        services,
+        tmp_path,
+        auth={"login_free_attempts": 5, "login_backoff_base_s": 60.0, "argon2_time_cost": 3},
+    )
+    client = await aiohttp_client(create_app(settings))
+    await register(client)
+    answers = await asyncio.gather(*(login(client, password=f"guess number {i}") for i in range(20)))
+    statuses = sorted(a.status for a in answers)
+    assert statuses == [401] * 5 + [429] * 15
+    for answer in answers:
+        if answer.status == 429:
+            assert (await problem(answer, 429))["code"] == "login_throttled"
+
+
+async def test_one_client_spraying_many_accounts_is_stopped(aiohttp_client, services, tmp_path):
+    settings = make_settings(
+        services, tmp_path, auth={"login_failures_per_client": 4, "login_client_window_s": 60}
+    )
+    client = await aiohttp_client(create_app(settings))
+    emails = [f"sprayed{i}@lab.example" for i in range(6)]
+    for email in emails:
+        await register(client, email=email)
+    assert (await login(client, email=emails[0])).status == 200  # a success is not counted against it
+    for email in emails[:4]:
+        await problem(await login(client, email=email, password="Winter2026!!"), 401)
+    refused = await problem(await login(client, email=emails[4], password="Winter2026!!"), 429)
+    assert refused["code"] == "login_throttled"
+    assert "from this address" in refused["detail"]
+    # a right password from the same place waits too: the address is the limit, not the account
+    await problem(await login(client, email=emails[5]), 429)
+
+
+def test_client_addresses_are_counted_by_host_and_ipv6_by_its_64():
+    from domain.stores.throttle import client_key
+
+    assert client_key("192.0.2.7") == "192.0.2.7"
+    assert client_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert (
+        client_key("2001:db8:1:2::1") == client_key("2001:db8:1:2:ffff:ffff:ffff:ffff") == "2001:db8:1:2::/64"
+    )
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("unknown") == "unknown"
+
+
+async def test_password_hashing_is_bounded_and_answers_busy_beyond(aiohttp_client, services, tmp_path):
+    # each argon2 hash holds 64 MiB: a burst of sign-ins waits its turn or is told to come back
+    settings = make_settings(
+        services, tmp_path, auth={"argon2_time_cost": 2, "argon2_memory_kib": 65536, "password_checks_at_once": 1,
+                                  "password_checks_waiting": 2, "login_free_attempts": 1000},
+    )  # fmt: skip
+    client = await aiohttp_client(create_app(settings))
+    await register(client)
+    answers = await asyncio.gather(*(login(client) for _ in range(12)))
+    statuses = [a.status for a in answers]
+    assert set(statuses) == {200, 429}, statuses
+    assert statuses.count(200) >= 3  # the one running and the two waiting at least
+    busy = next(a for a in answers if a.status == 429)
+    assert (await problem(busy, 429))["code"] == "busy"
+    assert busy.headers["Retry-After"] == "1"
+    assert (await login(client)).status == 200  # once the burst is over, everyone gets in
+
+
+async def test_registrations_are_limited_per_client(aiohttp_client, services, tmp_path):
+    settings = make_settings(services, tmp_path, auth={"registrations_per_client": 2})
+    client = await aiohttp_client(create_app(settings))
+    for i in range(2):
+        assert (await register(client, email=f"new{i}@lab.example")).status == 201
+    refused = await problem(await register(client, email="new2@lab.example"), 429)
+    assert refused["code"] == "registration_throttled"
+
+
 async def test_a_token_in_use_stops_working_when_its_account_is_deactivated(client, make_account):
     """Verified tokens and active accounts are cached per instance: neither cache outlives a
     deactivation made through this instance."""

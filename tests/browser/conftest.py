@@ -36,8 +36,10 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--disable-default-apps",
 ]  # fmt: skip
-# fast password hashing and frequent pings (many pass during a journey); the rest is as shipped
+# fast password hashing, frequent pings (many pass during a journey) and room for every account the
+# journeys register from this one address; the rest is as shipped
 SERVER_ENV = {
+    "LABHUB_AUTH_REGISTRATIONS_PER_CLIENT": "1000",
     "LABHUB_AUTH_ARGON2_TIME_COST": "1",
     "LABHUB_AUTH_ARGON2_MEMORY_KIB": "1024",
     "LABHUB_AUTH_ARGON2_PARALLELISM": "1",
