@@ -1,5 +1,8 @@
 """The mail outbox in MongoDB: mail is queued with the change that causes it and sent from here.
 
+A message is kept only until it is sent or given up: then its body goes and its record (kind,
+recipient, status, attempts, error) stays `mail.keep_sent_days` for heads to check.
+
 Mail is claimed in small batches with one update that marks it with the claim's own token (status
 `sending`, a lease, attempts + 1), so one instance sends a mail even when several run; a claim whose lease ran out (the sender died mid-send) is claimed
 again. Marking it sent or retried is guarded by the attempt number, so a stale sender never
@@ -115,15 +118,20 @@ class MailOutbox:
             async for doc in self._mail.find({"claim": token}).sort("next_attempt_at", 1)
         ]
 
-    async def _settle(self, mail: OutboxMail, fields: dict[str, Any]) -> bool:
+    async def _settle(self, mail: OutboxMail, fields: dict[str, Any], *, final: bool = False) -> bool:
+        """final: the mail will not be sent again, so its message goes (a reset link in it must not
+        stay readable in the database, or in its backups); what it was, to whom and how it ended
+        stay for heads to check."""
+        update: dict[str, Any] = {"$set": {**fields, "lease_until": None}}
+        if final:
+            update["$unset"] = {"message": ""}
         result = await self._mail.update_one(
-            {"_id": ObjectId(mail.id), "status": MailStatus.SENDING.value, "attempts": mail.attempts},
-            {"$set": {**fields, "lease_until": None}},
+            {"_id": ObjectId(mail.id), "status": MailStatus.SENDING.value, "attempts": mail.attempts}, update
         )
         return result.modified_count == 1
 
     async def sent(self, mail: OutboxMail, now: datetime) -> bool:
-        return await self._settle(mail, {"status": MailStatus.SENT.value, "finished_at": now})
+        return await self._settle(mail, {"status": MailStatus.SENT.value, "finished_at": now}, final=True)
 
     async def retry(self, mail: OutboxMail, error: str, at: datetime) -> bool:
         return await self._settle(
@@ -132,7 +140,7 @@ class MailOutbox:
 
     async def give_up(self, mail: OutboxMail, error: str, now: datetime) -> bool:
         return await self._settle(
-            mail, {"status": MailStatus.FAILED.value, "last_error": error[:500], "finished_at": now}
+            mail, {"status": MailStatus.FAILED.value, "last_error": error[:500], "finished_at": now}, final=True
         )
 
     async def next_due(self) -> datetime | None:

@@ -10,10 +10,11 @@ from datetime import datetime
 import pytest
 from bson import ObjectId
 
+from domain.tokens import hash_secret
 from handlers.keys import MONGO
 from server import create_app
 from tests.api.test_tokens import bearer, make_token
-from tests.conftest import PASSWORD, create_account, make_settings, problem
+from tests.conftest import PASSWORD, create_account, make_settings, problem, wait_until
 from tests.mailbox import mail_settings
 
 PUBLIC = "https://labhub.lab.example"
@@ -192,6 +193,25 @@ async def test_anyone_can_ask_for_a_link_by_mail_and_the_answer_never_tells(mail
     assert "<b>Member" not in page
     assert (await confirm(client, token)).status == 204
     assert (await login(client, member.email, NEW_PASSWORD)).status == 200
+
+
+async def test_the_outbox_keeps_no_reset_link_once_the_mail_is_sent(mail_client, mailbox):
+    client = mail_client
+    member = await create_account(client, "student")
+    await ask(client, member.email)
+    [mail] = await mailbox.wait_for(1)
+    token = token_of(next(line for line in mail.part("text/plain").splitlines() if line.startswith(PUBLIC)))
+    outbox = client.app[MONGO]["mail_outbox"]
+
+    async def settled():
+        return await outbox.find_one({"status": "sent"})
+
+    record = await wait_until(settled)
+    assert "message" not in record
+    assert (record["kind"], record["recipient"]) == ("password_reset", member.email)  # what it was stays
+    async for stored in outbox.find({}):
+        assert token not in str(stored)
+        assert hash_secret(token) not in str(stored)
 
 
 async def test_requests_are_limited_per_address_and_per_client(mail_client, mailbox):
