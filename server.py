@@ -9,6 +9,7 @@ import getpass
 import importlib
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -64,7 +65,7 @@ from domain.stores.embedded import (
     read_running_endpoints,
 )
 from domain.stores.engagement import ActivityLog, EngagementStore
-from domain.stores.events import EventHub, EventLog
+from domain.stores.events import EventHub, EventLog, SessionEnds
 from domain.stores.jobs import JobStore
 from domain.stores.localfiles import LocalFiles
 from domain.stores.meetings import MeetingStore
@@ -230,7 +231,7 @@ async def objects_ctx(app: web.Application) -> AsyncIterator[None]:
 def build_accounts(
     db: Database, settings: Settings, redis: RedisStore | None = None
 ) -> tuple[AccountsService, Passwords]:
-    """redis None (the command line): nobody registers, so no limit to count."""
+    """redis None: nobody registers (so no limit to count) and sign-outs are not announced."""
     a = settings.auth
     passwords = Passwords(
         time_cost=a.argon2_time_cost, memory_kib=a.argon2_memory_kib, parallelism=a.argon2_parallelism,
@@ -248,6 +249,7 @@ def build_accounts(
         open_registration=a.open_registration,
         cache_s=a.identity_cache_s,
         registrations=registrations,
+        session_ends=SessionEnds(redis) if redis is not None else None,
     )
     return accounts, passwords
 
@@ -412,7 +414,11 @@ async def events_ctx(app: web.Application) -> AsyncIterator[None]:
     """The one Redis reader that feeds every SSE client of this process."""
     hub = EventHub(app[REDIS], encode_entry, ping_s=app[SETTINGS].sse.ping_s, ping_frame=PING_FRAME)
     app[EVENT_HUB] = hub
-    async with background(hub.run(), "event-hub"):
+    async with (
+        background(hub.run(), "event-hub"),
+        # a person signed out on any instance: their streams here end too
+        background(SessionEnds(app[REDIS]).listen(hub.close_user), "session-ends"),
+    ):
         yield
 
 
@@ -752,8 +758,13 @@ async def create_user(settings: Settings, args: argparse.Namespace) -> int:
 async def reset_password(settings: Settings, args: argparse.Namespace) -> int:
     """For a head locked out: a one-time reset link, or a new password from a file."""
     password = _read_password(args.password_file) if args.password_file else None
-    async with _mongo_for_admin(settings) as db:
-        accounts, _ = build_accounts(db, settings)
+    async with (
+        _services_for_admin(settings, frozenset({"mongo", "redis"})) as endpoints,
+        open_mongo(endpoints.mongo_uri, settings.mongo.database) as db,
+        open_redis(endpoints.redis_url, settings.redis.key_prefix) as redis,
+    ):
+        # with Redis, a running server hears of the sign-out and closes the person's event streams
+        accounts, _ = build_accounts(db, settings, redis)
         access_tokens = AccessTokenService(
             AccessTokenStore(db), accounts, ProjectGate(ProjectStore(db)), cache_s=0
         )
@@ -888,6 +899,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # everything LabHub writes (its data dir, secrets, caches, logs, backups) is its owner's alone
+    os.umask(0o077)
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(args.config)

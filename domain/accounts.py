@@ -12,6 +12,7 @@ from domain.clock import utcnow
 from domain.errors import Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthenticated, field_error
 from domain.pagination import Page, clamp_limit
 from domain.passwords import Passwords
+from domain.stores.events import SessionEnds
 from domain.stores.refresh_tokens import RefreshTokenStore
 from domain.stores.throttle import WindowLimit, client_key
 from domain.stores.users import UserStore
@@ -39,14 +40,17 @@ class AccountsService:
         open_registration: bool,
         cache_s: float = 0.0,
         registrations: WindowLimit | None = None,
+        session_ends: SessionEnds | None = None,
     ) -> None:
         """registrations: how many accounts one client may register per window (None: the command
-        line, which registers nobody)."""
+        line, which registers nobody); session_ends: where a sign-out is announced, so that every
+        instance closes the person's open event streams."""
         self._users = users
         self._refresh_tokens = refresh_tokens
         self._passwords = passwords
         self._open_registration = open_registration
         self._registrations = registrations
+        self._session_ends = session_ends
         self._active: TtlCache[str, User] = TtlCache(cache_s)
         self._token_revoker: Callable[[str, str | None], Awaitable[None]] | None = None
 
@@ -125,12 +129,14 @@ class AccountsService:
             fields["role"] = changes.role
         if changes.active is not None:
             fields["active"] = changes.active
+        signs_out = changes.password is not None or changes.active is False
+        if signs_out:  # a new password or a deactivation signs the account out everywhere
+            fields["sessions_valid_after"] = utcnow()
         updated = await self._users.update(target.id, fields)
         self._active.forget(target.id)
         if updated is None:
             raise NotFound("user not found")
-        if changes.password is not None or changes.active is False:
-            # a new password or a deactivation signs the account out everywhere
+        if signs_out:
             await self._sign_out(
                 target.id, actor.id, revoke_tokens=changes.password is not None and changes.revoke_tokens
             )
@@ -152,14 +158,27 @@ class AccountsService:
     ) -> User:
         """A new password without the old one (a reset link, or the command line): signs out everywhere."""
         check_password(password)
-        updated = await self._users.update(user_id, {"password_hash": await self._passwords.hash(password)})
+        updated = await self._users.update(
+            user_id, {"password_hash": await self._passwords.hash(password), "sessions_valid_after": utcnow()}
+        )
         self._active.forget(user_id)
         if updated is None:
             raise NotFound("user not found")
         await self._sign_out(user_id, actor_id, revoke_tokens=revoke_tokens)
         return updated
 
+    async def sign_out_everywhere(self, user_id: str) -> None:
+        """Every session ends: access tokens issued until now are refused, refresh tokens revoked,
+        open event streams closed (personal access tokens stay: they are revoked one by one)."""
+        if await self._users.update(user_id, {"sessions_valid_after": utcnow()}) is None:
+            raise NotFound("user not found")
+        self._active.forget(user_id)
+        await self._sign_out(user_id, user_id, revoke_tokens=False)
+
     async def _sign_out(self, user_id: str, actor_id: str | None, *, revoke_tokens: bool) -> None:
+        """After sessions_valid_after was moved: the rest of signing a person out everywhere."""
         await self._refresh_tokens.revoke_user(user_id, utcnow())
         if revoke_tokens and self._token_revoker is not None:
             await self._token_revoker(user_id, actor_id)
+        if self._session_ends is not None:
+            await self._session_ends.publish(user_id)

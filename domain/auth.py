@@ -18,6 +18,7 @@ from domain.tokens import (
     SSE_AUDIENCE,
     TokenConfig,
     VerifiedTokens,
+    check_session,
     hash_secret,
     issue_access_token,
     issue_sse_ticket,
@@ -118,11 +119,19 @@ class AuthService:
 
     async def authenticate(self, access_token: str) -> User:
         claims = self._verified.verify(access_token)
-        return await self._accounts.get_active(claims.sub)
+        user = await self._accounts.get_active(claims.sub)
+        check_session(claims, user.sessions_valid_after)
+        return user
 
     async def authenticate_sse(self, ticket: str) -> tuple[User, tuple[str, ...] | None]:
         claims = self._verified.verify(ticket, audience=SSE_AUDIENCE)
-        return await self._accounts.get_active(claims.sub), claims.projects
+        user = await self._accounts.get_active(claims.sub)
+        check_session(claims, user.sessions_valid_after)
+        return user, claims.projects
+
+    async def sign_out_everywhere(self, user: User) -> None:
+        """Every session of the user ends now: refresh tokens, access tokens, open event streams."""
+        await self._accounts.sign_out_everywhere(user.id)
 
     async def _issue(self, user: User, *, family_id: str) -> TokenPair:
         now = utcnow()

@@ -8,6 +8,7 @@ import re
 import secrets
 import tomllib
 import typing
+import urllib.parse
 import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
@@ -100,15 +101,24 @@ class ServicesSettings:
     restart_attempts: int = attrs.field(default=5, validator=_positive)
 
 
+def hide_password(url: str) -> str:
+    """A service URL as it may be printed: any password in it replaced by ***."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return repr(url)
+    host = parts.netloc.rpartition("@")[2]
+    return repr(urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}")))
+
+
 @attrs.frozen
 class MongoSettings:
-    uri: str = "mongodb://127.0.0.1:27017"
+    uri: str = attrs.field(default="mongodb://127.0.0.1:27017", repr=hide_password)
     database: str = "labhub"
 
 
 @attrs.frozen
 class RedisSettings:
-    url: str = "redis://127.0.0.1:6379/0"
+    url: str = attrs.field(default="redis://127.0.0.1:6379/0", repr=hide_password)
     key_prefix: str = "labhub:"
 
 
@@ -473,7 +483,8 @@ def _persistent_secret(path: Path, nbytes: int) -> str:
     """A random secret generated once and kept in the data dir (embedded dev mode only)."""
     if path.exists():
         return path.read_text(encoding="utf-8").strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
     value = secrets.token_urlsafe(nbytes)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -35,13 +35,16 @@ class Claims:
     role: str | None
     jti: str
     exp: int
+    iat: float = 0.0
     projects: tuple[str, ...] | None = None  # an SSE ticket made with a project-narrowed token
 
 
 def _encode(config: TokenConfig, claims: dict[str, object], now: datetime, ttl_s: int) -> str:
     payload = {
         **claims,
-        "iat": now,
+        # to the microsecond, not the second: a token made just after a sign-out everywhere (in
+        # the same second) must be told from one made just before it
+        "iat": now.timestamp(),
         "nbf": now,
         "exp": now + timedelta(seconds=ttl_s),
         "iss": config.issuer,
@@ -86,7 +89,17 @@ def verify_token(config: TokenConfig, token: str, *, audience: str | None = None
     role = payload.get("role")
     projects = payload.get("projects")
     narrowed = tuple(str(p) for p in projects) if isinstance(projects, list) else None
-    return Claims(sub=sub, role=role if isinstance(role, str) else None, jti=jti, exp=exp, projects=narrowed)
+    iat = payload.get("iat")
+    issued = float(iat) if isinstance(iat, int | float) and not isinstance(iat, bool) else 0.0
+    return Claims(
+        sub=sub, role=role if isinstance(role, str) else None, jti=jti, exp=exp, iat=issued, projects=narrowed
+    )
+
+
+def check_session(claims: Claims, sessions_valid_after: datetime | None) -> None:
+    """A token issued before its user signed out everywhere is refused (DESIGN §13)."""
+    if sessions_valid_after is not None and claims.iat < sessions_valid_after.timestamp():
+        raise Unauthenticated("this session was signed out; sign in again", code="session_ended")
 
 
 class VerifiedTokens:

@@ -36,6 +36,9 @@ class User:
     active: bool
     created_at: datetime
     updated_at: datetime
+    # access tokens issued before this moment no longer work (a password change or reset, a
+    # deactivation, "sign out everywhere")
+    sessions_valid_after: datetime | None = None
 
     @property
     def is_head(self) -> bool:

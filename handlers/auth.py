@@ -153,6 +153,19 @@ async def logout(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@routes.post("/api/auth/logout-all")
+@doc("Sign out everywhere: every session of yours ends now (access tokens issued until now are "
+     "refused, refresh tokens revoked, open event streams closed, on every instance); personal access "
+     "tokens stay", status=204)  # fmt: skip
+async def logout_all(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    await request.app[AUTH].sign_out_everywhere(user)
+    response = web.Response(status=204)
+    if wants_cookie(request):
+        _clear_cookie(request, response)
+    return response
+
+
 @routes.get("/api/auth/me")
 @doc("The signed-in user", response=User)
 async def me(request: web.Request) -> web.Response:

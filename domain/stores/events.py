@@ -9,6 +9,7 @@ nothing is missed and nothing is sent twice whatever the timing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -114,10 +115,43 @@ class EventLog:
         await pipe.execute()
 
 
+class SessionEnds:
+    """Sign-outs announced to every instance (Redis pub/sub), which close that person's streams."""
+
+    CHANNEL = "sessions:ended"
+
+    def __init__(self, redis: RedisStore) -> None:
+        self._redis = redis
+
+    async def publish(self, user_id: str) -> None:
+        await self._redis.client.publish(self._redis.key(self.CHANNEL), user_id.encode())
+
+    async def listen(self, on_end: Callable[[str], None]) -> None:
+        """Call on_end(user_id) for each sign-out, until cancelled (reconnecting after a Redis restart).
+        A sign-out announced while Redis was away is not heard: its streams' tokens are refused
+        anyway when the streams reconnect."""
+        channel = self._redis.key(self.CHANNEL)
+        while True:
+            pubsub = self._redis.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(channel)
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is not None and isinstance(message.get("data"), bytes):
+                        on_end(message["data"].decode())
+            except RedisError as exc:
+                log.warning("lost the Redis sign-out channel; reconnecting", extra={"error": repr(exc)[:200]})
+                await asyncio.sleep(1)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
 class Subscriber(Protocol):
-    """Something that receives encoded events (an SSE connection)."""
+    """Something that receives encoded events (an SSE connection) for someone (user_id)."""
 
     last_id: str
+    user_id: str | None
 
     def deliver(self, entry_id: str, frame: Frame, terminal: bool) -> bool:
         """Write one encoded event; False when the subscriber is gone or too slow and is dropped."""
@@ -164,6 +198,19 @@ class EventHub:
         for _, subscriber in self._pending:
             subscriber.close()
         self._pending.clear()
+
+    def close_user(self, user_id: str) -> None:
+        """End every stream of one person (signed out everywhere, deactivated): they reconnect only
+        with a new sign-in."""
+        for group in (self._subscribers, self._ahead):
+            for watchers in group.values():
+                for subscriber in [s for s in watchers if s.user_id == user_id]:
+                    subscriber.close()
+                    watchers.discard(subscriber)
+        for _, subscriber in self._pending:
+            if subscriber.user_id == user_id:
+                subscriber.close()
+        self._pending = [(s, sub) for s, sub in self._pending if sub.user_id != user_id]
 
     def unsubscribe(self, stream: str, subscriber: Subscriber) -> None:
         self._pending = [(s, sub) for s, sub in self._pending if sub is not subscriber]

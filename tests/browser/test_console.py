@@ -446,6 +446,17 @@ def test_the_session_survives_reload_and_ends_on_sign_out_or_deactivation(
     page.reload()
     expect(page.get_by_role("heading", name="Sign in to LabHub")).to_be_visible()
 
+    # "sign out everywhere" from another browser ends this one's session too
+    sign_in(page, console.url, people.student)
+    elsewhere = open_context().new_page()
+    sign_in(elsewhere, console.url, people.student)
+    elsewhere.goto(console.url + "/account")
+    elsewhere.get_by_role("button", name="Sign out everywhere").click()
+    expect(elsewhere.get_by_role("heading", name="Sign in to LabHub")).to_be_visible()
+    signed_out = page.get_by_role("heading", name="Sign in to LabHub")
+    page.get_by_role("link", name="Jobs").or_(signed_out).first.click()
+    expect(signed_out).to_be_visible()
+
     sign_in(page, console.url, people.student)
     head = api.sign_in(people.head)
     api.call("PATCH", f"/api/users/{people.student_id}", head, json={"active": False})

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -210,8 +211,12 @@ def test_services_env_lines_can_be_sourced(tmp_path):
     try:
         exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in lines)
         assert exported["LABHUB_SERVICES_MODE"] == "external"
-        assert exported["LABHUB_MONGO_URI"].startswith("mongodb://127.0.0.1:")
-        assert exported["LABHUB_REDIS_URL"].startswith("redis://127.0.0.1:")
+        # the services ask for passwords, which the URLs carry (never shown by check-config)
+        mongo, redis_url = urlsplit(exported["LABHUB_MONGO_URI"]), urlsplit(exported["LABHUB_REDIS_URL"])
+        assert (mongo.scheme, mongo.hostname, mongo.username) == ("mongodb", "127.0.0.1", "labhub")
+        assert (redis_url.scheme, redis_url.hostname) == ("redis", "127.0.0.1")
+        assert mongo.password
+        assert redis_url.password
         assert Path(exported["LABHUB_S3_SECRET_KEY_FILE"]).read_text().strip()
         assert oct(Path(exported["LABHUB_S3_SECRET_KEY_FILE"]).stat().st_mode & 0o777) == "0o600"
         # the printed settings are accepted as they are by the configuration loader
@@ -221,6 +226,9 @@ def test_services_env_lines_can_be_sourced(tmp_path):
         )  # fmt: skip
         assert checked.returncode == 0, checked.stderr
         assert "mode='external'" in checked.stdout
+        assert mongo.password not in checked.stdout
+        assert redis_url.password not in checked.stdout
+        assert "labhub:***@127.0.0.1" in checked.stdout
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0

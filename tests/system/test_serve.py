@@ -187,3 +187,52 @@ def test_a_locked_out_head_resets_from_the_command_line_with_the_server_stopped_
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
+
+
+def test_embedded_services_and_the_data_dir_are_private(server, tmp_path):
+    """Another local account can neither read the data dir nor use the services on 127.0.0.1: they
+    ask for secrets that are in no command line (`ps` shows those to everyone)."""
+    import asyncio
+    import stat
+    from urllib.parse import urlsplit
+
+    import redis
+    from aiobotocore.session import get_session
+    from botocore.exceptions import ClientError
+    from pymongo import MongoClient
+    from pymongo.errors import OperationFailure
+
+    process, _port, _ = server
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
+    for path in [tmp_path / "secrets", *(tmp_path / "mongo").rglob("*"), *(tmp_path / "secrets").iterdir()]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+    secrets = [p.read_text().strip() for p in (tmp_path / "secrets").iterdir()]
+    assert len(secrets) >= 4  # jwt, s3, mongo and redis
+    tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    for proc in tree:
+        command_line = " ".join(proc.cmdline())
+        assert not any(secret in command_line for secret in secrets), command_line
+
+    endpoints = json.loads((tmp_path / "services.json").read_text())
+    mongo = urlsplit(endpoints["mongo_uri"])
+    with MongoClient(
+        f"mongodb://127.0.0.1:{mongo.port}/?directConnection=true", serverSelectionTimeoutMS=5000
+    ) as anyone:
+        with pytest.raises(OperationFailure) as refused:
+            anyone["labhub"]["users"].find_one()
+        assert refused.value.code == 13  # Unauthorized
+    redis_port = urlsplit(endpoints["redis_url"]).port
+    with pytest.raises(redis.exceptions.AuthenticationError), redis.Redis(port=redis_port) as anyone_redis:
+        anyone_redis.get("labhub:anything")
+
+    async def list_buckets_with(secret: str) -> None:
+        session = get_session()
+        async with session.create_client(
+            "s3", endpoint_url=endpoints["s3_endpoint_url"], aws_access_key_id="labhub-local",
+            aws_secret_access_key=secret, region_name="us-east-1",
+        ) as s3:  # fmt: skip
+            await s3.list_buckets()
+
+    with pytest.raises(ClientError):
+        asyncio.run(list_buckets_with("a guessed secret"))

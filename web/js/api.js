@@ -85,6 +85,12 @@ export async function signOut() {
   signedOut();
 }
 
+// every session of the person ends, this one included (the server also clears this cookie)
+export async function signOutEverywhere() {
+  await send('POST', '/api/auth/logout-all', { headers: SESSION });
+  signedOut();
+}
+
 function url(path, query) {
   if (!query) return path;
   const params = new URLSearchParams();

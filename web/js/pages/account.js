@@ -123,10 +123,14 @@ export function Account() {
     e.preventDefault();
     secret.run(async () => {
       await api.patch(`/api/users/${user.id}`, passwords);
+      // a new password ends every session, this one too: sign this one in again with it
+      await api.signIn(user.email, passwords.password);
       setPasswords({ old_password: '', password: '', revoke_tokens: false });
-      setMessage('Password changed. Other sessions have been signed out.');
+      setMessage('Password changed. Every other session has been signed out.');
     });
   };
+  const everywhere = useAction();
+  const signOutEverywhere = () => everywhere.run(() => api.signOutEverywhere());
   return html`<section>
     <h1>My account</h1>
     <p class="meta">${user.email} · ${user.role}</p>
@@ -146,6 +150,13 @@ export function Account() {
       <${ErrorNote} error=${secret.error} />
       <button type="submit" disabled=${secret.busy}>Change password</button>
     </form>
+    <div class="card" role="group" aria-label="Sessions">
+      <h2>Sessions</h2>
+      <p class="muted">Signed in somewhere you no longer use, or lost a device? End every session of yours, on
+        every browser and device, this one included. Personal access tokens keep working; revoke them below.</p>
+      <${ErrorNote} error=${everywhere.error} />
+      <button type="button" class="secondary" disabled=${everywhere.busy} onClick=${signOutEverywhere}>Sign out everywhere</button>
+    </div>
     <${MailSettings} />
     <${Tokens} />
     <${CalendarLink} />
