@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 from domain.errors import DomainError, TooManyRequests, Unauthenticated, Unavailable
 from domain.stores.availability import unavailable_service
 from handlers.keys import REQUEST_ID, SETTINGS
+from handlers.observe import loggable_path
 
 log = logging.getLogger("labhub.errors")
 
@@ -142,7 +143,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             # a backing service is restarting or unreachable: the client may try again, nothing is wrong here
             log.warning(
                 "service unavailable",
-                extra={"service": service, "path": request.path, "error": repr(exc)[:300]},
+                extra={"service": service, "path": loggable_path(request), "error": repr(exc)[:300]},
             )
             return problem_response(
                 request,
@@ -152,7 +153,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
                 headers={"Retry-After": str(RETRY_AFTER_S)},
                 extra={"service": service},
             )
-        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+        log.exception("unhandled error", extra={"path": loggable_path(request), "method": request.method})
         return problem_response(
             request,
             status=500,

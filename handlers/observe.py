@@ -23,6 +23,18 @@ from domain.metrics import UNMATCHED_ROUTE
 from handlers.keys import METRICS, REQUEST_ID, USER_ID
 
 access_log = logging.getLogger("labhub.access")
+# every secret LabHub hands out starts lh?_ (calendar links lhc_, tokens lhp_, reset links lhr_)
+_SECRET_IN_PATH = re.compile(r"\b(lh[a-z]_)[A-Za-z0-9_-]+")
+
+
+def loggable_path(request: web.Request) -> str:
+    """The request's path as a log line may hold it: never a secret (a calendar link's is its path)."""
+    path = request.path
+    secret = request.match_info.get("secret")
+    if secret:
+        path = path.replace(secret, "***")
+    return _SECRET_IN_PATH.sub(r"\1***", path)
+
 
 # request ids: this process's 80 random bits and a counter (32 hex digits, like a UUID's), not a
 # getrandom() system call per request
@@ -198,7 +210,7 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
             access_log.handle(
                 AccessRecord(
                     request.method,
-                    request.path,  # never the query string: it may carry an SSE ticket
+                    loggable_path(request),  # never the query string: it may carry an SSE ticket
                     status,
                     round(elapsed * 1000, 2),
                     request.get(USER_ID),

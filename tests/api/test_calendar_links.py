@@ -3,6 +3,7 @@ headers, the feed read back with the strict `ical` parser."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -65,6 +66,21 @@ async def test_the_feed_holds_my_meetings_with_my_answer_and_is_read_by_a_strict
     again = await fetch(url, **{"If-None-Match": response.headers["etag"]})
     assert again.status_code == 304
     assert again.content == b""
+
+
+async def test_no_calendar_secret_reaches_a_log_line(client, team, caplog):
+    url = await link_of(client, team.member)
+    secret = url.rsplit("/", 1)[1].removesuffix(".ics")
+    caplog.set_level(logging.DEBUG)
+    assert (await fetch(url)).status_code == 200
+    assert (await fetch(url.replace(secret, secret[:-4] + "abcd"))).status_code == 404  # a wrong one
+    stray = await client.get(f"/api/calendars/{secret}/feed")  # no such route: the path is logged as is
+    assert stray.status == 404
+    # LabHub's own lines (the test server also has aiohttp's access log, which `serve` turns off)
+    logged = "\n".join(r.getMessage() + str(vars(r)) for r in caplog.records if r.name.startswith("labhub"))
+    assert "/api/calendar/***.ics" in logged  # the line is there, without the secret
+    assert secret not in logged
+    assert secret[4:20] not in logged
 
 
 async def test_the_link_grants_nothing_else_and_rotation_kills_the_old_one(client, team):
