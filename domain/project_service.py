@@ -10,7 +10,7 @@ from domain.access_tokens import check_project, project_filter
 from domain.audit import AuditEvent, AuditLog, TargetType, diff
 from domain.cache import TtlCache
 from domain.clock import utcnow
-from domain.errors import Conflict, Forbidden, NotFound, field_error
+from domain.errors import Conflict, Forbidden, InvalidInput, NotFound, field_error
 from domain.pagination import Page, clamp_limit
 from domain.projects import (
     Member,
@@ -31,7 +31,7 @@ from domain.projects import (
 )
 from domain.stores.projects import ProjectStore
 from domain.stores.users import UserStore
-from domain.users import User
+from domain.users import User, normalize_email
 
 CANDIDATE_LIMIT = 20  # people a member search shows at once
 log = logging.getLogger("labhub.projects")
@@ -208,13 +208,33 @@ class ProjectsService:
         return Page(await self._views([m for m in project.members if m.user_id in matching]))
 
     async def member_candidates(self, actor: User, project_id: str, q: str) -> Page[MemberCandidate]:
-        """People a lead can add: active users outside the project whose name or email starts with q."""
+        """People a lead can add: active users outside the project. Heads find anyone whose name or
+        email starts with q; anyone else finds people they already share a project with that way,
+        and others only by their exact email (a student who made a project of their own must not
+        be able to list every account of the lab)."""
         project = await self._gate.require(actor, project_id, Need.MANAGE)
         q = q.strip()
         if not q:
             raise field_error("$.q", "type at least one character of a name or email")
-        found = await self._users.search_outside([m.user_id for m in project.members], q, CANDIDATE_LIMIT)
-        return Page([MemberCandidate(id=u.id, name=u.name, email=u.email) for u in found])
+        inside = {m.user_id for m in project.members}
+        if actor.is_head:
+            found = await self._users.search_outside(sorted(inside), q, CANDIDATE_LIMIT)
+        else:
+            known = await self._projects.co_member_ids(actor.id) - inside
+            matching = await self._users.search_among(sorted(known), q) if known else set()
+            by_name = await self._users.get_many(sorted(matching))
+            found = sorted((u for u in by_name.values() if u.active), key=lambda u: (u.name.lower(), u.id))
+            exact = await self._exact_email(q)
+            if exact is not None and exact.id not in inside and exact.id not in matching:
+                found.insert(0, exact)
+        return Page([MemberCandidate(id=u.id, name=u.name, email=u.email) for u in found[:CANDIDATE_LIMIT]])
+
+    async def _exact_email(self, q: str) -> User | None:
+        try:
+            email = normalize_email(q)
+        except InvalidInput:
+            return None
+        return await self._users.active_by_email(email)
 
     async def add_member(self, actor: User, project_id: str, user_id: str, role: ProjectRole) -> MemberView:
         try:
@@ -224,6 +244,9 @@ class ProjectsService:
         if user is None or not user.active:
             await self._gate.require(actor, project_id, Need.MANAGE)  # a non-member still gets 404 first
             raise field_error("$.user_id", "no active user has this id")
+        if user.is_head and not actor.is_head:
+            await self._gate.require(actor, project_id, Need.MANAGE)
+            raise Forbidden("only heads (GD, DH) can add a head to a project", code="not_head")
         now = utcnow()
         project = await self._change(
             actor, project_id, "member.added",

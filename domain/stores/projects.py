@@ -75,6 +75,11 @@ class ProjectStore:
         cursor = self._projects.find({"members.user_id": ObjectId(user_id)}, {"_id": 1})
         return [str(doc["_id"]) async for doc in cursor]
 
+    async def co_member_ids(self, user_id: str) -> set[str]:
+        """Everyone who shares a project (active or archived) with the user, the user included."""
+        cursor = self._projects.find({"members.user_id": ObjectId(user_id)}, {"members.user_id": 1})
+        return {str(m["user_id"]) async for doc in cursor for m in doc.get("members", [])}
+
     async def update(self, project: Project, fields: dict[str, Any]) -> Project | None:
         """Apply fields if nobody changed the project since it was read; None means retry."""
         changes = dict(fields)

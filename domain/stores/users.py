@@ -73,6 +73,10 @@ class UserStore:
         cursor = self._users.find(query).sort([("name_lower", 1), ("_id", 1)]).limit(limit)
         return [from_document(User, doc) async for doc in cursor]
 
+    async def active_by_email(self, email: str) -> User | None:
+        doc = await self._users.find_one({"email": email, "active": True})
+        return from_document(User, doc) if doc else None
+
     async def exists_email(self, email: str) -> bool:
         return await self._users.count_documents({"email": email}, limit=1) > 0
 

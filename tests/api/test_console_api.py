@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 from http.cookies import SimpleCookie
 
-import pytest
-
 from domain.users import Role
 from handlers.console import CONSOLE_CSP
 from handlers.keys import ACCOUNTS, JOBS, SETTINGS
@@ -212,8 +210,7 @@ async def test_the_job_list_refuses_what_the_caller_may_not_see(client, team):
 # -- people a lead can add -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("who", ["lead", "head"])
-async def test_leads_find_people_outside_the_project(client, team, make_account, who):
+async def test_heads_find_anyone_outside_the_project_by_the_start_of_a_name(client, team, make_account):
     newcomer = await make_account("student", name="Nora Newcomer")
     gone = await make_account("student", name="Nora Gone")
     deactivated = await client.patch(
@@ -221,17 +218,60 @@ async def test_leads_find_people_outside_the_project(client, team, make_account,
     )
     assert deactivated.status == 200
     found = await client.get(
-        f"/api/projects/{team.project_id}/members/candidates", params={"q": "nora"},
-        headers=getattr(team, who).headers,
-    )  # fmt: skip
+        f"/api/projects/{team.project_id}/members/candidates", params={"q": "nora"}, headers=team.head.headers
+    )
     assert found.status == 200, await found.text()
     items = (await found.json())["items"]
     assert [(i["id"], i["name"]) for i in items] == [(newcomer.id, "Nora Newcomer")]
     assert set(items[0]) == {"id", "name", "email"}
     members = await client.get(
-        f"/api/projects/{team.project_id}/members/candidates", params={"q": "mia"}, headers=team.lead.headers
+        f"/api/projects/{team.project_id}/members/candidates", params={"q": "mia"}, headers=team.head.headers
     )
     assert (await members.json())["items"] == []  # already a member
+
+
+async def test_others_find_people_they_work_with_or_by_exact_email_only(client, team, make_account):
+    """A student who made a project of their own must not be able to list every account."""
+    stranger = await make_account("student", name="Nora Newcomer")
+    colleague = await make_account("student", name="Nora Colleague")
+    owner = team.outsider  # a student, lead of a project of their own
+    mine = await client.post("/api/projects", json={"name": "Mine", "description": ""}, headers=owner.headers)
+    mine_id = (await mine.json())["id"]
+    shared = await client.post(
+        "/api/projects", json={"name": "Shared", "description": ""}, headers=owner.headers
+    )
+    shared_id = (await shared.json())["id"]
+    added = await client.post(
+        f"/api/projects/{shared_id}/members", json={"user_id": colleague.id, "role": "member"},
+        headers=team.head.headers,
+    )  # fmt: skip
+    assert added.status == 201
+
+    async def candidates(q: str) -> list[str]:
+        response = await client.get(
+            f"/api/projects/{mine_id}/members/candidates", params={"q": q}, headers=owner.headers
+        )
+        assert response.status == 200, await response.text()
+        return [item["id"] for item in (await response.json())["items"]]
+
+    assert await candidates("nora") == [colleague.id]  # shares a project: found by name
+    assert await candidates("n") == [colleague.id]
+    assert await candidates("hedy") == []  # the head is in no project of theirs
+    assert await candidates(stranger.email) == [stranger.id]  # anyone else: the exact address only
+    assert await candidates(stranger.email.upper()) == [stranger.id]
+    assert await candidates(stranger.email[:-3]) == []
+    # nor can a lead who is not a head add a head
+    refused = await client.post(
+        f"/api/projects/{mine_id}/members",
+        json={"user_id": team.head.id, "role": "member"},
+        headers=owner.headers,
+    )
+    assert (await problem(refused, 403))["code"] == "not_head"
+    by_head = await client.post(
+        f"/api/projects/{mine_id}/members", json={"user_id": team.head.id, "role": "viewer"},
+        headers=team.head.headers,
+    )  # fmt: skip
+    assert by_head.status == 201
 
 
 async def test_only_leads_and_heads_search_for_people(client, team):

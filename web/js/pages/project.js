@@ -54,6 +54,7 @@ function Details({ project, access, onChange }) {
 }
 
 function AddMember({ pid, onAdded }) {
+  const { user } = useSession();
   const [q, setQ] = useState('');
   const [found, setFound] = useState(null);
   const [role, setRole] = useState('member');
@@ -67,7 +68,8 @@ function AddMember({ pid, onAdded }) {
   return html`<form class="card" onSubmit=${search} aria-label="Add a member">
     <h3>Add a member</h3>
     <div class="row wrap">
-      <${Input} label="Find people by name or email" type="search" value=${q} onInput=${setQ} />
+      <${Input} label="Find people by name or email" type="search" value=${q} onInput=${setQ}
+        hint=${isHead(user) ? '' : 'People you share a project with by name; anyone else by their exact email.'} />
       <${Select} label="Role" value=${role} onChange=${setRole} options=${ROLES} />
       <button type="submit" disabled=${busy || !q.trim()}>Search</button>
     </div>
