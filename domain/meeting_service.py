@@ -252,7 +252,7 @@ class MeetingsService:
                 continue  # nobody is told about what they did themselves
             try:
                 await self._notifications.notify(
-                    user_id, category=category, title=f"{prefix}: {meeting.title}", body=self._when(meeting),
+                    user_id, project_id=meeting.project_id, category=category, title=f"{prefix}: {meeting.title}", body=self._when(meeting),
                     link=f"/api/meetings/{meeting.id}",
                 )  # fmt: skip
             except Exception:  # the meeting is saved; a lost notice must not turn that into an error

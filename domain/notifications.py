@@ -20,6 +20,7 @@ class Notification:
     link: str | None
     created_at: datetime
     read_at: datetime | None = None
+    project_id: str | None = None  # the project it is about: a project-narrowed token sees only its own
 
 
 @attrs.frozen

@@ -426,7 +426,7 @@ class Scheduler:
         verb = "finished" if job.status is JobStatus.SUCCEEDED else "failed"
         try:
             await self._notifications.notify(
-                job.owner_id, category="job", title=f"{title} {verb}",
+                job.owner_id, project_id=job.project_id, category="job", title=f"{title} {verb}",
                 body=job.error.message if job.error else "", link=f"/api/jobs/{job.id}",
             )  # fmt: skip
             for listener in self._finish_listeners:

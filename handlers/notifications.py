@@ -67,4 +67,7 @@ async def notification_events(request: web.Request) -> web.StreamResponse:
 async def _notification_source(request: web.Request) -> StreamSource:
     user = await require_sse_user(request)
     service = request.app[NOTIFICATIONS]
-    return StreamSource(service.stream(user), attrs.asdict(await service.unread_count(user)), finished=False)
+    return StreamSource(
+        service.stream(user), attrs.asdict(await service.unread_count(user)), finished=False,
+        accepts=service.stream_filter(),
+    )  # fmt: skip

@@ -12,7 +12,7 @@ from aiohttp_sse import EventSourceResponse
 from prometheus_client import Counter
 
 from domain.jobs import FINAL_STATUSES
-from domain.stores.events import Entry, EventHub, valid_stream_id
+from domain.stores.events import Entry, EventHub, StreamFilter, valid_stream_id
 from handlers.keys import EVENT_HUB, EVENT_LOG, METRICS, SETTINGS, USER_ID
 
 
@@ -92,9 +92,11 @@ class SseConnection:
     """One client as the hub sees it: writes never wait; a client too far behind is dropped."""
 
     def __init__(
-        self, request: web.Request, chunked: bool, last_id: str, max_buffer: int, delivered: Counter
-    ) -> None:
+        self, request: web.Request, chunked: bool, last_id: str, max_buffer: int, delivered: Counter,
+        accepts: StreamFilter | None = None,
+    ) -> None:  # fmt: skip
         self.user_id = request.get(USER_ID)
+        self.accepts = accepts
         self._transport = request.transport
         self._delivered = delivered
         self._chunked = chunked
@@ -151,6 +153,7 @@ class StreamSource:
     stream: str
     snapshot: dict[str, Any] | None
     finished: bool
+    accepts: StreamFilter | None = None  # which of the stream's events this watcher may see (None: all)
 
 
 async def stream_events(request: web.Request, source: StreamSource) -> web.StreamResponse:
@@ -160,7 +163,7 @@ async def stream_events(request: web.Request, source: StreamSource) -> web.Strea
     nothing but this frame holds memory while thousands of clients listen.
     """
     settings = request.app[SETTINGS].sse
-    stream, snapshot, finished = source.stream, source.snapshot, source.finished
+    stream, snapshot, finished, accepts = source.stream, source.snapshot, source.finished, source.accepts
     source.snapshot = None
     after = last_event_id(request)
     replay = await request.app[EVENT_LOG].replay(stream, after)
@@ -183,6 +186,8 @@ async def stream_events(request: web.Request, source: StreamSource) -> web.Strea
         last_sent = entry_id
         if isinstance(attempt, int) and isinstance(data, dict) and data.get("attempt", attempt) < attempt:
             continue
+        if accepts is not None and not accepts(event, data):
+            continue
         backlog.append(frame(event, data, entry_id))
         if is_terminal(event, data):
             finished = True
@@ -196,7 +201,7 @@ async def stream_events(request: web.Request, source: StreamSource) -> web.Strea
         # from here on this frame is all a client costs, besides aiohttp's own objects
         hub: EventHub = request.app[EVENT_HUB]
         connection = SseConnection(
-            request, response.sent_chunked, last_sent, settings.max_buffer_bytes, metrics.sse_delivered
+            request, response.sent_chunked, last_sent, settings.max_buffer_bytes, metrics.sse_delivered, accepts
         )
         hub.subscribe(stream, connection)
         try:

@@ -22,6 +22,7 @@ from domain.stores.redis_store import RedisStore
 log = logging.getLogger("labhub.events")
 
 Entry = tuple[str, str, dict[str, Any]]  # (stream id, event name, data)
+StreamFilter = Callable[[str, dict[str, Any]], bool]  # (event, data) -> whether a watcher gets it
 Frame = Any  # an entry as the HTTP edge encoded it; the hub only hands it on
 READ_BLOCK_MS = 200
 READ_COUNT = 200
@@ -152,6 +153,7 @@ class Subscriber(Protocol):
 
     last_id: str
     user_id: str | None
+    accepts: StreamFilter | None  # None: every event of the stream
 
     def deliver(self, entry_id: str, frame: Frame, terminal: bool) -> bool:
         """Write one encoded event; False when the subscriber is gone or too slow and is dropped."""
@@ -163,6 +165,10 @@ class Subscriber(Protocol):
 
 
 Encoder = Callable[[Entry], tuple[Frame, bool]]  # -> (frame, terminal)
+
+
+def _wants(subscriber: Subscriber, entry: Entry) -> bool:
+    return subscriber.accepts is None or subscriber.accepts(entry[1], entry[2])
 
 
 class EventHub:
@@ -279,7 +285,7 @@ class EventHub:
 
     def _deliver_all(self, subscriber: Subscriber, entries: list[Entry]) -> bool:
         for entry in entries:
-            if stream_id(entry[0]) <= stream_id(subscriber.last_id or "0-0"):
+            if stream_id(entry[0]) <= stream_id(subscriber.last_id or "0-0") or not _wants(subscriber, entry):
                 continue
             frame, terminal = self._encode(entry)
             if not subscriber.deliver(entry[0], frame, terminal) or terminal:
@@ -291,7 +297,7 @@ class EventHub:
         ahead = self._ahead.get(stream)
         for entry in entries:
             frame, terminal = self._encode(entry)
-            dropped = [s for s in watchers if not s.deliver(entry[0], frame, terminal)]
+            dropped = [s for s in watchers if _wants(s, entry) and not s.deliver(entry[0], frame, terminal)]
             if terminal:
                 watchers.clear()
             for subscriber in dropped:
@@ -302,7 +308,7 @@ class EventHub:
                     if position <= stream_id(subscriber.last_id):
                         continue
                     ahead.discard(subscriber)
-                    if subscriber.deliver(entry[0], frame, terminal) and not terminal:
+                    if not _wants(subscriber, entry) or (subscriber.deliver(entry[0], frame, terminal) and not terminal):
                         watchers.add(subscriber)
             self._cursors[stream] = entry[0]
 

@@ -17,21 +17,30 @@ index("notifications", ("user_id", 1), ("created_at", -1), ("_id", -1), name="us
 index("notifications", ("user_id", 1), ("read_at", 1), name="user_unread")
 
 
+def _mine(user_id: str, only_projects: frozenset[str] | None) -> dict[str, Any]:
+    """A user's notifications; only_projects: only those about these projects (a narrowed token)."""
+    query: dict[str, Any] = {"user_id": ObjectId(user_id)}
+    if only_projects is not None:
+        query["project_id"] = {"$in": [ObjectId(p) for p in sorted(only_projects)]}
+    return query
+
+
 class NotificationStore:
     def __init__(self, db: Database) -> None:
         self._notifications = db["notifications"]
 
-    async def insert(self, *, user_id: str, category: str, title: str, body: str, link: str | None,
-                     created_at: datetime) -> Notification:  # fmt: skip
-        doc: Document = {"user_id": ObjectId(user_id), "category": category, "title": title, "body": body,
-                         "link": link, "created_at": created_at, "read_at": None}  # fmt: skip
+    async def insert(self, *, user_id: str, project_id: str, category: str, title: str, body: str,
+                     link: str | None, created_at: datetime) -> Notification:  # fmt: skip
+        doc: Document = {"user_id": ObjectId(user_id), "project_id": ObjectId(project_id), "category": category,
+                         "title": title, "body": body, "link": link, "created_at": created_at, "read_at": None}  # fmt: skip
         doc["_id"] = (await self._notifications.insert_one(doc)).inserted_id
         return from_document(Notification, doc)
 
     async def page(
-        self, user_id: str, *, unread_only: bool, limit: int, cursor: str | None
-    ) -> tuple[list[Notification], str | None]:
-        query: dict[str, Any] = {"user_id": ObjectId(user_id)}
+        self, user_id: str, *, unread_only: bool, limit: int, cursor: str | None,
+        only_projects: frozenset[str] | None = None,
+    ) -> tuple[list[Notification], str | None]:  # fmt: skip
+        query = _mine(user_id, only_projects)
         if unread_only:
             query["read_at"] = None
         docs, next_cursor = await find_page(
@@ -39,18 +48,20 @@ class NotificationStore:
         )
         return [from_document(Notification, d) for d in docs], next_cursor
 
-    async def unread_count(self, user_id: str) -> int:
-        return await self._notifications.count_documents({"user_id": ObjectId(user_id), "read_at": None})
+    async def unread_count(self, user_id: str, only_projects: frozenset[str] | None = None) -> int:
+        return await self._notifications.count_documents({**_mine(user_id, only_projects), "read_at": None})
 
-    async def mark_read(self, user_id: str, notification_id: str, at: datetime) -> Notification | None:
-        query = {"_id": object_id(notification_id, "notification"), "user_id": ObjectId(user_id)}
+    async def mark_read(
+        self, user_id: str, notification_id: str, at: datetime, only_projects: frozenset[str] | None = None
+    ) -> Notification | None:
+        query = {"_id": object_id(notification_id, "notification"), **_mine(user_id, only_projects)}
         doc = await self._notifications.find_one_and_update(
             {**query, "read_at": None}, {"$set": {"read_at": at}}, return_document=ReturnDocument.AFTER
         )
         doc = doc or await self._notifications.find_one(query)
         return from_document(Notification, doc) if doc else None
 
-    async def mark_all_read(self, user_id: str, at: datetime) -> None:
+    async def mark_all_read(self, user_id: str, at: datetime, only_projects: frozenset[str] | None = None) -> None:
         await self._notifications.update_many(
-            {"user_id": ObjectId(user_id), "read_at": None}, {"$set": {"read_at": at}}
+            {**_mine(user_id, only_projects), "read_at": None}, {"$set": {"read_at": at}}
         )

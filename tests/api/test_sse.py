@@ -144,7 +144,7 @@ async def test_ticket_auth_for_event_source_and_no_ticket_in_logs(client, caplog
 
 
 async def test_notifications_stream_and_api(client, make_account):
-    user, headers, _ = await setup_job(client, steps=1)
+    user, headers, job = await setup_job(client, steps=1)
     other = await make_account("student")
     notifications = client.app[NOTIFICATIONS]
     await wait_until(lambda: _unread(client, headers))  # the job's "finished" notification
@@ -155,7 +155,9 @@ async def test_notifications_stream_and_api(client, make_account):
     assert events[1].event == "notification"  # replayed from the user's stream
     live_reader = asyncio.create_task(read_events(response, limit=2))
     await asyncio.sleep(0.3)
-    sent = await notifications.notify(user.id, category="meeting", title="Invited", body="Monday", link="/x")
+    sent = await notifications.notify(
+        user.id, project_id=job.project_id, category="meeting", title="Invited", body="Monday", link="/x"
+    )
     await client.post("/api/notifications/read-all", headers=headers)
     live, _ = await live_reader
     assert [e.event for e in live] == ["notification", "unread"]
@@ -164,7 +166,7 @@ async def test_notifications_stream_and_api(client, make_account):
     listing = await (await client.get("/api/notifications", headers=headers)).json()
     assert [n["title"] for n in listing["items"]] == ["Invited", "Test job finished"]
     assert all(n["read_at"] for n in listing["items"])
-    newer = await notifications.notify(user.id, category="x", title="New")
+    newer = await notifications.notify(user.id, project_id=job.project_id, category="x", title="New")
     unread = await (await client.get("/api/notifications", params={"unread": "true"}, headers=headers)).json()
     assert [n["id"] for n in unread["items"]] == [newer.id]
     assert (await (await client.get("/api/notifications/unread-count", headers=headers)).json()) == {

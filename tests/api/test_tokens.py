@@ -3,6 +3,7 @@ instance), deactivation, password changes, last use, audit, and what only a sess
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -10,9 +11,10 @@ from bson import ObjectId
 
 from domain.access_tokens import PREFIX, SECRET_LENGTH, new_secret, well_formed
 from domain.clock import utcnow
-from handlers.keys import MONGO
+from handlers.keys import MONGO, NOTIFICATIONS
 from server import create_app
 from tests.conftest import PASSWORD, problem, wait_until
+from tests.sse_client import read_events
 
 
 async def make_token(client, account, **body) -> dict:
@@ -128,6 +130,50 @@ async def test_a_token_narrowed_to_projects_sees_nothing_else(client, team):
         headers=team.outsider.headers,
     )  # fmt: skip
     await problem(outsider, 422)
+
+
+async def test_a_narrowed_token_sees_only_its_projects_notifications(client, team):
+    other = await client.post("/api/projects", json={"name": "Other"}, headers=team.lead.headers)
+    other_id = (await other.json())["id"]
+    added = await client.post(
+        f"/api/projects/{other_id}/members", json={"user_id": team.member.id, "role": "member"},
+        headers=team.lead.headers,
+    )  # fmt: skip
+    assert added.status == 201
+    notify = client.app[NOTIFICATIONS].notify
+    mine = await notify(
+        team.member.id, project_id=team.project_id, category="meeting", title="About this one"
+    )
+    elsewhere = await notify(team.member.id, project_id=other_id, category="meeting", title="About the other")
+    token = await make_token(client, team.member, scopes=["write"], project_ids=[team.project_id])
+    listed = await (await client.get("/api/notifications", headers=bearer(token))).json()
+    assert [n["id"] for n in listed["items"]] == [mine.id]
+    assert listed["items"][0]["project_id"] == team.project_id
+    count = await (await client.get("/api/notifications/unread-count", headers=bearer(token))).json()
+    assert count == {"unread": 1}
+    await problem(await client.post(f"/api/notifications/{elsewhere.id}/read", headers=bearer(token)), 404)
+    assert (await client.post("/api/notifications/read-all", headers=bearer(token))).status == 200
+    still = await (await client.get("/api/notifications/unread-count", headers=team.member.headers)).json()
+    assert still == {"unread": 1}  # the other project's notification was not touched
+
+    # its event stream (a ticket it asked for keeps to its projects too) carries only its projects'
+    ticket = (await (await client.post("/api/auth/sse-ticket", headers=bearer(token))).json())["ticket"]
+    streams = [
+        await client.get("/api/notifications/events", headers=bearer(token)),
+        await client.get("/api/notifications/events", params={"ticket": ticket}),
+    ]
+    for stream in streams:
+        events, _ = await read_events(stream, limit=2)
+        assert events[0].data == {"unread": 0}
+        assert [(e.event, e.data["id"]) for e in events[1:]] == [("notification", mine.id)]  # replayed
+    live = [asyncio.create_task(read_events(stream, limit=1)) for stream in streams]
+    await asyncio.sleep(0.2)
+    await notify(team.member.id, project_id=other_id, category="meeting", title="Other again")
+    await client.post("/api/notifications/read-all", headers=team.member.headers)  # an "unread" event
+    newest = await notify(team.member.id, project_id=team.project_id, category="meeting", title="This again")
+    for reader in live:
+        [event], _ = await reader
+        assert (event.event, event.data["id"]) == ("notification", newest.id)
 
 
 async def test_a_token_never_outlives_its_users_membership(client, team):
