@@ -6,19 +6,21 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from bson import json_util
+from bson import ObjectId, json_util
 from pymongo.asynchronous.collection import AsyncCollection
 
-from domain.errors import InvalidInput
+from domain.errors import BadRequest
 from domain.stores.mongo import Document
 
 SortSpec = Sequence[tuple[str, int]]
 
 
-def bad_cursor() -> InvalidInput:
-    return InvalidInput(
+def bad_cursor() -> BadRequest:
+    """400: a cursor is not input a person types, it comes back as the server wrote it or not at all."""
+    return BadRequest(
         "cursor is not valid for this list; start again without it",
         code="invalid_cursor",
         errors=[{"path": "$.cursor", "message": "not a cursor from this list"}],
@@ -49,7 +51,18 @@ def decode_cursor(cursor: str, sort: SortSpec) -> list[Any]:
     values = payload.get("v")
     if not isinstance(values, list) or len(values) != len(sort):
         raise bad_cursor()
+    if not all(_plain(value) for value in values):
+        raise bad_cursor()  # a document ({"$exists": true}), a regex, a list... would be an operator
     return values
+
+
+# what a sort position can be; anything else in a cursor was put there by hand (exact types: bson's
+# Code is a str, Int64 an int)
+_PLAIN = frozenset({str, int, float, bool, datetime, ObjectId})
+
+
+def _plain(value: Any) -> bool:
+    return value is None or type(value) in _PLAIN
 
 
 def _beyond(field: str, direction: int, value: Any) -> dict[str, Any] | None:

@@ -216,3 +216,55 @@ async def test_dates_and_numbers_at_the_edges_of_python_are_4xx(client, team, qu
     response = await client.get(url, headers=team.lead.headers)
     assert 400 <= response.status < 500, (url, response.status, await response.text())
     await problem(response, response.status)
+
+
+def forged_cursor(sort: list[list], values: list) -> str:
+    """A cursor as the server writes one (base64 of canonical extended JSON), holding what we like."""
+    import base64
+
+    from bson import json_util
+
+    raw = json_util.dumps({"s": sort, "v": values}, json_options=json_util.CANONICAL_JSON_OPTIONS)
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+NEWEST = [["created_at", -1], ["_id", -1]]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param([{"$exists": True}, {"$oid": "0" * 24}], id="operator-document"),
+        pytest.param(
+            [{"$regularExpression": {"pattern": ".", "options": ""}}, {"$oid": "0" * 24}], id="regex"
+        ),
+        pytest.param([{"$gt": ""}, {"$ne": None}], id="operators-everywhere"),
+        pytest.param([[1, 2], {"$oid": "0" * 24}], id="list"),
+        pytest.param([{"$binary": {"base64": "", "subType": "00"}}, {"$oid": "0" * 24}], id="binary"),
+        pytest.param([{"$code": "sleep(1000)"}, {"$oid": "0" * 24}], id="code"),
+    ],
+)
+async def test_a_cursor_carries_plain_values_only(client, team, values):
+    raw_cursor = forged_cursor(NEWEST, values)
+    for path in (f"/api/projects/{team.project_id}/documents", f"/api/projects/{team.project_id}/records"):
+        refused = await problem(
+            await client.get(path, params={"cursor": raw_cursor}, headers=team.member.headers), 400
+        )
+        assert refused["code"] == "invalid_cursor"
+    # a cursor the server wrote still works
+    for i in range(3):
+        await client.post(
+            f"/api/projects/{team.project_id}/records", json={"kind": "k", "title": f"r{i}"},
+            headers=team.member.headers,
+        )  # fmt: skip
+    first = await (
+        await client.get(
+            f"/api/projects/{team.project_id}/records", params={"limit": 2}, headers=team.member.headers
+        )
+    ).json()
+    following = await client.get(
+        f"/api/projects/{team.project_id}/records", params={"limit": 2, "cursor": first["next_cursor"]},
+        headers=team.member.headers,
+    )  # fmt: skip
+    assert following.status == 200
+    assert len((await following.json())["items"]) == 1

@@ -127,7 +127,7 @@ async def test_list_puts_upcoming_first_then_past_and_pages_cleanly(client, team
     )
     assert [m["title"] for m in (await ranged.json())["items"]] == ["m2", "m5", "m-1", "m-72"]
     await problem(await client.get(url, params={"from": "soon"}, headers=team.member.headers), 422)
-    await problem(await client.get(url, params={"cursor": "garbage"}, headers=team.member.headers), 422)
+    await problem(await client.get(url, params={"cursor": "garbage"}, headers=team.member.headers), 400)
     await problem(await client.get(url, headers=team.outsider.headers), 404)
 
 

@@ -148,7 +148,6 @@ async def test_filters(client, team):
         {"format": "xml"},
         {"limit": "501"},
         {"limit": "abc"},
-        {"cursor": "garbage"},
     ],
 )
 async def test_unsafe_or_unknown_filters_are_422(client, team, params):
@@ -157,6 +156,14 @@ async def test_unsafe_or_unknown_filters_are_422(client, team, params):
         f"/api/projects/{team.project_id}/records", params=params, headers=team.viewer.headers
     )
     await problem(response, 422)
+
+
+async def test_a_cursor_not_from_this_list_is_400(client, team):
+    await create(client, team)
+    response = await client.get(
+        f"/api/projects/{team.project_id}/records", params={"cursor": "garbage"}, headers=team.viewer.headers
+    )
+    assert (await problem(response, 400))["code"] == "invalid_cursor"
 
 
 async def test_sorting(client, team):

@@ -39,7 +39,7 @@ async def test_user_list_paginates_with_a_cursor(client, make_account):
         if not cursor:
             break
     assert len(seen) == len(set(seen)) == 6
-    await problem(await client.get("/api/users", params={"cursor": "garbage"}, headers=head.headers), 422)
+    await problem(await client.get("/api/users", params={"cursor": "garbage"}, headers=head.headers), 400)
     await problem(await client.get("/api/users", params={"limit": "0"}, headers=head.headers), 422)
     await problem(await client.get("/api/users", params={"limit": "many"}, headers=head.headers), 422)
 
