@@ -85,7 +85,7 @@ class DocumentsService:
     async def add_version_from(
         self, actor: User, document_id: str, *, upload_id: str, name: str | None
     ) -> Document:
-        await self.get(actor, document_id, Need.WRITE)
+        await self._changeable(actor, document_id)  # refused before the upload is taken
         async with self._claimed(actor, upload_id) as upload:
             return await self.add_version(actor, document_id, name=name or upload.filename,
                                           content_type=upload.content_type, chunks=upload)  # fmt: skip
@@ -129,7 +129,7 @@ class DocumentsService:
         content_type: str | None,
         chunks: Body,
     ) -> Document:
-        current = await self.get(actor, document_id, Need.WRITE)
+        current = await self._changeable(actor, document_id)
         clean_name = clean_file_name(name) if name else current.name
         media_type = clean_content_type(content_type, clean_name)
         key, size, sha256 = await self._put(current.id, chunks, media_type)
@@ -152,6 +152,14 @@ class DocumentsService:
             at=document.updated_at,
         )  # fmt: skip
         await self._activity.count(document.project_id, actor.id, Signal.UPLOAD, document.updated_at)
+        return document
+
+    async def _changeable(self, actor: User, document_id: str) -> Document:
+        """A document the actor may replace or delete: its uploader's, or any for leads and heads
+        (a member may add documents, not overwrite a colleague's)."""
+        document = await self.get(actor, document_id, Need.WRITE)
+        project = await self._gate.require(actor, document.project_id, Need.WRITE, what="document")
+        check_owner_or_lead(actor, project, document.created_by, "the uploader")
         return document
 
     async def get(self, actor: User, document_id: str, need: Need = Need.READ) -> Document:
@@ -188,9 +196,7 @@ class DocumentsService:
         return self._objects.open_read(content.key, byte_range)
 
     async def delete(self, actor: User, document_id: str) -> None:
-        document = await self.get(actor, document_id, Need.WRITE)
-        project = await self._gate.require(actor, document.project_id, Need.WRITE, what="document")
-        check_owner_or_lead(actor, project, document.created_by, "the uploader")
+        document = await self._changeable(actor, document_id)
         keys = await self._store.delete(document.id)
         await self._objects.delete(keys)
         await self._audit.record(

@@ -19,15 +19,20 @@ from handlers.keys import ACCOUNTS, JOBS
 from server import create_app
 from tests.conftest import file_form, job_settings, problem, wait_until
 
-ROLES = ("anonymous", "outsider", "viewer", "member", "lead", "head")
+# "narrowed": the member's own personal access token (read and write), narrowed to another project
+ROLES = ("anonymous", "outsider", "narrowed", "viewer", "member", "lead", "head")
 OK = "ok"
-EXPECTED = {
+_EXPECTED = {
     "read": {"anonymous": 401, "outsider": 404, "viewer": OK, "member": OK, "lead": OK, "head": OK},
     "write": {"anonymous": 401, "outsider": 404, "viewer": 403, "member": OK, "lead": OK, "head": OK},
     "manage": {"anonymous": 401, "outsider": 404, "viewer": 403, "member": 403, "lead": OK, "head": OK},
     # answering an invitation: the invited (viewer, member and lead here), not heads who were not invited
     "attendee": {"anonymous": 401, "outsider": 404, "viewer": OK, "member": OK, "lead": OK, "head": 403},
+    # what shows other people's logged time: the project's leads and heads only
+    "managers": {"anonymous": 401, "outsider": 404, "viewer": 404, "member": 404, "lead": OK, "head": OK},
 }
+# a token narrowed to other projects sees nothing of this one, whatever its owner's role here
+EXPECTED = {need: {**by_role, "narrowed": 404} for need, by_role in _EXPECTED.items()}
 
 
 @attrs.frozen
@@ -78,7 +83,7 @@ ROUTES = [
     Route("GET", "/api/documents/{doc}", "read"),
     Route("DELETE", "/api/documents/{doc}", "manage", fresh=True),  # the lead's document
     Route("GET", "/api/documents/{doc}/content", "read"),
-    Route("POST", "/api/documents/{doc}/versions", "write", _file),
+    Route("POST", "/api/documents/{doc}/versions", "manage", _file),  # replaces the lead's document
     Route("GET", "/api/documents/{doc}/versions", "read"),
     Route("POST", "/api/projects/{pid}/records", "write", lambda _c: {"json": {"kind": "k", "title": "t"}}),
     Route("GET", "/api/projects/{pid}/records", "read"),
@@ -110,6 +115,9 @@ ROUTES = [
     Route("DELETE", "/api/visualizations/{viz}", "manage", fresh=True),  # the lead's plot
     Route("GET", "/api/jobs/{job}", "read"),
     Route("GET", "/api/jobs/{job}/events", "read"),
+    # a plot of everyone's logged time: its job is no more visible than the plot
+    Route("GET", "/api/jobs/{time_job}", "managers"),
+    Route("GET", "/api/jobs/{time_job}/events", "managers"),
     Route("POST", "/api/jobs/{running_job}/cancel", "manage", fresh=True),  # the lead's job
     Route("POST", "/api/jobs/{failed_job}/retry", "manage", fresh=True),
     Route(
@@ -157,7 +165,7 @@ ROUTES = [
 ]
 
 PLACEHOLDERS = {"doc": "id", "record": "id", "ingestion": "id", "dataset": "id", "job": "id", "viz": "id",
-                "running_job": "id", "failed_job": "id", "extra": "uid", "meeting": "id",
+                "running_job": "id", "failed_job": "id", "time_job": "id", "extra": "uid", "meeting": "id",
                 "held_meeting": "id", "entry": "id"}  # fmt: skip
 
 
@@ -213,6 +221,9 @@ async def fresh_project(client, team, extra, newcomer, needs: set[str]) -> dict[
                   "student_id": extra.id},
         )  # fmt: skip
         ctx["entry"] = (await entry.json())["id"]
+    if "time_job" in needs:
+        plot = await client.post(f"/api/projects/{pid}/engagement/visualizations", json={}, headers=lead)
+        ctx["time_job"] = (await plot.json())["job_id"]
     if needs & {"running_job", "failed_job"}:
         lead_user = await client.app[ACCOUNTS].get_active(team.lead.id)
         running = await client.app[JOBS].submit(lead_user, pid, "test.sleepy", {"steps": 100, "delay": 0.02})
@@ -220,6 +231,17 @@ async def fresh_project(client, team, extra, newcomer, needs: set[str]) -> dict[
         await wait_until(lambda: _final(client, lead, failed.id))
         ctx["running_job"], ctx["failed_job"] = running.id, failed.id
     return ctx
+
+
+async def narrowed_elsewhere(client, account) -> dict[str, str]:
+    """A read and write token of account's, narrowed to a project of its own elsewhere."""
+    own = await client.post("/api/projects", json={"name": "Elsewhere"}, headers=account.headers)
+    made = await client.post(
+        "/api/tokens", json={"name": "instrument pc", "scopes": ["read", "write"],
+                             "project_ids": [(await own.json())["id"]]}, headers=account.headers,
+    )  # fmt: skip
+    assert made.status == 201, await made.text()
+    return {"Authorization": f"Bearer {(await made.json())['token']}"}
 
 
 async def _final(client, headers, job_id):
@@ -263,12 +285,13 @@ def test_the_matrix_covers_every_project_scoped_route():
 async def test_route_by_role(client, team, make_account, route):
     extra = await make_account("student", name="Eve Extra")
     newcomer = await make_account("student", name="Ned Newcomer")
+    narrowed = await narrowed_elsewhere(client, team.member)
     ctx = None
     for role in ROLES:
         if ctx is None or route.fresh:
             ctx = await fresh_project(client, team, extra, newcomer, route.needs)
-        account = team.by_role(role)
-        headers = account.headers if account else {}
+        account = team.by_role(role) if role != "narrowed" else None
+        headers = narrowed if role == "narrowed" else account.headers if account else {}
         response = await client.request(
             route.method, route.path.format(**ctx), headers=headers, **route.body(ctx)
         )
