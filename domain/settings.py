@@ -508,6 +508,13 @@ def finalize_secrets(settings: Settings) -> Settings:
             raise SettingsError(
                 f"auth.jwt_secret: must be at least {MIN_PRODUCTION_SECRET_BYTES} bytes in production"
             )
+    if settings.app.env == "production" and not settings.http.public_url:
+        # links (calendar, reset, mail) would be built from the Host header a client sends, and the
+        # session cookie could not tell it is served over TLS behind a proxy
+        raise SettingsError(
+            "http.public_url: required in production, the address people use, e.g. https://labhub.lab.example "
+            "(LABHUB_HTTP_PUBLIC_URL)"
+        )
     scraper = settings.metrics.bearer_secret
     if scraper and settings.app.env == "production" and len(scraper.encode()) < MIN_PRODUCTION_SECRET_BYTES:
         raise SettingsError(

@@ -9,7 +9,8 @@ from http.cookies import SimpleCookie
 from domain.users import Role
 from handlers.console import CONSOLE_CSP
 from handlers.keys import ACCOUNTS, JOBS, SETTINGS
-from tests.conftest import PASSWORD, problem
+from server import create_app
+from tests.conftest import PASSWORD, make_settings, problem
 
 COOKIE = {"X-LabHub-Session": "cookie"}
 
@@ -107,6 +108,19 @@ async def test_a_cookie_session_keeps_the_refresh_token_out_of_reach_of_scripts(
     assert not morsel["secure"]  # plain http here; set over https
     me = await client.get("/api/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert me.status == 200
+
+
+async def test_behind_a_tls_proxy_the_cookie_is_secure_from_the_public_url(aiohttp_client, services, tmp_path):
+    # the proxy speaks plain HTTP to LabHub: only http.public_url says people use https
+    proxied = await aiohttp_client(
+        create_app(make_settings(services, tmp_path, http={"public_url": "https://labhub.lab.example"}))
+    )
+    email = await sign_up(proxied)
+    login = await proxied.post("/api/auth/login", json={"email": email, "password": PASSWORD}, headers=COOKIE)
+    assert login.status == 200
+    assert cookie_of(login)["labhub_refresh"]["secure"]
+    out = await proxied.post("/api/auth/logout", headers=COOKIE)
+    assert cookie_of(out)["labhub_refresh"]["secure"]  # the clearing cookie too
 
 
 async def test_a_cookie_refresh_rotates_and_a_replayed_cookie_ends_the_family(client):

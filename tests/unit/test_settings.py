@@ -135,15 +135,26 @@ def test_dev_generates_a_jwt_secret_once_and_keeps_it(tmp_path):
 @pytest.mark.parametrize("secret", ["", "short-secret", SAMPLE_JWT_SECRET])
 def test_production_refuses_weak_secrets(tmp_path, secret):
     base = load_settings(ROOT / "config.toml", environ={"LABHUB_SERVICES_DATA_DIR": str(tmp_path)})
-    production = with_changes(base, app={"env": "production"}, auth={"jwt_secret": secret})
+    production = with_changes(
+        base, app={"env": "production"}, auth={"jwt_secret": secret}, http={"public_url": "https://lab.example"}
+    )
     with pytest.raises(SettingsError, match=r"auth\.jwt_secret"):
         finalize_secrets(production)
 
 
 def test_production_accepts_a_long_secret(tmp_path):
     base = load_settings(ROOT / "config.toml", environ={"LABHUB_SERVICES_DATA_DIR": str(tmp_path)})
-    production = with_changes(base, app={"env": "production"}, auth={"jwt_secret": "k" * 32})
+    production = with_changes(
+        base, app={"env": "production"}, auth={"jwt_secret": "k" * 32}, http={"public_url": "https://lab.example"}
+    )
     assert finalize_secrets(production).auth.jwt_secret == "k" * 32
+
+
+def test_production_needs_the_public_url(tmp_path):
+    base = load_settings(ROOT / "config.toml", environ={"LABHUB_SERVICES_DATA_DIR": str(tmp_path)})
+    production = with_changes(base, app={"env": "production"}, auth={"jwt_secret": "k" * 32})
+    with pytest.raises(SettingsError, match=r"http\.public_url: required in production"):
+        finalize_secrets(production)
 
 
 def test_the_scraper_secret_is_a_secret_and_long_in_production(tmp_path):
@@ -160,8 +171,9 @@ def test_the_scraper_secret_is_a_secret_and_long_in_production(tmp_path):
     assert settings.metrics.bearer_secret == "s" * 40
     assert "s" * 40 not in repr(settings)
     production = with_changes(
-        settings, app={"env": "production"}, auth={"jwt_secret": "k" * 32}, metrics={"bearer_secret": "short"}
-    )
+        settings, app={"env": "production"}, auth={"jwt_secret": "k" * 32}, metrics={"bearer_secret": "short"},
+        http={"public_url": "https://lab.example"},
+    )  # fmt: skip
     with pytest.raises(SettingsError, match=r"metrics\.bearer_secret: must be at least 32 bytes"):
         finalize_secrets(production)
 
