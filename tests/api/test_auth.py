@@ -123,7 +123,7 @@ async def test_sse_ticket_is_short_lived_and_not_a_bearer_token(client):
     assert ticket["expires_in"] == 60
     claims = jwt.decode(ticket["ticket"], options={"verify_signature": False})
     assert claims["aud"] == "sse"
-    assert claims["exp"] - claims["iat"] == 60
+    assert claims["exp"] - int(claims["iat"]) == 60  # iat keeps microseconds (sign-outs), exp whole seconds
     await problem(
         await client.get("/api/auth/me", headers={"Authorization": f"Bearer {ticket['ticket']}"}), 401
     )
