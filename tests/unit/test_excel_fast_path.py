@@ -150,3 +150,77 @@ def test_a_sheet_wider_than_the_limit_fails_the_same_either_way(tmp_path, monkey
         ingest_file(params, Reporter("test", 1))
     assert failed.value.code == "limit_exceeded"
     assert "has 25 columns; at most 20 are accepted" in failed.value.message
+
+
+def _with_sheet_xml(tmp_path: Path, name: str, transform) -> Path:
+    """A real workbook whose first sheet's XML is rewritten by transform(xml bytes) -> bytes."""
+    import zipfile
+
+    book = openpyxl.Workbook()
+    book.active.append(["t", "v"])
+    book.active.append([1, 2])
+    plain = tmp_path / f"plain-{name}"
+    book.save(plain)
+    path = tmp_path / name
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for entry in source.infolist():
+            data = source.read(entry)
+            if entry.filename == "xl/worksheets/sheet1.xml":
+                data = transform(data)
+            target.writestr(entry, data)
+    return path
+
+
+DOCTYPE = b'<!DOCTYPE worksheet [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
+
+
+def _after_declaration(extra: bytes):
+    def transform(xml: bytes) -> bytes:
+        if not xml.startswith(b"<?xml"):  # openpyxl writes none
+            xml = b'<?xml version="1.0" encoding="UTF-8"?>' + xml
+        declaration, _, rest = xml.partition(b"?>")
+        return declaration + b"?>" + extra + rest
+
+    return transform
+
+
+@pytest.mark.parametrize(
+    ("name", "transform"),
+    [
+        pytest.param("at-start.xlsx", _after_declaration(DOCTYPE), id="doctype-first"),
+        # a long comment first used to carry the DOCTYPE past a check of the first 4 KiB
+        pytest.param(
+            "after-comment.xlsx",
+            _after_declaration(b"<!--" + b"x" * 20_000 + b"-->" + DOCTYPE),
+            id="after-comment",
+        ),
+        pytest.param(
+            "after-pis.xlsx",
+            _after_declaration(b"<?pad " + b"y" * 100_000 + b"?>" * 1 + DOCTYPE),
+            id="after-instruction",
+        ),
+        # the same in UTF-16, where the bytes "<!DOCTYPE" never appear
+        pytest.param(
+            "utf16.xlsx",
+            lambda xml: (
+                _after_declaration(DOCTYPE)(xml)
+                .replace(b'encoding="UTF-8"', b'encoding="UTF-16"')
+                .decode()
+                .encode("utf-16")
+            ),
+            id="utf-16",
+        ),
+    ],
+)
+def test_a_document_type_anywhere_before_the_first_element_is_refused(tmp_path, name, transform):
+    path = _with_sheet_xml(tmp_path, name, transform)
+    with pytest.raises(JobFailed) as failed:
+        _read(path, tmp_path / "work")
+    assert failed.value.code == "corrupt_file"
+    assert "document type or entities" in failed.value.message
+
+
+def test_comments_before_the_first_element_alone_are_fine(tmp_path):
+    path = _with_sheet_xml(tmp_path, "comment.xlsx", _after_declaration(b"<!--" + b"z" * 20_000 + b"-->"))
+    result = _read(path, tmp_path / "work")
+    assert result["datasets"][0]["row_count"] == 1

@@ -16,7 +16,8 @@ import zipfile
 import zlib
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+from xml.parsers import expat
 
 import defusedxml.ElementTree as safe_xml
 import fastexcel
@@ -74,18 +75,52 @@ def _check_archive(path: Path, limits: Limits) -> None:
         if "[Content_Types].xml" not in names or not any(n.startswith("xl/workbook") for n in names):
             raise JobFailed("corrupt_file", "the file is a zip archive but not an Excel workbook")
         for entry in entries:
-            if not entry.filename.endswith((".xml", ".rels")):
-                continue
-            with archive.open(entry) as part:
-                prolog = part.read(4096)
-            if b"<!DOCTYPE" in prolog or b"<!ENTITY" in prolog:
-                raise JobFailed(
-                    "corrupt_file", "the workbook's XML declares entities (a known attack); it was not read"
-                )
+            if entry.filename.endswith((".xml", ".rels")):
+                with archive.open(entry) as part:
+                    _check_prolog(part)
         try:
             safe_xml.fromstring(archive.read("[Content_Types].xml"))
         except (DefusedXmlException, safe_xml.ParseError):
             raise JobFailed("corrupt_file", "the workbook's XML is damaged or unsafe") from None
+
+
+class _RootReached(Exception):
+    """The first element has started: no document type declaration can follow."""
+
+
+PROLOG_CHUNK = 64 * 1024
+_ENTITIES = "the workbook's XML declares a document type or entities (a known attack); it was not read"
+
+
+def _check_prolog(part: IO[bytes]) -> None:
+    """Refuse an XML part that declares a document type (and so entities). A DOCTYPE may only come
+    before the first element, but after any amount of comments and processing instructions, and in
+    any encoding the part declares (UTF-16 too): expat reads the part, streamed, up to its first
+    element, whatever that takes, and stops there (a sheet's rows are never read twice)."""
+    parser = expat.ParserCreate()
+
+    def refuse(*_args: Any) -> None:
+        raise JobFailed("corrupt_file", _ENTITIES)
+
+    def root(*_args: Any) -> None:
+        raise _RootReached
+
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    parser.StartElementHandler = root
+    read = 0
+    try:
+        while chunk := part.read(PROLOG_CHUNK):
+            read += len(chunk)
+            parser.Parse(chunk, False)
+        if read == 0:
+            return  # an empty part declares nothing (the reader says whether it needs it)
+        parser.Parse(b"", True)
+    except _RootReached:
+        return
+    except expat.ExpatError as exc:
+        raise JobFailed("corrupt_file", f"the workbook's XML is damaged: {exc}") from None
+    raise JobFailed("corrupt_file", "the workbook has an XML part with no element in it")
 
 
 def _is_empty(value: Any) -> bool:
