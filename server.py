@@ -49,6 +49,7 @@ from domain.notification_service import NotificationsService
 from domain.password_resets import PasswordResets, ResetLimits
 from domain.passwords import Passwords
 from domain.project_service import ProjectGate, ProjectsService
+from domain.quotas import Quotas
 from domain.record_service import RecordsService
 from domain.scheduler import Scheduler, SchedulerSettings
 from domain.settings import Settings, SettingsError, finalize_secrets, load_settings, with_changes
@@ -79,8 +80,9 @@ from domain.stores.records import RecordStore
 from domain.stores.redis_store import RedisStore, open_redis
 from domain.stores.refresh_tokens import RefreshTokenStore
 from domain.stores.smtp import SmtpTransport
-from domain.stores.throttle import LoginThrottle, WindowLimit
+from domain.stores.throttle import LoginThrottle, SingleUse, WindowLimit
 from domain.stores.uploads import UploadStore
+from domain.stores.usage import UsageStore
 from domain.stores.users import UserStore
 from domain.stores.visualizations import VisualizationStore
 from domain.tokens import TokenConfig
@@ -137,6 +139,7 @@ from handlers.keys import (
     POOL,
     POOL_SIZING,
     PROJECTS,
+    QUOTAS,
     RECORDS,
     REDIS,
     SCHEDULER,
@@ -320,6 +323,7 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
         throttle,
         accounts,
         tokens,
+        SingleUse(app[REDIS], "sse-ticket"),
         refresh_ttl_s=a.refresh_ttl_s,
     )
     project_store, audit_store = ProjectStore(db), AuditStore(db)
@@ -334,12 +338,13 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PROJECTS] = projects_service = ProjectsService(gate, project_store, UserStore(db), audit)
     activity = ActivityLog(db, MeetingStore(db), settings.app.zone)
     u = settings.uploads
+    app[QUOTAS] = quotas = Quotas(UsageStore(db), settings.quotas)
     app[UPLOADS] = resumable = UploadsService(
-        UploadStore(db), app[OBJECTS], max_size=max(u.max_bytes, settings.ingest.max_file_bytes),
-        part_size=u.part_size_bytes, ttl_s=u.resumable_ttl_s, max_open=u.resumable_max_open,
+        UploadStore(db), app[OBJECTS], quotas, max_size=max(u.max_bytes, settings.ingest.max_file_bytes),
+        part_size=u.part_size_bytes, ttl_s=u.resumable_ttl_s,
     )  # fmt: skip
     app[DOCUMENTS] = documents_service = DocumentsService(
-        gate, DocumentStore(db), app[OBJECTS], audit, activity, resumable,
+        gate, DocumentStore(db), app[OBJECTS], audit, activity, resumable, quotas,
         max_bytes=settings.uploads.max_bytes, part_size=settings.uploads.part_size_bytes,
     )  # fmt: skip
     app[RECORDS] = records_service = RecordsService(gate, RecordStore(db), audit, activity)
@@ -357,7 +362,7 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[CALENDAR_LINKS] = CalendarLinks(db, accounts, project_store, MeetingStore(db), UserStore(db))
     app[JOBS] = jobs_service = JobsService(
-        gate, JobStore(db), JobEvents(event_log, app[REDIS]), app[JOB_KINDS]
+        gate, JobStore(db), JobEvents(event_log, app[REDIS]), app[JOB_KINDS], quotas
     )
     app[LOCAL_FILES] = local_files = LocalFiles(settings.data_path, cache_bytes=settings.ingest.cache_bytes)
     await asyncio.to_thread(local_files.sweep)
@@ -367,7 +372,7 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[INGESTIONS] = ingestion_service = IngestionService(
         gate, jobs_service, JobStore(db), ingestion_store, dataset_store, app[OBJECTS], local_files,
-        datasets_service, settings.ingest, activity, resumable, part_size=settings.uploads.part_size_bytes,
+        datasets_service, settings.ingest, activity, resumable, quotas, part_size=settings.uploads.part_size_bytes,
     )  # fmt: skip
     app[VISUALIZATIONS] = visualization_service = VisualizationsService(
         gate, VisualizationStore(db), dataset_store, datasets_service, jobs_service, JobStore(db), app[OBJECTS],

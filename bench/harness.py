@@ -35,7 +35,9 @@ def start_server(
     without it the server logs warnings only, to this terminal."""
     # every simulated person signs up and in from this one address
     level = {"LABHUB_APP_LOG_LEVEL": "INFO" if log else "WARNING", "LABHUB_AUTH_REGISTRATIONS_PER_CLIENT": "100000",
-             "LABHUB_AUTH_LOGIN_FAILURES_PER_CLIENT": "100000"}  # fmt: skip
+             "LABHUB_AUTH_LOGIN_FAILURES_PER_CLIENT": "100000",
+             # benches measure capacity: one simulated person may hold many streams and jobs
+             "LABHUB_QUOTAS_STREAMS_PER_USER": "0", "LABHUB_QUOTAS_QUEUED_JOBS_PER_USER": "0"}  # fmt: skip
     env = {**os.environ, "LABHUB_SERVICES_DATA_DIR": str(data_dir), "LABHUB_HTTP_PORT": str(port), **level,
            **settings}  # fmt: skip
     stderr = log.open("ab") if log else None

@@ -12,9 +12,10 @@ from domain.clock import utcnow
 from domain.errors import InvalidInput, TooManyRequests, Unauthenticated
 from domain.passwords import Passwords
 from domain.stores.refresh_tokens import RefreshTokenStore
-from domain.stores.throttle import LoginThrottle
+from domain.stores.throttle import LoginThrottle, SingleUse
 from domain.stores.users import UserStore
 from domain.tokens import (
+    LEEWAY_S,
     SSE_AUDIENCE,
     TokenConfig,
     VerifiedTokens,
@@ -53,6 +54,7 @@ class AuthService:
         throttle: LoginThrottle,
         accounts: AccountsService,
         tokens: TokenConfig,
+        tickets: SingleUse,
         *,
         refresh_ttl_s: int,
     ) -> None:
@@ -62,6 +64,7 @@ class AuthService:
         self._throttle = throttle
         self._accounts = accounts
         self._tokens = tokens
+        self._tickets = tickets
         self._verified = VerifiedTokens(tokens)
         self._refresh_ttl = timedelta(seconds=refresh_ttl_s)
 
@@ -124,9 +127,12 @@ class AuthService:
         return user
 
     async def authenticate_sse(self, ticket: str) -> tuple[User, tuple[str, ...] | None]:
+        """A ticket opens one stream: a copy seen in a log or a history cannot open another."""
         claims = self._verified.verify(ticket, audience=SSE_AUDIENCE)
         user = await self._accounts.get_active(claims.sub)
         check_session(claims, user.sessions_valid_after)
+        if not await self._tickets.first_use(claims.jti, self._tokens.sse_ttl_s + LEEWAY_S):
+            raise Unauthenticated("this ticket was used already; ask for a new one", code="ticket_used")
         return user, claims.projects
 
     async def sign_out_everywhere(self, user: User) -> None:

@@ -17,10 +17,11 @@ from domain.documents import (
     clean_file_name,
 )
 from domain.engagement import Signal
-from domain.errors import NotFound
+from domain.errors import NotFound, TooLarge
 from domain.pagination import Page, clamp_limit
 from domain.project_service import ProjectGate
 from domain.projects import Need, check_owner_or_lead
+from domain.quotas import Quotas
 from domain.stores.documents import DocumentStore
 from domain.stores.engagement import ActivityLog
 from domain.stores.objects import ObjectReader, ObjectStore
@@ -40,11 +41,13 @@ class DocumentsService:
         audit: AuditLog,
         activity: ActivityLog,
         resumable: UploadsService,
+        quotas: Quotas,
         *,
         max_bytes: int,
         part_size: int,
     ) -> None:
         self._gate = gate
+        self._quotas = quotas
         self._resumable = resumable
         self._store = store
         self._objects = objects
@@ -57,14 +60,26 @@ class DocumentsService:
     def max_bytes(self) -> int:
         return self._max_bytes
 
-    async def _put(self, document_id: str, body: Body, content_type: str) -> tuple[str, int, str]:
+    async def _put(
+        self, actor: User, project_id: str, document_id: str, body: Body, content_type: str
+    ) -> tuple[str, int, str]:
+        """Store a version's bytes within the upload limit and the quotas (a finished resumable
+        upload's bytes already count as the person's: only the project's room is asked then)."""
         key = f"documents/{document_id}/{ObjectId()}"
         if isinstance(body, Upload):
+            await self._quotas.check_storage(None, project_id, body.length)
             stored = await self._resumable.place(body, key, content_type)
         else:
-            stored = await self._objects.put_stream(
-                key, body, max_bytes=self._max_bytes, part_size=self._part_size, content_type=content_type
-            )
+            room = await self._quotas.check_storage(actor.id, project_id, 0)
+            limit = self._max_bytes if room.bytes is None else min(self._max_bytes, room.bytes)
+            try:
+                stored = await self._objects.put_stream(
+                    key, body, max_bytes=limit, part_size=self._part_size, content_type=content_type
+                )
+            except TooLarge:
+                if limit < self._max_bytes:  # the quota, not the upload limit, was passed
+                    raise self._quotas.too_large(room) from None
+                raise
         return key, stored.size, stored.sha256
 
     @asynccontextmanager
@@ -103,7 +118,7 @@ class DocumentsService:
         clean_name = clean_file_name(name)
         media_type = clean_content_type(content_type, clean_name)
         document_id = str(ObjectId())
-        key, size, sha256 = await self._put(document_id, chunks, media_type)
+        key, size, sha256 = await self._put(actor, project.id, document_id, chunks, media_type)
         try:
             document = await self._store.insert(
                 document_id=document_id, project_id=project.id, name=clean_name, content_type=media_type,
@@ -117,6 +132,7 @@ class DocumentsService:
             target_id=document.id, changes=diff({}, {"name": clean_name, "size": size, "version": 1}),
             at=document.created_at,
         )  # fmt: skip
+        self._quotas.stored(actor.id, project.id)
         await self._activity.count(project.id, actor.id, Signal.UPLOAD, document.created_at)
         return document
 
@@ -132,7 +148,7 @@ class DocumentsService:
         current = await self._changeable(actor, document_id)
         clean_name = clean_file_name(name) if name else current.name
         media_type = clean_content_type(content_type, clean_name)
-        key, size, sha256 = await self._put(current.id, chunks, media_type)
+        key, size, sha256 = await self._put(actor, current.project_id, current.id, chunks, media_type)
         try:
             document = await self._store.add_version(
                 document_id=current.id, name=clean_name, content_type=media_type, size=size, sha256=sha256,
@@ -151,6 +167,7 @@ class DocumentsService:
                          {"version": document.version, "name": document.name, "size": document.size}),
             at=document.updated_at,
         )  # fmt: skip
+        self._quotas.stored(actor.id, document.project_id)
         await self._activity.count(document.project_id, actor.id, Signal.UPLOAD, document.updated_at)
         return document
 
@@ -199,6 +216,7 @@ class DocumentsService:
         document = await self._changeable(actor, document_id)
         keys = await self._store.delete(document.id)
         await self._objects.delete(keys)
+        self._quotas.stored(actor.id, document.project_id)
         await self._audit.record(
             project_id=document.project_id, actor_id=actor.id, action="document.deleted",
             target_type=TargetType.DOCUMENT, target_id=document.id, changes=diff({"name": document.name}, {}),

@@ -32,6 +32,7 @@ from domain.jobs import Attempt, Job, JobKind
 from domain.pagination import Page, clamp_limit
 from domain.project_service import ProjectGate
 from domain.projects import Need, check_owner_or_lead
+from domain.quotas import Quotas, Room
 from domain.settings import IngestSettings
 from domain.stores.datasets import DatasetStore, IngestionStore, ingestion_view
 from domain.stores.engagement import ActivityLog
@@ -128,6 +129,12 @@ class OutputFollower:
         return [r.key for r in results if isinstance(r, StoredObject)]
 
 
+def _job_count(options: IngestOptions, files: int) -> int:
+    """How many jobs a batch queues: one per file ingested, one per chosen sheet of a workbook."""
+    entries = [options.manifest[i] if i < len(options.manifest) else ManifestEntry() for i in range(files)]
+    return sum((len(e.sheets) if e.sheets else 1) for e in entries if e.ingest)
+
+
 class IngestionService:
     def __init__(
         self,
@@ -142,10 +149,12 @@ class IngestionService:
         settings: IngestSettings,
         activity: ActivityLog,
         resumable: UploadsService,
+        quotas: Quotas,
         *,
         part_size: int,
     ) -> None:
         self._gate = gate
+        self._quotas = quotas
         self._resumable = resumable
         self._activity = activity
         self._jobs = jobs
@@ -173,6 +182,10 @@ class IngestionService:
     async def check_project(self, actor: User, project_id: str) -> None:
         """Before any byte is read: the caller may add data to this project."""
         await self._gate.require(actor, project_id, Need.WRITE)
+
+    async def storage_room(self, actor: User, project_id: str) -> Room:
+        """Before any byte is read: what the quotas leave for an upload (413 if nothing)."""
+        return await self._quotas.check_storage(actor.id, project_id, 1)
 
     async def accept(
         self, actor: User, project_id: str, options: IngestOptions, files: list[SpooledFile]
@@ -216,6 +229,8 @@ class IngestionService:
                 return replayed
             raise
         async with self._resumable.using(uploads):
+            # the uploads' bytes count as the person's already; the project takes them on now
+            await self._quotas.check_storage(None, project_id, sum(u.length for u in uploads))
             sources = []
             for upload in uploads:
                 name = clean_file_name(upload.filename or f"upload-{upload.id}")
@@ -252,6 +267,7 @@ class IngestionService:
         project = await self._gate.require(actor, project_id, Need.WRITE)
         if len(options.manifest) > len(sources):
             raise field_error("$.manifest", f"has {len(options.manifest)} entries for {len(sources)} file(s)")
+        await self._quotas.check_jobs(actor.id, _job_count(options, len(sources)))
         batch_id = str(ObjectId())
         accepted: list[IngestionJob] = []
         for index, source in enumerate(sources):
@@ -270,6 +286,7 @@ class IngestionService:
                 if item.status != "stored":
                     await self._jobs.cancel(actor, item.id)
             raise Unavailable("the files could not be stored; nothing was kept, upload them again") from None
+        self._quotas.stored(actor.id, project.id)
         await self._activity.count(project.id, actor.id, Signal.INGESTION, utcnow(), n=len(sources))
         return IngestionBatch(batch_id, accepted)
 
@@ -505,6 +522,7 @@ class IngestionService:
             await self._job_store.delete(ingestion.job_id)
         if not await self._ingestions.sha_in_use(ingestion.file.sha256):
             await self._objects.delete([raw_key(ingestion.file.sha256)])
+        self._quotas.stored(ingestion.created_by, ingestion.project_id)
 
     async def purge_project(self, project_id: str) -> None:
         shas = await self._ingestions.delete_project(project_id)

@@ -12,6 +12,7 @@ from domain.jobs import FINAL_STATUSES, Job, JobKinds, JobStatus
 from domain.pagination import Page, clamp_limit
 from domain.project_service import ProjectGate
 from domain.projects import Need, check_owner_or_lead
+from domain.quotas import Quotas
 from domain.stores.events import EventLog
 from domain.stores.jobs import JobStore
 from domain.stores.redis_store import RedisStore
@@ -62,8 +63,11 @@ class JobEvents:
 
 
 class JobsService:
-    def __init__(self, gate: ProjectGate, store: JobStore, events: JobEvents, kinds: JobKinds) -> None:
+    def __init__(
+        self, gate: ProjectGate, store: JobStore, events: JobEvents, kinds: JobKinds, quotas: Quotas
+    ) -> None:
         self._gate = gate
+        self.quotas = quotas
         self._store = store
         self._events = events
         self.kinds = kinds
@@ -81,6 +85,7 @@ class JobsService:
         if job_kind is None:
             raise InvalidInput(f"unknown job kind {kind!r}", code="unknown_job_kind")
         project = await self._gate.require(actor, project_id, Need.WRITE)
+        await self.quotas.check_jobs(actor.id)
         return await self.enqueue(actor.id, project.id, kind, params, extra=extra)
 
     async def enqueue(

@@ -36,6 +36,11 @@ def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> N
         raise ValueError(f"{attribute.name}: must be greater than 0, got {value!r}")
 
 
+def _not_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name}: must be 0 (no limit) or more, got {value!r}")
+
+
 def _port(_inst: object, attribute: attrs.Attribute[Any], value: int) -> None:
     if not 0 <= value <= 65535:
         raise ValueError(f"{attribute.name}: must be a TCP port (0-65535, 0 = pick a free one), got {value}")
@@ -169,7 +174,6 @@ class UploadSettings:
     part_size_bytes: int = attrs.field(default=8 * 1024**2, validator=_part_size)
     resumable_ttl_s: int = attrs.field(default=24 * 3600, validator=_positive)
     resumable_sweep_s: float = attrs.field(default=300.0, validator=_positive)
-    resumable_max_open: int = attrs.field(default=100, validator=_positive)
 
 
 @attrs.frozen
@@ -259,6 +263,17 @@ class MetricsSettings:
 
 
 @attrs.frozen
+class QuotaSettings:
+    """What one person may hold at a time (0: no limit)."""
+
+    storage_per_user_bytes: int = attrs.field(default=50 * 1024**3, validator=_not_negative)
+    storage_per_project_bytes: int = attrs.field(default=250 * 1024**3, validator=_not_negative)
+    open_uploads_per_user: int = attrs.field(default=20, validator=_not_negative)
+    queued_jobs_per_user: int = attrs.field(default=200, validator=_not_negative)
+    streams_per_user: int = attrs.field(default=20, validator=_not_negative)
+
+
+@attrs.frozen
 class Settings:
     app: AppSettings = AppSettings()
     http: HttpSettings = HttpSettings()
@@ -268,6 +283,7 @@ class Settings:
     s3: S3Settings = S3Settings()
     auth: AuthSettings = AuthSettings()
     uploads: UploadSettings = UploadSettings()
+    quotas: QuotaSettings = QuotaSettings()
     pool: PoolSettings = PoolSettings()
     jobs: JobSettings = JobSettings()
     sse: SseSettings = SseSettings()
@@ -538,6 +554,7 @@ __all__ = [
     "MetricsSettings",
     "MongoSettings",
     "PoolSettings",
+    "QuotaSettings",
     "RedisSettings",
     "S3Settings",
     "ServicesSettings",

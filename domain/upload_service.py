@@ -25,7 +25,8 @@ from datetime import timedelta
 from typing import Any
 
 from domain.clock import utcnow
-from domain.errors import ChecksumMismatch, Conflict, Gone, NotFound, TooLarge
+from domain.errors import ChecksumMismatch, Conflict, Gone, NotFound, TooLarge, TooManyRequests
+from domain.quotas import Quotas
 from domain.stores.objects import ObjectStore, StoredObject
 from domain.stores.uploads import Part, UploadStore
 from domain.uploads import Checksum, Upload, UploadStatus
@@ -54,15 +55,15 @@ def parts_prefix(upload_id: str) -> str:
 
 class UploadsService:
     def __init__(
-        self, store: UploadStore, objects: ObjectStore, *, max_size: int, part_size: int, ttl_s: float,
-        max_open: int,
+        self, store: UploadStore, objects: ObjectStore, quotas: Quotas, *, max_size: int, part_size: int,
+        ttl_s: float,
     ) -> None:  # fmt: skip
         self._store = store
         self._objects = objects
+        self._quotas = quotas
         self.max_size = max_size
         self._part_size = part_size
         self._ttl = timedelta(seconds=ttl_s)
-        self._max_open = max_open
         # upload id -> (offset, sha256 state of bytes [0, offset)): only ever committed bytes
         self._hashers: OrderedDict[str, tuple[int, Any]] = OrderedDict()
 
@@ -73,13 +74,17 @@ class UploadsService:
             raise TooLarge(
                 f"the upload is larger than the limit of {self.max_size} bytes", code="upload_too_large"
             )
+        await self._quotas.check_storage(actor.id, None, length)  # what it will hold counts from now on
         now = utcnow()
-        if await self._store.open_count(actor.id, now) >= self._max_open:
-            raise Conflict(f"you have {self._max_open} unfinished uploads; finish or delete some first",
-                           code="too_many_uploads")  # fmt: skip
         upload = await self._store.insert(
             owner_id=actor.id, length=length, metadata=metadata, now=now, expires_at=now + self._ttl
         )
+        self._quotas.stored(actor.id)
+        try:  # counted with the new one in: two made at once cannot both slip under the limit
+            self._quotas.check_open_uploads(await self._store.open_count(actor.id, now))
+        except TooManyRequests:
+            await self._store.delete(upload.id)
+            raise
         self._keep_hasher(upload.id, 0, hashlib.sha256())
         return upload
 
@@ -292,6 +297,9 @@ class UploadsService:
         return hasher
 
     async def _remove(self, upload_id: str) -> None:
+        owner = await self._store.owner_of(upload_id)
         await self._objects.delete(await self._objects.keys(parts_prefix(upload_id)))
         await self._store.delete(upload_id)
         self._hashers.pop(upload_id, None)
+        if owner is not None:
+            self._quotas.stored(owner)

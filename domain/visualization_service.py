@@ -116,6 +116,7 @@ class VisualizationsService:
             raise NotFound("dataset not found")
         await self._gate.require(actor, str(dataset["project_id"]), Need.WRITE, what="dataset")
         check_spec(spec, dataset["schema"])
+        await self._jobs.quotas.check_jobs(actor.id)
         return await self._queue(actor.id, dataset, spec)
 
     async def queue_default(self, owner_id: str, dataset_id: str) -> Visualization | None:
@@ -140,6 +141,7 @@ class VisualizationsService:
 
         The table holds people's time: it is kept in the plot's record, which only those who may see
         the plot can read, and the job refers to it (the job's params are shown with the job)."""
+        await self._jobs.quotas.check_jobs(owner_id)
         encoded = json.dumps(table, sort_keys=True, separators=(",", ":")).encode()
         fields = {"source": ENGAGEMENT, "subject_id": subject_id, "engagement": query, "dataset_id": None,
                   "dataset_version": hashlib.sha256(encoded).hexdigest(), ENGAGEMENT_TABLE: table}  # fmt: skip

@@ -10,12 +10,13 @@ from aiohttp import BodyPartReader, web
 from domain.datasets import Ingestion, IngestionBatch, IngestOptions, UploadedIngestion, check_options
 from domain.errors import BadRequest, TooLarge, field_error
 from domain.pagination import Page
+from domain.quotas import Quotas, Room
 from domain.stores.localfiles import SpooledFile
 from handlers.codec import json_response, loads_json, parse_body, parse_query, structure
 from handlers.identity import require_user
 from handlers.keys import INGESTIONS, LOCAL_FILES, SETTINGS
 from handlers.openapi import doc
-from handlers.uploads import check_multipart, file_name, multipart_parts, read_chunks
+from handlers.uploads import MULTIPART_SLACK, check_multipart, file_name, multipart_parts, read_chunks
 
 routes = web.RouteTableDef()
 
@@ -70,11 +71,14 @@ def parse_options(fields: dict[str, str], *, max_json_depth: int) -> IngestOptio
     return check_options(structure(data, IngestOptions))
 
 
-async def read_upload(request: web.Request, files: list[SpooledFile]) -> IngestOptions:
+async def read_upload(request: web.Request, files: list[SpooledFile], room: Room) -> IngestOptions:
     """Options are checked when the first file starts, so bad options never store a byte; the
-    spooled files are appended to `files`, which the caller owns (and cleans up on failure)."""
+    spooled files are appended to `files`, which the caller owns (and cleans up on failure). No more
+    is spooled than the quotas leave room for (`room`)."""
     settings = request.app[SETTINGS].ingest
     check_multipart(request, settings.max_file_bytes * settings.max_files)
+    if room.bytes is not None and (request.content_length or 0) > room.bytes + MULTIPART_SLACK:
+        raise Quotas.too_large(room, request.content_length)
     spool = request.app[LOCAL_FILES]
     fields: dict[str, str] = {}
     options: IngestOptions | None = None
@@ -97,12 +101,16 @@ async def read_upload(request: web.Request, files: list[SpooledFile]) -> IngestO
                 f"at most {settings.max_files} files can be uploaded at once", code="too_many_files"
             )
         name = file_name(part.filename)
-        spooled = await spool.spool_upload(
-            read_chunks(part),
-            name=name,
-            content_type=part.headers.get("Content-Type"),
-            max_bytes=settings.max_file_bytes,
-        )
+        left = None if room.bytes is None else room.bytes - sum(f.size for f in files)
+        limit = settings.max_file_bytes if left is None else min(settings.max_file_bytes, left)
+        try:
+            spooled = await spool.spool_upload(
+                read_chunks(part), name=name, content_type=part.headers.get("Content-Type"), max_bytes=limit
+            )
+        except TooLarge:
+            if limit < settings.max_file_bytes:  # the quota, not the file limit, was passed
+                raise Quotas.too_large(room) from None
+            raise
         files.append(spooled)
     return options or parse_options(fields, max_json_depth=depth)
 
@@ -122,8 +130,9 @@ async def create_ingestions(request: web.Request) -> web.Response:
         batch = await service.accept_uploads(actor, request.match_info["pid"], options, body.upload_ids)
         return json_response(batch, status=202)
     files: list[SpooledFile] = []
+    room = await service.storage_room(actor, request.match_info["pid"])
     try:
-        options = await read_upload(request, files)
+        options = await read_upload(request, files, room)
         batch = await service.accept(actor, request.match_info["pid"], options, files)
     finally:
         # refused or accepted, the request lets go of its spooled files: its jobs hold them now

@@ -22,6 +22,7 @@ from domain.metrics import Metrics
 from domain.notification_service import NotificationsService
 from domain.password_resets import PasswordResets
 from domain.project_service import ProjectsService
+from domain.quotas import Quotas
 from domain.record_service import RecordsService
 from domain.scheduler import Scheduler
 from domain.settings import Settings
@@ -44,6 +45,7 @@ ACCOUNTS = web.AppKey("accounts", AccountsService)
 AUTH = web.AppKey("auth", AuthService)
 OPENAPI = web.AppKey("openapi", dict)
 PROJECTS = web.AppKey("projects", ProjectsService)
+QUOTAS = web.AppKey("quotas", Quotas)
 DOCUMENTS = web.AppKey("documents", DocumentsService)
 RECORDS = web.AppKey("records", RecordsService)
 EVENT_LOG = web.AppKey("event_log", EventLog)

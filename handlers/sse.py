@@ -13,7 +13,7 @@ from prometheus_client import Counter
 
 from domain.jobs import FINAL_STATUSES
 from domain.stores.events import Entry, EventHub, StreamFilter, valid_stream_id
-from handlers.keys import EVENT_HUB, EVENT_LOG, METRICS, SETTINGS, USER_ID
+from handlers.keys import EVENT_HUB, EVENT_LOG, METRICS, QUOTAS, SETTINGS, USER_ID
 
 
 class WireFrame:
@@ -157,11 +157,17 @@ class StreamSource:
 
 
 async def stream_events(request: web.Request, source: StreamSource) -> web.StreamResponse:
-    """Snapshot (no id), stored events after Last-Event-ID, then live ones until a terminal event.
+    """Snapshot (no id), stored events after Last-Event-ID, then live ones until a terminal event;
+    one of the person's open streams while it lasts (429 past their limit).
 
     Callers pass the source straight in (`return await stream_events(request, await ...)`) so that
     nothing but this frame holds memory while thousands of clients listen.
     """
+    with request.app[QUOTAS].stream(request.get(USER_ID)):
+        return await _stream(request, source)
+
+
+async def _stream(request: web.Request, source: StreamSource) -> web.StreamResponse:
     settings = request.app[SETTINGS].sse
     stream, snapshot, finished, accepts = source.stream, source.snapshot, source.finished, source.accepts
     source.snapshot = None

@@ -11,9 +11,10 @@ from aiohttp import web
 from domain import __version__
 from domain.errors import Forbidden
 from domain.mail_service import MailView
+from domain.quotas import QuotaLimits
 from handlers.codec import json_response
 from handlers.identity import require_user
-from handlers.keys import JOBS, MAIL, POOL, POOL_SIZING, SCHEDULER
+from handlers.keys import JOBS, MAIL, POOL, POOL_SIZING, QUOTAS, SCHEDULER
 from handlers.openapi import doc
 from workers.pool import PoolSizing
 
@@ -48,6 +49,7 @@ class SystemView:
     jobs: dict[str, int]
     versions: dict[str, str]
     mail: MailView
+    quotas: QuotaLimits
 
 
 def _versions(labhub: str) -> dict[str, str]:
@@ -61,7 +63,7 @@ def _versions(labhub: str) -> dict[str, str]:
 
 
 @routes.get("/api/system")
-@doc("Pool size with the host facts it came from, job counts, versions, mail outbox (heads)",
+@doc("Pool size with the host facts it came from, job counts, versions, mail outbox, quotas (heads)",
      response=SystemView)  # fmt: skip
 async def system(request: web.Request) -> web.Response:
     user = await require_user(request)
@@ -75,5 +77,6 @@ async def system(request: web.Request) -> web.Response:
         jobs=await app[JOBS].counts(),
         versions=_versions(__version__),
         mail=await app[MAIL].view(),
+        quotas=app[QUOTAS].limits(),
     )
     return json_response(view)

@@ -8,11 +8,12 @@ from aiohttp import web
 from domain.errors import Forbidden
 from domain.pagination import Page
 from domain.password_resets import ResetLink
+from domain.quotas import Usage
 from domain.users import NotificationSettings, NotificationSettingsChanges, User, UserChanges
 from handlers.calendar import public_base
 from handlers.codec import json_response, parse_body, parse_query
 from handlers.identity import require_user
-from handlers.keys import ACCOUNTS, GRANT, PASSWORD_RESETS
+from handlers.keys import ACCOUNTS, GRANT, PASSWORD_RESETS, QUOTAS
 from handlers.openapi import doc
 
 routes = web.RouteTableDef()
@@ -72,6 +73,14 @@ async def make_reset_link(request: web.Request) -> web.Response:
 async def get_notification_settings(request: web.Request) -> web.Response:
     user = await require_user(request)
     return json_response(await request.app[ACCOUNTS].notification_settings(user))
+
+
+@routes.get("/api/users/me/usage")
+@doc("What you hold against your quotas: storage, unfinished uploads, jobs waiting or running, open "
+     "event streams (on this instance); a limit of null is no limit", response=Usage)  # fmt: skip
+async def get_usage(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    return json_response(await request.app[QUOTAS].usage(user.id))
 
 
 @routes.patch("/api/users/me/notification-settings")

@@ -156,3 +156,16 @@ class WindowLimit:
     async def give_back(self, subject: str) -> None:
         """Un-count a hit that turned out not to count (a sign-in that succeeded)."""
         await self._give_back(keys=[self._key(subject)])
+
+
+class SingleUse:
+    """Marks of secrets that work once (SSE tickets): the first use sets the mark, later ones find it."""
+
+    def __init__(self, redis: RedisStore, name: str) -> None:
+        self._redis = redis
+        self._name = name
+
+    async def first_use(self, token_id: str, ttl_s: int) -> bool:
+        """True the first time token_id is seen within ttl_s (its lifetime), False ever after."""
+        key = self._redis.key("used", self._name, token_id)
+        return bool(await self._redis.client.set(key, b"1", nx=True, ex=max(1, ttl_s)))

@@ -101,6 +101,10 @@ class UploadStore:
              "$unset": {"claimed_until": ""}},
         )  # fmt: skip
 
+    async def owner_of(self, upload_id: str) -> str | None:
+        doc = await self._uploads.find_one({"_id": ObjectId(upload_id)}, {"owner_id": 1})
+        return str(doc["owner_id"]) if doc else None
+
     async def open_count(self, owner_id: str, now: datetime) -> int:
         return await self._uploads.count_documents(
             {

@@ -18,7 +18,10 @@ from tests.sse_client import read_events
 
 @pytest.fixture
 async def client(aiohttp_client, services, tmp_path):
-    return await aiohttp_client(create_app(job_settings(services, tmp_path)))
+    # one person opens 25 streams in the fan-out test below
+    return await aiohttp_client(
+        create_app(job_settings(services, tmp_path, {"quotas": {"streams_per_user": 50}}))
+    )
 
 
 async def setup_job(client, **params):

@@ -479,9 +479,12 @@ def test_heads_manage_users_and_see_the_system(console: Server, people: People, 
     scan(page, "admin-users")
     page.get_by_role("link", name="System").click()
     expect(page.get_by_role("table", name="Worker pool size and its inputs")).to_contain_text("cpu_count")
+    expect(page.get_by_role("table", name=re.compile("Quotas per person"))).to_contain_text("storage_per_user_bytes")
     scan(page, "admin-system")
     page.get_by_role("link", name=re.compile("Hanna Head")).click()
     expect(page.get_by_role("heading", name="My account")).to_be_visible()
+    usage = page.get_by_role("table", name="What you use and your limits")
+    expect(usage.get_by_role("row", name=re.compile("^Storage"))).to_contain_text("50")  # of 50 GiB
     scan(page, "account")
 
 

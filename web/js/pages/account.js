@@ -3,7 +3,7 @@
 import { html, useState } from '../../vendor/htm-preact.js';
 import * as api from '../api.js';
 import { isHead, useSession } from '../session.js';
-import { Check, ErrorNote, Input, Loading, Notice, useAction, useLoad, when } from '../ui.js';
+import { Check, ErrorNote, Input, Loading, Notice, bytes, useAction, useLoad, when } from '../ui.js';
 
 // personal access tokens for scripts and instrument PCs: made here, shown once, revoked here
 function Tokens() {
@@ -108,6 +108,27 @@ function MailSettings() {
   </section>`;
 }
 
+// what the person holds against their quotas (limits set by the lab; null: none)
+function Usage() {
+  const usage = useLoad(() => api.get('/api/users/me/usage'), []);
+  if (usage.loading && !usage.data) return html`<${Loading} />`;
+  if (usage.error) return html`<${ErrorNote} error=${usage.error} />`;
+  const u = usage.data;
+  const rows = [
+    ['Storage', bytes(u.storage_bytes.used), u.storage_bytes.limit === null ? 'no limit' : bytes(u.storage_bytes.limit)],
+    ['Unfinished uploads', u.open_uploads.used, u.open_uploads.limit ?? 'no limit'],
+    ['Jobs waiting or running', u.active_jobs.used, u.active_jobs.limit ?? 'no limit'],
+    ['Open live views', u.open_streams.used, u.open_streams.limit ?? 'no limit'],
+  ];
+  return html`<section class="card" aria-label="Usage">
+    <h2>Usage</h2>
+    <table><caption class="visually-hidden">What you use and your limits</caption>
+      <thead><tr><th scope="col">What</th><th scope="col">Used</th><th scope="col">Limit</th></tr></thead>
+      <tbody>${rows.map(([what, used, limit]) => html`<tr key=${what}><th scope="row">${what}</th><td>${used}</td><td>${limit}</td></tr>`)}</tbody>
+    </table>
+  </section>`;
+}
+
 export function Account() {
   const { user, setUser } = useSession();
   const [name, setName] = useState(user.name);
@@ -157,6 +178,7 @@ export function Account() {
       <${ErrorNote} error=${everywhere.error} />
       <button type="button" class="secondary" disabled=${everywhere.busy} onClick=${signOutEverywhere}>Sign out everywhere</button>
     </div>
+    <${Usage} />
     <${MailSettings} />
     <${Tokens} />
     <${CalendarLink} />

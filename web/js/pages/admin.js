@@ -3,7 +3,7 @@
 import { html, useState } from '../../vendor/htm-preact.js';
 import * as api from '../api.js';
 import { useSession } from '../session.js';
-import { ErrorNote, Input, Loading, Notice, PagedList, useAction, useLoad, usePaged, when } from '../ui.js';
+import { ErrorNote, Input, Loading, Notice, PagedList, bytes, useAction, useLoad, usePaged, when } from '../ui.js';
 
 const ROLES = [['student', 'Student'], ['researcher', 'Researcher'], ['GD', 'Group director (GD)'], ['DH', 'Department head (DH)']];
 
@@ -68,6 +68,8 @@ export function AdminSystem() {
       <${Pairs} caption="Jobs by status" data=${s.jobs} />
       <${Pairs} caption="Versions" data=${s.versions} />
       <${Pairs} caption=${`Mail outbox (mail ${s.mail.enabled ? 'on' : 'off'})`} data=${s.mail.counts} />
+      <${Pairs} caption="Quotas per person (none: no limit)" data=${Object.fromEntries(Object.entries(s.quotas).map(
+        ([k, v]) => [k, v === null ? 'none' : (k.endsWith('_bytes') ? bytes(v) : v)]))} />
     </div>
     ${s.mail.troubles.length > 0 && html`<div class="scroll" tabindex="0" role="region" aria-label="Mail troubles table"><table>
       <caption>Mail that could not be sent</caption>
