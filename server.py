@@ -488,14 +488,16 @@ def count_ingestion(metrics: Metrics) -> Callable[[Job, str], Awaitable[None]]:
 
 
 async def upload_sweep_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Expired resumable uploads are removed in the background, on every instance (idempotent)."""
+    """Expired resumable uploads, and document versions a failed upload left without a document,
+    are removed in the background, on every instance (idempotent)."""
 
     async def sweep_forever() -> None:
         while True:
-            try:
-                await app[UPLOADS].sweep()
-            except Exception:  # the sweep must outlive a failure (a service restarting, say)
-                log.exception("upload sweep failed; trying again later")
+            for name, sweep in (("upload", app[UPLOADS].sweep), ("orphan", app[DOCUMENTS].sweep_orphans)):
+                try:
+                    await sweep()
+                except Exception:  # the sweep must outlive a failure (a service restarting, say)
+                    log.exception("%s sweep failed; trying again later", name)
             await asyncio.sleep(app[SETTINGS].uploads.resumable_sweep_s)
 
     async with background(sweep_forever(), "upload-sweep"):

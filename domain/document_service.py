@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import timedelta
 
 from bson import ObjectId
 
@@ -30,6 +32,9 @@ from domain.uploads import Upload
 from domain.users import User
 
 Body = AsyncIterator[bytes] | Upload  # a request body's bytes, or a finished resumable upload
+ORPHAN_AGE = timedelta(hours=1)
+ORPHAN_LOOKBACK = timedelta(days=7)
+log = logging.getLogger("labhub.documents")
 
 
 class DocumentsService:
@@ -222,6 +227,17 @@ class DocumentsService:
             target_type=TargetType.DOCUMENT, target_id=document.id, changes=diff({"name": document.name}, {}),
             at=utcnow(),
         )  # fmt: skip
+
+    async def sweep_orphans(self) -> int:
+        """Version rows (and their bytes) that a failed upload left without a document, made in the
+        last ORPHAN_LOOKBACK and at least ORPHAN_AGE ago (an upload still under way is younger)."""
+        now = utcnow()
+        orphans = await self._store.orphan_versions(now - ORPHAN_LOOKBACK, now - ORPHAN_AGE)
+        if orphans:
+            await self._objects.delete([key for _, key in orphans])
+            await self._store.delete_versions([row for row, _ in orphans])
+            log.info("orphaned document versions removed", extra={"count": len(orphans)})
+        return len(orphans)
 
     async def purge_project(self, project_id: str) -> None:
         await self._objects.delete(await self._store.delete_project(project_id))

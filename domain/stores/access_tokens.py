@@ -10,7 +10,7 @@ from bson import ObjectId
 from domain.access_tokens import AccessToken, Scope
 from domain.stores.account_audit import AccountAuditStore
 from domain.stores.bson_codec import from_document
-from domain.stores.mongo import Database, Document, index, object_id
+from domain.stores.mongo import Database, Document, index, insert_once, object_id
 
 index("access_tokens", ("secret_hash", 1), unique=True, name="secret_hash_unique")
 index("access_tokens", ("user_id", 1), ("created_at", -1), name="user_newest")
@@ -38,7 +38,7 @@ class AccessTokenStore:
             "last_used_from": None,
             "revoked_at": None,
         }
-        doc["_id"] = (await self._tokens.insert_one(doc)).inserted_id
+        await insert_once(self._tokens, doc)
         return from_document(AccessToken, doc)
 
     async def by_hash(self, secret_hash: str) -> tuple[AccessToken, str] | None:

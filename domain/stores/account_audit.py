@@ -7,7 +7,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from domain.stores.mongo import Database, index
+from domain.stores.mongo import Database, index, insert_once
 
 index("account_audit", ("user_id", 1), ("at", -1), name="user_newest")
 
@@ -21,7 +21,7 @@ class AccountAuditStore:
         at: datetime, details: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         """actor_id None: done from the command line on the server's machine."""
-        await self._audit.insert_one(
+        await insert_once(self._audit,
             {"user_id": ObjectId(user_id), "actor_id": ObjectId(actor_id) if actor_id else None,
              "action": action, "target_type": target_type, "target_id": target_id, "details": details or {},
              "at": at}

@@ -8,7 +8,7 @@ from bson import ObjectId
 
 from domain.audit import AuditEvent
 from domain.stores.bson_codec import from_document
-from domain.stores.mongo import Database, index
+from domain.stores.mongo import Database, index, insert_once
 from domain.stores.pagination import find_page
 
 index("audit", ("project_id", 1), ("at", -1), ("_id", -1), name="project_newest")
@@ -19,7 +19,7 @@ class AuditStore:
         self._audit = db["audit"]
 
     async def append(self, event: dict[str, Any]) -> None:
-        await self._audit.insert_one(
+        await insert_once(self._audit,
             {
                 **event,
                 "project_id": ObjectId(event["project_id"]),

@@ -10,7 +10,7 @@ from pymongo import ReturnDocument
 
 from domain.datasets import Dataset, DatasetSummary, Ingestion
 from domain.stores.bson_codec import from_document
-from domain.stores.mongo import Database, Document, index, object_id
+from domain.stores.mongo import Database, Document, index, insert_once, object_id
 from domain.stores.pagination import find_page
 
 index("datasets", ("project_id", 1), ("created_at", -1), ("_id", -1), name="project_newest")
@@ -82,7 +82,7 @@ class IngestionStore:
         self._ingestions = db["ingestions"]
 
     async def insert(self, doc: Document) -> None:
-        await self._ingestions.insert_one(doc)
+        await insert_once(self._ingestions, doc)
 
     async def get(self, ingestion_id: str) -> Document | None:
         return await self._ingestions.find_one({"_id": object_id(ingestion_id, "ingestion")})

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
 from pymongo import ReturnDocument
+from pymongo.errors import PyMongoError
 
 from domain.clock import utcnow
 from domain.documents import Document as DocumentModel
 from domain.documents import DocumentVersion
+from domain.errors import Conflict
 from domain.stores.bson_codec import from_document
-from domain.stores.mongo import Database, Document, index, object_id
+from domain.stores.mongo import Database, Document, index, insert_once, object_id
 from domain.stores.pagination import find_page
 
 index("documents", ("project_id", 1), ("created_at", -1), ("_id", -1), name="project_newest")
 index("document_versions", ("document_id", 1), ("version", 1), unique=True, name="document_version")
 index("document_versions", ("project_id", 1), name="project")
+index("document_versions", ("created_at", 1), name="made")
+VERSION_TRIES = 20
 
 
 class DocumentStore:
@@ -47,18 +53,26 @@ class DocumentStore:
             "size": size,
             "sha256": sha256,
             "version": 1,
+            "object_key": object_key,  # the current version's: marks whose update made it current
             "created_by": ObjectId(created_by),
             "created_at": now,
             "updated_at": now,
         }
         await self._insert_version(doc, object_key=object_key, version=1, created_by=created_by, at=now)
-        await self._documents.insert_one(doc)
+        try:
+            await insert_once(self._documents, doc)
+        except BaseException:
+            # no document came of it: its version row goes too (the sweep takes it if this fails)
+            with contextlib.suppress(PyMongoError):
+                await self._versions.delete_one({"document_id": doc["_id"]})
+            raise
         return from_document(DocumentModel, doc)
 
     async def _insert_version(
         self, doc: Document, *, object_key: str, version: int, created_by: str, at: Any
     ) -> None:
-        await self._versions.insert_one(
+        await insert_once(
+            self._versions,
             {
                 "document_id": doc["_id"],
                 "project_id": doc["project_id"],
@@ -70,7 +84,7 @@ class DocumentStore:
                 "object_key": object_key,
                 "created_by": ObjectId(created_by),
                 "created_at": at,
-            }
+            },
         )
 
     async def add_version(
@@ -84,23 +98,32 @@ class DocumentStore:
         object_key: str,
         created_by: str,
     ) -> DocumentModel | None:
-        """Number the new version atomically and make it current; None if the document is gone."""
+        """Number the new version and make it current; None if the document is gone.
+
+        The number is taken with an update guarded by the number read (not an $inc, which a retried
+        write would apply twice), marked with this version's object key: a retry that finds its own
+        mark is the success it was; someone else's version in between means read and try again."""
         now = utcnow()
-        doc = await self._documents.find_one_and_update(
-            {"_id": ObjectId(document_id)},
-            {
-                "$inc": {"version": 1},
-                "$set": {
-                    "name": name,
-                    "name_lower": name.lower(),
-                    "content_type": content_type,
-                    "size": size,
-                    "sha256": sha256,
-                    "updated_at": now,
-                },
-            },
-            return_document=ReturnDocument.AFTER,
-        )
+        for _ in range(VERSION_TRIES):
+            current = await self._documents.find_one(
+                {"_id": ObjectId(document_id)}, {"version": 1, "object_key": 1}
+            )
+            if current is None:
+                return None
+            if current.get("object_key") == object_key:  # our own update landed, its answer was lost
+                doc = await self._documents.find_one({"_id": ObjectId(document_id)})
+                break
+            doc = await self._documents.find_one_and_update(
+                {"_id": ObjectId(document_id), "version": current["version"]},
+                {"$set": {"version": current["version"] + 1, "object_key": object_key, "name": name,
+                          "name_lower": name.lower(), "content_type": content_type, "size": size, "sha256": sha256,
+                          "updated_at": now}},
+                return_document=ReturnDocument.AFTER,
+            )  # fmt: skip
+            if doc is not None:
+                break
+        else:
+            raise Conflict("the document changed too often while saving; try again", code="busy")
         if doc is None:
             return None
         await self._insert_version(
@@ -138,6 +161,18 @@ class DocumentStore:
         await self._documents.delete_one({"_id": oid})
         await self._versions.delete_many({"document_id": oid})
         return keys
+
+    async def orphan_versions(self, since: datetime, before: datetime) -> list[tuple[ObjectId, str]]:
+        """(row id, object key) of version rows made between `since` and `before` whose document
+        does not exist (a request that failed between its two writes and could not clean up)."""
+        made = {"created_at": {"$gte": since, "$lt": before}}
+        rows = await self._versions.find(made, {"document_id": 1, "object_key": 1}).to_list()
+        ids = list({row["document_id"] for row in rows})
+        alive = {doc["_id"] async for doc in self._documents.find({"_id": {"$in": ids}}, {"_id": 1})}
+        return [(row["_id"], row["object_key"]) for row in rows if row["document_id"] not in alive]
+
+    async def delete_versions(self, row_ids: list[ObjectId]) -> None:
+        await self._versions.delete_many({"_id": {"$in": row_ids}})
 
     async def delete_project(self, project_id: str) -> list[str]:
         oid = ObjectId(project_id)

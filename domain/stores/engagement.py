@@ -21,7 +21,7 @@ from domain.engagement import COUNTED, Activity, Entry, Signal
 from domain.meetings import Presence
 from domain.stores.bson_codec import from_document
 from domain.stores.meetings import MeetingStore
-from domain.stores.mongo import Database, Document, at_least, at_most, index, object_id
+from domain.stores.mongo import Database, Document, at_least, at_most, index, insert_once, object_id
 from domain.stores.pagination import SortSpec, find_page
 
 index("engagement", ("project_id", 1), ("date", -1), ("_id", -1), name="project_newest")
@@ -69,7 +69,7 @@ class EngagementStore:
             "created_at": now,
             "updated_at": now,
         }
-        doc["_id"] = (await self._entries.insert_one(doc)).inserted_id
+        await insert_once(self._entries, doc)
         return from_document(Entry, doc)
 
     async def get(self, entry_id: str) -> Entry | None:

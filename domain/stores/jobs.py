@@ -12,7 +12,7 @@ from pymongo.errors import DuplicateKeyError
 from domain.clock import utcnow
 from domain.jobs import Attempt, Job, JobError, JobStatus, Progress
 from domain.stores.bson_codec import from_document
-from domain.stores.mongo import Database, Document, index, object_id
+from domain.stores.mongo import Database, Document, index, insert_once, object_id
 from domain.stores.pagination import find_page
 
 index("jobs", ("status", 1), ("created_at", 1), name="queue")
@@ -63,7 +63,7 @@ class JobStore:
             "finished_at": None,
             **(extra or {}),
         }
-        doc["_id"] = (await self._jobs.insert_one(doc)).inserted_id
+        await insert_once(self._jobs, doc)
         job = _job(doc)
         assert job is not None
         return job

@@ -14,7 +14,7 @@ from pymongo import ReturnDocument
 
 from domain.meetings import ActionItem, Meeting, MeetingStatus, Presence, RsvpResponse
 from domain.stores.bson_codec import from_document
-from domain.stores.mongo import Database, Document, index, object_id
+from domain.stores.mongo import Database, Document, index, insert_once, object_id
 from domain.stores.pagination import SortSpec, bad_cursor, find_page
 
 index("meetings", ("project_id", 1), ("starts_at", 1), ("_id", 1), name="project_start")
@@ -94,7 +94,7 @@ class MeetingStore:
             "updated_at": now,
             "cancelled_at": None,
         }
-        doc["_id"] = (await self._meetings.insert_one(doc)).inserted_id
+        await insert_once(self._meetings, doc)
         return meeting_from(doc)
 
     async def get(self, meeting_id: str) -> Meeting | None:

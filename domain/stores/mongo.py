@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import attrs
-from bson import ObjectId
+import bson
+from bson import CodecOptions, ObjectId
 from bson.errors import InvalidId
 from pymongo import AsyncMongoClient, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from domain.errors import NotFound
 
 Document = dict[str, Any]
 Database = AsyncDatabase[Document]
+DUPLICATE_KEY = 11000
 
 
 @attrs.frozen
@@ -32,6 +36,51 @@ INDEXES: list[IndexSpec] = []
 
 def index(collection: str, *keys: tuple[str, int], **options: Any) -> None:
     INDEXES.append(IndexSpec(collection, keys, options))
+
+
+# -- inserts that a retry cannot turn into an error ----------------------------------------------------
+# PyMongo retries a write once when the connection drops after sending it. A MongoDB replica set
+# recognises the retry and answers as the first try did; the embedded SecantusDB applies the first
+# try and then answers the retry with a DuplicateKeyError. Every insert therefore carries an _id
+# chosen here and treats "this very document is there already" as the success it was.
+
+_ROUND_TRIP: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo=UTC)
+
+
+def _as_stored(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """doc as the database gives it back (datetimes to the millisecond, tuples as lists)."""
+    return dict(bson.decode(bson.encode(doc), codec_options=_ROUND_TRIP))
+
+
+async def _is_there(collection: AsyncCollection[Document], doc: Mapping[str, Any]) -> bool:
+    found = await collection.find_one({"_id": doc["_id"]})
+    return found is not None and _as_stored(found) == _as_stored(doc)
+
+
+async def insert_once(collection: AsyncCollection[Document], doc: Document) -> Document:
+    """Insert doc (an _id is chosen when it has none); a retry whose first try landed is the success
+    it was. Any other duplicate (another document under a unique key) raises DuplicateKeyError."""
+    doc.setdefault("_id", ObjectId())
+    try:
+        await collection.insert_one(doc)
+    except DuplicateKeyError:
+        if not await _is_there(collection, doc):
+            raise
+    return doc
+
+
+async def insert_many_once(collection: AsyncCollection[Document], docs: list[Document]) -> list[Document]:
+    """insert_once for several documents in one round trip."""
+    for doc in docs:
+        doc.setdefault("_id", ObjectId())
+    try:
+        await collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        by_index = {error["index"]: error for error in exc.details.get("writeErrors", [])}
+        for index, error in by_index.items():
+            if error.get("code") != DUPLICATE_KEY or not await _is_there(collection, docs[index]):
+                raise
+    return docs
 
 
 async def ensure_indexes(db: Database) -> None:

@@ -10,7 +10,7 @@ from pymongo import ReturnDocument
 
 from domain.notifications import Notification
 from domain.stores.bson_codec import from_document
-from domain.stores.mongo import Database, Document, index, object_id
+from domain.stores.mongo import Database, Document, index, insert_once, object_id
 from domain.stores.pagination import find_page
 
 index("notifications", ("user_id", 1), ("created_at", -1), ("_id", -1), name="user_newest")
@@ -33,7 +33,7 @@ class NotificationStore:
                      link: str | None, created_at: datetime) -> Notification:  # fmt: skip
         doc: Document = {"user_id": ObjectId(user_id), "project_id": ObjectId(project_id), "category": category,
                          "title": title, "body": body, "link": link, "created_at": created_at, "read_at": None}  # fmt: skip
-        doc["_id"] = (await self._notifications.insert_one(doc)).inserted_id
+        await insert_once(self._notifications, doc)
         return from_document(Notification, doc)
 
     async def page(

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 from bson import Binary, ObjectId
 
-from domain.stores.mongo import Database, Document, at_most, index
+from domain.stores.mongo import Database, Document, at_most, index, insert_many_once
 
 index("mail_outbox", ("status", 1), ("next_attempt_at", 1), name="due")
 index("mail_outbox", ("status", 1), ("lease_until", 1), name="leased")
@@ -81,13 +81,13 @@ class MailOutbox:
 
     async def queue(self, mails: list[NewMail], now: datetime) -> list[str]:
         """Queue mails in one round trip (the mails one change causes)."""
-        result = await self._mail.insert_many([{
+        docs = await insert_many_once(self._mail, [{
             "kind": m.kind, "user_id": ObjectId(m.user_id), "sender": m.sender, "recipient": m.recipient,
             "message": Binary(m.message), "status": MailStatus.QUEUED.value, "attempts": 0,
             "next_attempt_at": now, "lease_until": None, "last_error": None, "created_at": now,
             "finished_at": None, "claim": None,
         } for m in mails])  # fmt: skip
-        return [str(i) for i in result.inserted_ids]
+        return [str(doc["_id"]) for doc in docs]
 
     async def claim(self, *, now: datetime, lease_s: float, limit: int) -> list[OutboxMail]:
         """Up to limit mails that are due (or whose sender died mid-send), leased to this caller: a

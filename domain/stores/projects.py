@@ -11,7 +11,7 @@ from pymongo import ReturnDocument
 from domain.clock import utcnow
 from domain.projects import Member, Project, ProjectStatus
 from domain.stores.bson_codec import from_document
-from domain.stores.mongo import Database, Document, index, object_id
+from domain.stores.mongo import Database, Document, index, insert_once, object_id
 from domain.stores.pagination import find_page
 
 index("projects", ("members.user_id", 1), name="member")
@@ -39,7 +39,7 @@ class ProjectStore:
             "updated_at": now,
             "rev": 1,
         }
-        doc["_id"] = (await self._projects.insert_one(doc)).inserted_id
+        await insert_once(self._projects, doc)
         return from_document(Project, doc)
 
     async def get(self, project_id: str) -> Project | None:

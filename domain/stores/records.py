@@ -13,7 +13,7 @@ from pymongo import ReturnDocument
 from domain.clock import utcnow
 from domain.records import Condition, Op, Record, RecordQuery
 from domain.stores.bson_codec import from_document
-from domain.stores.mongo import Database, Document, at_least, at_most, index, object_id
+from domain.stores.mongo import Database, Document, at_least, at_most, index, insert_once, object_id
 from domain.stores.pagination import SortSpec, find_page
 
 index("records", ("project_id", 1), ("created_at", -1), ("_id", -1), name="project_newest")
@@ -76,7 +76,7 @@ class RecordStore:
             "created_at": now,
             "updated_at": now,
         }
-        doc["_id"] = (await self._records.insert_one(doc)).inserted_id
+        await insert_once(self._records, doc)
         return from_document(Record, doc)
 
     async def get(self, record_id: str) -> Record | None:

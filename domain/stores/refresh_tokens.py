@@ -7,7 +7,7 @@ from datetime import datetime
 import attrs
 from bson import ObjectId
 
-from domain.stores.mongo import Database, index
+from domain.stores.mongo import Database, index, insert_once
 
 index("refresh_tokens", ("token_hash", 1), unique=True, name="token_hash_unique")
 index("refresh_tokens", ("family_id", 1), name="family")
@@ -32,7 +32,7 @@ class RefreshTokenStore:
     async def insert(
         self, *, token_hash: str, user_id: str, family_id: str, now: datetime, expires_at: datetime
     ) -> None:
-        await self._tokens.insert_one(
+        await insert_once(self._tokens,
             {
                 "token_hash": token_hash,
                 "user_id": ObjectId(user_id),

@@ -14,7 +14,7 @@ import attrs
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-from domain.stores.mongo import Database, Document, index, object_id
+from domain.stores.mongo import Database, Document, index, insert_once, object_id
 from domain.uploads import Upload, UploadStatus
 
 index("uploads", ("expires_at", 1), name="expires_at")
@@ -48,7 +48,7 @@ class UploadStore:
             "status": (UploadStatus.RECEIVING if length else UploadStatus.COMPLETE).value, "created_at": now,
             "updated_at": now, "expires_at": expires_at, "sha256": None if length else hashlib.sha256().hexdigest(),
         }  # fmt: skip
-        doc["_id"] = (await self._uploads.insert_one(doc)).inserted_id
+        await insert_once(self._uploads, doc)
         return _upload(doc)
 
     async def get(self, upload_id: str) -> Upload | None:

@@ -12,7 +12,7 @@ from pymongo.errors import DuplicateKeyError
 from domain.clock import utcnow
 from domain.errors import Conflict
 from domain.stores.bson_codec import from_document
-from domain.stores.mongo import Database, index, object_id
+from domain.stores.mongo import Database, index, insert_once, object_id
 from domain.stores.pagination import find_page
 from domain.users import NotificationSettings, Role, User
 
@@ -46,10 +46,9 @@ class UserStore:
             "updated_at": now,
         }
         try:
-            result = await self._users.insert_one(doc)
+            await insert_once(self._users, doc)
         except DuplicateKeyError:
             raise _EMAIL_TAKEN from None
-        doc["_id"] = result.inserted_id
         return from_document(User, doc)
 
     async def get(self, user_id: str) -> User | None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from domain.stores.mongo import Database, Document, index, object_id
+from domain.stores.mongo import Database, Document, index, insert_once, object_id
 from domain.stores.pagination import find_page
 
 index("visualizations", ("project_id", 1), ("created_at", -1), ("_id", -1), name="project_newest")
@@ -18,7 +18,7 @@ class VisualizationStore:
         self._visualizations = db["visualizations"]
 
     async def insert(self, doc: Document) -> None:
-        await self._visualizations.insert_one(doc)
+        await insert_once(self._visualizations, doc)
 
     async def get(self, visualization_id: str) -> Document | None:
         return await self._visualizations.find_one({"_id": object_id(visualization_id, "visualization")})
