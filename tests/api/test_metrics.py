@@ -115,7 +115,7 @@ def junk(rng: random.Random) -> str:
 
 
 async def test_labels_stay_bounded_whatever_paths_and_methods_are_sent(client, team):
-    rng = random.Random(20261201)  # noqa: S311 - a repeatable run of junk paths, not a secret
+    rng = random.Random(20261201)
     sent: list[str] = []
     for _ in range(150):
         word = junk(rng)

@@ -473,7 +473,7 @@ def test_damaged_files_of_every_new_format_fail_with_a_code_or_read(tmp_path):
     """Seeded byte flips, zeroed runs and cuts: the readers answer with a result or a JobFailed,
     never another exception (found h5py RuntimeErrors, scipy KeyErrors, npTDMS OverflowErrors and
     zlib errors from damaged workbook parts)."""
-    rng = random.Random(16)  # noqa: S311 - seeded damage, not secrets
+    rng = random.Random(16)
     with h5py.File(tmp_path / "a.h5", "w") as handle:
         handle.attrs["note"] = "x"
         handle["g/time"] = np.arange(200.0)
