@@ -34,6 +34,7 @@ from domain.backup import restore as run_restore
 from domain.backup import verify as verify_backup
 from domain.calendar_links import CalendarLinks
 from domain.clock import utcnow
+from domain.content import human_size
 from domain.dataset_service import DatasetsService
 from domain.document_service import DocumentsService
 from domain.engagement_service import EngagementService
@@ -682,19 +683,11 @@ async def _stores_for_admin(
         yield db, objects
 
 
-def _size(n: float) -> str:
-    for unit in ("bytes", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
 def _describe(manifest: dict[str, Any]) -> str:
     c = manifest["counts"]
     return (
         f"{c['collections']} collections, {c['documents']} documents, {c['objects']} objects, "
-        f"{_size(c['bytes'])} (LabHub {manifest['labhub_version']}, {manifest['created_at']})"
+        f"{human_size(c['bytes'])} (LabHub {manifest['labhub_version']}, {manifest['created_at']})"
     )
 
 

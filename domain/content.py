@@ -21,3 +21,12 @@ def served_content_type(stored: str) -> str:
     if any(marker in stored for marker in _ACTIVE_MARKERS):
         return "application/octet-stream"
     return stored
+
+
+def human_size(n: float) -> str:
+    """A number of bytes as a person reads it: 512 bytes, 3.4 MiB, 50.0 GiB."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

@@ -18,6 +18,7 @@ import attrs
 
 from domain.cache import TtlCache
 from domain.clock import utcnow
+from domain.content import human_size
 from domain.errors import TooLarge, TooManyRequests
 from domain.settings import QuotaSettings
 from domain.stores.usage import UsageStore
@@ -67,14 +68,6 @@ def _limit(value: int) -> int | None:
     return value or None
 
 
-def _size(n: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
 class Quotas:
     def __init__(self, store: UsageStore, settings: QuotaSettings) -> None:
         self._store = store
@@ -119,9 +112,9 @@ class Quotas:
 
     @staticmethod
     def too_large(room: Room, needed: int | None = None) -> TooLarge:
-        more = f"; this needs {_size(needed)}" if needed is not None else ""
+        more = f"; this needs {human_size(needed)}" if needed is not None else ""
         return TooLarge(
-            f"{room.whose} take {_size(room.used)} of the {_size(room.limit)} allowed, {_size(room.bytes or 0)} "
+            f"{room.whose} take {human_size(room.used)} of the {human_size(room.limit)} allowed, {human_size(room.bytes or 0)} "
             f"are left{more}; delete something or ask a head for more room", code="quota_exceeded",
         )  # fmt: skip
 

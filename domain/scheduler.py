@@ -512,25 +512,14 @@ class Scheduler:
     async def _signal_loop(self) -> None:
         """Wake-ups and cancellations from any instance, over Redis pub/sub (polling is the fallback)."""
         wake, control = self._redis.key(WAKE_CHANNEL), self._redis.key(CONTROL_CHANNEL)
-        while True:
-            pubsub = self._redis.client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(wake, control)
-                while True:
-                    message = await pubsub.get_message(timeout=5.0)
-                    if message is None:
-                        continue
-                    channel = message["channel"].decode()
-                    if channel == wake:
-                        self._wake.set()
-                    elif channel == control:
-                        self._on_control(message["data"])
-            except RedisError as exc:
-                log.warning("lost the Redis signal channel; reconnecting", extra={"error": repr(exc)[:200]})
-                await asyncio.sleep(1)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+        def on_message(channel: str, data: bytes) -> None:
+            if channel == wake:
+                self._wake.set()
+            elif channel == control:
+                self._on_control(data)
+
+        await self._redis.listen([wake, control], on_message, "signal")
 
     def _on_control(self, raw: bytes) -> None:
         try:

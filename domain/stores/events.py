@@ -9,7 +9,6 @@ nothing is missed and nothing is sent twice whatever the timing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -128,24 +127,11 @@ class SessionEnds:
         await self._redis.client.publish(self._redis.key(self.CHANNEL), user_id.encode())
 
     async def listen(self, on_end: Callable[[str], None]) -> None:
-        """Call on_end(user_id) for each sign-out, until cancelled (reconnecting after a Redis restart).
-        A sign-out announced while Redis was away is not heard: its streams' tokens are refused
-        anyway when the streams reconnect."""
-        channel = self._redis.key(self.CHANNEL)
-        while True:
-            pubsub = self._redis.client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(channel)
-                while True:
-                    message = await pubsub.get_message(timeout=5.0)
-                    if message is not None and isinstance(message.get("data"), bytes):
-                        on_end(message["data"].decode())
-            except RedisError as exc:
-                log.warning("lost the Redis sign-out channel; reconnecting", extra={"error": repr(exc)[:200]})
-                await asyncio.sleep(1)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+        """Call on_end(user_id) for each sign-out, until cancelled. A sign-out announced while Redis
+        was away is not heard: its streams' tokens are refused anyway when the streams reconnect."""
+        await self._redis.listen(
+            [self._redis.key(self.CHANNEL)], lambda _channel, data: on_end(data.decode()), "sign-out"
+        )
 
 
 class Subscriber(Protocol):

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger("labhub.redis")
 
 
 class RedisStore:
@@ -24,6 +30,25 @@ class RedisStore:
 
     async def ping(self) -> None:
         await self.client.ping()
+
+    async def listen(self, channels: list[str], on_message: Callable[[str, bytes], None], what: str) -> None:
+        """Call on_message(channel, data) for every message published on these channels, until
+        cancelled; a lost connection (Redis restarting) is subscribed again a second later. What was
+        published meanwhile is not heard: listeners have a fallback (polling, a check on reconnect)."""
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*channels)
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is not None and isinstance(message.get("data"), bytes):
+                        on_message(message["channel"].decode(), message["data"])
+            except RedisError as exc:
+                log.warning("lost the Redis %s channel; reconnecting", what, extra={"error": repr(exc)[:200]})
+                await asyncio.sleep(1)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 @asynccontextmanager
