@@ -151,7 +151,8 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ADMIN_ROUTES = ("/api/users", "/api/system", "/metrics")
 # only a signed-in person (a session) can manage credentials: a leaked token cannot mint others
 SESSION_ONLY = (("POST", "/api/tokens"), ("DELETE", "/api/tokens/{id}"), ("POST", "/api/calendar/link"),
-                ("DELETE", "/api/calendar/link"), ("POST", "/api/users/{id}/password-reset"))  # fmt: skip
+                ("DELETE", "/api/calendar/link"), ("POST", "/api/users/{id}/password-reset"),
+                ("POST", "/api/auth/logout-all"))  # fmt: skip
 READ_POSTS = frozenset({"/api/auth/sse-ticket"})  # making an SSE ticket is reading
 
 

@@ -318,6 +318,12 @@ ACCOUNT_ROUTES = [
      {"anonymous": 401, "student": 200, "head": 200, "read_token": 403, "head_admin_token": 200}),
     ("PATCH", "/api/users/me/notification-settings", {"job_notices": False},
      {"anonymous": 401, "student": 200, "head": 200, "read_token": 403, "head_admin_token": 200}),
+    ("GET", "/api/users/me/usage", None,
+     {"anonymous": 401, "student": 200, "head": 200, "read_token": 403, "head_admin_token": 200}),
+    # signs the caller's sessions out (a session's own act: a leaked token cannot do it); the
+    # callers after the session ones here use tokens, which it leaves alone
+    ("POST", "/api/auth/logout-all", None,
+     {"anonymous": 401, "student": 204, "head": 204, "read_token": 403, "head_admin_token": 403}),
     # no credential is needed or looked at: the same answer for everyone
     ("POST", "/api/auth/password-reset", {"email": "someone@lab.example"},
      dict.fromkeys(CALLERS, 403)),  # mail is off here: code mail_disabled
