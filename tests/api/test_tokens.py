@@ -307,9 +307,11 @@ async def test_an_sse_ticket_keeps_to_the_projects_of_the_token_that_made_it(cli
     elsewhere = await client.app[JOBS].enqueue(team.lead.id, (await other.json())["id"], "test.idle", {})
     here = await client.app[JOBS].enqueue(team.lead.id, team.project_id, "test.idle", {})
     token = await make_token(client, team.lead, project_ids=[team.project_id])
-    ticket = (await (await client.post("/api/auth/sse-ticket", headers=bearer(token))).json())["ticket"]
-    await problem(await client.get(f"/api/jobs/{elsewhere.id}/events", params={"ticket": ticket}), 404)
-    async with client.get(f"/api/jobs/{here.id}/events", params={"ticket": ticket}) as stream:
+    async def ticket() -> str:  # each opens one stream
+        return (await (await client.post("/api/auth/sse-ticket", headers=bearer(token))).json())["ticket"]
+
+    await problem(await client.get(f"/api/jobs/{elsewhere.id}/events", params={"ticket": await ticket()}), 404)
+    async with client.get(f"/api/jobs/{here.id}/events", params={"ticket": await ticket()}) as stream:
         assert stream.status == 200
         assert stream.content_type == "text/event-stream"
     whole = (await (await client.post("/api/auth/sse-ticket", headers=team.lead.headers)).json())["ticket"]

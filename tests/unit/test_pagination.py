@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from bson import ObjectId
 
-from domain.errors import InvalidInput
+from domain.errors import BadRequest
 from domain.stores.pagination import after_filter, decode_cursor, encode_cursor
 
 SORT = [("name_lower", 1), ("_id", 1)]
@@ -18,14 +18,14 @@ def test_round_trip_keeps_values_and_types():
 
 
 @pytest.mark.parametrize("cursor", ["", "!!!", "e30", "bm90IGpzb24", "W10"])
-def test_garbage_cursor_is_invalid_input(cursor):
-    with pytest.raises(InvalidInput):
+def test_garbage_cursor_is_a_bad_request(cursor):
+    with pytest.raises(BadRequest):
         decode_cursor(cursor, SORT)
 
 
 def test_cursor_from_another_sort_is_refused():
     cursor = encode_cursor([("created_at", -1), ("_id", -1)], {"created_at": 1, "_id": ObjectId()})
-    with pytest.raises(InvalidInput):
+    with pytest.raises(BadRequest):
         decode_cursor(cursor, SORT)
 
 
