@@ -148,7 +148,7 @@ from handlers.keys import (
     UPLOADS,
     VISUALIZATIONS,
 )
-from handlers.observe import add_standard_headers, configure_logging, request_context_middleware
+from handlers.observe import add_standard_headers, configure_logging, dump_state, request_context_middleware
 from handlers.sse import PING_FRAME, encode_entry
 from handlers.tus import EXPOSED_HEADERS, tus_middleware
 from workers.pool import WorkerPool, host_sizing
@@ -601,6 +601,7 @@ async def serve(settings: Settings) -> int:
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
     stop = _stop_on_signals()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_state)
     try:
         await runner.setup()
         site = web.TCPSite(runner, settings.http.host, settings.http.port)

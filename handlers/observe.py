@@ -226,3 +226,37 @@ async def add_standard_headers(request: web.Request, response: web.StreamRespons
     if request_id:
         response.headers["X-Request-ID"] = request_id
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
+
+
+def _awaiting(coro: object) -> list[str]:
+    """Where a task is: its chain of awaits, down to what it waits for."""
+    where = []
+    while coro is not None:
+        frame = (
+            getattr(coro, "cr_frame", None)
+            or getattr(coro, "gi_frame", None)
+            or getattr(coro, "ag_frame", None)
+        )
+        if frame is not None:
+            where.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        nxt = (
+            getattr(coro, "cr_await", None)
+            or getattr(coro, "gi_yieldfrom", None)
+            or getattr(coro, "ag_await", None)
+        )
+        if nxt is None and coro is not None and not hasattr(coro, "cr_frame"):
+            where.append(repr(coro)[:300])  # a future: what the chain ends in
+        coro = nxt
+    return where
+
+
+def dump_state() -> None:
+    """On SIGUSR1 (`kill -USR1 <pid>`): what every task awaits and every thread runs, in the log."""
+    log = logging.getLogger("labhub.state")
+    for task in asyncio.all_tasks():
+        log.warning("task", extra={"task": task.get_name(), "awaiting": _awaiting(task.get_coro())})
+    frames = sys._current_frames()
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident or 0)
+        stack = traceback.format_stack(frame)[-8:] if frame is not None else []
+        log.warning("thread", extra={"thread_name": thread.name, "stack": [line.strip() for line in stack]})

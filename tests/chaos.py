@@ -101,7 +101,7 @@ class Report:
         lines += [f"  PROBLEM: {p}" for p in self.problems[:50]] or [
             "  nothing lost, duplicated, corrupted or stuck; no 500"
         ]
-        lines += [f"  server: {line[:400]}" for line in self.errors_logged[-20:]]
+        lines += [f"  server: {line[:1500]}" for line in self.errors_logged[-80:]]
         return "\n".join(lines)
 
 
@@ -311,9 +311,26 @@ async def _wait_settled(base: str, token: str, ledger: Ledger) -> list[str]:
                 return []
             await asyncio.sleep(1)
     problems = [f"/ready answered {ready} {SETTLE_S:.0f} s after the last kill"] if ready != 200 else []
-    return problems + [
-        f"job {j} still not finished {SETTLE_S:.0f} s after the last kill" for j in sorted(pending)
-    ]
+    if pending:
+        async with httpx.AsyncClient(base_url=base, timeout=REQUEST_TIMEOUT_S) as http:
+            stuck = [(await http.get(f"/api/jobs/{j}", headers=headers)).json() for j in sorted(pending)[:3]]
+            login = (await http.post("/api/auth/login", json=HEAD)).json()
+            system = (
+                await http.get("/api/system", headers={"Authorization": f"Bearer {login['access_token']}"})
+            ).json()
+        problems.append(
+            f"{len(pending)} jobs still not finished {SETTLE_S:.0f} s after the last kill, e.g. "
+            + "; ".join(f"{j['id']} {j['status']} attempt {j['attempt']} {j.get('progress')}" for j in stuck)
+        )
+        problems.append(f"the server then: pool {system.get('pool')}, jobs {system.get('jobs')}")
+    return problems
+
+
+def _dump(server: Server) -> None:
+    """The server writes what every task awaits and every thread runs to its log (SIGUSR1)."""
+    if server.process is not None and server.process.poll() is None:
+        server.process.send_signal(signal.SIGUSR1)
+        time.sleep(2)
 
 
 async def _verify(base: str, token: str, project: str, ledger: Ledger) -> list[str]:
@@ -390,11 +407,13 @@ async def chaos(data_dir: Path, *, minutes: float, seed: int, every_s: tuple[flo
         missed = [t for t in TARGETS if not kills[t]]
         if missed:
             problems.append(f"never killed: {', '.join(missed)} (run longer)")
-        logged = (
-            [line for line in output(data_dir, server.port).splitlines() if '"ERROR"' in line]
-            if problems
-            else []
-        )
+        logged = []
+        if problems:  # with what every task awaits and every thread runs, from the server's own log
+            await asyncio.to_thread(_dump, server)
+            marks = ('"ERROR"', '"labhub.state"')
+            logged = [
+                line for line in output(data_dir, server.port).splitlines() if any(m in line for m in marks)
+            ]
         return Report(seed, minutes, kills, ledger, problems, logged)
     finally:
         server.stop()
