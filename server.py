@@ -126,6 +126,7 @@ from handlers.keys import (
     EVENT_HUB,
     EVENT_LOG,
     INGESTIONS,
+    JOB_EVENTS,
     JOB_KINDS,
     JOBS,
     LOCAL_FILES,
@@ -362,9 +363,8 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
         gate, MeetingStore(db), UserStore(db), notifications_service, audit, mail, zone=settings.app.zone
     )
     app[CALENDAR_LINKS] = CalendarLinks(db, accounts, project_store, MeetingStore(db), UserStore(db))
-    app[JOBS] = jobs_service = JobsService(
-        gate, JobStore(db), JobEvents(event_log, app[REDIS]), app[JOB_KINDS], quotas
-    )
+    app[JOB_EVENTS] = job_events = JobEvents(event_log, app[REDIS])
+    app[JOBS] = jobs_service = JobsService(gate, JobStore(db), job_events, app[JOB_KINDS], quotas)
     app[LOCAL_FILES] = local_files = LocalFiles(settings.data_path, cache_bytes=settings.ingest.cache_bytes)
     await asyncio.to_thread(local_files.sweep)
     dataset_store, ingestion_store = DatasetStore(db), IngestionStore(db)
@@ -455,7 +455,7 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     j = app[SETTINGS].jobs
     scheduler = Scheduler(
         JobStore(app[MONGO]),
-        JobEvents(app[EVENT_LOG], app[REDIS]),
+        app[JOB_EVENTS],
         app[JOB_KINDS],
         app[POOL],
         app[NOTIFICATIONS],

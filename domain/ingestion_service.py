@@ -10,11 +10,13 @@ resumable uploads are used the same way, their bytes moved to raw/{sha256} insid
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from domain.dataset_service import DatasetsService
 from domain.datasets import Ingestion, IngestionBatch, IngestionJob, IngestOptions, ManifestEntry, SourceFile
 from domain.documents import clean_content_type, clean_file_name
 from domain.engagement import Signal
-from domain.errors import NotFound, TooLarge, Unavailable, field_error
+from domain.errors import DomainError, NotFound, TooLarge, Unavailable, field_error
 from domain.job_service import JobsService
 from domain.jobs import Attempt, Job, JobKind
 from domain.pagination import Page, clamp_limit
@@ -270,29 +272,72 @@ class IngestionService:
         await self._quotas.check_jobs(actor.id, _job_count(options, len(sources)))
         batch_id = str(ObjectId())
         accepted: list[IngestionJob] = []
-        for index, source in enumerate(sources):
-            entry = options.manifest[index] if index < len(options.manifest) else ManifestEntry()
-            origin = upload_ids[index] if upload_ids else None
-            sheets: list[str | None] = list(entry.sheets) if entry.sheets and entry.ingest else [None]
-            for sheet in sheets:
-                accepted.append(await self._record(
-                    actor, project.id, batch_id, source, sheet, options, entry, job=entry.ingest, upload_id=origin,
-                ))  # fmt: skip
+        raw_until = utcnow() + timedelta(seconds=self.settings.raw_lease_s)
+        storing = False
         try:
-            await asyncio.gather(*(self._store_raw(f, put) for f in {f.sha256: f for f in sources}.values()))
-        except Exception:
-            log.exception("raw upload failed", extra={"batch_id": batch_id})
+            async with self._holding_raw(batch_id):
+                for index, source in enumerate(sources):
+                    entry = options.manifest[index] if index < len(options.manifest) else ManifestEntry()
+                    origin = upload_ids[index] if upload_ids else None
+                    sheets: list[str | None] = list(entry.sheets) if entry.sheets and entry.ingest else [None]
+                    for sheet in sheets:
+                        accepted.append(await self._record(
+                            actor, project.id, batch_id, source, sheet, options, entry, job=entry.ingest,
+                            upload_id=origin, raw_until=raw_until,
+                        ))  # fmt: skip
+                storing = True
+                unique = {f.sha256: f for f in sources}.values()
+                await asyncio.gather(*(self._store_raw(f, put) for f in unique))
+        except BaseException as exc:
+            # nothing of a batch that was not accepted may stay queued: its jobs would wait for
+            # raw files that never come
+            await asyncio.shield(self._withdraw(batch_id, accepted))
+            if storing and isinstance(exc, Exception) and not isinstance(exc, DomainError):
+                log.exception("raw upload failed", extra={"batch_id": batch_id})
+                raise Unavailable("the files could not be stored; nothing was kept, upload them again") from None
+            raise
+        self._quotas.stored(actor.id, project.id)
+        try:
+            await self._activity.count(project.id, actor.id, Signal.INGESTION, utcnow(), n=len(sources))
+        except Exception as exc:  # noqa: BLE001 - the batch is accepted: a lost count must not undo that
+            log.warning("could not count the ingestion", extra={"batch_id": batch_id, "error": repr(exc)[:200]})
+        return IngestionBatch(batch_id, accepted)
+
+    @contextlib.asynccontextmanager
+    async def _holding_raw(self, batch_id: str) -> AsyncIterator[None]:
+        """Renew the batch's raw lease while its raw files are being stored: a job that waits for
+        them (on any instance) gives up as soon as the lease runs out, not after raw_wait_s."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.settings.raw_lease_s / 3)
+                try:
+                    await self._ingestions.hold_raw(batch_id, utcnow() + timedelta(seconds=self.settings.raw_lease_s))
+                except Exception as exc:  # noqa: BLE001 - the next round tries again
+                    log.warning("could not renew a raw lease", extra={"batch_id": batch_id, "error": repr(exc)[:200]})
+
+        renewing = asyncio.create_task(renew(), name=f"raw-lease-{batch_id}")
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+
+    async def _withdraw(self, batch_id: str, accepted: list[IngestionJob]) -> None:
+        """Best effort (a store may be what failed): end the batch's raw lease (a job already
+        running fails at once) and cancel its queued jobs."""
+        try:
+            await self._ingestions.hold_raw(batch_id, utcnow() - timedelta(seconds=1))
             for item in accepted:
                 if item.status != "stored":
-                    await self._jobs.cancel(actor, item.id)
-            raise Unavailable("the files could not be stored; nothing was kept, upload them again") from None
-        self._quotas.stored(actor.id, project.id)
-        await self._activity.count(project.id, actor.id, Signal.INGESTION, utcnow(), n=len(sources))
-        return IngestionBatch(batch_id, accepted)
+                    await self._jobs.withdraw(item.id)
+        except Exception as exc:  # noqa: BLE001 - left to the lease, which is no longer renewed
+            log.warning("could not withdraw a failed batch", extra={"batch_id": batch_id, "error": repr(exc)[:200]})
 
     async def _record(
         self, actor: User, project_id: str, batch_id: str, source: SourceFile, sheet: str | None,
-        options: IngestOptions, entry: ManifestEntry, *, job: bool, upload_id: str | None,
+        options: IngestOptions, entry: ManifestEntry, *, job: bool, upload_id: str | None, raw_until: datetime,
     ) -> IngestionJob:  # fmt: skip
         ingestion_id = ObjectId()
         job_options: dict[str, Any] = {
@@ -310,6 +355,7 @@ class IngestionService:
             "options": job_options, "job_id": ingestion_id if job else None, "dataset_ids": [],
             "stored_only": not job, "reason": None if job else "ingest was false: stored as is",
             "created_by": ObjectId(actor.id), "created_at": utcnow(), "upload_id": upload_id,
+            "raw_until": raw_until,
         })  # fmt: skip
         if not job:
             return IngestionJob(str(ingestion_id), source.name, sheet, "stored")
@@ -342,21 +388,23 @@ class IngestionService:
         finally:
             self._uploads.pop(sha, None)
 
-    async def _wait_raw(self, sha256: str) -> None:
+    async def _wait_raw(self, job_id: str, sha256: str) -> None:
+        """Until raw/{sha256} is stored: by this instance's request (awaited), or by a request
+        elsewhere, for as long as that request holds the batch's raw lease (at most raw_wait_s)."""
+        gone = JobFailed("upload_incomplete", "the uploaded file never reached storage; upload it again")
         if sha256 in self._uploads:
             try:
                 await asyncio.shield(self._uploads[sha256])
             except Exception:  # noqa: BLE001 - whatever stopped the upload, the job cannot go on
-                raise JobFailed(
-                    "upload_incomplete", "the uploaded file never reached storage; upload it again"
-                ) from None
+                raise gone from None
             return
         deadline = asyncio.get_running_loop().time() + self.settings.raw_wait_s
         while not await self._objects.exists(raw_key(sha256)):
-            if asyncio.get_running_loop().time() > deadline:
-                raise JobFailed(
-                    "upload_incomplete", "the uploaded file never reached storage; upload it again"
-                )
+            if asyncio.get_running_loop().time() > deadline or not await self._ingestions.raw_held(job_id, utcnow()):
+                # the lease may have ended just after the file was stored
+                if await self._objects.exists(raw_key(sha256)):
+                    return
+                raise gone
             await asyncio.sleep(0.5)
 
     # -- the job kind ----------------------------------------------------------------------------
@@ -365,7 +413,7 @@ class IngestionService:
         sha = job.params["file"]["sha256"]
         local = self._files.spool_path(sha)
         if not local.exists():  # claimed by another instance than the one that took the upload
-            await self._wait_raw(sha)
+            await self._wait_raw(job.id, sha)
             partial = local.with_name(f".download-{job.id}")
             async with self._objects.open_read(raw_key(sha)) as reader:
                 with partial.open("wb") as handle:
@@ -402,7 +450,7 @@ class IngestionService:
                 "dataset_id": None,
                 "dataset_ids": [],
             }
-        await self._wait_raw(params["file"]["sha256"])
+        await self._wait_raw(job.id, params["file"]["sha256"])
         ids: list[str] = []
         follower = self._followers.get((job.id, job.attempt))
         for dataset in result["datasets"]:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from domain.access_tokens import project_filter
 from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -17,6 +20,8 @@ from domain.stores.events import EventLog
 from domain.stores.jobs import JobStore
 from domain.stores.redis_store import RedisStore
 from domain.users import User
+
+log = logging.getLogger("labhub.jobs")
 
 _OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 WAKE_CHANNEL = "jobs:wake"
@@ -44,22 +49,44 @@ def job_snapshot(job: Job) -> dict[str, Any]:
 
 
 class JobEvents:
-    """Publishes job state: Redis snapshot + event stream, and the scheduler's wake-up signal."""
+    """Publishes job state: Redis snapshot + event stream, and the scheduler's wake-up signal.
+
+    A job's state is MongoDB's; Redis only shows it. So a change already stored never fails for
+    want of Redis: a status Redis did not take is kept (`unpublished`) and goes out again with the
+    scheduler's next heartbeat (watchers wait for it: a final status ends their streams), and a
+    wake-up or cancellation that is lost is made up by the scheduler's polling and lease checks.
+    One instance per process, shared by the jobs service and the scheduler.
+    """
 
     def __init__(self, events: EventLog, redis: RedisStore) -> None:
         self.log = events
         self._redis = redis
+        self.unpublished: set[str] = set()  # jobs whose last status did not reach Redis
 
     async def status(self, job: Job) -> None:
-        snapshot = job_snapshot(job)
-        await self.log.append(self.log.job_stream(job.id), "status", snapshot, expire=job.final)
-        await self.log.set_snapshot(job.id, snapshot, expire=job.final)
+        try:
+            snapshot = job_snapshot(job)
+            await self.log.append(self.log.job_stream(job.id), "status", snapshot, expire=job.final)
+            await self.log.set_snapshot(job.id, snapshot, expire=job.final)
+        except RedisError as exc:
+            self.unpublished.add(job.id)
+            log.warning(
+                "could not publish job status; will try again", extra={"job_id": job.id, "error": repr(exc)[:200]}
+            )
+        else:
+            self.unpublished.discard(job.id)
 
     async def wake(self) -> None:
-        await self._redis.client.publish(self._redis.key(WAKE_CHANNEL), b"1")
+        await self._signal(WAKE_CHANNEL, b"1")
 
     async def control(self, message: dict[str, Any]) -> None:
-        await self._redis.client.publish(self._redis.key(CONTROL_CHANNEL), json.dumps(message))
+        await self._signal(CONTROL_CHANNEL, json.dumps(message).encode())
+
+    async def _signal(self, channel: str, data: bytes) -> None:
+        try:
+            await self._redis.client.publish(self._redis.key(channel), data)
+        except RedisError as exc:
+            log.warning("could not signal the schedulers", extra={"channel": channel, "error": repr(exc)[:200]})
 
 
 class JobsService:
@@ -156,6 +183,12 @@ class JobsService:
         await self._events.status(running)
         await self._events.control({"cancel": running.id})
         return running
+
+    async def withdraw(self, job_id: str) -> None:
+        """Cancel a job still queued, for the system (its request failed before it was accepted)."""
+        cancelled = await self._store.cancel_queued(job_id)
+        if cancelled is not None:
+            await self._events.status(cancelled)
 
     async def retry(self, actor: User, job_id: str) -> Job:
         job = await self.get(actor, job_id, Need.WRITE)

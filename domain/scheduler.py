@@ -102,7 +102,6 @@ class Scheduler:
         self._tasks: list[asyncio.Task[None]] = []
         self._worker_events: asyncio.Queue[WorkerEvent] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._unpublished: set[str] = set()  # jobs whose last status did not reach Redis (it was down)
         self._finish_listeners: list[Callable[[Job, str], Awaitable[None]]] = []
 
     def on_finished(self, listener: Callable[[Job, str], Awaitable[None]]) -> None:
@@ -381,21 +380,14 @@ class Scheduler:
         await self._notify(finished)
 
     async def _publish(self, job: Job) -> None:
-        try:
-            await self._events.status(job)
-        except RedisError as exc:
-            # watchers wait for this status (a final one ends their streams): it goes out again
-            # with every heartbeat until Redis takes it
-            self._unpublished.add(job.id)
-            _log_failure("could not publish job status; will try again", exc, job_id=job.id)
-        else:
-            self._unpublished.discard(job.id)
+        await self._events.status(job)  # never fails: what Redis does not take goes out again (_republish)
 
     async def _republish(self) -> None:
-        for job_id in list(self._unpublished):
+        """Statuses Redis did not take (this process's, the jobs service's too) go out again."""
+        for job_id in list(self._events.unpublished):
             job = await self._store.get(job_id)
             if job is None:
-                self._unpublished.discard(job_id)
+                self._events.unpublished.discard(job_id)
             else:
                 await self._publish(job)
 

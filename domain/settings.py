@@ -216,6 +216,7 @@ class IngestSettings:
     stats_values: int = attrs.field(default=4_000_000, validator=_positive)
     timeout_s: float = attrs.field(default=3600.0, validator=_positive)
     raw_wait_s: float = attrs.field(default=600.0, validator=_positive)
+    raw_lease_s: float = attrs.field(default=30.0, validator=_positive)
     cache_bytes: int = attrs.field(default=2 * 1024**3, validator=_positive)
 
 

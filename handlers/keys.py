@@ -14,7 +14,7 @@ from domain.dataset_service import DatasetsService
 from domain.document_service import DocumentsService
 from domain.engagement_service import EngagementService
 from domain.ingestion_service import IngestionService
-from domain.job_service import JobsService
+from domain.job_service import JobEvents, JobsService
 from domain.jobs import JobKinds
 from domain.mail_service import MailService
 from domain.meeting_service import MeetingsService
@@ -53,6 +53,7 @@ EVENT_HUB = web.AppKey("event_hub", EventHub)
 NOTIFICATIONS = web.AppKey("notifications", NotificationsService)
 JOB_KINDS = web.AppKey("job_kinds", JobKinds)
 JOBS = web.AppKey("jobs", JobsService)
+JOB_EVENTS = web.AppKey("job_events", JobEvents)  # one per process: see JobEvents
 POOL = web.AppKey("pool", WorkerPool)
 POOL_SIZING = web.AppKey("pool_sizing", PoolSizing)
 SCHEDULER = web.AppKey("scheduler", Scheduler)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -106,6 +107,22 @@ class IngestionStore:
         return [
             doc async for doc in self._ingestions.find({"batch_id": first["batch_id"]}).sort([("_id", 1)])
         ]
+
+    async def hold_raw(self, batch_id: str, until: datetime) -> None:
+        """The request storing a batch's raw files is at work until `until` (a lease it renews;
+        a time in the past says nobody will store them)."""
+        await self._ingestions.update_many({"batch_id": batch_id}, {"$set": {"raw_until": until}})
+
+    async def raw_held(self, ingestion_id: str, now: datetime) -> bool:
+        """Whether someone may still be storing this ingestion's raw file (ingestions made before
+        the lease existed: yes, until the job's own deadline)."""
+        found = await self._ingestions.count_documents(
+            {"_id": ObjectId(ingestion_id), "$or": [
+                {"raw_until": {"$exists": False}}, {"raw_until": {"$gte": now}},
+            ]},
+            limit=1,
+        )  # fmt: skip
+        return found > 0
 
     async def record_outcome(self, ingestion_id: str, fields: Document) -> None:
         await self._ingestions.find_one_and_update(

@@ -28,7 +28,8 @@ CSV = b"time,speed [m/s],label\n0,1.5,=cmd|' /C calc'!A0\n1,2.5,calm\n2,3.5,+gus
 @pytest.fixture
 async def client(aiohttp_client, services, tmp_path, request):
     # a low unpacked-size limit lets the zip bomb below be small enough to build quickly
-    sections = {"ingest": {"max_uncompressed_bytes": 64 * 1024 * 1024}}
+    # a short raw lease: a job learns quickly that nobody stores its raw file (raw_wait_s stays 600 s)
+    sections = {"ingest": {"max_uncompressed_bytes": 64 * 1024 * 1024, "raw_lease_s": 3.0}}
     marker = request.node.get_closest_marker("jobs")  # job settings a test needs (@pytest.mark.jobs(...))
     jobs = marker.kwargs if marker else {}
     return await aiohttp_client(create_app(job_settings(services, tmp_path, sections, **jobs)))
@@ -285,6 +286,27 @@ async def test_custom_headers_that_do_not_fit_fail_the_job_with_a_message(client
     assert job["status"] == "failed"
     assert job["error"]["code"] == "invalid_options"
     assert "3 columns" in job["error"]["message"]
+
+
+@pytest.mark.jobs(poll_s=0.2)
+async def test_a_job_whose_raw_file_nobody_stores_fails_at_once(client, team):
+    """Found by the chaos test: a job whose batch's request died (a restart, an outage answered 503)
+    waited raw_wait_s (600 s) for raw bytes nobody was storing any more, holding a pool slot. The
+    request's raw lease (renewed while it stores them) ends with it, and the job then fails at once
+    with a clear code."""
+    [entry] = (await (await ingest(client, team, [("wind.csv", CSV, "text/csv")], header_mode="custom",
+                                   custom_headers=["only", "two"])).json())["jobs"]  # fmt: skip
+    assert (await finished(client, team, entry["id"]))["status"] == "failed"
+    sha = hashlib.sha256(CSV).hexdigest()
+    await wait_until(lambda: asyncio.sleep(0, result=not client.app[LOCAL_FILES].spool_path(sha).exists()))
+    await client.app[OBJECTS].delete(["raw/" + sha])  # the bytes never reached storage
+
+    retried = await client.post(f"/api/jobs/{entry['id']}/retry", headers=team.member.headers)
+    assert retried.status == 202, await retried.text()
+    job = await finished(client, team, entry["id"])
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "upload_incomplete"
+    assert "upload it again" in job["error"]["message"]
 
 
 async def test_viewers_and_outsiders_cannot_upload(client, team):
