@@ -28,6 +28,7 @@ from domain.access_token_service import AccessTokenService
 from domain.accounts import AccountsService
 from domain.audit import AuditLog
 from domain.auth import AuthService
+from domain.background import stop_if_cancelled
 from domain.backup import BackupError
 from domain.backup import backup as run_backup
 from domain.backup import restore as run_restore
@@ -494,6 +495,7 @@ async def upload_sweep_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async def sweep_forever() -> None:
         while True:
+            stop_if_cancelled()
             for name, sweep in (("upload", app[UPLOADS].sweep), ("orphan", app[DOCUMENTS].sweep_orphans)):
                 try:
                     await sweep()

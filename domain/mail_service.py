@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
+from domain.background import stop_if_cancelled
 from domain.clock import utcnow
 from domain.ical import invitation_ical
 from domain.jobs import Job, JobStatus
@@ -170,6 +171,7 @@ class MailService:
     async def run(self) -> None:
         """The sender: drains the outbox, then sleeps until woken, the next retry, or poll_s."""
         while True:
+            stop_if_cancelled()
             self._wake.clear()
             try:
                 await self._drain()
@@ -181,7 +183,8 @@ class MailService:
                 log.exception("mail outbox check failed; trying again")
                 wait = self._settings.poll_s
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                async with asyncio.timeout(wait):  # not wait_for: it can swallow a cancel on 3.11
+                    await self._wake.wait()
 
     async def _until_next(self) -> float:
         wait = self._settings.poll_s

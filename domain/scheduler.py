@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import attrs
 from redis.exceptions import RedisError
 
+from domain.background import stop_if_cancelled
 from domain.clock import utcnow
 from domain.errors import DomainError
 from domain.job_service import CONTROL_CHANNEL, WAKE_CHANNEL, JobEvents, job_snapshot
@@ -170,6 +171,7 @@ class Scheduler:
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
+            stop_if_cancelled()
             try:
                 # nothing is claimed while the pool is broken: the watchdog is rebuilding it, and
                 # wakes this loop when it is done
@@ -431,6 +433,7 @@ class Scheduler:
     async def _heartbeat_loop(self) -> None:
         await self._sweep()
         while True:
+            stop_if_cancelled()
             await asyncio.sleep(self._settings.heartbeat_s)
             try:
                 await self._heartbeat()

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
+from domain.background import stop_if_cancelled
 from domain.stores.redis_store import RedisStore
 
 log = logging.getLogger("labhub.events")
@@ -214,6 +215,7 @@ class EventHub:
     async def run(self) -> None:
         next_ping = asyncio.get_running_loop().time() + self._ping_s
         while True:
+            stop_if_cancelled()
             try:
                 await self._admit_pending()
                 self._forget_idle_streams()

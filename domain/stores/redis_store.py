@@ -15,6 +15,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from domain.background import stop_if_cancelled
+
 log = logging.getLogger("labhub.redis")
 
 
@@ -36,10 +38,12 @@ class RedisStore:
         cancelled; a lost connection (Redis restarting) is subscribed again a second later. What was
         published meanwhile is not heard: listeners have a fallback (polling, a check on reconnect)."""
         while True:
+            stop_if_cancelled()
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*channels)
                 while True:
+                    stop_if_cancelled()
                     message = await pubsub.get_message(timeout=5.0)
                     if message is not None and isinstance(message.get("data"), bytes):
                         on_message(message["channel"].decode(), message["data"])

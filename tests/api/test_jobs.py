@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
@@ -405,3 +406,16 @@ async def test_system_view_is_for_heads(client, make_account):
     assert set(view["jobs"]) == {"queued", "running", "succeeded", "failed", "cancelled"}
     assert view["versions"]["python"]
     assert view["versions"]["aiohttp"]
+
+
+async def test_a_server_stopped_just_after_it_started_stops_its_background_loops(services, tmp_path, caplog):
+    """Found while timing the suite: a stop that landed while the scheduler's first sweep (pymongo)
+    or its Redis subscription was under way was swallowed by the library, the loops went on, and
+    every stop waited 15 s for them (and then left them running against closed clients)."""
+    for round_ in range(3):
+        client = TestClient(TestServer(create_app(job_settings(services, tmp_path / str(round_)))))
+        await client.start_server()
+        scheduler_tasks = set(client.app[SCHEDULER]._tasks)
+        await client.close()
+        assert all(task.done() for task in scheduler_tasks), [t for t in scheduler_tasks if not t.done()]
+    assert "did not stop" not in caplog.text
