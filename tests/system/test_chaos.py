@@ -15,5 +15,5 @@ SEED = 20261206
 
 @pytest.mark.timeout(900)
 async def test_kill_everything_lose_nothing(tmp_path):
-    report = await chaos.chaos(tmp_path / "data", minutes=1.0, seed=SEED, every_s=(3.0, 6.0))
+    report = await chaos.chaos(tmp_path / "data", minutes=0.6, seed=SEED, every_s=(2.0, 4.0))
     assert report.ok, report.text()
