@@ -24,73 +24,62 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pymongo.errors import PyMongoError
 
 from domain import __version__
-from domain.access_token_service import AccessTokenService
-from domain.accounts import AccountsService
-from domain.audit import AuditLog
-from domain.auth import AuthService
-from domain.background import stop_if_cancelled
-from domain.backup import BackupError
-from domain.backup import backup as run_backup
-from domain.backup import restore as run_restore
-from domain.backup import verify as verify_backup
-from domain.calendar_links import CalendarLinks
-from domain.clock import utcnow
-from domain.content import human_size
-from domain.dataset_service import DatasetsService
-from domain.document_service import DocumentsService
-from domain.engagement_service import EngagementService
-from domain.errors import DomainError
-from domain.ingestion_service import INGEST_KIND, IngestionService
-from domain.job_service import JobEvents, JobsService
-from domain.jobs import Job, JobKinds, JobStatus
-from domain.mail import Sender
-from domain.mail_service import MailService
-from domain.meeting_service import MeetingsService
-from domain.metrics import Metrics
-from domain.notification_service import NotificationsService
-from domain.password_resets import PasswordResets, ResetLimits
-from domain.passwords import Passwords
-from domain.project_service import ProjectGate, ProjectsService
-from domain.quotas import Quotas
-from domain.record_service import RecordsService
-from domain.scheduler import Scheduler, SchedulerSettings
-from domain.settings import Settings, SettingsError, finalize_secrets, load_settings, with_changes
-from domain.stores.access_tokens import AccessTokenStore
-from domain.stores.account_audit import AccountAuditStore
-from domain.stores.archive import ArchiveError, ArchiveReader, ArchiveWriter
-from domain.stores.audit import AuditStore
-from domain.stores.datasets import DatasetStore, IngestionStore
-from domain.stores.documents import DocumentStore
-from domain.stores.embedded import (
-    EmbeddedServiceError,
-    EmbeddedServices,
-    ServiceEndpoints,
-    read_running_endpoints,
-)
-from domain.stores.engagement import ActivityLog, EngagementStore
-from domain.stores.events import EventHub, EventLog, SessionEnds
-from domain.stores.jobs import JobStore
-from domain.stores.localfiles import LocalFiles
-from domain.stores.meetings import MeetingStore
-from domain.stores.mongo import Database, open_mongo
-from domain.stores.notifications import NotificationStore
-from domain.stores.objects import ObjectStore, open_objects
-from domain.stores.outbox import MailOutbox
-from domain.stores.password_resets import PasswordResetStore
-from domain.stores.projects import ProjectStore
-from domain.stores.records import RecordStore
-from domain.stores.redis_store import RedisStore, open_redis
-from domain.stores.refresh_tokens import RefreshTokenStore
-from domain.stores.smtp import SmtpTransport
-from domain.stores.throttle import LoginThrottle, SingleUse, WindowLimit
-from domain.stores.uploads import UploadStore
-from domain.stores.usage import UsageStore
-from domain.stores.users import UserStore
-from domain.stores.visualizations import VisualizationStore
-from domain.tokens import TokenConfig
-from domain.upload_service import UploadsService
-from domain.users import Role, normalize_email
-from domain.visualization_service import VisualizationsService
+from domain.accounts.audit import AccountAuditStore
+from domain.accounts.jwt import TokenConfig
+from domain.accounts.models import Role, normalize_email
+from domain.accounts.passwords import Passwords
+from domain.accounts.refresh_tokens import RefreshTokenStore
+from domain.accounts.service import AccountsService
+from domain.accounts.signin import AuthService
+from domain.accounts.store import UserStore
+from domain.core.background import stop_if_cancelled
+from domain.core.clock import utcnow
+from domain.core.content import human_size
+from domain.core.errors import DomainError
+from domain.core.metrics import Metrics
+from domain.core.settings import Settings, SettingsError, finalize_secrets, load_settings, with_changes
+from domain.datasets.ingestion import INGEST_KIND, IngestionService
+from domain.datasets.service import DatasetsService
+from domain.datasets.store import DatasetStore, IngestionStore
+from domain.documents.service import DocumentsService
+from domain.documents.store import DocumentStore
+from domain.engagement.service import EngagementService
+from domain.engagement.store import ActivityLog, EngagementStore
+from domain.infra.events import EventHub, EventLog, SessionEnds
+from domain.infra.localfiles import LocalFiles
+from domain.infra.mongo import Database, open_mongo
+from domain.infra.objects import ObjectStore, open_objects
+from domain.infra.redis_store import RedisStore, open_redis
+from domain.infra.throttle import LoginThrottle, SingleUse, WindowLimit
+from domain.jobs.models import Job, JobKinds, JobStatus
+from domain.jobs.scheduler import Scheduler, SchedulerSettings
+from domain.jobs.service import JobEvents, JobsService
+from domain.jobs.store import JobStore
+from domain.mail.letters import Sender
+from domain.mail.outbox import MailOutbox
+from domain.mail.service import MailService
+from domain.mail.smtp import SmtpTransport
+from domain.meetings.calendar_links import CalendarLinks
+from domain.meetings.service import MeetingsService
+from domain.meetings.store import MeetingStore
+from domain.notifications.service import NotificationsService
+from domain.notifications.store import NotificationStore
+from domain.projects.audit import AuditLog
+from domain.projects.audit_store import AuditStore
+from domain.projects.service import ProjectGate, ProjectsService
+from domain.projects.store import ProjectStore
+from domain.quotas.service import Quotas
+from domain.quotas.store import UsageStore
+from domain.records.service import RecordsService
+from domain.records.store import RecordStore
+from domain.resets.service import PasswordResets, ResetLimits
+from domain.resets.store import PasswordResetStore
+from domain.tokens.service import AccessTokenService
+from domain.tokens.store import AccessTokenStore
+from domain.uploads.service import UploadsService
+from domain.uploads.store import UploadStore
+from domain.visualizations.service import VisualizationsService
+from domain.visualizations.store import VisualizationStore
 from handlers import (
     auth,
     calendar,
@@ -153,6 +142,17 @@ from handlers.keys import (
 from handlers.observe import add_standard_headers, configure_logging, dump_state, request_context_middleware
 from handlers.sse import PING_FRAME, encode_entry
 from handlers.tus import EXPOSED_HEADERS, tus_middleware
+from ops.archive import ArchiveError, ArchiveReader, ArchiveWriter
+from ops.backup import BackupError
+from ops.backup import backup as run_backup
+from ops.backup import restore as run_restore
+from ops.backup import verify as verify_backup
+from ops.embedded import (
+    EmbeddedServiceError,
+    EmbeddedServices,
+    ServiceEndpoints,
+    read_running_endpoints,
+)
 from workers.pool import WorkerPool, host_sizing
 
 ROUTE_MODULES = (

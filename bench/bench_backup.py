@@ -3,9 +3,9 @@
 Starts the real server (embedded services, a temporary data dir), stores SIZE MiB of documents and a
 few thousand records through the API, then per round:
   direct   - every object in the bucket read from S3 into files, then put into another bucket
-  backup   - domain.backup.backup into a directory (what `./labhub backup` runs), the server running
-  verify   - domain.backup.verify: every file hashed again
-  restore  - domain.backup.restore into another database and bucket of the same services
+  backup   - ops.backup.backup into a directory (what `./labhub backup` runs), the server running
+  verify   - ops.backup.verify: every file hashed again
+  restore  - ops.backup.restore into another database and bucket of the same services
 and prints MB/s and backup/direct-read, restore/direct-put (1.0 = no overhead; lower is better).
 
     ./labhub bench
@@ -33,11 +33,11 @@ sys.path.insert(0, str(ROOT))
 from harness import sign_up, size_and_rounds, start_server, wait_ready  # noqa: E402
 
 from domain import __version__  # noqa: E402
-from domain.backup import backup, restore, verify  # noqa: E402
-from domain.stores.archive import ArchiveReader, ArchiveWriter  # noqa: E402
-from domain.stores.embedded import free_port  # noqa: E402
-from domain.stores.mongo import open_mongo  # noqa: E402
-from domain.stores.objects import ObjectStore, open_objects  # noqa: E402
+from domain.infra.mongo import open_mongo  # noqa: E402
+from domain.infra.objects import ObjectStore, open_objects  # noqa: E402
+from ops.archive import ArchiveReader, ArchiveWriter  # noqa: E402
+from ops.backup import backup, restore, verify  # noqa: E402
+from ops.embedded import free_port  # noqa: E402
 
 DOCUMENTS = 16
 RECORDS = 2000

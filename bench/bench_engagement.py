@@ -31,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 from bson import ObjectId  # noqa: E402
 from harness import labhub_server  # noqa: E402
 
-from domain.engagement import Group, Signal  # noqa: E402
-from domain.projects import ProjectRole  # noqa: E402
-from domain.stores.engagement import ActivityLog  # noqa: E402
-from domain.stores.meetings import MeetingStore  # noqa: E402
-from domain.users import Role  # noqa: E402
+from domain.accounts.models import Role  # noqa: E402
+from domain.engagement.models import Group, Signal  # noqa: E402
+from domain.engagement.store import ActivityLog  # noqa: E402
+from domain.meetings.store import MeetingStore  # noqa: E402
+from domain.projects.models import ProjectRole  # noqa: E402
 from handlers.keys import ACCOUNTS, ENGAGEMENT, MONGO, PROJECTS  # noqa: E402
 
 DAYS = 365

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness import labhub_server  # noqa: E402
 
-from domain.users import Role  # noqa: E402
+from domain.accounts.models import Role  # noqa: E402
 from handlers.keys import ACCOUNTS, JOBS, PROJECTS  # noqa: E402
 
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 import aiosmtplib  # noqa: E402
 from harness import labhub_server  # noqa: E402
 
-from domain.users import Role  # noqa: E402
+from domain.accounts.models import Role  # noqa: E402
 from handlers.keys import ACCOUNTS, MONGO  # noqa: E402
 from tests.mailbox import Mailbox, mail_settings  # noqa: E402
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness import start_server, wait_ready  # noqa: E402
 
-from domain.stores.embedded import free_port  # noqa: E402
+from ops.embedded import free_port  # noqa: E402
 
 SENT = re.compile(rb'"sent":([0-9.]+)')
 RATE_HZ = 10
@@ -255,9 +255,9 @@ async def labhub_setup(base: str, data_dir: Path, jobs: int) -> tuple[str, list[
     import redis.asyncio as aioredis
     from pymongo import AsyncMongoClient
 
-    from domain.clock import utcnow
-    from domain.job_service import job_snapshot
-    from domain.stores.jobs import JobStore
+    from domain.core.clock import utcnow
+    from domain.jobs.service import job_snapshot
+    from domain.jobs.store import JobStore
 
     async with aiohttp.ClientSession() as http:
         await wait_ready(http, base)

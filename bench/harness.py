@@ -19,8 +19,8 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 from aiohttp.test_utils import TestServer  # noqa: E402
 
-from domain.settings import structure_settings  # noqa: E402
-from domain.stores.embedded import EmbeddedServices  # noqa: E402
+from domain.core.settings import structure_settings  # noqa: E402
+from ops.embedded import EmbeddedServices  # noqa: E402
 from server import create_app  # noqa: E402
 
 S3_KEY, S3_SECRET = "labhub-bench", "labhub-bench-secret"

@@ -11,9 +11,9 @@ from __future__ import annotations
 import attrs
 from aiohttp import web
 
-from domain.auth import SseTicket, TokenPair
-from domain.errors import BadRequest, Unauthenticated
-from domain.users import User
+from domain.accounts.models import User
+from domain.accounts.signin import SseTicket, TokenPair
+from domain.core.errors import BadRequest, Unauthenticated
 from handlers.codec import json_response, parse_body
 from handlers.errors import problem_response
 from handlers.identity import require_user

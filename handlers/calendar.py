@@ -1,4 +1,4 @@
-"""Calendar files and subscription links over HTTP (the iCalendar itself is written in domain.ical)."""
+"""Calendar files and subscription links over HTTP (the iCalendar itself is written in domain.meetings.ical)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import hashlib
 
 from aiohttp import web
 
-from domain.calendar_links import CalendarLink, UserFeed
-from domain.ical import MEDIA_TYPE, feed_ical
-from domain.meeting_service import Calendar
+from domain.meetings.calendar_links import CalendarLink, UserFeed
+from domain.meetings.ical import MEDIA_TYPE, feed_ical
+from domain.meetings.service import Calendar
 from handlers.codec import json_response
 from handlers.downloads import content_disposition
 from handlers.identity import require_user

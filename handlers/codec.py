@@ -19,8 +19,8 @@ from aiohttp import web
 from cattrs.cols import list_structure_factory
 from cattrs.preconf.json import make_converter
 
-from domain.clock import RANGE_MESSAGE, in_range
-from domain.errors import BadRequest, InvalidInput
+from domain.core.clock import RANGE_MESSAGE, in_range
+from domain.core.errors import BadRequest, InvalidInput
 from handlers.keys import SETTINGS
 
 T = TypeVar("T")

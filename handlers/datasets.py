@@ -7,8 +7,8 @@ from typing import Literal
 import attrs
 from aiohttp import web
 
-from domain.datasets import Dataset, DatasetRows, DatasetSummary
-from domain.pagination import Page
+from domain.core.pagination import Page
+from domain.datasets.models import Dataset, DatasetRows, DatasetSummary
 from handlers.codec import json_response, parse_query
 from handlers.downloads import stream_content
 from handlers.export import stream_csv

@@ -7,8 +7,8 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from domain.documents import Document, DocumentVersion
-from domain.pagination import Page
+from domain.core.pagination import Page
+from domain.documents.models import Document, DocumentVersion
 from handlers.codec import json_response, parse_body, parse_query
 from handlers.downloads import stream_content
 from handlers.identity import require_user

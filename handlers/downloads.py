@@ -9,8 +9,8 @@ from contextlib import AbstractAsyncContextManager
 
 from aiohttp import web
 
-from domain.content import Content, served_content_type
-from domain.stores.objects import ObjectReader
+from domain.core.content import Content, served_content_type
+from domain.infra.objects import ObjectReader
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 

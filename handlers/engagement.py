@@ -9,7 +9,8 @@ from typing import Any, Literal
 import attrs
 from aiohttp import web
 
-from domain.engagement import (
+from domain.core.pagination import Page
+from domain.engagement.models import (
     Activity,
     EngagementPlotInput,
     Entry,
@@ -19,8 +20,7 @@ from domain.engagement import (
     Summary,
     SummaryRow,
 )
-from domain.pagination import Page
-from domain.visualizations import Visualization
+from domain.visualizations.models import Visualization
 from handlers.codec import json_response, parse_body, parse_query
 from handlers.export import stream_csv
 from handlers.identity import require_user

@@ -13,8 +13,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
-from domain.errors import DomainError, TooManyRequests, Unauthenticated, Unavailable
-from domain.stores.availability import unavailable_service
+from domain.core.errors import DomainError, TooManyRequests, Unauthenticated, Unavailable
+from domain.infra.availability import unavailable_service
 from handlers.keys import REQUEST_ID, SETTINGS
 from handlers.observe import loggable_path
 

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from domain.stores.mongo import ping_mongo
+from domain.infra.mongo import ping_mongo
 from handlers.codec import json_response
 from handlers.errors import problem_response
 from handlers.keys import MONGO, OBJECTS, POOL, REDIS

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from domain.access_tokens import Scope, TokenGrant, check_use, current_grant, looks_like_token
-from domain.errors import Unauthenticated
-from domain.users import User
+from domain.accounts.models import User
+from domain.core.errors import Unauthenticated
+from domain.tokens.models import Scope, TokenGrant, check_use, current_grant, looks_like_token
 from handlers.keys import ACCESS_TOKENS, AUTH, GRANT, USER_ID
 
 _TOKEN_IN_URL = Unauthenticated(

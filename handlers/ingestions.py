@@ -7,11 +7,11 @@ from typing import Any
 import attrs
 from aiohttp import BodyPartReader, web
 
-from domain.datasets import Ingestion, IngestionBatch, IngestOptions, UploadedIngestion, check_options
-from domain.errors import BadRequest, TooLarge, field_error
-from domain.pagination import Page
-from domain.quotas import Quotas, Room
-from domain.stores.localfiles import SpooledFile
+from domain.core.errors import BadRequest, TooLarge, field_error
+from domain.core.pagination import Page
+from domain.datasets.models import Ingestion, IngestionBatch, IngestOptions, UploadedIngestion, check_options
+from domain.infra.localfiles import SpooledFile
+from domain.quotas.service import Quotas, Room
 from handlers.codec import json_response, loads_json, parse_body, parse_query, structure
 from handlers.identity import require_user
 from handlers.keys import INGESTIONS, LOCAL_FILES, SETTINGS

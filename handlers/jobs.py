@@ -5,8 +5,8 @@ from __future__ import annotations
 import attrs
 from aiohttp import web
 
-from domain.jobs import Job
-from domain.pagination import Page
+from domain.core.pagination import Page
+from domain.jobs.models import Job
 from handlers.codec import json_response, parse_query
 from handlers.identity import require_sse_user, require_user
 from handlers.keys import JOBS

@@ -5,34 +5,34 @@ from __future__ import annotations
 from aiohttp import web
 from pymongo.asynchronous.database import AsyncDatabase
 
-from domain.access_token_service import AccessTokenService
-from domain.access_tokens import TokenGrant
-from domain.accounts import AccountsService
-from domain.auth import AuthService
-from domain.calendar_links import CalendarLinks
-from domain.dataset_service import DatasetsService
-from domain.document_service import DocumentsService
-from domain.engagement_service import EngagementService
-from domain.ingestion_service import IngestionService
-from domain.job_service import JobEvents, JobsService
-from domain.jobs import JobKinds
-from domain.mail_service import MailService
-from domain.meeting_service import MeetingsService
-from domain.metrics import Metrics
-from domain.notification_service import NotificationsService
-from domain.password_resets import PasswordResets
-from domain.project_service import ProjectsService
-from domain.quotas import Quotas
-from domain.record_service import RecordsService
-from domain.scheduler import Scheduler
-from domain.settings import Settings
-from domain.stores.embedded import EmbeddedServices, ServiceEndpoints
-from domain.stores.events import EventHub, EventLog
-from domain.stores.localfiles import LocalFiles
-from domain.stores.objects import ObjectStore
-from domain.stores.redis_store import RedisStore
-from domain.upload_service import UploadsService
-from domain.visualization_service import VisualizationsService
+from domain.accounts.service import AccountsService
+from domain.accounts.signin import AuthService
+from domain.core.metrics import Metrics
+from domain.core.settings import Settings
+from domain.datasets.ingestion import IngestionService
+from domain.datasets.service import DatasetsService
+from domain.documents.service import DocumentsService
+from domain.engagement.service import EngagementService
+from domain.infra.events import EventHub, EventLog
+from domain.infra.localfiles import LocalFiles
+from domain.infra.objects import ObjectStore
+from domain.infra.redis_store import RedisStore
+from domain.jobs.models import JobKinds
+from domain.jobs.scheduler import Scheduler
+from domain.jobs.service import JobEvents, JobsService
+from domain.mail.service import MailService
+from domain.meetings.calendar_links import CalendarLinks
+from domain.meetings.service import MeetingsService
+from domain.notifications.service import NotificationsService
+from domain.projects.service import ProjectsService
+from domain.quotas.service import Quotas
+from domain.records.service import RecordsService
+from domain.resets.service import PasswordResets
+from domain.tokens.models import TokenGrant
+from domain.tokens.service import AccessTokenService
+from domain.uploads.service import UploadsService
+from domain.visualizations.service import VisualizationsService
+from ops.embedded import EmbeddedServices, ServiceEndpoints
 from workers.pool import PoolSizing, WorkerPool
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import attrs
 from aiohttp import web
 
-from domain.meetings import (
+from domain.core.pagination import Page
+from domain.meetings.models import (
     AttendanceInput,
     Meeting,
     MeetingChanges,
@@ -13,7 +14,6 @@ from domain.meetings import (
     RsvpInput,
     query_moment,
 )
-from domain.pagination import Page
 from handlers.calendar import MEDIA_TYPE, ical_response, to_ical
 from handlers.codec import json_response, parse_body, parse_query
 from handlers.identity import require_user

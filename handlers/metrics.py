@@ -8,8 +8,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo.errors import PyMongoError
 
-from domain.errors import DomainError
-from domain.metrics import Metrics
+from domain.core.errors import DomainError
+from domain.core.metrics import Metrics
 from handlers.health import service_checks
 from handlers.identity import bearer_token, require_user
 from handlers.keys import EMBEDDED, EVENT_HUB, JOBS, METRICS, POOL, SCHEDULER, SETTINGS

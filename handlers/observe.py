@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
-from domain.metrics import UNMATCHED_ROUTE
+from domain.core.metrics import UNMATCHED_ROUTE
 from handlers.keys import METRICS, REQUEST_ID, USER_ID
 
 access_log = logging.getLogger("labhub.access")

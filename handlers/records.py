@@ -8,8 +8,8 @@ from typing import Any, Literal
 import attrs
 from aiohttp import web
 
-from domain.pagination import Page
-from domain.records import Record, RecordChanges, RecordInput, parse_record_query
+from domain.core.pagination import Page
+from domain.records.models import Record, RecordChanges, RecordInput, parse_record_query
 from handlers.codec import json_response, parse_body, to_json
 from handlers.export import stream_csv, stream_jsonl
 from handlers.identity import require_user

@@ -11,8 +11,8 @@ from aiohttp import HttpVersion11, web
 from aiohttp_sse import EventSourceResponse
 from prometheus_client import Counter
 
-from domain.jobs import FINAL_STATUSES
-from domain.stores.events import Entry, EventHub, StreamFilter, valid_stream_id
+from domain.infra.events import Entry, EventHub, StreamFilter, valid_stream_id
+from domain.jobs.models import FINAL_STATUSES
 from handlers.keys import EVENT_HUB, EVENT_LOG, METRICS, QUOTAS, SETTINGS, USER_ID
 
 

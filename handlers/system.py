@@ -9,9 +9,9 @@ import attrs
 from aiohttp import web
 
 from domain import __version__
-from domain.errors import Forbidden
-from domain.mail_service import MailView
-from domain.quotas import QuotaLimits
+from domain.core.errors import Forbidden
+from domain.mail.service import MailView
+from domain.quotas.service import QuotaLimits
 from handlers.codec import json_response
 from handlers.identity import require_user
 from handlers.keys import JOBS, MAIL, POOL, POOL_SIZING, QUOTAS, SCHEDULER

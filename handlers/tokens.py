@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from domain.access_tokens import AccessToken, NewToken, TokenInput
-from domain.pagination import Page
+from domain.core.pagination import Page
+from domain.tokens.models import AccessToken, NewToken, TokenInput
 from handlers.codec import json_response, parse_body
 from handlers.identity import require_user
 from handlers.keys import ACCESS_TOKENS

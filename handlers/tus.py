@@ -15,8 +15,8 @@ import attrs
 from aiohttp import web
 from aiohttp.web_exceptions import HTTPException
 
-from domain.errors import BadRequest, PreconditionFailed, UnsupportedMediaType
-from domain.uploads import (
+from domain.core.errors import BadRequest, PreconditionFailed, UnsupportedMediaType
+from domain.uploads.models import (
     CHECKSUM_ALGORITHMS,
     TUS_EXTENSIONS,
     TUS_VERSION,

@@ -10,7 +10,7 @@ import attrs
 from aiohttp import BodyPartReader, web
 from aiohttp.hdrs import CONTENT_TYPE
 
-from domain.errors import BadRequest, InvalidInput, TooLarge, field_error
+from domain.core.errors import BadRequest, InvalidInput, TooLarge, field_error
 
 READ_CHUNK = 1024 * 1024
 MULTIPART_SLACK = 1024 * 1024  # boundaries and headers around the file itself

@@ -5,11 +5,11 @@ from __future__ import annotations
 import attrs
 from aiohttp import web
 
-from domain.errors import Forbidden
-from domain.pagination import Page
-from domain.password_resets import ResetLink
-from domain.quotas import Usage
-from domain.users import NotificationSettings, NotificationSettingsChanges, User, UserChanges
+from domain.accounts.models import NotificationSettings, NotificationSettingsChanges, User, UserChanges
+from domain.core.errors import Forbidden
+from domain.core.pagination import Page
+from domain.quotas.service import Usage
+from domain.resets.service import ResetLink
 from handlers.calendar import public_base
 from handlers.codec import json_response, parse_body, parse_query
 from handlers.identity import require_user

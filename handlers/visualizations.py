@@ -7,8 +7,8 @@ from typing import Literal
 import attrs
 from aiohttp import web
 
-from domain.pagination import Page
-from domain.visualizations import PlotSpec, Visualization
+from domain.core.pagination import Page
+from domain.visualizations.models import PlotSpec, Visualization
 from handlers.codec import json_response, parse_body, parse_query
 from handlers.downloads import stream_content
 from handlers.identity import require_user

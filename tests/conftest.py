@@ -13,10 +13,10 @@ import attrs
 import pytest
 from aiohttp.test_utils import TestClient
 
-from domain.settings import Settings, structure_settings
-from domain.stores.embedded import EmbeddedServices, ServiceEndpoints
-from domain.users import Role
+from domain.accounts.models import Role
+from domain.core.settings import Settings, structure_settings
 from handlers.keys import ACCOUNTS
+from ops.embedded import EmbeddedServices, ServiceEndpoints
 from server import create_app
 from tests.mailbox import Mailbox
 

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from domain.jobs import Attempt, Job, JobKind
+from domain.jobs.models import Attempt, Job, JobKind
 from workers.worker import JobFailed, Reporter
 
 

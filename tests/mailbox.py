@@ -13,7 +13,7 @@ import attrs
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from domain.stores.embedded import free_port
+from ops.embedded import free_port
 
 
 @attrs.frozen

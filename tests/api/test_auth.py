@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import jwt
 
-from domain.clock import utcnow
-from domain.tokens import TokenConfig, issue_access_token, issue_sse_ticket
+from domain.accounts.jwt import TokenConfig, issue_access_token, issue_sse_ticket
+from domain.core.clock import utcnow
 from server import create_app
 from tests.conftest import PASSWORD, TEST_SECRET, make_settings, problem
 
@@ -236,7 +236,7 @@ async def test_one_client_spraying_many_accounts_is_stopped(aiohttp_client, serv
 
 
 def test_client_addresses_are_counted_by_host_and_ipv6_by_its_64():
-    from domain.stores.throttle import client_key
+    from domain.infra.throttle import client_key
 
     assert client_key("192.0.2.7") == "192.0.2.7"
     assert client_key("::ffff:192.0.2.7") == "192.0.2.7"

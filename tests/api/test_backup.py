@@ -16,14 +16,14 @@ from bson.json_util import loads
 from yarl import URL
 
 from domain import __version__
-from domain.backup import MANIFEST, REFERENCES, BackupError, verify
-from domain.backup import backup as run_backup
-from domain.backup import restore as run_restore
-from domain.stores.archive import ArchiveError, ArchiveReader, ArchiveWriter
-from domain.stores.jobs import JobStore
-from domain.stores.mongo import open_mongo
-from domain.stores.objects import open_objects
+from domain.infra.mongo import open_mongo
+from domain.infra.objects import open_objects
+from domain.jobs.store import JobStore
 from handlers.keys import MONGO, OBJECTS, SCHEDULER
+from ops.archive import ArchiveError, ArchiveReader, ArchiveWriter
+from ops.backup import MANIFEST, REFERENCES, BackupError, verify
+from ops.backup import backup as run_backup
+from ops.backup import restore as run_restore
 from server import create_app
 from tests.api.test_ingestion import finished, form
 from tests.api.test_meetings import schedule

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from ical.calendar_stream import IcsCalendarStream
 
-from domain.settings import Settings
-from domain.users import Role
+from domain.accounts.models import Role
+from domain.core.settings import Settings
 from handlers.keys import ACCOUNTS
 from server import create_app
 from tests.conftest import PASSWORD, make_settings, problem

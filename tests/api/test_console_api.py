@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from http.cookies import SimpleCookie
 
-from domain.users import Role
+from domain.accounts.models import Role
 from handlers.console import CONSOLE_CSP
 from handlers.keys import ACCOUNTS, JOBS, SETTINGS
 from server import create_app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from domain.settings import Settings
+from domain.core.settings import Settings
 from server import create_app
 from tests.conftest import make_settings, problem
 

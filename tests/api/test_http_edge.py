@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 
-from domain.stores.embedded import EmbeddedServices
+from ops.embedded import EmbeddedServices
 from server import create_app
 from tests.conftest import S3_KEY, S3_SECRET, make_settings, problem
 

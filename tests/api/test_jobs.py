@@ -9,10 +9,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
-from domain.clock import utcnow
-from domain.jobs import Attempt, JobStatus
-from domain.stores.jobs import JobStore
-from domain.users import Role
+from domain.accounts.models import Role
+from domain.core.clock import utcnow
+from domain.jobs.models import Attempt, JobStatus
+from domain.jobs.store import JobStore
 from handlers.keys import ACCOUNTS, JOBS, MONGO, POOL, PROJECTS, SCHEDULER
 from server import create_app
 from tests.conftest import PASSWORD, job_settings, problem, wait_until

@@ -9,7 +9,7 @@ import string
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from domain.metrics import KNOWN_METHODS, UNMATCHED_ROUTE
+from domain.core.metrics import KNOWN_METHODS, UNMATCHED_ROUTE
 from server import create_app
 from tests.api.test_ingestion import finished, form
 from tests.api.test_tokens import bearer, make_token

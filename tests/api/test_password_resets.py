@@ -10,7 +10,7 @@ from datetime import datetime
 import pytest
 from bson import ObjectId
 
-from domain.tokens import hash_secret
+from domain.accounts.jwt import hash_secret
 from handlers.keys import MONGO
 from server import create_app
 from tests.api.test_tokens import bearer, make_token

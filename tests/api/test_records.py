@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from domain.records import RecordInput
+from domain.records.models import RecordInput
 from handlers.keys import ACCOUNTS, RECORDS
 from tests.conftest import problem
 

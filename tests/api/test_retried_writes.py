@@ -11,9 +11,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from domain.stores import embedded
-from domain.stores.embedded import EmbeddedServices
 from handlers.keys import MONGO, OBJECTS
+from ops import embedded
+from ops.embedded import EmbeddedServices
 from server import create_app
 from tests.conftest import S3_KEY, S3_SECRET, file_form, make_settings
 from tests.faults import AnswerDropper

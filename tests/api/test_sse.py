@@ -8,8 +8,8 @@ import logging
 import pytest
 from bson import ObjectId
 
-from domain.stores.events import stream_id
-from domain.users import Role
+from domain.accounts.models import Role
+from domain.infra.events import stream_id
 from handlers.keys import ACCOUNTS, JOBS, NOTIFICATIONS, PROJECTS
 from server import create_app
 from tests.conftest import PASSWORD, job_settings, problem, wait_until

@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from bson import ObjectId
 
-from domain.access_tokens import PREFIX, SECRET_LENGTH, new_secret, well_formed
-from domain.clock import utcnow
+from domain.core.clock import utcnow
+from domain.tokens.models import PREFIX, SECRET_LENGTH, new_secret, well_formed
 from handlers.keys import MONGO, NOTIFICATIONS
 from server import create_app
 from tests.conftest import PASSWORD, problem, wait_until

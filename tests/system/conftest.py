@@ -14,8 +14,8 @@ import pytest
 import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 
-from domain.stores.embedded import free_port
-from domain.stores.jobs import JobStore
+from domain.jobs.store import JobStore
+from ops.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

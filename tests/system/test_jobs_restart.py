@@ -13,8 +13,8 @@ import pytest
 import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 
-from domain.stores.embedded import free_port
-from domain.stores.events import stream_id
+from domain.infra.events import stream_id
+from ops.embedded import free_port
 from tests.sse_client import read_events
 from tests.system.conftest import all_gone, queue_test_job, service_endpoints, start, wait_ready
 

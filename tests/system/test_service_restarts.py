@@ -13,8 +13,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from domain.stores.embedded import free_port
-from domain.stores.events import stream_id
+from domain.infra.events import stream_id
+from ops.embedded import free_port
 from tests.sse_client import Event, SseParser
 from tests.system.conftest import queue_test_job, service_endpoints, service_pids, start, wait_ready
 

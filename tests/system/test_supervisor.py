@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from domain.stores.embedded import EmbeddedServices
-from domain.stores.redis_store import open_redis
+from domain.infra.redis_store import open_redis
+from ops.embedded import EmbeddedServices
 from tests.conftest import S3_KEY, S3_SECRET
 
 pytestmark = pytest.mark.system

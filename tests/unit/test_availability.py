@@ -8,7 +8,7 @@ from pymongo.errors import AutoReconnect, DuplicateKeyError, ServerSelectionTime
 from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from domain.stores.availability import unavailable_service
+from domain.infra.availability import unavailable_service
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
-from domain.jobs import JobStatus
+from domain.jobs.models import JobStatus
 from handlers.codec import json_response, to_json
 
 

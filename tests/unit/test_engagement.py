@@ -6,7 +6,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from domain.engagement import (
+from domain.core.errors import InvalidInput
+from domain.engagement.models import (
     Activity,
     Group,
     Signal,
@@ -18,7 +19,6 @@ from domain.engagement import (
     periods,
     summarize,
 )
-from domain.errors import InvalidInput
 
 
 def test_weeks_are_iso_weeks_starting_monday():

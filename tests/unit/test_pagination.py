@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from bson import ObjectId
 
-from domain.errors import BadRequest
-from domain.stores.pagination import after_filter, decode_cursor, encode_cursor
+from domain.core.errors import BadRequest
+from domain.infra.pagination import after_filter, decode_cursor, encode_cursor
 
 SORT = [("name_lower", 1), ("_id", 1)]
 

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from domain.errors import InvalidInput
-from domain.visualizations import PlotKind, PlotSpec, check_spec, default_spec
+from domain.core.errors import InvalidInput
+from domain.visualizations.models import PlotKind, PlotSpec, check_spec, default_spec
 from workers.plots import decimate, render_plot
 from workers.worker import Reporter
 

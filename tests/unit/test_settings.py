@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from domain.settings import (
+from domain.core.settings import (
     SAMPLE_JWT_SECRET,
     SettingsError,
     finalize_secrets,

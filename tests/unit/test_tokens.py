@@ -10,10 +10,8 @@ from datetime import timedelta
 import jwt
 import pytest
 
-from domain import tokens
-from domain.clock import utcnow
-from domain.errors import Unauthenticated
-from domain.tokens import (
+from domain.accounts import jwt as tokens
+from domain.accounts.jwt import (
     TokenConfig,
     VerifiedTokens,
     hash_secret,
@@ -22,6 +20,8 @@ from domain.tokens import (
     new_refresh_token,
     verify_token,
 )
+from domain.core.clock import utcnow
+from domain.core.errors import Unauthenticated
 
 CONFIG = TokenConfig(
     secret="unit-test-secret-0123456789abcdef0123456789",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from domain.clock import utcnow
-from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
-from domain.users import Role, User, UserChanges, check_changes, check_password, normalize_email
+from domain.accounts.models import Role, User, UserChanges, check_changes, check_password, normalize_email
+from domain.core.clock import utcnow
+from domain.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 
 def user(role: Role, user_id: str = "u1") -> User:

@@ -1,0 +1,585 @@
+"""Ingestion: uploads become raw objects and jobs; the job kind turns each file into datasets.
+
+The upload is spooled to local disk (hashed on the way), jobs are queued at once and parse from
+the spool while the raw bytes go to S3 as raw/{sha256} (stored once, whoever uploads them again);
+the request answers when the raw bytes are safely stored. A job claimed by another instance
+downloads the raw object instead; every commit waits until the raw object exists. Finished
+resumable uploads are used the same way, their bytes moved to raw/{sha256} inside the object store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import attrs
+from bson import ObjectId
+
+from domain.accounts.models import User
+from domain.core.clock import utcnow
+from domain.core.errors import DomainError, NotFound, TooLarge, Unavailable, field_error
+from domain.core.pagination import Page, clamp_limit
+from domain.core.settings import IngestSettings
+from domain.datasets.models import (
+    Ingestion,
+    IngestionBatch,
+    IngestionJob,
+    IngestOptions,
+    ManifestEntry,
+    SourceFile,
+)
+from domain.datasets.service import DatasetsService
+from domain.datasets.store import DatasetStore, IngestionStore, ingestion_view
+from domain.documents.models import clean_content_type, clean_file_name
+from domain.engagement.models import Signal
+from domain.engagement.store import ActivityLog
+from domain.infra.localfiles import READ_CHUNK, LocalFiles, SpooledFile, file_chunks
+from domain.infra.objects import ObjectStore, StoredObject
+from domain.jobs.models import Attempt, Job, JobKind
+from domain.jobs.service import JobsService
+from domain.jobs.store import JobStore
+from domain.projects.models import Need, check_owner_or_lead
+from domain.projects.service import ProjectGate
+from domain.quotas.service import Quotas, Room
+from domain.uploads.service import UploadsService
+from workers.ingest.common import done_marker
+from workers.worker import JobFailed
+
+log = logging.getLogger("labhub.ingestion")
+
+INGEST_KIND = "ingest"
+
+
+def raw_key(sha256: str) -> str:
+    return f"raw/{sha256}"
+
+
+def derived_id(job_id: str, output: str) -> str:
+    """The id of a job's dataset written to `output`: the same on every attempt, so a retry overwrites."""
+    return str(ObjectId(hashlib.sha256(f"{job_id}:{output}".encode()).digest()[:12]))
+
+
+def dataset_key(dataset_id: str) -> str:
+    return f"datasets/{dataset_id}/data.parquet"
+
+
+class _Abandoned(Exception):
+    """The worker gave a Parquet file up (an empty sheet, a failure) before finishing it."""
+
+
+async def growing_file(path: Path, size: int = READ_CHUNK) -> AsyncIterator[bytes]:
+    """The bytes of a file another process is still writing, until its .done marker appears."""
+    with path.open("rb") as handle:
+        while True:
+            chunk = handle.read(size)
+            if chunk:
+                yield chunk
+                continue
+            if done_marker(path).exists():
+                if rest := handle.read():
+                    yield rest
+                return
+            if not path.exists():
+                raise _Abandoned(path.name)
+            await asyncio.sleep(0.05)
+
+
+class OutputFollower:
+    """Uploads a job's Parquet files to S3 while the worker is still writing them, so that the
+    commit finds them stored already instead of starting the upload then."""
+
+    def __init__(self, objects: ObjectStore, work: Path, job_id: str, part_size: int) -> None:
+        self._objects, self._work, self._job_id, self._part_size = objects, work, job_id, part_size
+        self.uploads: dict[str, asyncio.Task[StoredObject]] = {}
+        self.used: set[str] = set()  # keys a dataset of this attempt was recorded with
+        self._watcher = asyncio.create_task(self._watch(), name=f"follow-{job_id}")
+
+    async def _watch(self) -> None:
+        while True:
+            for path in self._work.glob("*.parquet") if self._work.exists() else []:
+                if path.name not in self.uploads:
+                    key = dataset_key(derived_id(self._job_id, path.stem))
+                    self.uploads[path.name] = asyncio.create_task(self._objects.put_stream(
+                        key, growing_file(path), max_bytes=2**62, part_size=self._part_size,
+                        content_type="application/vnd.apache.parquet",
+                    ))  # fmt: skip
+            await asyncio.sleep(0.05)
+
+    async def stored(self, path: Path) -> StoredObject | None:
+        """The finished upload of path, or None when it was not being followed or its upload failed
+        (S3 was restarting, say): the commit then stores the finished file itself."""
+        task = self.uploads.get(path.name)
+        if task is None:
+            return None
+        try:
+            return await asyncio.shield(task)
+        except Exception as exc:  # noqa: BLE001 - the file is whole on disk; storing it again is the remedy
+            log.warning(
+                "a Parquet upload that ran with the worker failed; storing it again",
+                extra={"error": repr(exc)[:200]},
+            )
+            del self.uploads[path.name]
+            return None
+
+    async def stop(self) -> list[str]:
+        """Stop following; the keys of the files it stored, so that unused ones can be removed."""
+        for task in [self._watcher, *self.uploads.values()]:
+            task.cancel()
+        results = await asyncio.gather(*self.uploads.values(), return_exceptions=True)
+        await asyncio.gather(self._watcher, return_exceptions=True)
+        return [r.key for r in results if isinstance(r, StoredObject)]
+
+
+def _job_count(options: IngestOptions, files: int) -> int:
+    """How many jobs a batch queues: one per file ingested, one per chosen sheet of a workbook."""
+    entries = [options.manifest[i] if i < len(options.manifest) else ManifestEntry() for i in range(files)]
+    return sum((len(e.sheets) if e.sheets else 1) for e in entries if e.ingest)
+
+
+class IngestionService:
+    def __init__(
+        self,
+        gate: ProjectGate,
+        jobs: JobsService,
+        job_store: JobStore,
+        ingestions: IngestionStore,
+        datasets: DatasetStore,
+        objects: ObjectStore,
+        files: LocalFiles,
+        dataset_service: DatasetsService,
+        settings: IngestSettings,
+        activity: ActivityLog,
+        resumable: UploadsService,
+        quotas: Quotas,
+        *,
+        part_size: int,
+    ) -> None:
+        self._gate = gate
+        self._quotas = quotas
+        self._resumable = resumable
+        self._activity = activity
+        self._jobs = jobs
+        self._job_store = job_store
+        self._ingestions = ingestions
+        self._datasets = datasets
+        self._objects = objects
+        self._files = files
+        self._dataset_service = dataset_service
+        self.settings = settings
+        self._part_size = part_size
+        self._uploads: dict[str, asyncio.Future[None]] = {}  # raw uploads under way on this instance
+        self._followers: dict[tuple[str, int], OutputFollower] = {}
+        # set at assembly: queues a dataset's first plot (manifest visualize: true)
+        self.visualize: Callable[[str, str], Awaitable[Any]] | None = None
+
+    def job_kind(self) -> JobKind:
+        return JobKind(
+            INGEST_KIND, "workers.ingest.run:ingest_file", title="Ingestion", prepare=self._prepare, commit=self._commit,
+            cleanup=self._cleanup, timeout_s=self.settings.timeout_s, max_attempts=3, prepare_stage="upload",
+        )  # fmt: skip
+
+    # -- the upload ------------------------------------------------------------------------------
+
+    async def check_project(self, actor: User, project_id: str) -> None:
+        """Before any byte is read: the caller may add data to this project."""
+        await self._gate.require(actor, project_id, Need.WRITE)
+
+    async def storage_room(self, actor: User, project_id: str) -> Room:
+        """Before any byte is read: what the quotas leave for an upload (413 if nothing)."""
+        return await self._quotas.check_storage(actor.id, project_id, 1)
+
+    async def accept(
+        self, actor: User, project_id: str, options: IngestOptions, files: list[SpooledFile]
+    ) -> IngestionBatch:
+        """Files spooled from a multipart body."""
+        if not files:
+            raise field_error("$.files", "upload at least one file in a field named files")
+        sources = [
+            SourceFile(f.name, f.size, f.sha256, f.content_type or "application/octet-stream") for f in files
+        ]
+        paths = {f.sha256: f.path for f in files}
+
+        async def put(source: SourceFile) -> None:
+            await self._objects.put_stream(
+                raw_key(source.sha256), file_chunks(paths[source.sha256]), max_bytes=source.size,
+                part_size=self._part_size, content_type=source.content_type, known_sha256=source.sha256,
+            )  # fmt: skip
+
+        return await self._accept(actor, project_id, options, sources, put)
+
+    async def accept_uploads(
+        self, actor: User, project_id: str, options: IngestOptions, upload_ids: list[str]
+    ) -> IngestionBatch:
+        """Finished resumable uploads: their bytes move to raw/{sha256} inside the object store,
+        and each upload is used up once its jobs are queued (left as it was if anything fails)."""
+        await self._gate.require(actor, project_id, Need.WRITE)
+        if not upload_ids:
+            raise field_error("$.upload_ids", "name at least one finished upload")
+        if len(upload_ids) > self.settings.max_files:
+            raise TooLarge(
+                f"at most {self.settings.max_files} files can be ingested at once", code="too_many_files"
+            )
+        if len(set(upload_ids)) != len(upload_ids):
+            raise field_error("$.upload_ids", "names an upload more than once")
+        try:
+            uploads = await self._resumable.claim(
+                actor, upload_ids, max_bytes=self.settings.max_file_bytes, use="ingestion"
+            )
+        except NotFound:
+            if (replayed := await self._replay(project_id, actor, upload_ids)) is not None:
+                return replayed
+            raise
+        async with self._resumable.using(uploads):
+            # the uploads' bytes count as the person's already; the project takes them on now
+            await self._quotas.check_storage(None, project_id, sum(u.length for u in uploads))
+            sources = []
+            for upload in uploads:
+                name = clean_file_name(upload.filename or f"upload-{upload.id}")
+                media_type = clean_content_type(upload.content_type, name)
+                sources.append(SourceFile(name, upload.length, str(upload.sha256), media_type))
+            by_sha = {u.sha256: u for u in uploads}
+
+            async def put(source: SourceFile) -> None:
+                await self._resumable.place(
+                    by_sha[source.sha256], raw_key(source.sha256), source.content_type
+                )
+
+            return await self._accept(actor, project_id, options, sources, put, [u.id for u in uploads])
+
+    async def _replay(self, project_id: str, actor: User, upload_ids: list[str]) -> IngestionBatch | None:
+        """The batch these uploads already made, when a client asks again (its answer was lost on
+        the way): the same answer, so that a retried request never ingests a file twice."""
+        docs = await self._ingestions.batch_from_upload(actor.id, upload_ids[0])
+        if (
+            not docs
+            or {d.get("upload_id") for d in docs} != set(upload_ids)
+            or str(docs[0]["project_id"]) != project_id
+        ):
+            return None
+        views = await self._views(docs)
+        return IngestionBatch(
+            docs[0]["batch_id"], [IngestionJob(v.id, v.file.name, v.sheet, v.status) for v in views]
+        )
+
+    async def _accept(
+        self, actor: User, project_id: str, options: IngestOptions, sources: list[SourceFile],
+        put: Callable[[SourceFile], Awaitable[None]], upload_ids: list[str] | None = None,
+    ) -> IngestionBatch:  # fmt: skip
+        project = await self._gate.require(actor, project_id, Need.WRITE)
+        if len(options.manifest) > len(sources):
+            raise field_error("$.manifest", f"has {len(options.manifest)} entries for {len(sources)} file(s)")
+        await self._quotas.check_jobs(actor.id, _job_count(options, len(sources)))
+        batch_id = str(ObjectId())
+        accepted: list[IngestionJob] = []
+        raw_until = utcnow() + timedelta(seconds=self.settings.raw_lease_s)
+        storing = False
+        try:
+            async with self._holding_raw(batch_id):
+                for index, source in enumerate(sources):
+                    entry = options.manifest[index] if index < len(options.manifest) else ManifestEntry()
+                    origin = upload_ids[index] if upload_ids else None
+                    sheets: list[str | None] = list(entry.sheets) if entry.sheets and entry.ingest else [None]
+                    for sheet in sheets:
+                        accepted.append(await self._record(
+                            actor, project.id, batch_id, source, sheet, options, entry, job=entry.ingest,
+                            upload_id=origin, raw_until=raw_until,
+                        ))  # fmt: skip
+                storing = True
+                unique = {f.sha256: f for f in sources}.values()
+                await asyncio.gather(*(self._store_raw(f, put) for f in unique))
+        except BaseException as exc:
+            # nothing of a batch that was not accepted may stay queued: its jobs would wait for
+            # raw files that never come
+            await asyncio.shield(self._withdraw(batch_id, accepted))
+            if storing and isinstance(exc, Exception) and not isinstance(exc, DomainError):
+                log.exception("raw upload failed", extra={"batch_id": batch_id})
+                raise Unavailable("the files could not be stored; nothing was kept, upload them again") from None
+            raise
+        self._quotas.stored(actor.id, project.id)
+        try:
+            await self._activity.count(project.id, actor.id, Signal.INGESTION, utcnow(), n=len(sources))
+        except Exception as exc:  # noqa: BLE001 - the batch is accepted: a lost count must not undo that
+            log.warning("could not count the ingestion", extra={"batch_id": batch_id, "error": repr(exc)[:200]})
+        return IngestionBatch(batch_id, accepted)
+
+    @contextlib.asynccontextmanager
+    async def _holding_raw(self, batch_id: str) -> AsyncIterator[None]:
+        """Renew the batch's raw lease while its raw files are being stored: a job that waits for
+        them (on any instance) gives up as soon as the lease runs out, not after raw_wait_s."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.settings.raw_lease_s / 3)
+                try:
+                    await self._ingestions.hold_raw(batch_id, utcnow() + timedelta(seconds=self.settings.raw_lease_s))
+                except Exception as exc:  # noqa: BLE001 - the next round tries again
+                    log.warning("could not renew a raw lease", extra={"batch_id": batch_id, "error": repr(exc)[:200]})
+
+        renewing = asyncio.create_task(renew(), name=f"raw-lease-{batch_id}")
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+
+    async def _withdraw(self, batch_id: str, accepted: list[IngestionJob]) -> None:
+        """Best effort (a store may be what failed): end the batch's raw lease (a job already
+        running fails at once) and cancel its queued jobs."""
+        try:
+            await self._ingestions.hold_raw(batch_id, utcnow() - timedelta(seconds=1))
+            for item in accepted:
+                if item.status != "stored":
+                    await self._jobs.withdraw(item.id)
+        except Exception as exc:  # noqa: BLE001 - left to the lease, which is no longer renewed
+            log.warning("could not withdraw a failed batch", extra={"batch_id": batch_id, "error": repr(exc)[:200]})
+
+    async def _record(
+        self, actor: User, project_id: str, batch_id: str, source: SourceFile, sheet: str | None,
+        options: IngestOptions, entry: ManifestEntry, *, job: bool, upload_id: str | None, raw_until: datetime,
+    ) -> IngestionJob:  # fmt: skip
+        ingestion_id = ObjectId()
+        job_options: dict[str, Any] = {
+            "header_mode": options.header_mode,
+            "custom_headers": options.custom_headers,
+            "sheets": [sheet] if sheet else None,
+            "parse_range": attrs.asdict(entry.parse_range) if entry.parse_range else None,
+            "variables": entry.variables,
+            "profile": entry.profile,
+            "visualize": entry.visualize,
+        }
+        await self._ingestions.insert({
+            "_id": ingestion_id, "project_id": ObjectId(project_id), "batch_id": batch_id,
+            "file": attrs.asdict(source), "sheet": sheet, "dataset_type": options.dataset_type, "tag": options.tag,
+            "options": job_options, "job_id": ingestion_id if job else None, "dataset_ids": [],
+            "stored_only": not job, "reason": None if job else "ingest was false: stored as is",
+            "created_by": ObjectId(actor.id), "created_at": utcnow(), "upload_id": upload_id,
+            "raw_until": raw_until,
+        })  # fmt: skip
+        if not job:
+            return IngestionJob(str(ingestion_id), source.name, sheet, "stored")
+        params = {
+            "batch_id": batch_id, "file": attrs.asdict(source), "sheet": sheet, "options": job_options,
+            "dataset_type": options.dataset_type, "tag": options.tag,
+        }  # fmt: skip
+        # the caller checked the project (_accept)
+        queued = await self._jobs.enqueue(
+            actor.id, project_id, INGEST_KIND, params, extra={"_id": ingestion_id}
+        )
+        return IngestionJob(queued.id, source.name, sheet, queued.status.value)
+
+    async def _store_raw(self, source: SourceFile, put: Callable[[SourceFile], Awaitable[None]]) -> None:
+        """raw/{sha256} once, however many uploads of the same bytes arrive together."""
+        sha = source.sha256
+        if sha in self._uploads:
+            await asyncio.shield(self._uploads[sha])
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._uploads[sha] = done
+        try:
+            if not await self._objects.exists(raw_key(sha)):
+                await put(source)
+            done.set_result(None)
+        except BaseException as exc:
+            done.set_exception(exc)
+            done.exception()  # retrieved here: waiters get their own error
+            raise
+        finally:
+            self._uploads.pop(sha, None)
+
+    async def _wait_raw(self, job_id: str, sha256: str) -> None:
+        """Until raw/{sha256} is stored: by this instance's request (awaited), or by a request
+        elsewhere, for as long as that request holds the batch's raw lease (at most raw_wait_s)."""
+        gone = JobFailed("upload_incomplete", "the uploaded file never reached storage; upload it again")
+        if sha256 in self._uploads:
+            try:
+                await asyncio.shield(self._uploads[sha256])
+            except Exception:  # noqa: BLE001 - whatever stopped the upload, the job cannot go on
+                raise gone from None
+            return
+        deadline = asyncio.get_running_loop().time() + self.settings.raw_wait_s
+        while not await self._objects.exists(raw_key(sha256)):
+            if asyncio.get_running_loop().time() > deadline or not await self._ingestions.raw_held(job_id, utcnow()):
+                # the lease may have ended just after the file was stored
+                if await self._objects.exists(raw_key(sha256)):
+                    return
+                raise gone
+            await asyncio.sleep(0.5)
+
+    # -- the job kind ----------------------------------------------------------------------------
+
+    async def _prepare(self, job: Job) -> dict[str, Any]:
+        sha = job.params["file"]["sha256"]
+        local = self._files.spool_path(sha)
+        if not local.exists():  # claimed by another instance than the one that took the upload
+            await self._wait_raw(job.id, sha)
+            partial = local.with_name(f".download-{job.id}")
+            async with self._objects.open_read(raw_key(sha)) as reader:
+                with partial.open("wb") as handle:
+                    async for chunk in reader.chunks():
+                        handle.write(chunk)
+            partial.rename(local)
+        work = self._files.work_dir(job.id, job.attempt)
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        self._followers[(job.id, job.attempt)] = OutputFollower(self._objects, work, job.id, self._part_size)
+        s = self.settings
+        return {
+            "path": str(local),
+            "file_name": job.params["file"]["name"],
+            "work_dir": str(work),
+            "options": job.params["options"],
+            "limits": {
+                "max_columns": s.max_columns, "max_cell_bytes": s.max_cell_bytes,
+                "max_uncompressed_bytes": s.max_uncompressed_bytes, "max_zip_entries": s.max_zip_entries,
+                "max_compression_ratio": s.max_compression_ratio, "block_bytes": s.block_bytes,
+                "stats_values": s.stats_values,
+            },
+        }  # fmt: skip
+
+    async def _commit(self, job: Job, result: dict[str, Any], attempt: Attempt) -> dict[str, Any]:
+        params = job.params
+        if result.get("stored_only"):
+            await self._ingestions.record_outcome(
+                job.id, {"stored_only": True, "reason": result.get("reason")}
+            )
+            return {
+                "stored_only": True,
+                "reason": result.get("reason"),
+                "dataset_id": None,
+                "dataset_ids": [],
+            }
+        await self._wait_raw(job.id, params["file"]["sha256"])
+        ids: list[str] = []
+        follower = self._followers.get((job.id, job.attempt))
+        for dataset in result["datasets"]:
+            path = Path(dataset["parquet_path"])
+            dataset_id = derived_id(job.id, path.stem)
+            key = dataset_key(dataset_id)
+            stored = await follower.stored(path) if follower else None
+            if stored is None:
+                stored = await self._objects.put_stream(
+                    key, file_chunks(path), max_bytes=2**62, part_size=self._part_size,
+                    content_type="application/vnd.apache.parquet",
+                )  # fmt: skip
+            sheet = dataset.get("sheet")
+            part = sheet or dataset.get("part")  # a sheet, or an HDF5/NetCDF/TDMS group, or an LVM segment
+            fields = {
+                "project_id": ObjectId(job.project_id),
+                "name": f"{params['file']['name']} — {part}" if part else params["file"]["name"],
+                "sheet": sheet,
+                "dataset_type": params.get("dataset_type"),
+                "tag": params.get("tag"),
+                "schema": dataset["schema"],
+                "row_count": dataset["row_count"],
+                # stored as lists and text: column names may hold dots and dollars, which keys may not
+                "stats_list": [{"column": name, **values} for name, values in dataset["stats"].items()],
+                "sample_rows": [[row.get(c["name"]) for c in dataset["schema"]] for row in dataset["sample"]],
+                "warnings": dataset.get("warnings", []),
+                "metadata_json": json.dumps(dataset.get("metadata", {}), default=str),
+                "source": {**params["file"], "raw_key": raw_key(params["file"]["sha256"])},
+                "provenance": {
+                    "options": params["options"], "format": result.get("format"), "versions": result.get("versions"),
+                    "job_id": job.id, "attempt": attempt.attempt, "ingested_at": utcnow(),
+                },
+                "parquet_key": key,
+                "parquet_bytes": stored.size,
+                "parquet_sha256": stored.sha256,
+                "created_by": ObjectId(job.owner_id),
+                "created_at": job.created_at,
+            }  # fmt: skip
+            if not await self._job_store.write_output("datasets", dataset_id, fields, attempt):
+                raise JobFailed(
+                    "stale_attempt", "a newer attempt of this job has already written its results"
+                )
+            if follower:
+                follower.used.add(key)
+            ids.append(dataset_id)
+        await self._ingestions.record_outcome(job.id, {"dataset_ids": ids, "stored_only": False})
+        if params["options"].get("visualize") and self.visualize is not None:
+            for dataset_id in ids:
+                await self.visualize(job.owner_id, dataset_id)
+        rows = sum(d["row_count"] for d in result["datasets"])
+        return {"stored_only": False, "dataset_id": ids[0], "dataset_ids": ids, "rows": rows}
+
+    async def _cleanup(self, job: Job) -> None:
+        follower = self._followers.pop((job.id, job.attempt), None)
+        if follower is not None:
+            # a failed or stale attempt may have stored Parquet files that no dataset uses
+            stored = await follower.stop()
+            unused = [
+                key for key in stored if key not in follower.used and not await self._datasets.uses_key(key)
+            ]
+            await self._objects.delete(unused)
+        for attempt in range(
+            1, job.attempt + 1
+        ):  # this attempt's and older ones' (a crash left them), never a newer one's
+            shutil.rmtree(self._files.work_dir(job.id, attempt), ignore_errors=True)
+        await self._release(job.params["file"]["sha256"])
+
+    async def _release(self, sha256: str) -> None:
+        """A spooled upload goes once no upload request holds it and no queued or running job needs it."""
+        if (
+            sha256 not in self._uploads
+            and not self._files.held(sha256)
+            and not await self._job_store.active_with(INGEST_KIND, "params.file.sha256", sha256)
+        ):
+            self._files.spool_path(sha256).unlink(missing_ok=True)
+
+    async def release_spool(self, files: list[SpooledFile]) -> None:
+        """After an upload request, accepted or refused: its spooled files stay only while a job needs them."""
+        for spooled in files:
+            self._files.let_go(spooled.sha256)
+        for spooled in files:
+            await self._release(spooled.sha256)
+
+    # -- reading and deleting --------------------------------------------------------------------
+
+    async def list_ingestions(
+        self, actor: User, project_id: str, *, limit: int | None, cursor: str | None
+    ) -> Page[Any]:
+        project = await self._gate.require(actor, project_id, Need.READ)
+        docs, next_cursor = await self._ingestions.page(project.id, limit=clamp_limit(limit), cursor=cursor)
+        return Page(await self._views(docs), next_cursor)
+
+    async def _views(self, docs: list[Any]) -> list[Ingestion]:
+        """Ingestions with their jobs' live status folded in, with one read of the jobs."""
+        jobs = await self._job_store.get_many([str(d["job_id"]) for d in docs if d.get("job_id")])
+        return [ingestion_view(d, jobs.get(str(d.get("job_id")))) for d in docs]
+
+    async def get(self, actor: User, ingestion_id: str, need: Need = Need.READ) -> Any:
+        doc = await self._ingestions.get(ingestion_id)
+        if doc is None:
+            raise NotFound("ingestion not found")
+        project = await self._gate.require(actor, str(doc["project_id"]), need, what="ingestion")
+        if need is Need.WRITE:
+            check_owner_or_lead(actor, project, str(doc["created_by"]), "the uploader")
+        job = await self._job_store.get(str(doc["job_id"])) if doc.get("job_id") else None
+        return ingestion_view(doc, job)
+
+    async def delete(self, actor: User, ingestion_id: str) -> None:
+        """Cancel its job, remove its datasets, and its raw bytes when nothing else uses them."""
+        ingestion = await self.get(actor, ingestion_id, Need.WRITE)
+        if ingestion.job_id and ingestion.status in ("queued", "running"):
+            await self._jobs.cancel(actor, ingestion.job_id)
+        for dataset in await self._datasets.by_job(ingestion.id):
+            await self._dataset_service.remove(str(dataset["_id"]))
+        await self._ingestions.delete(ingestion.id)
+        if ingestion.job_id:
+            await self._job_store.delete(ingestion.job_id)
+        if not await self._ingestions.sha_in_use(ingestion.file.sha256):
+            await self._objects.delete([raw_key(ingestion.file.sha256)])
+        self._quotas.stored(ingestion.created_by, ingestion.project_id)
+
+    async def purge_project(self, project_id: str) -> None:
+        shas = await self._ingestions.delete_project(project_id)
+        unused = [s for s in shas if not await self._ingestions.sha_in_use(s)]
+        await self._objects.delete([raw_key(s) for s in unused])

@@ -1,0 +1,181 @@
+"""Datasets and ingestions: what an upload of instrument files becomes, and the options it takes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import attrs
+
+from domain.core.errors import field_error
+
+MAX_LABEL = 64
+MAX_FILES_PER_BATCH = 100
+MAX_CUSTOM_HEADERS = 2000
+
+
+@attrs.frozen
+class ColumnSchema:
+    name: str
+    type: str
+    unit: str | None = None
+
+
+@attrs.frozen
+class SourceFile:
+    name: str
+    size: int
+    sha256: str
+    content_type: str
+
+
+@attrs.frozen
+class Dataset:
+    id: str
+    project_id: str
+    job_id: str
+    name: str
+    sheet: str | None
+    dataset_type: str | None
+    tag: str | None
+    schema: list[ColumnSchema]
+    row_count: int
+    stats: dict[str, Any]
+    sample: list[dict[str, Any]]
+    warnings: list[dict[str, Any]]
+    metadata: dict[str, Any]
+    source: SourceFile
+    provenance: dict[str, Any]
+    created_by: str
+    created_at: datetime
+    parquet_bytes: int = 0
+    visualizations: list[dict[str, Any]] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class DatasetSummary:
+    id: str
+    project_id: str
+    job_id: str
+    name: str
+    sheet: str | None
+    dataset_type: str | None
+    tag: str | None
+    row_count: int
+    columns: int
+    created_at: datetime
+
+
+@attrs.frozen
+class DatasetRows:
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    offset: int
+    limit: int
+    total: int
+
+
+@attrs.frozen
+class ParseRange:
+    start_line: int = 1
+    end_line: int | None = None
+
+
+@attrs.frozen
+class ManifestEntry:
+    """Per-file options, aligned with the uploaded files."""
+
+    ingest: bool = True
+    sheets: list[str] | None = None
+    parse_range: ParseRange | None = None
+    variables: list[str] | None = None
+    profile: Literal["wind_tunnel", "labview_lvm"] | None = None
+    visualize: bool = False
+
+
+@attrs.frozen
+class IngestOptions:
+    dataset_type: str | None = None
+    tag: str | None = None
+    header_mode: Literal["file", "none", "custom"] = "file"
+    custom_headers: list[str] | None = None
+    manifest: list[ManifestEntry] = attrs.field(factory=list)
+
+
+@attrs.frozen(kw_only=True)
+class UploadedIngestion(IngestOptions):
+    """A JSON body: finished resumable uploads (POST /api/uploads) to ingest, in manifest order,
+    with the same options as the multipart form."""
+
+    upload_ids: list[str]
+
+    def options(self) -> IngestOptions:
+        return IngestOptions(**{f.name: getattr(self, f.name) for f in attrs.fields(IngestOptions)})
+
+
+def _check_headers(options: IngestOptions) -> None:
+    if options.header_mode == "custom":
+        if not options.custom_headers:
+            raise field_error("$.custom_headers", "is required when header_mode is custom")
+        if len(options.custom_headers) > MAX_CUSTOM_HEADERS:
+            raise field_error("$.custom_headers", f"at most {MAX_CUSTOM_HEADERS} names")
+        for i, name in enumerate(options.custom_headers):
+            if not name.strip() or len(name) > 200:
+                raise field_error(f"$.custom_headers[{i}]", "must be 1-200 characters")
+    elif options.custom_headers:
+        raise field_error("$.custom_headers", "is only used with header_mode custom")
+
+
+def check_options(options: IngestOptions) -> IngestOptions:
+    """The rules the shapes alone do not say; each failure names its field."""
+    for field in ("dataset_type", "tag"):
+        value = getattr(options, field)
+        if value is not None and (not value.strip() or len(value) > MAX_LABEL):
+            raise field_error(f"$.{field}", f"must be 1-{MAX_LABEL} characters")
+    _check_headers(options)
+    for i, entry in enumerate(options.manifest):
+        if entry.parse_range is not None:
+            start, end = entry.parse_range.start_line, entry.parse_range.end_line
+            if start < 1:
+                raise field_error(f"$.manifest[{i}].parse_range.start_line", "lines are numbered from 1")
+            if end is not None and end < start:
+                raise field_error(f"$.manifest[{i}].parse_range.end_line", "must not be before start_line")
+        for key in ("sheets", "variables"):
+            values = getattr(entry, key)
+            if values is not None and (not values or any(not v.strip() for v in values)):
+                raise field_error(f"$.manifest[{i}].{key}", "must list at least one non-empty name")
+    return options
+
+
+@attrs.frozen
+class IngestionJob:
+    id: str
+    file: str
+    sheet: str | None
+    status: str
+
+
+@attrs.frozen
+class IngestionBatch:
+    batch_id: str
+    jobs: list[IngestionJob]
+
+
+@attrs.frozen
+class Ingestion:
+    id: str
+    project_id: str
+    batch_id: str
+    file: SourceFile
+    sheet: str | None
+    status: str
+    options: dict[str, Any]
+    created_by: str
+    created_at: datetime
+    job_id: str | None = None
+    dataset_ids: list[str] = attrs.field(factory=list)
+    stored_only: bool = False
+    reason: str | None = None
+    error: dict[str, str] | None = None
+    progress: dict[str, Any] | None = None
+    upload_id: str | None = None  # the resumable upload it was made from

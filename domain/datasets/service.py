@@ -1,0 +1,169 @@
+"""Datasets service: list, read (rows, Parquet, CSV, raw bytes) and delete datasets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from domain.accounts.models import User
+from domain.core.content import Content
+from domain.core.errors import NotFound, field_error
+from domain.core.pagination import Page, clamp_limit
+from domain.datasets.models import Dataset, DatasetRows, DatasetSummary
+from domain.datasets.store import DatasetStore, IngestionStore, dataset_from
+from domain.infra.localfiles import LocalFiles
+from domain.infra.mongo import Document
+from domain.infra.objects import ObjectReader, ObjectStore
+from domain.projects.models import Need, check_owner_or_lead
+from domain.projects.service import ProjectGate
+from workers.datasets import read_rows, row_groups
+
+MAX_ROWS_PAGE = 5000
+
+
+class DatasetsService:
+    def __init__(
+        self,
+        gate: ProjectGate,
+        store: DatasetStore,
+        ingestions: IngestionStore,
+        objects: ObjectStore,
+        files: LocalFiles,
+    ) -> None:
+        self._gate = gate
+        self._store = store
+        self._ingestions = ingestions
+        self._objects = objects
+        self._files = files
+        self._removers: list[Callable[[str], Awaitable[None]]] = []
+        self._related: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None
+
+    def on_remove(self, remover: Callable[[str], Awaitable[None]]) -> None:
+        """What else goes when a dataset goes (its visualizations)."""
+        self._removers.append(remover)
+
+    def list_related_with(self, related: Callable[[str], Awaitable[list[dict[str, Any]]]]) -> None:
+        """How a dataset's visualizations are listed on the dataset."""
+        self._related = related
+
+    async def list_datasets(
+        self, actor: User, project_id: str, *, dataset_type: str | None, tag: str | None, limit: int | None,
+        cursor: str | None,
+    ) -> Page[DatasetSummary]:  # fmt: skip
+        project = await self._gate.require(actor, project_id, Need.READ)
+        items, next_cursor = await self._store.page(
+            project.id, dataset_type=dataset_type, tag=tag, limit=clamp_limit(limit), cursor=cursor
+        )
+        return Page(items, next_cursor)
+
+    async def _load(self, actor: User, dataset_id: str, need: Need = Need.READ) -> Document:
+        doc = await self._store.get(dataset_id)
+        if doc is None:
+            raise NotFound("dataset not found")
+        project = await self._gate.require(actor, str(doc["project_id"]), need, what="dataset")
+        if need is Need.WRITE:
+            check_owner_or_lead(actor, project, str(doc["created_by"]), "the dataset's creator")
+        return doc
+
+    async def get(self, actor: User, dataset_id: str) -> Dataset:
+        dataset = dataset_from(await self._load(actor, dataset_id))
+        if self._related is not None:
+            dataset = attrs.evolve(dataset, visualizations=await self._related(dataset.id))
+        return dataset
+
+    async def local_parquet(self, doc: Document) -> Path:
+        """The dataset's Parquet on local disk (a cache), downloaded once, streamed."""
+        version = doc.get("parquet_sha256", "0")[:16]
+        path = self._files.cached(f"{doc['_id']}-{version}.parquet")
+        if path.exists():
+            path.touch()
+            return path
+        partial = path.with_name(f".{path.name}.partial")
+        async with self._objects.open_read(doc["parquet_key"]) as reader:
+            with partial.open("wb") as handle:
+                async for chunk in reader.chunks():
+                    handle.write(chunk)
+        partial.rename(path)
+        await asyncio.to_thread(self._files.trim_cache)
+        return path
+
+    async def rows(
+        self, actor: User, dataset_id: str, *, offset: int, limit: int, columns: list[str] | None
+    ) -> DatasetRows:
+        doc = await self._load(actor, dataset_id)
+        if offset < 0:
+            raise field_error("query.offset", "must be 0 or more")
+        if not 1 <= limit <= MAX_ROWS_PAGE:
+            raise field_error("query.limit", f"must be between 1 and {MAX_ROWS_PAGE}")
+        known = [c["name"] for c in doc.get("schema", [])]
+        unknown = [c for c in columns or [] if c not in known]
+        if unknown:
+            raise field_error("query.columns", f"unknown column(s): {', '.join(unknown)}")
+        path = await self.local_parquet(doc)
+        names, rows, total = await asyncio.to_thread(read_rows, path, offset, limit, columns)
+        return DatasetRows(columns=names, rows=rows, offset=offset, limit=limit, total=total)
+
+    async def csv_rows(self, actor: User, dataset_id: str) -> tuple[str, list[str], AsyncIterator[list[Any]]]:
+        """(file name, header, rows) for a streamed CSV download; rows are read a row group at a time."""
+        doc = await self._load(actor, dataset_id)
+        path = await self.local_parquet(doc)
+        header = [c["name"] for c in doc.get("schema", [])]
+        return f"{Path(doc['name']).stem}.csv", header, _iterate(row_groups(path))
+
+    async def parquet(self, actor: User, dataset_id: str) -> Content:
+        doc = await self._load(actor, dataset_id)
+        name = f"{Path(doc['name']).stem}.parquet"
+        return Content(
+            doc["parquet_key"],
+            name,
+            "application/vnd.apache.parquet",
+            doc["parquet_bytes"],
+            doc["parquet_sha256"],
+        )
+
+    async def raw(self, actor: User, dataset_id: str) -> Content:
+        doc = await self._load(actor, dataset_id)
+        source = doc["source"]
+        return Content(
+            source["raw_key"], source["name"], source["content_type"], source["size"], source["sha256"]
+        )
+
+    def open(
+        self, content: Content, byte_range: tuple[int, int] | None
+    ) -> AbstractAsyncContextManager[ObjectReader]:
+        return self._objects.open_read(content.key, byte_range)
+
+    async def delete(self, actor: User, dataset_id: str) -> None:
+        doc = await self._load(actor, dataset_id, Need.WRITE)
+        await self.remove(str(doc["_id"]))
+
+    async def remove(self, dataset_id: str) -> None:
+        """Delete a dataset's document, Parquet object and cached copy (no permission check)."""
+        doc = await self._store.delete(dataset_id)
+        if doc is None:
+            return
+        for remover in self._removers:
+            await remover(dataset_id)
+        await self._objects.delete([doc["parquet_key"]])
+        for cached in self._files.cache.glob(f"{dataset_id}-*.parquet"):
+            cached.unlink(missing_ok=True)
+        await self._ingestions.forget_dataset(dataset_id)
+
+    async def purge_project(self, project_id: str) -> None:
+        await self._objects.delete(await self._store.delete_project(project_id))
+
+
+async def _iterate(groups: Iterator[list[list[Any]]]) -> AsyncIterator[list[Any]]:
+    """Rows from a blocking row-group iterator, each group read in a thread."""
+    sentinel: list[list[Any]] = []
+    while True:
+        group = await asyncio.to_thread(next, groups, sentinel)
+        if group is sentinel:
+            return
+        for row in group:
+            yield row

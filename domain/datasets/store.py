@@ -1,0 +1,162 @@
+"""The datasets and ingestions collections."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ReturnDocument
+
+from domain.datasets.models import Dataset, DatasetSummary, Ingestion
+from domain.infra.bson_codec import from_document
+from domain.infra.mongo import Database, Document, index, insert_once, object_id
+from domain.infra.pagination import find_page
+
+index("datasets", ("project_id", 1), ("created_at", -1), ("_id", -1), name="project_newest")
+index("datasets", ("job_id", 1), name="job")
+index("ingestions", ("project_id", 1), ("created_at", -1), ("_id", -1), name="project_newest")
+index("ingestions", ("file.sha256", 1), name="sha256")
+index("ingestions", ("upload_id", 1), name="upload")
+
+_SUMMARY = {"stats": 0, "sample": 0, "warnings": 0, "metadata": 0, "provenance": 0}
+
+
+def dataset_from(doc: Document) -> Dataset:
+    """Stored documents keep stats, sample and metadata in key-safe shapes (column names may hold
+    dots and dollars, which document keys may not); the model has them as maps again."""
+    names = [c["name"] for c in doc.get("schema", [])]
+    fields = dict(doc)
+    fields["stats"] = {
+        e["column"]: {k: v for k, v in e.items() if k != "column"} for e in doc.get("stats_list", [])
+    }
+    fields["sample"] = [dict(zip(names, row, strict=False)) for row in doc.get("sample_rows", [])]
+    fields["metadata"] = json.loads(doc.get("metadata_json") or "{}")
+    return from_document(Dataset, fields)
+
+
+def _summary(doc: Document) -> DatasetSummary:
+    return from_document(DatasetSummary, {**doc, "columns": len(doc.get("schema") or [])})
+
+
+class DatasetStore:
+    def __init__(self, db: Database) -> None:
+        self._datasets = db["datasets"]
+
+    async def get(self, dataset_id: str) -> Document | None:
+        return await self._datasets.find_one({"_id": object_id(dataset_id, "dataset")})
+
+    async def page(
+        self, project_id: str, *, dataset_type: str | None, tag: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[DatasetSummary], str | None]:
+        query: dict[str, Any] = {"project_id": ObjectId(project_id)}
+        if dataset_type:
+            query["dataset_type"] = dataset_type
+        if tag:
+            query["tag"] = tag
+        docs, next_cursor = await find_page(
+            self._datasets, query, [("created_at", -1), ("_id", -1)], limit, cursor
+        )
+        return [_summary(d) for d in docs], next_cursor
+
+    async def uses_key(self, parquet_key: str) -> bool:
+        return await self._datasets.count_documents({"parquet_key": parquet_key}, limit=1) > 0
+
+    async def by_job(self, job_id: str) -> list[Document]:
+        return await self._datasets.find({"job_id": ObjectId(job_id)}, {"parquet_key": 1}).to_list()
+
+    async def delete(self, dataset_id: str) -> Document | None:
+        return await self._datasets.find_one_and_delete({"_id": ObjectId(dataset_id)})
+
+    async def delete_project(self, project_id: str) -> list[str]:
+        keys = [
+            d["parquet_key"]
+            async for d in self._datasets.find({"project_id": ObjectId(project_id)}, {"parquet_key": 1})
+        ]
+        await self._datasets.delete_many({"project_id": ObjectId(project_id)})
+        return keys
+
+
+class IngestionStore:
+    def __init__(self, db: Database) -> None:
+        self._ingestions = db["ingestions"]
+
+    async def insert(self, doc: Document) -> None:
+        await insert_once(self._ingestions, doc)
+
+    async def get(self, ingestion_id: str) -> Document | None:
+        return await self._ingestions.find_one({"_id": object_id(ingestion_id, "ingestion")})
+
+    async def page(
+        self, project_id: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[Document], str | None]:
+        return await find_page(
+            self._ingestions,
+            {"project_id": ObjectId(project_id)},
+            [("created_at", -1), ("_id", -1)],
+            limit,
+            cursor,
+        )
+
+    async def batch_from_upload(self, owner_id: str, upload_id: str) -> list[Document]:
+        """The whole batch (in the order it was made) in which the caller used this resumable upload."""
+        first = await self._ingestions.find_one({"upload_id": upload_id, "created_by": ObjectId(owner_id)})
+        if first is None:
+            return []
+        return [
+            doc async for doc in self._ingestions.find({"batch_id": first["batch_id"]}).sort([("_id", 1)])
+        ]
+
+    async def hold_raw(self, batch_id: str, until: datetime) -> None:
+        """The request storing a batch's raw files is at work until `until` (a lease it renews;
+        a time in the past says nobody will store them)."""
+        await self._ingestions.update_many({"batch_id": batch_id}, {"$set": {"raw_until": until}})
+
+    async def raw_held(self, ingestion_id: str, now: datetime) -> bool:
+        """Whether someone may still be storing this ingestion's raw file (ingestions made before
+        the lease existed: yes, until the job's own deadline)."""
+        found = await self._ingestions.count_documents(
+            {"_id": ObjectId(ingestion_id), "$or": [
+                {"raw_until": {"$exists": False}}, {"raw_until": {"$gte": now}},
+            ]},
+            limit=1,
+        )  # fmt: skip
+        return found > 0
+
+    async def record_outcome(self, ingestion_id: str, fields: Document) -> None:
+        await self._ingestions.find_one_and_update(
+            {"_id": ObjectId(ingestion_id)}, {"$set": fields}, return_document=ReturnDocument.AFTER
+        )
+
+    async def forget_dataset(self, dataset_id: str) -> None:
+        await self._ingestions.update_many(
+            {"dataset_ids": dataset_id}, {"$pull": {"dataset_ids": dataset_id}}
+        )
+
+    async def delete(self, ingestion_id: str) -> None:
+        await self._ingestions.delete_one({"_id": ObjectId(ingestion_id)})
+
+    async def sha_in_use(self, sha256: str) -> bool:
+        return await self._ingestions.count_documents({"file.sha256": sha256}, limit=1) > 0
+
+    async def delete_project(self, project_id: str) -> list[str]:
+        shas = await self._ingestions.distinct("file.sha256", {"project_id": ObjectId(project_id)})
+        await self._ingestions.delete_many({"project_id": ObjectId(project_id)})
+        return [str(s) for s in shas]
+
+
+def ingestion_view(doc: Document, job: Any | None) -> Ingestion:
+    """An ingestion with its job's live status folded in ("stored" when no job runs for it)."""
+    fields = dict(doc)
+    if job is not None:
+        fields["status"] = job.status.value
+        fields["error"] = (
+            None if job.error is None else {"code": job.error.code, "message": job.error.message}
+        )
+        fields["progress"] = None if job.progress is None else {
+            "stage": job.progress.stage, "done": job.progress.done, "total": job.progress.total,
+        }  # fmt: skip
+    else:
+        fields["status"] = "stored"
+    return from_document(Ingestion, fields)

@@ -1,0 +1,146 @@
+"""MongoDB connection (PyMongo's AsyncMongoClient) and idempotent index creation at start."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import attrs
+import bson
+from bson import CodecOptions, ObjectId
+from bson.errors import InvalidId
+from pymongo import AsyncMongoClient, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from domain.core.errors import NotFound
+
+Document = dict[str, Any]
+Database = AsyncDatabase[Document]
+DUPLICATE_KEY = 11000
+
+
+@attrs.frozen
+class IndexSpec:
+    collection: str
+    keys: Sequence[tuple[str, int]]
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+# Every store appends the indexes it relies on; open_mongo creates them all, idempotently.
+INDEXES: list[IndexSpec] = []
+
+
+def index(collection: str, *keys: tuple[str, int], **options: Any) -> None:
+    INDEXES.append(IndexSpec(collection, keys, options))
+
+
+# -- inserts that a retry cannot turn into an error ----------------------------------------------------
+# PyMongo retries a write once when the connection drops after sending it. A MongoDB replica set
+# recognises the retry and answers as the first try did; the embedded SecantusDB applies the first
+# try and then answers the retry with a DuplicateKeyError. Every insert therefore carries an _id
+# chosen here and treats "this very document is there already" as the success it was.
+
+_ROUND_TRIP: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo=UTC)
+
+
+def _as_stored(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """doc as the database gives it back (datetimes to the millisecond, tuples as lists)."""
+    return dict(bson.decode(bson.encode(doc), codec_options=_ROUND_TRIP))
+
+
+async def _is_there(collection: AsyncCollection[Document], doc: Mapping[str, Any]) -> bool:
+    found = await collection.find_one({"_id": doc["_id"]})
+    return found is not None and _as_stored(found) == _as_stored(doc)
+
+
+async def insert_once(collection: AsyncCollection[Document], doc: Document) -> Document:
+    """Insert doc (an _id is chosen when it has none); a retry whose first try landed is the success
+    it was. Any other duplicate (another document under a unique key) raises DuplicateKeyError."""
+    doc.setdefault("_id", ObjectId())
+    try:
+        await collection.insert_one(doc)
+    except DuplicateKeyError:
+        if not await _is_there(collection, doc):
+            raise
+    return doc
+
+
+async def insert_many_once(collection: AsyncCollection[Document], docs: list[Document]) -> list[Document]:
+    """insert_once for several documents in one round trip."""
+    for doc in docs:
+        doc.setdefault("_id", ObjectId())
+    try:
+        await collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        by_index = {error["index"]: error for error in exc.details.get("writeErrors", [])}
+        for index, error in by_index.items():
+            if error.get("code") != DUPLICATE_KEY or not await _is_there(collection, docs[index]):
+                raise
+    return docs
+
+
+async def ensure_indexes(db: Database) -> None:
+    by_collection: dict[str, list[IndexModel]] = {}
+    for spec in INDEXES:
+        by_collection.setdefault(spec.collection, []).append(IndexModel(list(spec.keys), **spec.options))
+    for collection, models in by_collection.items():
+        await db[collection].create_indexes(models)
+
+
+@asynccontextmanager
+async def open_mongo(
+    uri: str, database: str, *, timeout_ms: int = 10_000, max_pool_size: int = 32
+) -> AsyncIterator[Database]:
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, appname="labhub", maxPoolSize=max_pool_size
+    )
+    try:
+        db = client[database]
+        await client.admin.command("ping")
+        await ensure_indexes(db)
+        yield db
+    finally:
+        await client.close()
+
+
+async def ping_mongo(db: Database) -> None:
+    await db.client.admin.command("ping")
+
+
+def object_id(value: str, what: str = "resource") -> ObjectId:
+    """Parse a hex id from a URL; a malformed id is simply not found."""
+    try:
+        return ObjectId(value)
+    except (InvalidId, TypeError):
+        raise NotFound(f"{what} not found") from None
+
+
+# -- inclusive ranges --------------------------------------------------------------------------------
+# SecantusDB 0.7 drops documents equal to an inclusive bound on an inner field of a compound index
+# (`$lte` on an ascending one, `$gte` on a descending one). Datetimes (BSON keeps milliseconds) and
+# ISO days ("YYYY-MM-DD") have a next and a previous value, so an inclusive bound is written as the
+# exclusive bound one step beyond it: the same documents on MongoDB, the right ones on SecantusDB.
+
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def _step(value: Any, direction: int) -> Any:
+    if isinstance(value, datetime):
+        return value + direction * _MILLISECOND
+    if isinstance(value, str):
+        return (date.fromisoformat(value) + timedelta(days=direction)).isoformat()
+    raise TypeError(f"no neighbouring value for {type(value).__name__}")
+
+
+def at_least(value: Any) -> dict[str, Any]:
+    """{"$gte": value} for a datetime or an ISO day, as an exclusive bound."""
+    return {"$gt": _step(value, -1)}
+
+
+def at_most(value: Any) -> dict[str, Any]:
+    """{"$lte": value} for a datetime or an ISO day, as an exclusive bound."""
+    return {"$lt": _step(value, 1)}

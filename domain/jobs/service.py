@@ -1,0 +1,233 @@
+"""Jobs service: submit, read, cancel and retry jobs; publish their state to the live view."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from domain.accounts.models import User
+from domain.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from domain.core.pagination import Page, clamp_limit
+from domain.infra.events import EventLog
+from domain.infra.redis_store import RedisStore
+from domain.jobs.models import FINAL_STATUSES, Job, JobKinds, JobStatus
+from domain.jobs.store import JobStore
+from domain.projects.models import Need, check_owner_or_lead
+from domain.projects.service import ProjectGate
+from domain.quotas.service import Quotas
+from domain.tokens.models import project_filter
+
+log = logging.getLogger("labhub.jobs")
+
+_OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
+WAKE_CHANNEL = "jobs:wake"
+CONTROL_CHANNEL = "jobs:control"
+
+
+def job_snapshot(job: Job) -> dict[str, Any]:
+    """What a watcher needs to draw a job: the same shape in the snapshot and in status events."""
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "project_id": job.project_id,
+        "status": job.status.value,
+        "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+        "progress": None
+        if job.progress is None
+        else {"stage": job.progress.stage, "done": job.progress.done, "total": job.progress.total,
+              "message": job.progress.message},
+        "result": job.result,
+        "error": None if job.error is None else {"code": job.error.code, "message": job.error.message},
+        "cancel_requested": job.cancel_requested,
+        "updated_at": job.updated_at.isoformat(),
+    }  # fmt: skip
+
+
+class JobEvents:
+    """Publishes job state: Redis snapshot + event stream, and the scheduler's wake-up signal.
+
+    A job's state is MongoDB's; Redis only shows it. So a change already stored never fails for
+    want of Redis: a status Redis did not take is kept (`unpublished`) and goes out again with the
+    scheduler's next heartbeat (watchers wait for it: a final status ends their streams), and a
+    wake-up or cancellation that is lost is made up by the scheduler's polling and lease checks.
+    One instance per process, shared by the jobs service and the scheduler.
+    """
+
+    def __init__(self, events: EventLog, redis: RedisStore) -> None:
+        self.log = events
+        self._redis = redis
+        self.unpublished: set[str] = set()  # jobs whose last status did not reach Redis
+
+    async def status(self, job: Job) -> None:
+        try:
+            snapshot = job_snapshot(job)
+            await self.log.append(self.log.job_stream(job.id), "status", snapshot, expire=job.final)
+            await self.log.set_snapshot(job.id, snapshot, expire=job.final)
+        except RedisError as exc:
+            self.unpublished.add(job.id)
+            log.warning(
+                "could not publish job status; will try again", extra={"job_id": job.id, "error": repr(exc)[:200]}
+            )
+        else:
+            self.unpublished.discard(job.id)
+
+    async def wake(self) -> None:
+        await self._signal(WAKE_CHANNEL, b"1")
+
+    async def control(self, message: dict[str, Any]) -> None:
+        await self._signal(CONTROL_CHANNEL, json.dumps(message).encode())
+
+    async def _signal(self, channel: str, data: bytes) -> None:
+        try:
+            await self._redis.client.publish(self._redis.key(channel), data)
+        except RedisError as exc:
+            log.warning("could not signal the schedulers", extra={"channel": channel, "error": repr(exc)[:200]})
+
+
+class JobsService:
+    def __init__(
+        self, gate: ProjectGate, store: JobStore, events: JobEvents, kinds: JobKinds, quotas: Quotas
+    ) -> None:
+        self._gate = gate
+        self.quotas = quotas
+        self._store = store
+        self._events = events
+        self.kinds = kinds
+
+    async def submit(
+        self,
+        actor: User,
+        project_id: str,
+        kind: str,
+        params: dict[str, Any],
+        *,
+        extra: dict[str, Any] | None = None,
+    ) -> Job:
+        job_kind = self.kinds.get(kind)
+        if job_kind is None:
+            raise InvalidInput(f"unknown job kind {kind!r}", code="unknown_job_kind")
+        project = await self._gate.require(actor, project_id, Need.WRITE)
+        await self.quotas.check_jobs(actor.id)
+        return await self.enqueue(actor.id, project.id, kind, params, extra=extra)
+
+    async def enqueue(
+        self,
+        owner_id: str,
+        project_id: str,
+        kind: str,
+        params: dict[str, Any],
+        *,
+        extra: dict[str, Any] | None = None,
+    ) -> Job:
+        """Queue a job for a caller already checked (or for the system, on a user's behalf)."""
+        job_kind = self.kinds.get(kind)
+        job = await self._store.insert(
+            kind=kind, project_id=project_id, owner_id=owner_id, params=params,
+            max_attempts=job_kind.max_attempts if job_kind else 3, extra=extra,
+        )  # fmt: skip
+        await self._events.status(job)
+        await self._events.wake()
+        return job
+
+    async def list_jobs(
+        self, actor: User, *, everyone: bool, status: str | None, kind: str | None,
+        project_id: str | None, limit: int | None, cursor: str | None,
+    ) -> Page[Job]:  # fmt: skip
+        """The caller's jobs, newest first; heads may ask for everyone's (`everyone`)."""
+        if everyone and not actor.is_head:
+            raise Forbidden("only heads (GD, DH) can list everyone's jobs", code="not_head")
+        if status is not None and status not in {s.value for s in JobStatus}:
+            allowed = ", ".join(s.value for s in JobStatus)
+            raise InvalidInput(
+                f"status must be one of {allowed}",
+                errors=[{"path": "$.status", "message": f"must be one of {allowed}"}],
+            )
+        if project_id is not None:
+            project_id = (await self._gate.require(actor, project_id, Need.READ, allow_archived=True)).id
+        jobs, next_cursor = await self._store.list_page(
+            owner_id=None if everyone else actor.id, status=status, kind=kind, project_id=project_id,
+            limit=clamp_limit(limit), cursor=cursor, only_projects=project_filter(),
+        )  # fmt: skip
+        return Page(jobs, next_cursor)
+
+    async def get(self, actor: User, job_id: str, need: Need = Need.READ) -> Job:
+        job = await self._store.get(job_id)
+        if job is None:
+            raise NotFound("job not found")
+        project = await self._gate.require(actor, job.project_id, Need.READ, what="job")
+        kind = self.kinds.get(job.kind)
+        if kind is not None and kind.visible is not None and not kind.visible(actor, project, job):
+            raise NotFound("job not found")  # before any other refusal: a hidden job is not there
+        if need is not Need.READ:
+            project = await self._gate.require(actor, job.project_id, need, what="job")
+        if need is Need.WRITE:
+            check_owner_or_lead(actor, project, job.owner_id, "the job's owner")
+        return job
+
+    async def cancel(self, actor: User, job_id: str) -> Job:
+        job = await self.get(actor, job_id, Need.WRITE)
+        if job.final:
+            raise Conflict(f"the job has already {job.status.value}", code="job_finished")
+        cancelled = await self._store.cancel_queued(job.id)
+        if cancelled is not None:
+            await self._events.status(cancelled)
+            return cancelled
+        running = await self._store.request_cancel(job.id)
+        if running is None:  # it finished or was requeued meanwhile: look again
+            return await self.cancel(actor, job_id)
+        await self._events.status(running)
+        await self._events.control({"cancel": running.id})
+        return running
+
+    async def withdraw(self, job_id: str) -> None:
+        """Cancel a job still queued, for the system (its request failed before it was accepted)."""
+        cancelled = await self._store.cancel_queued(job_id)
+        if cancelled is not None:
+            await self._events.status(cancelled)
+
+    async def retry(self, actor: User, job_id: str) -> Job:
+        job = await self.get(actor, job_id, Need.WRITE)
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise Conflict("only failed or cancelled jobs can be retried", code="job_not_retryable")
+        kind = self.kinds.get(job.kind)
+        retried = await self._store.retry(job.id, kind.max_attempts if kind else 3)
+        if retried is None:
+            raise Conflict("the job changed meanwhile; look at it again", code="job_changed")
+        await self._events.status(retried)
+        await self._events.wake()
+        return retried
+
+    async def snapshot(self, job: Job) -> dict[str, Any]:
+        """The live snapshot (fresher progress from Redis) or, failing that, MongoDB's view."""
+        live = await self._events.log.snapshot(job.id)
+        stored = job_snapshot(job)
+        if live and live.get("attempt") == job.attempt and live.get("status") == stored["status"]:
+            return live
+        return stored
+
+    async def watch(self, actor: User, job_id: str) -> tuple[str, dict[str, Any], bool]:
+        """(stream, snapshot, finished) for an event stream, from the live view when it has the job.
+
+        Reconnect storms after a restart are thousands of these at once: the Redis snapshot carries
+        the job's project, so no MongoDB round trip is needed while it is there.
+        """
+        if not _OBJECT_ID.match(job_id):
+            raise NotFound("job not found")
+        live = await self._events.log.snapshot(job_id)
+        kind = self.kinds.get(str(live.get("kind"))) if live else None
+        if live and isinstance(live.get("project_id"), str) and (kind is None or kind.visible is None):
+            await self._gate.require(actor, live["project_id"], Need.READ, what="job")
+            return self.stream(job_id), live, live.get("status") in FINAL_STATUSES
+        job = await self.get(actor, job_id)  # kinds seen by some members only: checked on the job itself
+        return self.stream(job.id), await self.snapshot(job), job.final
+
+    def stream(self, job_id: str) -> str:
+        return self._events.log.job_stream(job_id)
+
+    async def counts(self) -> dict[str, int]:
+        return await self._store.counts()

@@ -1,1 +1,0 @@
-"""The only code that talks to MongoDB, Redis and S3 (and supervises their embedded servers)."""

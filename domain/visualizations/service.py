@@ -1,0 +1,289 @@
+"""Visualizations service: plot specs become render jobs; images are stored with all it takes to
+render them again identically (the spec, the dataset's version, the libraries' versions)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import attrs
+from bson import ObjectId
+
+from domain.accounts.models import User
+from domain.core.clock import utcnow
+from domain.core.content import Content
+from domain.core.errors import NotFound
+from domain.core.pagination import Page, clamp_limit
+from domain.datasets.service import DatasetsService
+from domain.datasets.store import DatasetStore
+from domain.infra.bson_codec import from_document
+from domain.infra.localfiles import LocalFiles, file_chunks
+from domain.infra.mongo import Document
+from domain.infra.objects import ObjectReader, ObjectStore
+from domain.jobs.models import Attempt, Job, JobKind
+from domain.jobs.service import JobsService
+from domain.jobs.store import JobStore
+from domain.projects.models import Need, Project, check_owner_or_lead, manages
+from domain.projects.service import ProjectGate
+from domain.visualizations.models import PlotSpec, Visualization, check_spec, default_spec
+from domain.visualizations.store import VisualizationStore
+from workers.worker import JobFailed
+
+PLOTS = "workers.plots"  # imported by the workers only
+
+PLOT_KIND = "plot"
+ENGAGEMENT_PLOT_KIND = "engagement_plot"
+ENGAGEMENT = "engagement"
+ENGAGEMENT_TABLE = "engagement_table"  # the plotted minutes, in the plot's record (never in its job)
+MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
+
+
+def image_key(visualization_id: str, fmt: str) -> str:
+    return f"visualizations/{visualization_id}.{fmt}"
+
+
+def visualization_view(doc: Document, job: Job | None) -> Visualization:
+    fields = dict(doc)
+    fields["status"] = job.status.value if job is not None else "unknown"
+    fields["error"] = (
+        None if job is None or job.error is None else {"code": job.error.code, "message": job.error.message}
+    )
+    return from_document(Visualization, fields)
+
+
+def _sees_time_of(actor: User, project: Project, subject_id: str | None) -> bool:
+    """Logged time is everyone's to leads and heads, and a student's own to them (subject_id None:
+    every student's)."""
+    return manages(actor, project) or (subject_id is not None and subject_id == actor.id)
+
+
+def _sees(actor: User, project: Project, doc: Document) -> bool:
+    if doc.get("source") != ENGAGEMENT:
+        return True
+    subject = doc.get("subject_id")
+    return _sees_time_of(actor, project, None if subject is None else str(subject))
+
+
+def _sees_engagement_job(actor: User, project: Project, job: Job) -> bool:
+    """Its job shows no more than the plot: only those who may see the plot see the job."""
+    subject = job.params.get("subject_id")
+    return _sees_time_of(actor, project, subject if isinstance(subject, str) else None)
+
+
+class VisualizationsService:
+    def __init__(
+        self,
+        gate: ProjectGate,
+        store: VisualizationStore,
+        datasets: DatasetStore,
+        dataset_service: DatasetsService,
+        jobs: JobsService,
+        job_store: JobStore,
+        objects: ObjectStore,
+        files: LocalFiles,
+        *,
+        part_size: int,
+    ) -> None:
+        self._gate = gate
+        self._store = store
+        self._datasets = datasets
+        self._dataset_service = dataset_service
+        self._jobs = jobs
+        self._job_store = job_store
+        self._objects = objects
+        self._files = files
+        self._part_size = part_size
+
+    def job_kinds(self) -> list[JobKind]:
+        common: dict[str, Any] = {"commit": self._commit, "cleanup": self._cleanup, "timeout_s": 600.0,
+                                  "max_attempts": 2, "commit_stage": "store"}  # fmt: skip
+        return [
+            JobKind(PLOT_KIND, f"{PLOTS}:render_plot", title="Plot", prepare=self._prepare, prepare_stage="read",
+                    **common),
+            JobKind(
+                ENGAGEMENT_PLOT_KIND, f"{PLOTS}:render_engagement", title="Engagement plot", prepare=self._prepare_engagement,
+                prepare_stage="prepare", visible=_sees_engagement_job, **common,
+            ),
+        ]  # fmt: skip
+
+    async def create(self, actor: User, dataset_id: str, spec: PlotSpec) -> Visualization:
+        dataset = await self._datasets.get(dataset_id)
+        if dataset is None:
+            raise NotFound("dataset not found")
+        await self._gate.require(actor, str(dataset["project_id"]), Need.WRITE, what="dataset")
+        check_spec(spec, dataset["schema"])
+        await self._jobs.quotas.check_jobs(actor.id)
+        return await self._queue(actor.id, dataset, spec)
+
+    async def queue_default(self, owner_id: str, dataset_id: str) -> Visualization | None:
+        """The first plot of a freshly ingested dataset (manifest `visualize: true`)."""
+        dataset = await self._datasets.get(dataset_id)
+        spec = default_spec(dataset["schema"]) if dataset else None
+        if dataset is None or spec is None:
+            return None
+        return await self._queue(owner_id, dataset, spec)
+
+    async def _queue(self, owner_id: str, dataset: Document, spec: PlotSpec) -> Visualization:
+        fields = {"dataset_id": dataset["_id"], "dataset_version": dataset.get("parquet_sha256", "")}
+        params = {"dataset_id": str(dataset["_id"])}
+        return await self._enqueue(owner_id, dataset["project_id"], PLOT_KIND, spec, fields, params)
+
+    async def queue_engagement(
+        self, owner_id: str, project_id: str, subject_id: str | None, spec: PlotSpec, query: dict[str, str | None],
+        table: dict[str, Any],
+    ) -> Visualization:  # fmt: skip
+        """A plot of logged time (the table: periods × activities per student, built by the
+        engagement service); subject_id: whose time it shows (None: the project's students).
+
+        The table holds people's time: it is kept in the plot's record, which only those who may see
+        the plot can read, and the job refers to it (the job's params are shown with the job)."""
+        await self._jobs.quotas.check_jobs(owner_id)
+        encoded = json.dumps(table, sort_keys=True, separators=(",", ":")).encode()
+        fields = {"source": ENGAGEMENT, "subject_id": subject_id, "engagement": query, "dataset_id": None,
+                  "dataset_version": hashlib.sha256(encoded).hexdigest(), ENGAGEMENT_TABLE: table}  # fmt: skip
+        return await self._enqueue(
+            owner_id, ObjectId(project_id), ENGAGEMENT_PLOT_KIND, spec, fields, {"subject_id": subject_id}
+        )
+
+    async def _enqueue(
+        self, owner_id: str, project_id: ObjectId, kind: str, spec: PlotSpec, fields: Document,
+        params: dict[str, Any],
+    ) -> Visualization:  # fmt: skip
+        """Store the plot's record (its _id is its job's) and queue the job that renders it."""
+        visualization_id = ObjectId()
+        doc = {
+            "_id": visualization_id,
+            "project_id": project_id,
+            **fields,
+            "job_id": visualization_id,
+            "spec": attrs.asdict(spec),
+            "created_by": ObjectId(owner_id),
+            "created_at": utcnow(),
+            "library_versions": {},
+            "image": None,
+        }
+        await self._store.insert(doc)
+        job = await self._jobs.enqueue(
+            owner_id, str(project_id), kind, {"spec": doc["spec"], **params}, extra={"_id": visualization_id}
+        )
+        return visualization_view(doc, job)
+
+    # -- the job kinds ----------------------------------------------------------------------------
+
+    async def _prepare(self, job: Job) -> dict[str, Any]:
+        dataset = await self._datasets.get(job.params["dataset_id"])
+        if dataset is None:
+            raise JobFailed("dataset_gone", "the dataset was deleted before the plot was drawn")
+        path = await self._dataset_service.local_parquet(dataset)
+        out = self._files.work_dir(job.id, job.attempt)
+        shutil.rmtree(out, ignore_errors=True)
+        return {"parquet_path": str(path), "spec": job.params["spec"], "out_dir": str(out)}
+
+    async def _prepare_engagement(self, job: Job) -> dict[str, Any]:
+        doc = await self._store.get(job.id)  # the plot's record: its id is its job's
+        # jobs queued before the table moved to the record still carry it themselves
+        table = (doc or {}).get(ENGAGEMENT_TABLE) or job.params.get("table")
+        if table is None:
+            raise JobFailed("plot_gone", "the plot was deleted before it was drawn")
+        out = self._files.work_dir(job.id, job.attempt)
+        shutil.rmtree(out, ignore_errors=True)
+        return {"table": table, "spec": job.params["spec"], "out_dir": str(out)}
+
+    async def _commit(self, job: Job, result: dict[str, Any], attempt: Attempt) -> dict[str, Any]:
+        fmt = result["format"]
+        key = image_key(job.id, fmt)
+        path = Path(result["path"])
+        stored = await self._objects.put_stream(
+            key, file_chunks(path), max_bytes=2**40, part_size=self._part_size, content_type=MEDIA_TYPES[fmt]
+        )
+        image = {"key": key, "format": fmt, "size": stored.size, "sha256": stored.sha256,
+                 "points_drawn": result["points_drawn"], "decimated": result["decimated"], "notes": result["notes"],
+                 "rendered_at": utcnow()}  # fmt: skip
+        if not await self._job_store.write_output(
+            "visualizations", job.id, {"image": image, "library_versions": result["versions"]}, attempt
+        ):
+            raise JobFailed("stale_attempt", "a newer attempt of this plot has already stored its image")
+        return {
+            "visualization_id": job.id,
+            "format": fmt,
+            "size": stored.size,
+            "points_drawn": result["points_drawn"],
+        }
+
+    async def _cleanup(self, job: Job) -> None:
+        shutil.rmtree(self._files.work_dir(job.id, job.attempt), ignore_errors=True)
+
+    # -- reading and deleting --------------------------------------------------------------------
+
+    async def list_visualizations(
+        self, actor: User, project_id: str, *, dataset_id: str | None, limit: int | None, cursor: str | None
+    ) -> Page[Visualization]:
+        project = await self._gate.require(actor, project_id, Need.READ)
+        docs, next_cursor = await self._store.page(
+            project.id, dataset_id=dataset_id, limit=clamp_limit(limit), cursor=cursor,
+            engagement_of=None if manages(actor, project) else actor.id,
+        )  # fmt: skip
+        jobs = await self._job_store.get_many([str(d["job_id"]) for d in docs])
+        return Page([visualization_view(d, jobs.get(str(d["job_id"]))) for d in docs], next_cursor)
+
+    async def _load(self, actor: User, visualization_id: str, need: Need = Need.READ) -> Document:
+        doc = await self._store.get(visualization_id)
+        if doc is None:
+            raise NotFound("visualization not found")
+        project = await self._gate.require(actor, str(doc["project_id"]), need, what="visualization")
+        if not _sees(actor, project, doc):
+            raise NotFound("visualization not found")
+        if need is Need.WRITE:
+            check_owner_or_lead(actor, project, str(doc["created_by"]), "its creator")
+        return doc
+
+    async def get(self, actor: User, visualization_id: str) -> Visualization:
+        doc = await self._load(actor, visualization_id)
+        return visualization_view(doc, await self._job_store.get(str(doc["job_id"])))
+
+    async def image(self, actor: User, visualization_id: str, fmt: str | None) -> Content:
+        doc = await self._load(actor, visualization_id)
+        image = doc.get("image")
+        if not image:
+            raise NotFound("the image is not ready yet; watch the job's events", code="image_not_ready")
+        if fmt is not None and fmt != image["format"]:
+            raise NotFound(
+                f"this plot was rendered as {image['format']}; create another with format {fmt}",
+                code="format_not_rendered",
+            )
+        name = f"plot-{visualization_id}.{image['format']}"
+        return Content(image["key"], name, MEDIA_TYPES[image["format"]], image["size"], image["sha256"])
+
+    def open(
+        self, content: Content, byte_range: tuple[int, int] | None
+    ) -> AbstractAsyncContextManager[ObjectReader]:
+        return self._objects.open_read(content.key, byte_range)
+
+    async def delete(self, actor: User, visualization_id: str) -> None:
+        doc = await self._load(actor, visualization_id, Need.WRITE)
+        job = await self._job_store.get(str(doc["job_id"]))
+        if job is not None and not job.final:
+            await self._jobs.cancel(actor, job.id)
+        await self._remove([await self._store.delete(str(doc["_id"]))])
+
+    async def _remove(self, docs: list[Document | None]) -> None:
+        await self._objects.delete([d["image"]["key"] for d in docs if d and d.get("image")])
+
+    async def summaries_for_dataset(self, dataset_id: str) -> list[dict[str, Any]]:
+        docs = await self._store.for_dataset(dataset_id)
+        jobs = await self._job_store.get_many([str(d["job_id"]) for d in docs])
+        return [
+            {"id": str(d["_id"]), "kind": d["spec"]["kind"], "title": d["spec"].get("title", ""),
+             "status": visualization_view(d, jobs.get(str(d["job_id"]))).status}
+            for d in docs
+        ]  # fmt: skip
+
+    async def remove_for_dataset(self, dataset_id: str) -> None:
+        await self._remove(list(await self._store.delete_for_dataset(dataset_id)))
+
+    async def purge_project(self, project_id: str) -> None:
+        await self._remove(list(await self._store.delete_project(project_id)))
