@@ -32,9 +32,10 @@ from bson import ObjectId  # noqa: E402
 from harness import labhub_server  # noqa: E402
 
 from domain.accounts.models import Role  # noqa: E402
-from domain.engagement.models import Group, Signal  # noqa: E402
-from domain.engagement.store import ActivityLog  # noqa: E402
-from domain.meetings.store import MeetingStore  # noqa: E402
+from domain.activity.models import Signal  # noqa: E402
+from domain.activity.service import ActivityLog  # noqa: E402
+from domain.activity.store import ActivityStore  # noqa: E402
+from domain.engagement.models import Group  # noqa: E402
 from domain.projects.models import ProjectRole  # noqa: E402
 from handlers.keys import ACCOUNTS, ENGAGEMENT, MONGO, PROJECTS  # noqa: E402
 
@@ -161,7 +162,7 @@ async def run(students: int, records: int, rounds: int, data_dir: Path) -> None:
         print(f"  labhub   {a * 1000:8.0f} ms")
         print(f"  baseline {b * 1000:8.0f} ms  (read every document's two fields, count in Python)")
         print(f"  labhub/baseline: {a / b:.2f}x")
-        activity = ActivityLog(db, MeetingStore(db), ZoneInfo("UTC"))
+        activity = ActivityLog(ActivityStore(db), ZoneInfo("UTC"))
         counted_ms, insert_ms = [], []
         for _ in range(300):
             t0 = time.perf_counter()

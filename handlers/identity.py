@@ -8,7 +8,8 @@ from aiohttp import web
 
 from domain.accounts.models import User
 from domain.core.errors import Unauthenticated
-from domain.tokens.models import Scope, TokenGrant, check_use, current_grant, looks_like_token
+from domain.projects.grant import current_grant
+from domain.tokens.models import Scope, TokenGrant, check_use, looks_like_token
 from handlers.keys import ACCESS_TOKENS, AUTH, GRANT, USER_ID
 
 _TOKEN_IN_URL = Unauthenticated(

@@ -7,6 +7,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from domain.accounts.service import AccountsService
 from domain.accounts.signin import AuthService
+from domain.assembly import Domain
 from domain.core.metrics import Metrics
 from domain.core.settings import Settings
 from domain.datasets.ingestion import IngestionService
@@ -35,6 +36,7 @@ from domain.visualizations.service import VisualizationsService
 from ops.embedded import EmbeddedServices, ServiceEndpoints
 from workers.pool import PoolSizing, WorkerPool
 
+DOMAIN = web.AppKey("domain", Domain)  # every service (domain/assembly.py); handlers use the keys below
 SETTINGS = web.AppKey("settings", Settings)
 ENDPOINTS = web.AppKey("endpoints", ServiceEndpoints)
 MONGO = web.AppKey("mongo", AsyncDatabase)
@@ -73,3 +75,16 @@ PASSWORD_RESETS = web.AppKey("password_resets", PasswordResets)
 REQUEST_ID = web.RequestKey("request_id", str)
 USER_ID = web.RequestKey("user_id", str)
 GRANT = web.RequestKey("grant", TokenGrant)  # set when the request came with a personal access token
+
+
+def put_domain(app: web.Application, domain: Domain) -> None:
+    """Every service of the domain under its key: handlers read them by key, typed."""
+    app[DOMAIN] = domain
+    app[ACCOUNTS], app[AUTH], app[ACCESS_TOKENS] = domain.accounts, domain.auth, domain.access_tokens
+    app[MAIL], app[PASSWORD_RESETS], app[PROJECTS] = domain.mail, domain.password_resets, domain.projects
+    app[QUOTAS], app[UPLOADS], app[DOCUMENTS] = domain.quotas, domain.uploads, domain.documents
+    app[RECORDS], app[EVENT_LOG], app[NOTIFICATIONS] = domain.records, domain.event_log, domain.notifications
+    app[MEETINGS], app[CALENDAR_LINKS] = domain.meetings, domain.calendar_links
+    app[JOB_EVENTS], app[JOBS], app[LOCAL_FILES] = domain.job_events, domain.jobs, domain.local_files
+    app[DATASETS], app[INGESTIONS] = domain.datasets, domain.ingestions
+    app[VISUALIZATIONS], app[ENGAGEMENT] = domain.visualizations, domain.engagement

@@ -8,8 +8,14 @@ import attrs
 from aiohttp import web
 
 from domain.core.pagination import Page
-from domain.projects.audit import AuditEvent
-from domain.projects.models import MemberCandidate, MemberView, Project, ProjectChanges, ProjectRole
+from domain.projects.models import (
+    AuditEvent,
+    MemberCandidate,
+    MemberView,
+    Project,
+    ProjectChanges,
+    ProjectRole,
+)
 from handlers.codec import json_response, parse_body, parse_query
 from handlers.identity import require_user
 from handlers.keys import PROJECTS

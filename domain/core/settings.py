@@ -441,7 +441,7 @@ def load_settings(
     """Read config.toml (or LABHUB_CONFIG), apply LABHUB_<SECTION>_<KEY> overrides, validate."""
     environ = os.environ if environ is None else environ
     path = Path(
-        config_path or environ.get(CONFIG_PATH_VARIABLE) or Path(__file__).parent.parent / "config.toml"
+        config_path or environ.get(CONFIG_PATH_VARIABLE) or Path(__file__).parents[2] / "config.toml"
     )
     try:
         with path.open("rb") as handle:

@@ -24,6 +24,8 @@ import attrs
 from bson import ObjectId
 
 from domain.accounts.models import User
+from domain.activity.models import Signal
+from domain.activity.service import ActivityLog
 from domain.core.clock import utcnow
 from domain.core.errors import DomainError, NotFound, TooLarge, Unavailable, field_error
 from domain.core.pagination import Page, clamp_limit
@@ -39,8 +41,6 @@ from domain.datasets.models import (
 from domain.datasets.service import DatasetsService
 from domain.datasets.store import DatasetStore, IngestionStore, ingestion_view
 from domain.documents.models import clean_content_type, clean_file_name
-from domain.engagement.models import Signal
-from domain.engagement.store import ActivityLog
 from domain.infra.localfiles import READ_CHUNK, LocalFiles, SpooledFile, file_chunks
 from domain.infra.objects import ObjectStore, StoredObject
 from domain.jobs.models import Attempt, Job, JobKind

@@ -10,6 +10,8 @@ from datetime import timedelta
 from bson import ObjectId
 
 from domain.accounts.models import User
+from domain.activity.models import Signal
+from domain.activity.service import ActivityLog
 from domain.core.clock import utcnow
 from domain.core.content import Content
 from domain.core.errors import NotFound, TooLarge
@@ -21,11 +23,9 @@ from domain.documents.models import (
     clean_file_name,
 )
 from domain.documents.store import DocumentStore
-from domain.engagement.models import Signal
-from domain.engagement.store import ActivityLog
 from domain.infra.objects import ObjectReader, ObjectStore
-from domain.projects.audit import AuditLog, TargetType, diff
-from domain.projects.models import Need, check_owner_or_lead
+from domain.projects.audit import AuditLog
+from domain.projects.models import Need, TargetType, check_owner_or_lead, diff
 from domain.projects.service import ProjectGate
 from domain.quotas.service import Quotas
 from domain.uploads.models import Upload

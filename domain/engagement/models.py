@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import attrs
 
+from domain.activity.models import Signal
 from domain.core.errors import field_error
 
 MINUTES_PER_DAY = 24 * 60
@@ -35,19 +36,6 @@ class Activity(enum.StrEnum):
 class Group(enum.StrEnum):
     WEEK = "week"
     MONTH = "month"
-
-
-class Signal(enum.StrEnum):
-    """What LabHub counts on its own, attributed to a person and a day."""
-
-    MEETING_ATTENDED = "meetings_attended"
-    MEETING_MISSED = "meetings_missed"
-    UPLOAD = "uploads"
-    INGESTION = "ingestions"
-    RECORD = "records"
-
-
-COUNTED = (Signal.UPLOAD, Signal.INGESTION, Signal.RECORD)  # counted as they happen
 
 
 @attrs.frozen

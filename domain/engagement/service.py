@@ -7,7 +7,7 @@ their own summary rows; the project's leads and heads see and correct everyone's
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -16,6 +16,8 @@ from bson.errors import InvalidId
 
 from domain.accounts.models import Role, User
 from domain.accounts.store import UserStore
+from domain.activity.models import Signal
+from domain.activity.service import ActivityLog
 from domain.core.clock import utcnow
 from domain.core.errors import Forbidden, NotFound, field_error
 from domain.core.pagination import Page, clamp_limit
@@ -31,9 +33,11 @@ from domain.engagement.models import (
     checked_fields,
     summarize,
 )
-from domain.engagement.store import ActivityLog, EngagementStore
-from domain.projects.audit import AuditLog, TargetType, diff
-from domain.projects.models import Need, Project, check_owner_or_lead, manages
+from domain.engagement.store import EngagementStore
+from domain.meetings.models import Presence
+from domain.meetings.service import MeetingsService
+from domain.projects.audit import AuditLog
+from domain.projects.models import Need, Project, TargetType, check_owner_or_lead, diff, manages
 from domain.projects.service import ProjectGate
 from domain.visualizations.models import PlotKind, PlotSpec, Visualization, check_layout
 from domain.visualizations.service import VisualizationsService
@@ -58,12 +62,14 @@ class EngagementService:
         users: UserStore,
         audit: AuditLog,
         visualizations: VisualizationsService,
+        meetings: MeetingsService,
         *,
         zone: ZoneInfo,
     ) -> None:
         self._gate = gate
         self._store = store
         self._activity = activity
+        self._meetings = meetings
         self._users = users
         self._audit = audit
         self._visualizations = visualizations
@@ -194,7 +200,7 @@ class EngagementService:
             raise field_error("$.to", "must not be before from")
         names = await self._students(project, whose)
         entries = await self._store.between(project.id, start, end, names)
-        signals = [s for s in await self._activity.signals(project.id, start, end) if s[0] in names]
+        signals = [s for s in await self._signals(project.id, start, end) if s[0] in names]
         totals, rows = summarize(
             group=group, start=start, end=end, students=names, entries=entries, signals=signals
         )
@@ -202,6 +208,18 @@ class EngagementService:
             project_id=project.id, group=group, start=start, end=end, timezone=self._zone.key, students=totals,
             rows=rows,
         )  # fmt: skip
+
+    async def _signals(self, project_id: str, start: date, end: date) -> list[tuple[str, date, Signal, int]]:
+        """What LabHub counted of each person in [start, end], and the meetings they attended or missed."""
+        found = [(c.user_id, c.day, c.signal, c.n) for c in await self._activity.between(project_id, start, end)]
+        moment_from = datetime.combine(start, time(), self._zone)
+        moment_to = datetime.combine(end + timedelta(days=1), time(), self._zone)
+        for meeting in await self._meetings.held_between(project_id, moment_from, moment_to):
+            day = meeting.starts_at.astimezone(self._zone).date()
+            for mark in meeting.attendance:
+                attended = mark.presence is Presence.PRESENT
+                found.append((mark.user_id, day, Signal.MEETING_ATTENDED if attended else Signal.MEETING_MISSED, 1))
+        return found
 
     async def _students(self, project: Project, whose: str | None) -> dict[str, str]:
         """id -> name of the people in the summary, by name: one person, or (for leads and heads)

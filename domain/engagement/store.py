@@ -1,6 +1,4 @@
-"""The engagement collection (time students log) and the activity LabHub counts on its own: per
-person and day in `activity_days` as uploads, ingestions and records are made, and meeting
-attendance read from the meetings.
+"""The engagement collection: the time students log.
 
 Days are stored as "YYYY-MM-DD" strings: they sort and compare as days.
 """
@@ -9,24 +7,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from bson import ObjectId
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
 
-from domain.engagement.models import COUNTED, Activity, Entry, Signal
+from domain.engagement.models import Activity, Entry
 from domain.infra.bson_codec import from_document
 from domain.infra.mongo import Database, Document, at_least, at_most, index, insert_once, object_id
 from domain.infra.pagination import SortSpec, find_page
-from domain.meetings.models import Presence
-from domain.meetings.store import MeetingStore
 
 index("engagement", ("project_id", 1), ("date", -1), ("_id", -1), name="project_newest")
 index("engagement", ("student_id", 1), ("date", 1), name="student_day")
-index("activity_days", ("project_id", 1), ("day", 1), ("user_id", 1), unique=True, name="project_day_user")
 
 log = logging.getLogger("labhub.engagement")
 
@@ -131,56 +124,3 @@ class EngagementStore:
 
     async def delete_project(self, project_id: str) -> None:
         await self._entries.delete_many({"project_id": ObjectId(project_id)})
-
-
-class ActivityLog:
-    """What LabHub saw people do in a project — documents uploaded, files ingested, records created —
-    counted per project, person and day (in the lab's time zone) as it happens, plus meeting
-    attendance read from the meetings. A summary reads one small document per person and active
-    day, however many records there are. Counts are of things done: deleting a record later does
-    not undo the work of having made it.
-    """
-
-    def __init__(self, db: Database, meetings: MeetingStore, zone: ZoneInfo) -> None:
-        self._days = db["activity_days"]
-        self._meetings = meetings
-        self._zone = zone
-
-    async def count(self, project_id: str, user_id: str, signal: Signal, at: datetime, n: int = 1) -> None:
-        """Add n to the person's count for that day; never fails the write it follows."""
-        key = {"project_id": ObjectId(project_id), "day": at.astimezone(self._zone).date().isoformat(),
-               "user_id": ObjectId(user_id)}  # fmt: skip
-        try:
-            for attempt in range(2):
-                try:
-                    await self._days.update_one(key, {"$inc": {signal.value: n}}, upsert=True)
-                    return
-                except DuplicateKeyError:  # two first counts of the day at once: the loser retries
-                    if attempt:
-                        raise
-        except Exception:
-            log.exception("activity count lost", extra={"project_id": project_id, "signal": signal.value})
-
-    async def signals(self, project_id: str, start: date, end: date) -> list[tuple[str, date, Signal, int]]:
-        """Every count in [start, end] (days in the lab's time zone) as (person, day, signal, n)."""
-        found: list[tuple[str, date, Signal, int]] = []
-        cursor = self._days.find({"project_id": ObjectId(project_id), **_days(start, end, "day")})
-        async for doc in cursor.batch_size(5000):
-            day = date.fromisoformat(doc["day"])
-            found.extend(
-                (str(doc["user_id"]), day, signal, int(doc[signal.value]))
-                for signal in COUNTED
-                if doc.get(signal.value)
-            )
-        moment_from = datetime.combine(start, time(), self._zone)
-        moment_to = datetime.combine(end + timedelta(days=1), time(), self._zone)
-        for meeting in await self._meetings.attendance_between(project_id, moment_from, moment_to):
-            day = meeting.starts_at.astimezone(self._zone).date()
-            for mark in meeting.attendance:
-                attended = mark.presence is Presence.PRESENT
-                signal = Signal.MEETING_ATTENDED if attended else Signal.MEETING_MISSED
-                found.append((mark.user_id, day, signal, 1))
-        return found
-
-    async def delete_project(self, project_id: str) -> None:
-        await self._days.delete_many({"project_id": ObjectId(project_id)})

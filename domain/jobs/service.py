@@ -16,10 +16,10 @@ from domain.infra.events import EventLog
 from domain.infra.redis_store import RedisStore
 from domain.jobs.models import FINAL_STATUSES, Job, JobKinds, JobStatus
 from domain.jobs.store import JobStore
+from domain.projects.grant import project_filter
 from domain.projects.models import Need, check_owner_or_lead
 from domain.projects.service import ProjectGate
 from domain.quotas.service import Quotas
-from domain.tokens.models import project_filter
 
 log = logging.getLogger("labhub.jobs")
 

@@ -31,8 +31,8 @@ from domain.meetings.models import (
 )
 from domain.meetings.store import MeetingStore
 from domain.notifications.service import NotificationsService
-from domain.projects.audit import AuditLog, TargetType, diff
-from domain.projects.models import Need, Project, check_active, manages
+from domain.projects.audit import AuditLog
+from domain.projects.models import Need, Project, TargetType, check_active, diff, manages
 from domain.projects.service import ProjectGate
 
 log = logging.getLogger("labhub.meetings")
@@ -232,6 +232,11 @@ class MeetingsService:
     async def _people(self, meetings: list[Meeting]) -> dict[str, User]:
         ids = {u for m in meetings for u in (m.created_by, *m.attendee_ids)}
         return await self._users.get_many(sorted(ids))
+
+    async def held_between(self, project_id: str, start: datetime, end: datetime) -> list[Meeting]:
+        """For the engagement summary (which has checked the caller): meetings held (not cancelled)
+        that started in [start, end), with their attendance."""
+        return await self._store.attendance_between(project_id, start, end)
 
     async def purge_project(self, project_id: str) -> None:
         await self._store.delete_project(project_id)

@@ -13,7 +13,7 @@ from domain.core.pagination import Page, clamp_limit
 from domain.infra.events import EventLog, StreamFilter
 from domain.notifications.models import MAX_BODY, MAX_TITLE, Notification, UnreadCount
 from domain.notifications.store import NotificationStore
-from domain.tokens.models import project_filter
+from domain.projects.grant import project_filter
 
 
 class NotificationsService:

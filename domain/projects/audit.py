@@ -1,72 +1,16 @@
-"""The audit log: who changed what in a project, when, and the small fields' old -> new values."""
+"""The audit log: who changed what in a project, when, and the small fields' old -> new values
+(the events and the diff that makes their changes are in models.py)."""
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from domain.core.pagination import Page, clamp_limit
-
-if TYPE_CHECKING:  # the store builds AuditEvents, so it imports this module
-    from domain.projects.audit_store import AuditStore
-
-MAX_SMALL_TEXT = 200  # longer texts, lists and objects are recorded as changed, without values
-
-
-class TargetType(enum.StrEnum):
-    PROJECT = "project"
-    MEMBER = "member"
-    DOCUMENT = "document"
-    RECORD = "record"
-    MEETING = "meeting"
-    ENGAGEMENT = "engagement"
-
-
-@attrs.frozen
-class FieldChange:
-    old: Any = None
-    new: Any = None
-    values_omitted: bool = False
-
-
-@attrs.frozen
-class AuditEvent:
-    id: str
-    project_id: str
-    actor_id: str
-    action: str
-    target_type: TargetType
-    target_id: str
-    changes: dict[str, FieldChange]
-    at: datetime
-
-
-def _is_small(value: object) -> bool:
-    if isinstance(value, str):
-        return len(value) <= MAX_SMALL_TEXT
-    return value is None or isinstance(value, bool | int | float | datetime | enum.Enum)
-
-
-def _plain(value: object) -> object:
-    return value.value if isinstance(value, enum.Enum) else value
-
-
-def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, FieldChange]:
-    """The fields whose value differs; values are kept only when both sides are small."""
-    changes = {}
-    for field in sorted(set(before) | set(after)):
-        old, new = _plain(before.get(field)), _plain(after.get(field))
-        if old == new:
-            continue
-        if _is_small(old) and _is_small(new):
-            changes[field] = FieldChange(old=old, new=new)
-        else:
-            changes[field] = FieldChange(values_omitted=True)
-    return changes
+from domain.projects.audit_store import AuditStore
+from domain.projects.models import AuditEvent, FieldChange, TargetType
 
 
 class AuditLog:

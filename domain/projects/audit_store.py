@@ -9,7 +9,7 @@ from bson import ObjectId
 from domain.infra.bson_codec import from_document
 from domain.infra.mongo import Database, index, insert_once
 from domain.infra.pagination import find_page
-from domain.projects.audit import AuditEvent
+from domain.projects.models import AuditEvent
 
 index("audit", ("project_id", 1), ("at", -1), ("_id", -1), name="project_newest")
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 import attrs
 
@@ -160,3 +162,60 @@ def without_member(members: list[Member], user_id: str) -> list[Member]:
             "the project's last lead cannot be removed; make someone else lead first", code="last_lead"
         )
     return [m for m in members if m.user_id != user_id]
+
+
+# -- the audit log's events ----------------------------------------------------------------------
+
+MAX_SMALL_TEXT = 200  # longer texts, lists and objects are recorded as changed, without values
+
+
+class TargetType(enum.StrEnum):
+    PROJECT = "project"
+    MEMBER = "member"
+    DOCUMENT = "document"
+    RECORD = "record"
+    MEETING = "meeting"
+    ENGAGEMENT = "engagement"
+
+
+@attrs.frozen
+class FieldChange:
+    old: Any = None
+    new: Any = None
+    values_omitted: bool = False
+
+
+@attrs.frozen
+class AuditEvent:
+    id: str
+    project_id: str
+    actor_id: str
+    action: str
+    target_type: TargetType
+    target_id: str
+    changes: dict[str, FieldChange]
+    at: datetime
+
+
+def _is_small(value: object) -> bool:
+    if isinstance(value, str):
+        return len(value) <= MAX_SMALL_TEXT
+    return value is None or isinstance(value, bool | int | float | datetime | enum.Enum)
+
+
+def _plain(value: object) -> object:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, FieldChange]:
+    """The fields whose value differs; values are kept only when both sides are small."""
+    changes = {}
+    for field in sorted(set(before) | set(after)):
+        old, new = _plain(before.get(field)), _plain(after.get(field))
+        if old == new:
+            continue
+        if _is_small(old) and _is_small(new):
+            changes[field] = FieldChange(old=old, new=new)
+        else:
+            changes[field] = FieldChange(values_omitted=True)
+    return changes

@@ -12,8 +12,10 @@ from domain.core.cache import TtlCache
 from domain.core.clock import utcnow
 from domain.core.errors import Conflict, Forbidden, InvalidInput, NotFound, field_error
 from domain.core.pagination import Page, clamp_limit
-from domain.projects.audit import AuditEvent, AuditLog, TargetType, diff
+from domain.projects.audit import AuditLog
+from domain.projects.grant import project_filter, reaches
 from domain.projects.models import (
+    AuditEvent,
     Member,
     MemberCandidate,
     MemberView,
@@ -22,16 +24,17 @@ from domain.projects.models import (
     ProjectChanges,
     ProjectRole,
     ProjectStatus,
+    TargetType,
     check_access,
     check_active,
     check_description,
     check_project_name,
+    diff,
     with_member_added,
     with_role_changed,
     without_member,
 )
 from domain.projects.store import ProjectStore
-from domain.tokens.models import check_project, project_filter
 
 CANDIDATE_LIMIT = 20  # people a member search shows at once
 log = logging.getLogger("labhub.projects")
@@ -53,7 +56,7 @@ class ProjectGate:
     async def require(
         self, actor: User, project_id: str, need: Need, *, what: str = "project", allow_archived: bool = False
     ) -> Project:
-        if not check_project(project_id):
+        if not reaches(project_id):
             raise NotFound(f"{what} not found")  # a token narrowed to other projects sees none of this one
         # reads may use a cached copy; changes always check the stored project
         project = self._cache.get(project_id) if need is Need.READ else None

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 import attrs
 
 from domain.accounts.models import User
+from domain.activity.models import Signal
+from domain.activity.service import ActivityLog
 from domain.core.clock import utcnow
 from domain.core.errors import NotFound, field_error
 from domain.core.pagination import Page
-from domain.engagement.models import Signal
-from domain.engagement.store import ActivityLog
-from domain.projects.audit import AuditLog, TargetType, diff
-from domain.projects.models import Need, Project, check_owner_or_lead
+from domain.projects.audit import AuditLog
+from domain.projects.models import Need, Project, TargetType, check_owner_or_lead, diff
 from domain.projects.service import ProjectGate
 from domain.records.models import Record, RecordChanges, RecordInput, RecordQuery, checked_fields
 from domain.records.store import RecordStore

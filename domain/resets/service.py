@@ -85,6 +85,29 @@ class PasswordResets:
         )  # fmt: skip
         return ResetLink(url=f"{base_url}{RESET_PATH}{secret}", expires_at=expires_at)
 
+    async def _locked_out(self, email: str) -> User:
+        found = await self._users.credentials(normalize_email(email))
+        if found is None:
+            raise NotFound(f"no account has the email {email}")
+        if not found[0].active:
+            raise Conflict(f"{found[0].email} is deactivated; another head can activate it", code="inactive_account")
+        return found[0]
+
+    async def link_for_command(self, email: str) -> tuple[User, ResetLink]:
+        """The command line, for a head locked out: a one-time link for the account with this email."""
+        user = await self._locked_out(email)
+        return user, await self.issue(user, actor_id=None, base_url=self._mail_base_url, via="command")
+
+    async def set_by_command(self, email: str, password: str, *, revoke_tokens: bool) -> User:
+        """The command line: a new password, and every session of the account signed out."""
+        user = await self._locked_out(email)
+        await self._accounts.set_password(user.id, password, actor_id=None, revoke_tokens=revoke_tokens)
+        await self._audit.record(
+            user_id=user.id, actor_id=None, action="password.set", target_type="user", target_id=user.id,
+            at=utcnow(), details={"via": "command", "revoke_tokens": revoke_tokens},
+        )  # fmt: skip
+        return user
+
     async def create_for(self, actor: User, user_id: str, base_url: str) -> ResetLink:
         """A head makes a link for someone (themself included) to hand over."""
         if not actor.is_head:

@@ -12,7 +12,6 @@ Which routes a scope reaches is decided here, from the method and the route, in 
 from __future__ import annotations
 
 import binascii
-import contextvars
 import enum
 import hmac
 import secrets
@@ -142,11 +141,6 @@ class TokenGrant:
     project_ids: frozenset[str] | None
 
 
-# the token behind the current request, if one; read by the project gate and the listings
-current_grant: contextvars.ContextVar[TokenGrant | None] = contextvars.ContextVar(
-    "current_grant", default=None
-)
-
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ADMIN_ROUTES = ("/api/users", "/api/system", "/metrics")
 # only a signed-in person (a session) can manage credentials: a leaked token cannot mint others
@@ -174,14 +168,3 @@ def check_use(grant: TokenGrant, method: str, route: str, *, head: bool) -> None
         raise Forbidden(
             "this token can only read (scope read); changes need the write scope", code="insufficient_scope"
         )
-
-
-def check_project(project_id: str) -> bool:
-    """Whether the current request's token (if any) reaches this project."""
-    grant = current_grant.get()
-    return grant is None or grant.project_ids is None or project_id in grant.project_ids
-
-
-def project_filter() -> frozenset[str] | None:
-    grant = current_grant.get()
-    return None if grant is None else grant.project_ids

@@ -6,11 +6,11 @@ from datetime import date, timedelta
 
 import pytest
 
+from domain.activity.models import Signal
 from domain.core.errors import InvalidInput
 from domain.engagement.models import (
     Activity,
     Group,
-    Signal,
     check_day,
     checked_fields,
     next_period,
