@@ -17,6 +17,7 @@ import attrs
 from domain.accounts.audit import AccountAuditStore
 from domain.accounts.jwt import TokenConfig
 from domain.accounts.passwords import Passwords
+from domain.accounts.people import People
 from domain.accounts.refresh_tokens import RefreshTokenStore
 from domain.accounts.service import AccountsService
 from domain.accounts.signin import AuthService
@@ -39,6 +40,7 @@ from domain.infra.objects import ObjectStore
 from domain.infra.redis_store import RedisStore
 from domain.infra.throttle import LoginThrottle, SingleUse, WindowLimit
 from domain.jobs.models import Job, JobKinds, JobStatus
+from domain.jobs.notices import JobNotices
 from domain.jobs.scheduler import Scheduler, SchedulerSettings
 from domain.jobs.service import JobEvents, JobsService
 from domain.jobs.store import JobStore
@@ -47,8 +49,9 @@ from domain.mail.outbox import MailOutbox
 from domain.mail.service import MailService
 from domain.mail.smtp import SmtpTransport
 from domain.meetings.calendar_links import CalendarLinks
+from domain.meetings.invitations import Invitations
 from domain.meetings.service import MeetingsService
-from domain.meetings.store import MeetingStore
+from domain.meetings.store import CalendarLinkStore, MeetingStore
 from domain.notifications.service import NotificationsService
 from domain.notifications.store import NotificationStore
 from domain.projects.audit import AuditLog
@@ -91,6 +94,7 @@ class Domain:
     meetings: MeetingsService
     calendar_links: CalendarLinks
     job_events: JobEvents
+    job_notices: JobNotices
     jobs: JobsService
     local_files: LocalFiles
     datasets: DatasetsService
@@ -127,7 +131,7 @@ def build_scheduler(
         metrics=metrics,
     )  # fmt: skip
     pool.listen(scheduler.on_worker_event, scheduler.on_pool_rebuilt)
-    scheduler.on_finished(domain.mail.job_finished)
+    scheduler.on_finished(domain.job_notices.job_finished)
     scheduler.on_finished(_count_ingestion(metrics))
     return scheduler
 
@@ -167,11 +171,16 @@ def _mail(db: Database, settings: Settings) -> MailService:
     sender = Sender(
         address=m.from_address, name=m.from_name, base_url=settings.mail_base_url, zone=settings.app.zone
     )
-    return MailService(m, MailOutbox(db), UserStore(db), ProjectStore(db), SmtpTransport(m), sender)
+    return MailService(m, MailOutbox(db), SmtpTransport(m), sender)
 
 
 def _resets(
-    db: Database, settings: Settings, redis: RedisStore, accounts: AccountsService, mail: MailService
+    db: Database,
+    settings: Settings,
+    redis: RedisStore,
+    people: People,
+    accounts: AccountsService,
+    mail: MailService,
 ) -> PasswordResets:
     a = settings.auth
     limits = ResetLimits(
@@ -183,7 +192,7 @@ def _resets(
         ),
     )
     return PasswordResets(
-        PasswordResetStore(db), UserStore(db), accounts, AccountAuditStore(db), mail, limits,
+        PasswordResetStore(db), people, accounts, mail, limits,
         _login_throttle(redis, settings), ttl_s=a.reset_ttl_s, mail_base_url=settings.mail_base_url,
     )  # fmt: skip
 
@@ -198,6 +207,7 @@ def build_domain(
         redis, "register-client", limit=a.registrations_per_client, window_s=a.registration_window_s
     )
     users = UserStore(db)
+    people = People(users, AccountAuditStore(db))
     accounts = AccountsService(
         users, RefreshTokenStore(db), passwords, open_registration=a.open_registration,
         cache_s=a.identity_cache_s, registrations=registrations, session_ends=SessionEnds(redis),
@@ -212,12 +222,14 @@ def build_domain(
     )  # fmt: skip
     project_store, audit_store = ProjectStore(db), AuditStore(db)
     gate = ProjectGate(project_store, cache_s=a.identity_cache_s)
-    access_tokens = AccessTokenService(AccessTokenStore(db), accounts, gate, cache_s=a.identity_cache_s)
+    access_tokens = AccessTokenService(
+        AccessTokenStore(db), accounts, people, gate, cache_s=a.identity_cache_s
+    )
     accounts.revoke_tokens_with(access_tokens.revoke_user)
     mail = _mail(db, settings)
-    resets = _resets(db, settings, redis, accounts, mail)
+    resets = _resets(db, settings, redis, people, accounts, mail)
     audit = AuditLog(audit_store)
-    projects = ProjectsService(gate, project_store, users, audit)
+    projects = ProjectsService(gate, project_store, people, audit)
     activity = ActivityLog(ActivityStore(db), settings.app.zone)
     quotas = Quotas(UsageStore(db), settings.quotas)
     uploads = UploadsService(
@@ -232,9 +244,15 @@ def build_domain(
     event_log = EventLog(redis, maxlen=j.events_maxlen, ttl_s=j.events_ttl_s)
     notifications = NotificationsService(NotificationStore(db), event_log)
     meetings = MeetingsService(
-        gate, MeetingStore(db), users, notifications, audit, mail, zone=settings.app.zone
+        gate,
+        MeetingStore(db),
+        people,
+        notifications,
+        audit,
+        Invitations(mail, people),
+        zone=settings.app.zone,
     )
-    calendar_links = CalendarLinks(db, accounts, project_store, MeetingStore(db), users)
+    calendar_links = CalendarLinks(CalendarLinkStore(db), accounts, gate, MeetingStore(db), people)
     job_events = JobEvents(event_log, redis)
     jobs = JobsService(gate, JobStore(db), job_events, job_kinds, quotas)
     local_files = LocalFiles(settings.data_path, cache_bytes=settings.ingest.cache_bytes)
@@ -249,7 +267,7 @@ def build_domain(
         part_size=u.part_size_bytes,
     )  # fmt: skip
     engagement = EngagementService(
-        gate, EngagementStore(db), activity, users, audit, visualizations, meetings, zone=settings.app.zone
+        gate, EngagementStore(db), activity, people, audit, visualizations, meetings, zone=settings.app.zone
     )
     # -- the hooks between areas: here and nowhere else --------------------------------------------
     ingestions.visualize = visualizations.queue_default
@@ -267,6 +285,6 @@ def build_domain(
         accounts=accounts, auth=auth, access_tokens=access_tokens, mail=mail, password_resets=resets,
         projects=projects, quotas=quotas, uploads=uploads, documents=documents, records=records,
         event_log=event_log, notifications=notifications, meetings=meetings, calendar_links=calendar_links,
-        job_events=job_events, jobs=jobs, local_files=local_files, datasets=datasets, ingestions=ingestions,
+        job_events=job_events, job_notices=JobNotices(mail, people, gate, after_s=settings.mail.job_notice_after_s), jobs=jobs, local_files=local_files, datasets=datasets, ingestions=ingestions,
         visualizations=visualizations, engagement=engagement,
     )  # fmt: skip

@@ -15,7 +15,7 @@ from bson import ObjectId
 from bson.errors import InvalidId
 
 from domain.accounts.models import Role, User
-from domain.accounts.store import UserStore
+from domain.accounts.people import People
 from domain.activity.models import Signal
 from domain.activity.service import ActivityLog
 from domain.core.clock import utcnow
@@ -59,7 +59,7 @@ class EngagementService:
         gate: ProjectGate,
         store: EngagementStore,
         activity: ActivityLog,
-        users: UserStore,
+        users: People,
         audit: AuditLog,
         visualizations: VisualizationsService,
         meetings: MeetingsService,

@@ -89,7 +89,8 @@ def build_message(sender: Sender, recipient: User, letter: Letter, *, now: datet
     return message
 
 
-def _footer(sender: Sender, what: str) -> str:
+def footer(sender: Sender, what: str) -> str:
+    """The last line of a notice someone can turn off."""
     return f"You get {what} because of your LabHub notification settings: {sender.link(SETTINGS_PATH)}"
 
 
@@ -104,83 +105,3 @@ def reset_letter(sender: Sender, user: User, url: str, expires_at: datetime) -> 
             "If you did not ask for this, ignore this mail: your password stays as it is.",
         ],
     )
-
-
-@attrs.frozen
-class MeetingFacts:
-    """What an invitation says about a meeting, in the recipient's words."""
-
-    title: str
-    starts_at: datetime
-    duration_minutes: int
-    location: str
-    link: str | None
-    agenda: str
-    organiser: str
-    meeting_id: str
-
-
-INVITATION_SUBJECT = {"invited": "Invitation", "changed": "Updated", "cancelled": "Cancelled",
-                      "uninvited": "No longer invited"}  # fmt: skip
-
-
-def meeting_letter(
-    sender: Sender, user: User, facts: MeetingFacts, change: str, ical: bytes, method: str
-) -> Letter:
-    when = sender.local(facts.starts_at)
-    lines = [f"Hello {user.name},"]
-    if change == "invited":
-        lines.append(f"{facts.organiser} invites you to “{facts.title}”.")
-    elif change == "changed":
-        lines.append(f"“{facts.title}” has changed; this is how it stands now.")
-    elif change == "cancelled":
-        lines.append(f"“{facts.title}” has been cancelled.")
-    else:
-        lines.append(f"You are no longer invited to “{facts.title}”.")
-    details = [f"When: {when}, {facts.duration_minutes} min"]
-    if facts.location:
-        details.append(f"Where: {facts.location}")
-    if facts.link:
-        details.append(f"Online: {facts.link}")
-    details.append(f"Organiser: {facts.organiser}")
-    lines.append("\n".join(details))
-    if facts.agenda and change in {"invited", "changed"}:
-        lines.append(f"Agenda:\n{facts.agenda}")
-    if method == "REQUEST":
-        lines.append(
-            "Answer in LabHub (an answer from your calendar app goes to the organiser by mail; "
-            "LabHub does not read it back):"
-        )
-    else:
-        lines.append("The meeting in LabHub:")
-    lines.append(sender.link(f"/meetings/{facts.meeting_id}"))
-    lines.append(_footer(sender, "meeting invitations"))
-    subject = f"{INVITATION_SUBJECT[change]}: {facts.title} ({when})"
-    return Letter(subject=subject, paragraphs=lines, calendar=ical, calendar_method=method)
-
-
-@attrs.frozen
-class JobFacts:
-    title: str  # the kind's title, e.g. "Ingestion"
-    succeeded: bool
-    project: str
-    error: str | None
-    ran_s: float | None
-    job_id: str
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
-
-
-def job_letter(sender: Sender, user: User, facts: JobFacts) -> Letter:
-    verb = "finished" if facts.succeeded else "failed"
-    lines = [f"Hello {user.name},", f"your {facts.title.lower()} in the project “{facts.project}” {verb}."]
-    if facts.ran_s is not None:
-        lines.append(f"It ran for {_duration(facts.ran_s)}.")
-    if facts.error:
-        lines.append(f"What went wrong: {facts.error}")
-    lines += ["Your jobs in LabHub:", sender.link("/jobs"), _footer(sender, "job notices")]
-    return Letter(subject=f"{facts.title} {verb} in {facts.project}", paragraphs=lines)

@@ -140,7 +140,9 @@ class MailOutbox:
 
     async def give_up(self, mail: OutboxMail, error: str, now: datetime) -> bool:
         return await self._settle(
-            mail, {"status": MailStatus.FAILED.value, "last_error": error[:500], "finished_at": now}, final=True
+            mail,
+            {"status": MailStatus.FAILED.value, "last_error": error[:500], "finished_at": now},
+            final=True,
         )
 
     async def next_due(self) -> datetime | None:

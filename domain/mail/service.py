@@ -12,32 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import attrs
 
 from domain.accounts.models import User
-from domain.accounts.store import UserStore
 from domain.core.background import stop_if_cancelled
 from domain.core.clock import utcnow
 from domain.core.settings import MailSettings
-from domain.jobs.models import Job, JobStatus
-from domain.mail.letters import (
-    JobFacts,
-    Letter,
-    MeetingFacts,
-    Sender,
-    build_message,
-    job_letter,
-    meeting_letter,
-    reset_letter,
-)
+from domain.mail.letters import Letter, Sender, build_message, reset_letter
 from domain.mail.outbox import MailFailure, MailOutbox, NewMail, OutboxMail
 from domain.mail.smtp import SendFailed, SmtpSession, SmtpTransport
-from domain.meetings.ical import invitation_ical
-from domain.meetings.models import NOTIFIED_FIELDS, Meeting, MeetingStatus
-from domain.projects.store import ProjectStore
 
 log = logging.getLogger("labhub.mail")
 
@@ -56,13 +41,10 @@ class MailView:
 
 class MailService:
     def __init__(
-        self, settings: MailSettings, outbox: MailOutbox, users: UserStore, projects: ProjectStore,
-        transport: SmtpTransport, sender: Sender,
-    ) -> None:  # fmt: skip
+        self, settings: MailSettings, outbox: MailOutbox, transport: SmtpTransport, sender: Sender
+    ) -> None:
         self._settings = settings
         self._outbox = outbox
-        self._users = users
-        self._projects = projects
         self._transport = transport
         self._sender = sender
         self._wake = asyncio.Event()
@@ -74,8 +56,19 @@ class MailService:
 
     # -- queueing ---------------------------------------------------------------------------------
 
+    @property
+    def sender(self) -> Sender:
+        """Who mail comes from, and the links and times a letter shows (letters are built with it)."""
+        return self._sender
+
+    async def send(self, letters: list[tuple[User, str, Letter]]) -> None:
+        """Queue the mails one change causes, in one insert: (recipient, kind, letter) each. Areas
+        build their own letters (meetings/invitations.py, jobs/notices.py) and hand them here."""
+        if not self.enabled:
+            return
+        await self._queue(letters)
+
     async def _queue(self, letters: list[tuple[User, str, Letter]]) -> None:
-        """Queue the mails one change causes, in one insert."""
         if not letters:
             return
         now = utcnow()
@@ -97,74 +90,6 @@ class MailService:
         """Always sent (nobody can turn reset links off)."""
         if self.enabled:
             await self._queue([(user, "password_reset", reset_letter(self._sender, user, url, expires_at))])
-
-    async def meeting_changed(
-        self, actor: User, before: Meeting | None, after: Meeting, changed: Iterable[str] = ()
-    ) -> None:
-        """Invitations (REQUEST), changes (REQUEST, higher SEQUENCE) and cancellations (CANCEL)."""
-        if not self.enabled:
-            return
-        new = set(after.attendee_ids)
-        old = set(before.attendee_ids) if before is not None else set()
-        plan: list[tuple[str, str]] = []  # (user id, change)
-        if after.status is MeetingStatus.CANCELLED:
-            plan += [(u, "cancelled") for u in after.attendee_ids]
-        else:
-            plan += [(u, "invited") for u in after.attendee_ids if u not in old]
-            plan += [(u, "uninvited") for u in (before.attendee_ids if before else []) if u not in new]
-            if set(changed) & NOTIFIED_FIELDS:
-                plan += [(u, "changed") for u in after.attendee_ids if u in old]
-        plan = [(u, change) for u, change in plan if u != actor.id]  # nobody is mailed what they did
-        if not plan:
-            return
-        people = await self._users.get_many(sorted({after.created_by, *new, *old}))
-        wanted = await self._users.notification_settings(sorted({u for u, _ in plan}))
-        organiser = people.get(after.created_by)
-        facts = MeetingFacts(
-            title=after.title, starts_at=after.starts_at, duration_minutes=after.duration_minutes,
-            location=after.location, link=after.link, agenda=after.agenda,
-            organiser=organiser.name if organiser else "LabHub", meeting_id=after.id,
-        )  # fmt: skip
-        request: bytes | None = None  # every invitation and change carries the same calendar: built once
-        letters = []
-        for user_id, change in plan:
-            user = people.get(user_id)
-            if user is None or not user.active or not wanted[user_id].meeting_invitations:
-                continue
-            if change in {"cancelled", "uninvited"}:
-                method = "CANCEL"  # for this attendee alone
-                gone = attrs.evolve(after, status=MeetingStatus.CANCELLED, attendee_ids=[user_id])
-                ical = invitation_ical(gone, people, method=method)
-            else:
-                method = "REQUEST"
-                request = request or invitation_ical(after, people, method=method)
-                ical = request
-            letters.append(
-                (user, f"meeting.{change}", meeting_letter(self._sender, user, facts, change, ical, method))
-            )
-        await self._queue(letters)
-
-    async def job_finished(self, job: Job, title: str) -> None:
-        """A job that failed, or ran longer than job_notice_after_s, mails its owner."""
-        if not self.enabled or job.status not in {JobStatus.SUCCEEDED, JobStatus.FAILED}:
-            return
-        ran_s = (
-            (job.finished_at - job.started_at).total_seconds() if job.finished_at and job.started_at else None
-        )
-        failed = job.status is JobStatus.FAILED
-        if not failed and (ran_s is None or ran_s <= self._settings.job_notice_after_s):
-            return
-        user = await self._users.get(job.owner_id)
-        if user is None or not user.active:
-            return
-        if not (await self._users.notification_settings([user.id]))[user.id].job_notices:
-            return
-        project = await self._projects.get(job.project_id)
-        facts = JobFacts(
-            title=title, succeeded=not failed, project=project.name if project else "(deleted)",
-            error=job.error.message if job.error else None, ran_s=ran_s, job_id=job.id,
-        )  # fmt: skip
-        await self._queue([(user, "job", job_letter(self._sender, user, facts))])
 
     # -- sending ----------------------------------------------------------------------------------
 

@@ -12,23 +12,19 @@ import secrets
 from datetime import datetime, timedelta
 
 import attrs
-from bson import ObjectId
 
 from domain.accounts.jwt import hash_secret
 from domain.accounts.models import User
+from domain.accounts.people import People
 from domain.accounts.service import AccountsService
-from domain.accounts.store import UserStore
 from domain.core.clock import utcnow
 from domain.core.errors import NotFound, Unauthenticated
-from domain.infra.mongo import Database, index
 from domain.meetings.models import Meeting
-from domain.meetings.store import MeetingStore
-from domain.projects.store import ProjectStore
+from domain.meetings.store import CalendarLinkStore, MeetingStore
+from domain.projects.service import ProjectGate
 
 SECRET_PREFIX = "lhc_"  # noqa: S105 - the prefix of every link secret, not a secret
 PAST_DAYS = 90
-index("calendar_links", ("user_id", 1), unique=True, name="one_per_user")
-index("calendar_links", ("secret_hash", 1), unique=True, name="secret_hash_unique")
 
 
 @attrs.frozen
@@ -48,42 +44,34 @@ class UserFeed:
 
 class CalendarLinks:
     def __init__(
-        self, db: Database, accounts: AccountsService, projects: ProjectStore, meetings: MeetingStore,
-        users: UserStore,
+        self, links: CalendarLinkStore, accounts: AccountsService, gate: ProjectGate, meetings: MeetingStore,
+        users: People,
     ) -> None:  # fmt: skip
-        self._links = db["calendar_links"]
+        self._links = links
         self._accounts = accounts
-        self._projects = projects
+        self._gate = gate
         self._meetings = meetings
         self._users = users
 
     async def create(self, actor: User, base_url: str) -> CalendarLink:
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         now = utcnow()
-        await self._links.update_one(
-            {"user_id": ObjectId(actor.id)},
-            {"$set": {"secret_hash": hash_secret(secret), "created_at": now}},
-            upsert=True,
-        )
+        await self._links.replace(actor.id, hash_secret(secret), now)
         return CalendarLink(url=f"{base_url}/api/calendar/{secret}.ics", created_at=now)
 
     async def remove(self, actor: User) -> None:
-        await self._links.delete_one({"user_id": ObjectId(actor.id)})
+        await self._links.remove(actor.id)
 
     async def feed(self, secret: str) -> UserFeed:
         """The meetings of every project the link's user belongs to: upcoming, and the last 90 days."""
-        doc = (
-            await self._links.find_one({"secret_hash": hash_secret(secret)})
-            if secret.startswith(SECRET_PREFIX)
-            else None
-        )
-        if doc is None:
+        owner = await self._links.owner(hash_secret(secret)) if secret.startswith(SECRET_PREFIX) else None
+        if owner is None:
             raise NotFound("no calendar has this link; make a new one in LabHub")
         try:
-            user = await self._accounts.get_active(str(doc["user_id"]))
+            user = await self._accounts.get_active(owner)
         except Unauthenticated:
             raise NotFound("no calendar has this link; make a new one in LabHub") from None
-        project_ids = await self._projects.ids_of_member(user.id)
+        project_ids = await self._gate.ids_of_member(user.id)
         since = utcnow() - timedelta(days=PAST_DAYS)
         meetings = await self._meetings.feed_of_projects(project_ids, since) if project_ids else []
         people_ids = sorted({u for m in meetings for u in (m.created_by, *m.attendee_ids)})

@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 import attrs
 
 from domain.accounts.models import User
-from domain.accounts.store import UserStore
+from domain.accounts.people import People
 from domain.core.clock import utcnow
 from domain.core.errors import Conflict, Forbidden, NotFound, field_error
 from domain.core.pagination import Page, clamp_limit
-from domain.mail.service import MailService
+from domain.meetings.invitations import Invitations
 from domain.meetings.models import (
     ATTENDEE_FIELDS,
     NOTIFIED_FIELDS,
@@ -62,14 +62,14 @@ class MeetingsService:
         self,
         gate: ProjectGate,
         store: MeetingStore,
-        users: UserStore,
+        users: People,
         notifications: NotificationsService,
         audit: AuditLog,
-        mail: MailService,
+        invitations: Invitations,
         *,
         zone: ZoneInfo,
     ) -> None:
-        self._mail = mail
+        self._invitations = invitations
         self._gate = gate
         self._store = store
         self._users = users
@@ -269,7 +269,7 @@ class MeetingsService:
         self, actor: User, before: Meeting | None, after: Meeting, changed: set[str] | None = None
     ) -> None:
         try:
-            await self._mail.meeting_changed(actor, before, after, changed or set())
+            await self._invitations.meeting_changed(actor, before, after, changed or set())
         except Exception:  # the meeting is saved; a mail that cannot be queued must not undo that
             log.exception("meeting mail could not be queued", extra={"meeting_id": after.id})
 

@@ -188,3 +188,28 @@ class MeetingStore:
 
     async def delete_project(self, project_id: str) -> None:
         await self._meetings.delete_many({"project_id": ObjectId(project_id)})
+
+
+index("calendar_links", ("user_id", 1), unique=True, name="one_per_user")
+index("calendar_links", ("secret_hash", 1), unique=True, name="secret_hash_unique")
+
+
+class CalendarLinkStore:
+    """One calendar subscription link per user: only its secret's hash is kept."""
+
+    def __init__(self, db: Database) -> None:
+        self._links = db["calendar_links"]
+
+    async def replace(self, user_id: str, secret_hash: str, now: datetime) -> None:
+        await self._links.update_one(
+            {"user_id": ObjectId(user_id)},
+            {"$set": {"secret_hash": secret_hash, "created_at": now}},
+            upsert=True,
+        )
+
+    async def remove(self, user_id: str) -> None:
+        await self._links.delete_one({"user_id": ObjectId(user_id)})
+
+    async def owner(self, secret_hash: str) -> str | None:
+        doc = await self._links.find_one({"secret_hash": secret_hash}, {"user_id": 1})
+        return str(doc["user_id"]) if doc else None

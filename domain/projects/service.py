@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from domain.accounts.models import User, normalize_email
-from domain.accounts.store import UserStore
+from domain.accounts.people import People
 from domain.core.cache import TtlCache
 from domain.core.clock import utcnow
 from domain.core.errors import Conflict, Forbidden, InvalidInput, NotFound, field_error
@@ -53,6 +53,18 @@ class ProjectGate:
     def forget(self, project_id: str) -> None:
         self._cache.forget(project_id)
 
+    # -- for the system, where there is no caller to check (a job notice, a calendar feed's owner) --
+
+    async def name_of(self, project_id: str) -> str | None:
+        try:
+            project = await self._projects.get(project_id)
+        except NotFound:
+            return None
+        return project.name if project else None
+
+    async def ids_of_member(self, user_id: str) -> list[str]:
+        return await self._projects.ids_of_member(user_id)
+
     async def require(
         self, actor: User, project_id: str, need: Need, *, what: str = "project", allow_archived: bool = False
     ) -> Project:
@@ -75,7 +87,7 @@ class ProjectGate:
 
 
 class ProjectsService:
-    def __init__(self, gate: ProjectGate, projects: ProjectStore, users: UserStore, audit: AuditLog) -> None:
+    def __init__(self, gate: ProjectGate, projects: ProjectStore, users: People, audit: AuditLog) -> None:
         self._gate = gate
         self._projects = projects
         self._users = users

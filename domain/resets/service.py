@@ -16,11 +16,10 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from domain.accounts.audit import AccountAuditStore
 from domain.accounts.jwt import hash_secret
 from domain.accounts.models import User, check_password, normalize_email
+from domain.accounts.people import People
 from domain.accounts.service import AccountsService
-from domain.accounts.store import UserStore
 from domain.core.clock import utcnow
 from domain.core.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
 from domain.infra.throttle import LoginThrottle, WindowLimit, client_key
@@ -53,15 +52,14 @@ class ResetLimits:
 
 class PasswordResets:
     def __init__(
-        self, store: PasswordResetStore, users: UserStore, accounts: AccountsService, audit: AccountAuditStore,
+        self, store: PasswordResetStore, people: People, accounts: AccountsService,
         mail: MailService | None, limits: ResetLimits | None, login_throttle: LoginThrottle | None, *, ttl_s: int,
         mail_base_url: str,
     ) -> None:  # fmt: skip
         self._login_throttle = login_throttle
         self._store = store
-        self._users = users
+        self._people = people
         self._accounts = accounts
-        self._audit = audit
         self._mail = mail
         self._limits = limits
         self._ttl = timedelta(seconds=ttl_s)
@@ -79,19 +77,19 @@ class PasswordResets:
             now=now,
             expires_at=expires_at,
         )
-        await self._audit.record(
+        await self._people.record(
             user_id=user.id, actor_id=actor_id, action="password_reset.created", target_type="password_reset",
             target_id=user.id, at=now, details={"via": via, "expires_at": expires_at.isoformat()},
         )  # fmt: skip
         return ResetLink(url=f"{base_url}{RESET_PATH}{secret}", expires_at=expires_at)
 
     async def _locked_out(self, email: str) -> User:
-        found = await self._users.credentials(normalize_email(email))
-        if found is None:
+        user = await self._people.by_email(normalize_email(email))
+        if user is None:
             raise NotFound(f"no account has the email {email}")
-        if not found[0].active:
-            raise Conflict(f"{found[0].email} is deactivated; another head can activate it", code="inactive_account")
-        return found[0]
+        if not user.active:
+            raise Conflict(f"{user.email} is deactivated; another head can activate it", code="inactive_account")
+        return user
 
     async def link_for_command(self, email: str) -> tuple[User, ResetLink]:
         """The command line, for a head locked out: a one-time link for the account with this email."""
@@ -102,7 +100,7 @@ class PasswordResets:
         """The command line: a new password, and every session of the account signed out."""
         user = await self._locked_out(email)
         await self._accounts.set_password(user.id, password, actor_id=None, revoke_tokens=revoke_tokens)
-        await self._audit.record(
+        await self._people.record(
             user_id=user.id, actor_id=None, action="password.set", target_type="user", target_id=user.id,
             at=utcnow(), details={"via": "command", "revoke_tokens": revoke_tokens},
         )  # fmt: skip
@@ -115,7 +113,7 @@ class PasswordResets:
                 raise Forbidden("only heads (GD, DH) make reset links; change your password instead",
                                 code="not_head")  # fmt: skip
             raise NotFound("user not found")
-        user = await self._users.get(user_id)
+        user = await self._people.get(user_id)
         if user is None:
             raise NotFound("user not found")
         if not user.active:
@@ -140,10 +138,9 @@ class PasswordResets:
         if await self._limits.per_address.hit(address):
             log.warning("reset mail not sent: too many requests for one address")
             return
-        found = await self._users.credentials(address)
-        if found is None or not found[0].active:
+        user = await self._people.by_email(address)
+        if user is None or not user.active:
             return
-        user = found[0]
         link = await self.issue(user, actor_id=user.id, base_url=self._mail_base_url, via="mail")
         await self._mail.reset_link(user, link.url, link.expires_at)
 
@@ -157,11 +154,11 @@ class PasswordResets:
         spent = await self._store.spend(hash_secret(token), now)
         if spent is None:
             raise _INVALID
-        user = await self._users.get(spent.user_id)
+        user = await self._people.get(spent.user_id)
         if user is None or not user.active:
             raise _INVALID
         await self._accounts.set_password(user.id, password, actor_id=user.id, revoke_tokens=revoke_tokens)
-        await self._audit.record(
+        await self._people.record(
             user_id=user.id, actor_id=user.id, action="password_reset.used", target_type="password_reset",
             target_id=user.id, at=now, details={"revoke_tokens": revoke_tokens},
         )  # fmt: skip

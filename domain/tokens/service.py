@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hmac
 import time
+from datetime import datetime
+from typing import Any
 
 import attrs
 
 from domain.accounts.jwt import hash_secret
 from domain.accounts.models import User
+from domain.accounts.people import People
 from domain.accounts.service import AccountsService
 from domain.core.cache import TtlCache
 from domain.core.clock import utcnow
@@ -36,9 +39,11 @@ from domain.tokens.store import AccessTokenStore
 
 class AccessTokenService:
     def __init__(
-        self, store: AccessTokenStore, accounts: AccountsService, gate: ProjectGate, *, cache_s: float
-    ) -> None:
+        self, store: AccessTokenStore, accounts: AccountsService, people: People, gate: ProjectGate, *,
+        cache_s: float,
+    ) -> None:  # fmt: skip
         self._store = store
+        self._people = people
         self._accounts = accounts
         self._gate = gate
         self._cache: TtlCache[str, AccessToken] = TtlCache(cache_s)  # secret hash -> token
@@ -74,7 +79,7 @@ class AccessTokenService:
             user_id=actor.id, name=name, prefix=secret[:SHOWN_PREFIX_LENGTH], secret_hash=hash_secret(secret),
             scopes=scopes, project_ids=project_ids, expires_at=expires_at, now=now,
         )  # fmt: skip
-        await self._store.audit(
+        await self._audit(
             user_id=actor.id, actor_id=actor.id, action="token.created", token_id=token.id, at=now,
             details={"name": name, "scopes": [s.value for s in scopes], "project_ids": project_ids},
         )  # fmt: skip
@@ -97,7 +102,7 @@ class AccessTokenService:
         await self._store.revoke(token.id, now)
         self._forget(token.id)
         if token.revoked_at is None:
-            await self._store.audit(
+            await self._audit(
                 user_id=token.user_id, actor_id=actor.id, action="token.revoked", token_id=token.id, at=now
             )
 
@@ -106,7 +111,7 @@ class AccessTokenService:
         now = utcnow()
         for token_id in await self._store.revoke_user(user_id, now):
             self._forget(token_id)
-            await self._store.audit(
+            await self._audit(
                 user_id=user_id, actor_id=actor_id, action="token.revoked", token_id=token_id, at=now,
                 details={"reason": "password changed"},
             )  # fmt: skip
@@ -148,3 +153,12 @@ class AccessTokenService:
         if len(self._touched) > 100_000:
             self._touched.clear()
         await self._store.touch(token_id, utcnow(), client, LAST_USED_EVERY_S)
+
+    async def _audit(
+        self, *, user_id: str, actor_id: str | None, action: str, token_id: str, at: datetime,
+        details: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        await self._people.record(
+            user_id=user_id, actor_id=actor_id, action=action, target_type="token", target_id=token_id, at=at,
+            details=details,
+        )  # fmt: skip

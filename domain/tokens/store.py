@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from bson import ObjectId
 
-from domain.accounts.audit import AccountAuditStore
 from domain.infra.bson_codec import from_document
 from domain.infra.mongo import Database, Document, index, insert_once, object_id
 from domain.tokens.models import AccessToken, Scope
@@ -19,7 +17,6 @@ index("access_tokens", ("user_id", 1), ("created_at", -1), name="user_newest")
 class AccessTokenStore:
     def __init__(self, db: Database) -> None:
         self._tokens = db["access_tokens"]
-        self._audit = AccountAuditStore(db)
 
     async def insert(
         self, *, user_id: str, name: str, prefix: str, secret_hash: str, scopes: list[Scope],
@@ -83,10 +80,3 @@ class AccessTokenStore:
             {"_id": ObjectId(token_id), "$or": [{"last_used_at": None}, {"last_used_at": {"$lt": stale}}]},
             {"$set": {"last_used_at": now, "last_used_from": client[:100]}},
         )
-
-    async def audit(self, *, user_id: str, actor_id: str | None, action: str, token_id: str, at: datetime,
-                    details: dict[str, Any] | None = None) -> None:  # fmt: skip
-        await self._audit.record(
-            user_id=user_id, actor_id=actor_id, action=action, target_type="token", target_id=token_id, at=at,
-            details=details,
-        )  # fmt: skip
