@@ -259,11 +259,11 @@ def build_domain(
     dataset_store, ingestion_store = DatasetStore(db), IngestionStore(db)
     datasets = DatasetsService(gate, dataset_store, ingestion_store, objects, local_files)
     ingestions = IngestionService(
-        gate, jobs, JobStore(db), ingestion_store, dataset_store, objects, local_files, datasets,
+        gate, jobs, ingestion_store, dataset_store, objects, local_files, datasets,
         settings.ingest, activity, uploads, quotas, part_size=u.part_size_bytes,
     )  # fmt: skip
     visualizations = VisualizationsService(
-        gate, VisualizationStore(db), dataset_store, datasets, jobs, JobStore(db), objects, local_files,
+        gate, VisualizationStore(db), datasets, jobs, objects, local_files,
         part_size=u.part_size_bytes,
     )  # fmt: skip
     engagement = EngagementService(

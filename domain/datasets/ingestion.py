@@ -45,7 +45,6 @@ from domain.infra.localfiles import READ_CHUNK, LocalFiles, SpooledFile, file_ch
 from domain.infra.objects import ObjectStore, StoredObject
 from domain.jobs.models import Attempt, Job, JobKind
 from domain.jobs.service import JobsService
-from domain.jobs.store import JobStore
 from domain.projects.models import Need, check_owner_or_lead
 from domain.projects.service import ProjectGate
 from domain.quotas.service import Quotas, Room
@@ -149,7 +148,6 @@ class IngestionService:
         self,
         gate: ProjectGate,
         jobs: JobsService,
-        job_store: JobStore,
         ingestions: IngestionStore,
         datasets: DatasetStore,
         objects: ObjectStore,
@@ -167,7 +165,6 @@ class IngestionService:
         self._resumable = resumable
         self._activity = activity
         self._jobs = jobs
-        self._job_store = job_store
         self._ingestions = ingestions
         self._datasets = datasets
         self._objects = objects
@@ -496,7 +493,7 @@ class IngestionService:
                 "created_by": ObjectId(job.owner_id),
                 "created_at": job.created_at,
             }  # fmt: skip
-            if not await self._job_store.write_output("datasets", dataset_id, fields, attempt):
+            if not await self._datasets.write_output(dataset_id, fields, attempt):
                 raise JobFailed(
                     "stale_attempt", "a newer attempt of this job has already written its results"
                 )
@@ -530,7 +527,7 @@ class IngestionService:
         if (
             sha256 not in self._uploads
             and not self._files.held(sha256)
-            and not await self._job_store.active_with(INGEST_KIND, "params.file.sha256", sha256)
+            and not await self._jobs.any_active(INGEST_KIND, "params.file.sha256", sha256)
         ):
             self._files.spool_path(sha256).unlink(missing_ok=True)
 
@@ -552,7 +549,7 @@ class IngestionService:
 
     async def _views(self, docs: list[Any]) -> list[Ingestion]:
         """Ingestions with their jobs' live status folded in, with one read of the jobs."""
-        jobs = await self._job_store.get_many([str(d["job_id"]) for d in docs if d.get("job_id")])
+        jobs = await self._jobs.find_many([str(d["job_id"]) for d in docs if d.get("job_id")])
         return [ingestion_view(d, jobs.get(str(d.get("job_id")))) for d in docs]
 
     async def get(self, actor: User, ingestion_id: str, need: Need = Need.READ) -> Any:
@@ -562,7 +559,7 @@ class IngestionService:
         project = await self._gate.require(actor, str(doc["project_id"]), need, what="ingestion")
         if need is Need.WRITE:
             check_owner_or_lead(actor, project, str(doc["created_by"]), "the uploader")
-        job = await self._job_store.get(str(doc["job_id"])) if doc.get("job_id") else None
+        job = await self._jobs.find(str(doc["job_id"])) if doc.get("job_id") else None
         return ingestion_view(doc, job)
 
     async def delete(self, actor: User, ingestion_id: str) -> None:
@@ -574,7 +571,7 @@ class IngestionService:
             await self._dataset_service.remove(str(dataset["_id"]))
         await self._ingestions.delete(ingestion.id)
         if ingestion.job_id:
-            await self._job_store.delete(ingestion.job_id)
+            await self._jobs.forget(ingestion.job_id)
         if not await self._ingestions.sha_in_use(ingestion.file.sha256):
             await self._objects.delete([raw_key(ingestion.file.sha256)])
         self._quotas.stored(ingestion.created_by, ingestion.project_id)

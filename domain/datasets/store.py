@@ -11,8 +11,9 @@ from pymongo import ReturnDocument
 
 from domain.datasets.models import Dataset, DatasetSummary, Ingestion
 from domain.infra.bson_codec import from_document
-from domain.infra.mongo import Database, Document, index, insert_once, object_id
+from domain.infra.mongo import Database, Document, index, insert_once, object_id, write_attempt_output
 from domain.infra.pagination import find_page
+from domain.jobs.models import Attempt
 
 index("datasets", ("project_id", 1), ("created_at", -1), ("_id", -1), name="project_newest")
 index("datasets", ("job_id", 1), name="job")
@@ -46,6 +47,12 @@ class DatasetStore:
 
     async def get(self, dataset_id: str) -> Document | None:
         return await self._datasets.find_one({"_id": object_id(dataset_id, "dataset")})
+
+    async def write_output(self, dataset_id: str, fields: Document, attempt: Attempt) -> bool:
+        """A dataset an ingestion attempt made (False: a newer attempt wrote it already)."""
+        return await write_attempt_output(
+            self._datasets, dataset_id, fields, job_id=attempt.job_id, attempt=attempt.attempt
+        )
 
     async def page(
         self, project_id: str, *, dataset_type: str | None, tag: str | None, limit: int, cursor: str | None

@@ -144,3 +144,19 @@ def at_least(value: Any) -> dict[str, Any]:
 def at_most(value: Any) -> dict[str, Any]:
     """{"$lte": value} for a datetime or an ISO day, as an exclusive bound."""
     return {"$lt": _step(value, 1)}
+
+
+async def write_attempt_output(
+    collection: AsyncCollection[Document], output_id: str, fields: Document, *, job_id: str, attempt: int
+) -> bool:
+    """Upsert a job's output keyed by its id unless a newer attempt already wrote it (False: this
+    attempt is stale). Each area's store writes its own outputs with it (datasets, plots)."""
+    try:
+        await collection.update_one(
+            {"_id": ObjectId(output_id), "$or": [{"attempt": {"$lte": attempt}}, {"attempt": {"$exists": False}}]},
+            {"$set": {**fields, "attempt": attempt, "job_id": ObjectId(job_id)}},
+            upsert=True,
+        )
+    except DuplicateKeyError:
+        return False  # the output exists with a newer attempt: this one is stale
+    return True

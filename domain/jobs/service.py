@@ -184,6 +184,22 @@ class JobsService:
         await self._events.control({"cancel": running.id})
         return running
 
+    # -- for the areas whose records have jobs (ingestions, plots): they checked their caller --------
+
+    async def find(self, job_id: str) -> Job | None:
+        return await self._store.get(job_id)
+
+    async def find_many(self, job_ids: list[str]) -> dict[str, Job]:
+        return await self._store.get_many(job_ids)
+
+    async def any_active(self, kind: str, field: str, value: Any) -> bool:
+        """Whether a queued or running job of this kind has this value at this params field."""
+        return await self._store.active_with(kind, field, value)
+
+    async def forget(self, job_id: str) -> None:
+        """Remove a job whose record is removed (an ingestion deleted)."""
+        await self._store.delete(job_id)
+
     async def withdraw(self, job_id: str) -> None:
         """Cancel a job still queued, for the system (its request failed before it was accepted)."""
         cancelled = await self._store.cancel_queued(job_id)

@@ -7,7 +7,6 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
 
 from domain.core.clock import utcnow
 from domain.infra.bson_codec import from_document
@@ -264,18 +263,3 @@ class JobStore:
             self._jobs, query, [("created_at", -1), ("_id", -1)], limit, cursor
         )
         return [from_document(Job, d) for d in docs], next_cursor
-
-    async def write_output(self, collection: str, output_id: str, fields: Document, attempt: Attempt) -> bool:
-        """Upsert an output keyed by its id unless a newer attempt already wrote it (False = stale)."""
-        try:
-            await self._db[collection].update_one(
-                {
-                    "_id": ObjectId(output_id),
-                    "$or": [{"attempt": {"$lte": attempt.attempt}}, {"attempt": {"$exists": False}}],
-                },
-                {"$set": {**fields, "attempt": attempt.attempt, "job_id": ObjectId(attempt.job_id)}},
-                upsert=True,
-            )
-        except DuplicateKeyError:
-            return False  # the output exists with a newer attempt: this one is stale
-        return True

@@ -19,14 +19,12 @@ from domain.core.content import Content
 from domain.core.errors import NotFound
 from domain.core.pagination import Page, clamp_limit
 from domain.datasets.service import DatasetsService
-from domain.datasets.store import DatasetStore
 from domain.infra.bson_codec import from_document
 from domain.infra.localfiles import LocalFiles, file_chunks
 from domain.infra.mongo import Document
 from domain.infra.objects import ObjectReader, ObjectStore
 from domain.jobs.models import Attempt, Job, JobKind
 from domain.jobs.service import JobsService
-from domain.jobs.store import JobStore
 from domain.projects.models import Need, Project, check_owner_or_lead, manages
 from domain.projects.service import ProjectGate
 from domain.visualizations.models import PlotSpec, Visualization, check_spec, default_spec
@@ -79,10 +77,8 @@ class VisualizationsService:
         self,
         gate: ProjectGate,
         store: VisualizationStore,
-        datasets: DatasetStore,
         dataset_service: DatasetsService,
         jobs: JobsService,
-        job_store: JobStore,
         objects: ObjectStore,
         files: LocalFiles,
         *,
@@ -90,10 +86,8 @@ class VisualizationsService:
     ) -> None:
         self._gate = gate
         self._store = store
-        self._datasets = datasets
         self._dataset_service = dataset_service
         self._jobs = jobs
-        self._job_store = job_store
         self._objects = objects
         self._files = files
         self._part_size = part_size
@@ -111,7 +105,7 @@ class VisualizationsService:
         ]  # fmt: skip
 
     async def create(self, actor: User, dataset_id: str, spec: PlotSpec) -> Visualization:
-        dataset = await self._datasets.get(dataset_id)
+        dataset = await self._dataset_service.find(dataset_id)
         if dataset is None:
             raise NotFound("dataset not found")
         await self._gate.require(actor, str(dataset["project_id"]), Need.WRITE, what="dataset")
@@ -121,7 +115,7 @@ class VisualizationsService:
 
     async def queue_default(self, owner_id: str, dataset_id: str) -> Visualization | None:
         """The first plot of a freshly ingested dataset (manifest `visualize: true`)."""
-        dataset = await self._datasets.get(dataset_id)
+        dataset = await self._dataset_service.find(dataset_id)
         spec = default_spec(dataset["schema"]) if dataset else None
         if dataset is None or spec is None:
             return None
@@ -175,7 +169,7 @@ class VisualizationsService:
     # -- the job kinds ----------------------------------------------------------------------------
 
     async def _prepare(self, job: Job) -> dict[str, Any]:
-        dataset = await self._datasets.get(job.params["dataset_id"])
+        dataset = await self._dataset_service.find(job.params["dataset_id"])
         if dataset is None:
             raise JobFailed("dataset_gone", "the dataset was deleted before the plot was drawn")
         path = await self._dataset_service.local_parquet(dataset)
@@ -203,8 +197,8 @@ class VisualizationsService:
         image = {"key": key, "format": fmt, "size": stored.size, "sha256": stored.sha256,
                  "points_drawn": result["points_drawn"], "decimated": result["decimated"], "notes": result["notes"],
                  "rendered_at": utcnow()}  # fmt: skip
-        if not await self._job_store.write_output(
-            "visualizations", job.id, {"image": image, "library_versions": result["versions"]}, attempt
+        if not await self._store.write_output(
+            job.id, {"image": image, "library_versions": result["versions"]}, attempt
         ):
             raise JobFailed("stale_attempt", "a newer attempt of this plot has already stored its image")
         return {
@@ -227,7 +221,7 @@ class VisualizationsService:
             project.id, dataset_id=dataset_id, limit=clamp_limit(limit), cursor=cursor,
             engagement_of=None if manages(actor, project) else actor.id,
         )  # fmt: skip
-        jobs = await self._job_store.get_many([str(d["job_id"]) for d in docs])
+        jobs = await self._jobs.find_many([str(d["job_id"]) for d in docs])
         return Page([visualization_view(d, jobs.get(str(d["job_id"]))) for d in docs], next_cursor)
 
     async def _load(self, actor: User, visualization_id: str, need: Need = Need.READ) -> Document:
@@ -243,7 +237,7 @@ class VisualizationsService:
 
     async def get(self, actor: User, visualization_id: str) -> Visualization:
         doc = await self._load(actor, visualization_id)
-        return visualization_view(doc, await self._job_store.get(str(doc["job_id"])))
+        return visualization_view(doc, await self._jobs.find(str(doc["job_id"])))
 
     async def image(self, actor: User, visualization_id: str, fmt: str | None) -> Content:
         doc = await self._load(actor, visualization_id)
@@ -265,7 +259,7 @@ class VisualizationsService:
 
     async def delete(self, actor: User, visualization_id: str) -> None:
         doc = await self._load(actor, visualization_id, Need.WRITE)
-        job = await self._job_store.get(str(doc["job_id"]))
+        job = await self._jobs.find(str(doc["job_id"]))
         if job is not None and not job.final:
             await self._jobs.cancel(actor, job.id)
         await self._remove([await self._store.delete(str(doc["_id"]))])
@@ -275,7 +269,7 @@ class VisualizationsService:
 
     async def summaries_for_dataset(self, dataset_id: str) -> list[dict[str, Any]]:
         docs = await self._store.for_dataset(dataset_id)
-        jobs = await self._job_store.get_many([str(d["job_id"]) for d in docs])
+        jobs = await self._jobs.find_many([str(d["job_id"]) for d in docs])
         return [
             {"id": str(d["_id"]), "kind": d["spec"]["kind"], "title": d["spec"].get("title", ""),
              "status": visualization_view(d, jobs.get(str(d["job_id"]))).status}

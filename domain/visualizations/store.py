@@ -6,8 +6,9 @@ from typing import Any
 
 from bson import ObjectId
 
-from domain.infra.mongo import Database, Document, index, insert_once, object_id
+from domain.infra.mongo import Database, Document, index, insert_once, object_id, write_attempt_output
 from domain.infra.pagination import find_page
+from domain.jobs.models import Attempt
 
 index("visualizations", ("project_id", 1), ("created_at", -1), ("_id", -1), name="project_newest")
 index("visualizations", ("dataset_id", 1), name="dataset")
@@ -19,6 +20,12 @@ class VisualizationStore:
 
     async def insert(self, doc: Document) -> None:
         await insert_once(self._visualizations, doc)
+
+    async def write_output(self, visualization_id: str, fields: Document, attempt: Attempt) -> bool:
+        """A plot's image, from an attempt of its job (False: a newer attempt wrote it already)."""
+        return await write_attempt_output(
+            self._visualizations, visualization_id, fields, job_id=attempt.job_id, attempt=attempt.attempt
+        )
 
     async def get(self, visualization_id: str) -> Document | None:
         return await self._visualizations.find_one({"_id": object_id(visualization_id, "visualization")})

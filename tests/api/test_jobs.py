@@ -11,7 +11,8 @@ from pymongo import AsyncMongoClient
 
 from domain.accounts.models import Role
 from domain.core.clock import utcnow
-from domain.jobs.models import Attempt, JobStatus
+from domain.infra.mongo import write_attempt_output
+from domain.jobs.models import JobStatus
 from domain.jobs.store import JobStore
 from handlers.keys import ACCOUNTS, JOBS, MONGO, POOL, PROJECTS, SCHEDULER
 from server import create_app
@@ -330,13 +331,10 @@ async def test_a_stale_attempt_cannot_overwrite_a_newer_one(engine):
     requeued = await store.requeue(None, first, bump=True, expired_before=utcnow())
     assert requeued.attempt == 2
     second = await store.claim("instance-b", ["nobody.runs.this"], 60)
-    assert await store.write_output(
-        "test_outputs", job.id, {"value": "new"}, Attempt(job.id, 2, "instance-b")
-    )
+    outputs = client.app[MONGO]["test_outputs"]
+    assert await write_attempt_output(outputs, job.id, {"value": "new"}, job_id=job.id, attempt=2)
     # instance A wakes up late with attempt 1: neither its output nor its status lands
-    assert not await store.write_output(
-        "test_outputs", job.id, {"value": "old"}, Attempt(job.id, 1, "instance-a")
-    )
+    assert not await write_attempt_output(outputs, job.id, {"value": "old"}, job_id=job.id, attempt=1)
     assert await store.finish(first, status=JobStatus.SUCCEEDED, owner="instance-a") is None
     output = await client.app[MONGO]["test_outputs"].find_one({"_id": ObjectId(job.id)})
     assert output["value"] == "new"
