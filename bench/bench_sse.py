@@ -256,7 +256,7 @@ async def labhub_setup(base: str, data_dir: Path, jobs: int) -> tuple[str, list[
     from pymongo import AsyncMongoClient
 
     from domain.core.clock import utcnow
-    from domain.jobs.service import job_snapshot
+    from domain.jobs.models import job_snapshot
     from domain.jobs.store import JobStore
 
     async with aiohttp.ClientSession() as http:

@@ -39,10 +39,11 @@ from domain.infra.mongo import Database
 from domain.infra.objects import ObjectStore
 from domain.infra.redis_store import RedisStore
 from domain.infra.throttle import LoginThrottle, SingleUse, WindowLimit
+from domain.jobs.events import JobEvents
 from domain.jobs.models import Job, JobKinds, JobStatus
 from domain.jobs.notices import JobNotices
 from domain.jobs.scheduler import Scheduler, SchedulerSettings
-from domain.jobs.service import JobEvents, JobsService
+from domain.jobs.service import JobsService
 from domain.jobs.store import JobStore
 from domain.mail.letters import Sender
 from domain.mail.outbox import MailOutbox

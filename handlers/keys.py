@@ -18,9 +18,10 @@ from domain.infra.events import EventHub, EventLog
 from domain.infra.localfiles import LocalFiles
 from domain.infra.objects import ObjectStore
 from domain.infra.redis_store import RedisStore
+from domain.jobs.events import JobEvents
 from domain.jobs.models import JobKinds
 from domain.jobs.scheduler import Scheduler
-from domain.jobs.service import JobEvents, JobsService
+from domain.jobs.service import JobsService
 from domain.mail.service import MailService
 from domain.meetings.calendar_links import CalendarLinks
 from domain.meetings.service import MeetingsService

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import shutil
@@ -21,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from bson import ObjectId
 
 from domain.accounts.models import User
 from domain.activity.models import Signal
 from domain.activity.service import ActivityLog
 from domain.core.clock import utcnow
 from domain.core.errors import DomainError, NotFound, TooLarge, Unavailable, field_error
+from domain.core.ids import derived_id
 from domain.core.pagination import Page, clamp_limit
 from domain.core.settings import IngestSettings
 from domain.datasets.models import (
@@ -61,9 +60,9 @@ def raw_key(sha256: str) -> str:
     return f"raw/{sha256}"
 
 
-def derived_id(job_id: str, output: str) -> str:
+def output_id(job_id: str, output: str) -> str:
     """The id of a job's dataset written to `output`: the same on every attempt, so a retry overwrites."""
-    return str(ObjectId(hashlib.sha256(f"{job_id}:{output}".encode()).digest()[:12]))
+    return derived_id(f"{job_id}:{output}")
 
 
 def dataset_key(dataset_id: str) -> str:
@@ -105,7 +104,7 @@ class OutputFollower:
         while True:
             for path in self._work.glob("*.parquet") if self._work.exists() else []:
                 if path.name not in self.uploads:
-                    key = dataset_key(derived_id(self._job_id, path.stem))
+                    key = dataset_key(output_id(self._job_id, path.stem))
                     self.uploads[path.name] = asyncio.create_task(self._objects.put_stream(
                         key, growing_file(path), max_bytes=2**62, part_size=self._part_size,
                         content_type="application/vnd.apache.parquet",
@@ -274,7 +273,7 @@ class IngestionService:
         if len(options.manifest) > len(sources):
             raise field_error("$.manifest", f"has {len(options.manifest)} entries for {len(sources)} file(s)")
         await self._quotas.check_jobs(actor.id, _job_count(options, len(sources)))
-        batch_id = str(ObjectId())
+        batch_id = self._ingestions.new_id()
         accepted: list[IngestionJob] = []
         raw_until = utcnow() + timedelta(seconds=self.settings.raw_lease_s)
         storing = False
@@ -343,7 +342,7 @@ class IngestionService:
         self, actor: User, project_id: str, batch_id: str, source: SourceFile, sheet: str | None,
         options: IngestOptions, entry: ManifestEntry, *, job: bool, upload_id: str | None, raw_until: datetime,
     ) -> IngestionJob:  # fmt: skip
-        ingestion_id = ObjectId()
+        ingestion_id = self._ingestions.new_id()
         job_options: dict[str, Any] = {
             "header_mode": options.header_mode,
             "custom_headers": options.custom_headers,
@@ -354,22 +353,22 @@ class IngestionService:
             "visualize": entry.visualize,
         }
         await self._ingestions.insert({
-            "_id": ingestion_id, "project_id": ObjectId(project_id), "batch_id": batch_id,
+            "_id": ingestion_id, "project_id": project_id, "batch_id": batch_id,
             "file": attrs.asdict(source), "sheet": sheet, "dataset_type": options.dataset_type, "tag": options.tag,
             "options": job_options, "job_id": ingestion_id if job else None, "dataset_ids": [],
             "stored_only": not job, "reason": None if job else "ingest was false: stored as is",
-            "created_by": ObjectId(actor.id), "created_at": utcnow(), "upload_id": upload_id,
+            "created_by": actor.id, "created_at": utcnow(), "upload_id": upload_id,
             "raw_until": raw_until,
         })  # fmt: skip
         if not job:
-            return IngestionJob(str(ingestion_id), source.name, sheet, "stored")
+            return IngestionJob(ingestion_id, source.name, sheet, "stored")
         params = {
             "batch_id": batch_id, "file": attrs.asdict(source), "sheet": sheet, "options": job_options,
             "dataset_type": options.dataset_type, "tag": options.tag,
         }  # fmt: skip
         # the caller checked the project (_accept)
         queued = await self._jobs.enqueue(
-            actor.id, project_id, INGEST_KIND, params, extra={"_id": ingestion_id}
+            actor.id, project_id, INGEST_KIND, params, job_id=ingestion_id
         )
         return IngestionJob(queued.id, source.name, sheet, queued.status.value)
 
@@ -459,7 +458,7 @@ class IngestionService:
         follower = self._followers.get((job.id, job.attempt))
         for dataset in result["datasets"]:
             path = Path(dataset["parquet_path"])
-            dataset_id = derived_id(job.id, path.stem)
+            dataset_id = output_id(job.id, path.stem)
             key = dataset_key(dataset_id)
             stored = await follower.stored(path) if follower else None
             if stored is None:
@@ -470,7 +469,7 @@ class IngestionService:
             sheet = dataset.get("sheet")
             part = sheet or dataset.get("part")  # a sheet, or an HDF5/NetCDF/TDMS group, or an LVM segment
             fields = {
-                "project_id": ObjectId(job.project_id),
+                "project_id": job.project_id,
                 "name": f"{params['file']['name']} — {part}" if part else params["file"]["name"],
                 "sheet": sheet,
                 "dataset_type": params.get("dataset_type"),
@@ -490,7 +489,7 @@ class IngestionService:
                 "parquet_key": key,
                 "parquet_bytes": stored.size,
                 "parquet_sha256": stored.sha256,
-                "created_by": ObjectId(job.owner_id),
+                "created_by": job.owner_id,
                 "created_at": job.created_at,
             }  # fmt: skip
             if not await self._datasets.write_output(dataset_id, fields, attempt):

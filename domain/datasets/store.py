@@ -11,7 +11,16 @@ from pymongo import ReturnDocument
 
 from domain.datasets.models import Dataset, DatasetSummary, Ingestion
 from domain.infra.bson_codec import from_document
-from domain.infra.mongo import Database, Document, index, insert_once, object_id, write_attempt_output
+from domain.infra.mongo import (
+    Database,
+    Document,
+    index,
+    insert_once,
+    new_id,
+    object_id,
+    with_object_ids,
+    write_attempt_output,
+)
 from domain.infra.pagination import find_page
 from domain.jobs.models import Attempt
 
@@ -50,8 +59,9 @@ class DatasetStore:
 
     async def write_output(self, dataset_id: str, fields: Document, attempt: Attempt) -> bool:
         """A dataset an ingestion attempt made (False: a newer attempt wrote it already)."""
+        stored = with_object_ids(fields, "project_id", "created_by")
         return await write_attempt_output(
-            self._datasets, dataset_id, fields, job_id=attempt.job_id, attempt=attempt.attempt
+            self._datasets, dataset_id, stored, job_id=attempt.job_id, attempt=attempt.attempt
         )
 
     async def page(
@@ -89,8 +99,11 @@ class IngestionStore:
     def __init__(self, db: Database) -> None:
         self._ingestions = db["ingestions"]
 
+    def new_id(self) -> str:
+        return new_id()
+
     async def insert(self, doc: Document) -> None:
-        await insert_once(self._ingestions, doc)
+        await insert_once(self._ingestions, with_object_ids(doc, "_id", "project_id", "job_id", "created_by"))
 
     async def get(self, ingestion_id: str) -> Document | None:
         return await self._ingestions.find_one({"_id": object_id(ingestion_id, "ingestion")})

@@ -7,8 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 
-from bson import ObjectId
-
 from domain.accounts.models import User
 from domain.activity.models import Signal
 from domain.activity.service import ActivityLog
@@ -70,7 +68,7 @@ class DocumentsService:
     ) -> tuple[str, int, str]:
         """Store a version's bytes within the upload limit and the quotas (a finished resumable
         upload's bytes already count as the person's: only the project's room is asked then)."""
-        key = f"documents/{document_id}/{ObjectId()}"
+        key = f"documents/{document_id}/{self._store.new_id()}"
         if isinstance(body, Upload):
             await self._quotas.check_storage(None, project_id, body.length)
             stored = await self._resumable.place(body, key, content_type)
@@ -122,7 +120,7 @@ class DocumentsService:
         project = await self._gate.require(actor, project_id, Need.WRITE)
         clean_name = clean_file_name(name)
         media_type = clean_content_type(content_type, clean_name)
-        document_id = str(ObjectId())
+        document_id = self._store.new_id()
         key, size, sha256 = await self._put(actor, project.id, document_id, chunks, media_type)
         try:
             document = await self._store.insert(

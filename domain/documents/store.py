@@ -16,7 +16,7 @@ from domain.core.errors import Conflict
 from domain.documents.models import Document as DocumentModel
 from domain.documents.models import DocumentVersion
 from domain.infra.bson_codec import from_document
-from domain.infra.mongo import Database, Document, index, insert_once, object_id
+from domain.infra.mongo import Database, Document, index, insert_once, new_id, object_id
 from domain.infra.pagination import find_page
 
 index("documents", ("project_id", 1), ("created_at", -1), ("_id", -1), name="project_newest")
@@ -30,6 +30,9 @@ class DocumentStore:
     def __init__(self, db: Database) -> None:
         self._documents = db["documents"]
         self._versions = db["document_versions"]
+
+    def new_id(self) -> str:
+        return new_id()
 
     async def insert(
         self,

@@ -11,8 +11,6 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import attrs
-from bson import ObjectId
-from bson.errors import InvalidId
 
 from domain.accounts.models import Role, User
 from domain.accounts.people import People
@@ -20,6 +18,7 @@ from domain.activity.models import Signal
 from domain.activity.service import ActivityLog
 from domain.core.clock import utcnow
 from domain.core.errors import Forbidden, NotFound, field_error
+from domain.core.ids import looks_like_id
 from domain.core.pagination import Page, clamp_limit
 from domain.engagement.models import (
     MINUTES_PER_DAY,
@@ -47,10 +46,9 @@ MAX_PLOT_PERIODS = 260  # five years of weeks
 
 
 def _user_id(value: str, path: str) -> str:
-    try:
-        return str(ObjectId(value))
-    except (InvalidId, TypeError):
-        raise field_error(path, "is not a user id") from None
+    if not isinstance(value, str) or not looks_like_id(value.lower()):
+        raise field_error(path, "is not a user id")
+    return value.lower()
 
 
 class EngagementService:

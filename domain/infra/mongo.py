@@ -160,3 +160,13 @@ async def write_attempt_output(
     except DuplicateKeyError:
         return False  # the output exists with a newer attempt: this one is stale
     return True
+
+
+def new_id() -> str:
+    """A new id for a document a service names before it is stored (24 hex digits)."""
+    return str(ObjectId())
+
+
+def with_object_ids(doc: Document, *fields: str) -> Document:
+    """doc with these top-level fields, given as 24-hex ids by a service, stored as ObjectIds."""
+    return {k: ObjectId(v) if k in fields and isinstance(v, str) else v for k, v in doc.items()}

@@ -152,3 +152,23 @@ ERROR_MESSAGES = {
 
 def job_error(code: str, message: str | None = None) -> JobError:
     return JobError(code, message or ERROR_MESSAGES.get(code, code))
+
+
+def job_snapshot(job: Job) -> dict[str, Any]:
+    """What a watcher needs to draw a job: the same shape in the snapshot and in status events."""
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "project_id": job.project_id,
+        "status": job.status.value,
+        "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+        "progress": None
+        if job.progress is None
+        else {"stage": job.progress.stage, "done": job.progress.done, "total": job.progress.total,
+              "message": job.progress.message},
+        "result": job.result,
+        "error": None if job.error is None else {"code": job.error.code, "message": job.error.message},
+        "cancel_requested": job.cancel_requested,
+        "updated_at": job.updated_at.isoformat(),
+    }  # fmt: skip

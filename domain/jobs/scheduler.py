@@ -28,8 +28,18 @@ from domain.core.errors import DomainError
 from domain.core.metrics import Metrics
 from domain.infra.availability import unavailable_service
 from domain.infra.redis_store import RedisStore
-from domain.jobs.models import Attempt, Job, JobError, JobKind, JobKinds, JobStatus, Progress, job_error
-from domain.jobs.service import CONTROL_CHANNEL, WAKE_CHANNEL, JobEvents, job_snapshot
+from domain.jobs.events import CONTROL_CHANNEL, WAKE_CHANNEL, JobEvents
+from domain.jobs.models import (
+    Attempt,
+    Job,
+    JobError,
+    JobKind,
+    JobKinds,
+    JobStatus,
+    Progress,
+    job_error,
+    job_snapshot,
+)
 from domain.jobs.store import JobStore
 from domain.notifications.service import NotificationsService
 from workers.pool import GenerationEnd, WorkerPool

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from typing import Any
-
-from redis.exceptions import RedisError
 
 from domain.accounts.models import User
 from domain.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from domain.core.ids import looks_like_id
 from domain.core.pagination import Page, clamp_limit
-from domain.infra.events import EventLog
-from domain.infra.redis_store import RedisStore
-from domain.jobs.models import FINAL_STATUSES, Job, JobKinds, JobStatus
+from domain.jobs.events import JobEvents
+from domain.jobs.models import FINAL_STATUSES, Job, JobKinds, JobStatus, job_snapshot
 from domain.jobs.store import JobStore
 from domain.projects.grant import project_filter
 from domain.projects.models import Need, check_owner_or_lead
@@ -22,72 +18,6 @@ from domain.projects.service import ProjectGate
 from domain.quotas.service import Quotas
 
 log = logging.getLogger("labhub.jobs")
-
-_OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
-WAKE_CHANNEL = "jobs:wake"
-CONTROL_CHANNEL = "jobs:control"
-
-
-def job_snapshot(job: Job) -> dict[str, Any]:
-    """What a watcher needs to draw a job: the same shape in the snapshot and in status events."""
-    return {
-        "id": job.id,
-        "kind": job.kind,
-        "project_id": job.project_id,
-        "status": job.status.value,
-        "attempt": job.attempt,
-        "max_attempts": job.max_attempts,
-        "progress": None
-        if job.progress is None
-        else {"stage": job.progress.stage, "done": job.progress.done, "total": job.progress.total,
-              "message": job.progress.message},
-        "result": job.result,
-        "error": None if job.error is None else {"code": job.error.code, "message": job.error.message},
-        "cancel_requested": job.cancel_requested,
-        "updated_at": job.updated_at.isoformat(),
-    }  # fmt: skip
-
-
-class JobEvents:
-    """Publishes job state: Redis snapshot + event stream, and the scheduler's wake-up signal.
-
-    A job's state is MongoDB's; Redis only shows it. So a change already stored never fails for
-    want of Redis: a status Redis did not take is kept (`unpublished`) and goes out again with the
-    scheduler's next heartbeat (watchers wait for it: a final status ends their streams), and a
-    wake-up or cancellation that is lost is made up by the scheduler's polling and lease checks.
-    One instance per process, shared by the jobs service and the scheduler.
-    """
-
-    def __init__(self, events: EventLog, redis: RedisStore) -> None:
-        self.log = events
-        self._redis = redis
-        self.unpublished: set[str] = set()  # jobs whose last status did not reach Redis
-
-    async def status(self, job: Job) -> None:
-        try:
-            snapshot = job_snapshot(job)
-            await self.log.append(self.log.job_stream(job.id), "status", snapshot, expire=job.final)
-            await self.log.set_snapshot(job.id, snapshot, expire=job.final)
-        except RedisError as exc:
-            self.unpublished.add(job.id)
-            log.warning(
-                "could not publish job status; will try again", extra={"job_id": job.id, "error": repr(exc)[:200]}
-            )
-        else:
-            self.unpublished.discard(job.id)
-
-    async def wake(self) -> None:
-        await self._signal(WAKE_CHANNEL, b"1")
-
-    async def control(self, message: dict[str, Any]) -> None:
-        await self._signal(CONTROL_CHANNEL, json.dumps(message).encode())
-
-    async def _signal(self, channel: str, data: bytes) -> None:
-        try:
-            await self._redis.client.publish(self._redis.key(channel), data)
-        except RedisError as exc:
-            log.warning("could not signal the schedulers", extra={"channel": channel, "error": repr(exc)[:200]})
-
 
 class JobsService:
     def __init__(
@@ -106,14 +36,14 @@ class JobsService:
         kind: str,
         params: dict[str, Any],
         *,
-        extra: dict[str, Any] | None = None,
+        job_id: str | None = None,
     ) -> Job:
         job_kind = self.kinds.get(kind)
         if job_kind is None:
             raise InvalidInput(f"unknown job kind {kind!r}", code="unknown_job_kind")
         project = await self._gate.require(actor, project_id, Need.WRITE)
         await self.quotas.check_jobs(actor.id)
-        return await self.enqueue(actor.id, project.id, kind, params, extra=extra)
+        return await self.enqueue(actor.id, project.id, kind, params, job_id=job_id)
 
     async def enqueue(
         self,
@@ -122,13 +52,14 @@ class JobsService:
         kind: str,
         params: dict[str, Any],
         *,
-        extra: dict[str, Any] | None = None,
+        job_id: str | None = None,
     ) -> Job:
-        """Queue a job for a caller already checked (or for the system, on a user's behalf)."""
+        """Queue a job for a caller already checked (or for the system, on a user's behalf); job_id:
+        the id of the record the job makes (an ingestion, a plot), which the job shares."""
         job_kind = self.kinds.get(kind)
         job = await self._store.insert(
             kind=kind, project_id=project_id, owner_id=owner_id, params=params,
-            max_attempts=job_kind.max_attempts if job_kind else 3, extra=extra,
+            max_attempts=job_kind.max_attempts if job_kind else 3, job_id=job_id,
         )  # fmt: skip
         await self._events.status(job)
         await self._events.wake()
@@ -232,7 +163,7 @@ class JobsService:
         Reconnect storms after a restart are thousands of these at once: the Redis snapshot carries
         the job's project, so no MongoDB round trip is needed while it is there.
         """
-        if not _OBJECT_ID.match(job_id):
+        if not looks_like_id(job_id):
             raise NotFound("job not found")
         live = await self._events.log.snapshot(job_id)
         kind = self.kinds.get(str(live.get("kind"))) if live else None

@@ -40,7 +40,7 @@ class JobStore:
 
     async def insert(
         self, *, kind: str, project_id: str, owner_id: str, params: dict[str, Any], max_attempts: int,
-        extra: dict[str, Any] | None = None,
+        job_id: str | None = None,
     ) -> Job:  # fmt: skip
         now = utcnow()
         doc: Document = {
@@ -60,7 +60,7 @@ class JobStore:
             "updated_at": now,
             "started_at": None,
             "finished_at": None,
-            **(extra or {}),
+            **({"_id": ObjectId(job_id)} if job_id else {}),
         }
         await insert_once(self._jobs, doc)
         job = _job(doc)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from bson import ObjectId
 
 from domain.accounts.models import User
 from domain.core.clock import utcnow
@@ -122,9 +121,9 @@ class VisualizationsService:
         return await self._queue(owner_id, dataset, spec)
 
     async def _queue(self, owner_id: str, dataset: Document, spec: PlotSpec) -> Visualization:
-        fields = {"dataset_id": dataset["_id"], "dataset_version": dataset.get("parquet_sha256", "")}
+        fields = {"dataset_id": str(dataset["_id"]), "dataset_version": dataset.get("parquet_sha256", "")}
         params = {"dataset_id": str(dataset["_id"])}
-        return await self._enqueue(owner_id, dataset["project_id"], PLOT_KIND, spec, fields, params)
+        return await self._enqueue(owner_id, str(dataset["project_id"]), PLOT_KIND, spec, fields, params)
 
     async def queue_engagement(
         self, owner_id: str, project_id: str, subject_id: str | None, spec: PlotSpec, query: dict[str, str | None],
@@ -140,29 +139,29 @@ class VisualizationsService:
         fields = {"source": ENGAGEMENT, "subject_id": subject_id, "engagement": query, "dataset_id": None,
                   "dataset_version": hashlib.sha256(encoded).hexdigest(), ENGAGEMENT_TABLE: table}  # fmt: skip
         return await self._enqueue(
-            owner_id, ObjectId(project_id), ENGAGEMENT_PLOT_KIND, spec, fields, {"subject_id": subject_id}
+            owner_id, project_id, ENGAGEMENT_PLOT_KIND, spec, fields, {"subject_id": subject_id}
         )
 
     async def _enqueue(
-        self, owner_id: str, project_id: ObjectId, kind: str, spec: PlotSpec, fields: Document,
+        self, owner_id: str, project_id: str, kind: str, spec: PlotSpec, fields: Document,
         params: dict[str, Any],
     ) -> Visualization:  # fmt: skip
         """Store the plot's record (its _id is its job's) and queue the job that renders it."""
-        visualization_id = ObjectId()
+        visualization_id = self._store.new_id()
         doc = {
             "_id": visualization_id,
             "project_id": project_id,
             **fields,
             "job_id": visualization_id,
             "spec": attrs.asdict(spec),
-            "created_by": ObjectId(owner_id),
+            "created_by": owner_id,
             "created_at": utcnow(),
             "library_versions": {},
             "image": None,
         }
         await self._store.insert(doc)
         job = await self._jobs.enqueue(
-            owner_id, str(project_id), kind, {"spec": doc["spec"], **params}, extra={"_id": visualization_id}
+            owner_id, project_id, kind, {"spec": doc["spec"], **params}, job_id=visualization_id
         )
         return visualization_view(doc, job)
 

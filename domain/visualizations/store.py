@@ -6,7 +6,16 @@ from typing import Any
 
 from bson import ObjectId
 
-from domain.infra.mongo import Database, Document, index, insert_once, object_id, write_attempt_output
+from domain.infra.mongo import (
+    Database,
+    Document,
+    index,
+    insert_once,
+    new_id,
+    object_id,
+    with_object_ids,
+    write_attempt_output,
+)
 from domain.infra.pagination import find_page
 from domain.jobs.models import Attempt
 
@@ -18,8 +27,15 @@ class VisualizationStore:
     def __init__(self, db: Database) -> None:
         self._visualizations = db["visualizations"]
 
+    def new_id(self) -> str:
+        return new_id()
+
     async def insert(self, doc: Document) -> None:
-        await insert_once(self._visualizations, doc)
+        """doc's ids as a service gives them (24 hex digits): stored as ObjectIds."""
+        await insert_once(
+            self._visualizations,
+            with_object_ids(doc, "_id", "project_id", "job_id", "created_by", "dataset_id"),
+        )
 
     async def write_output(self, visualization_id: str, fields: Document, attempt: Attempt) -> bool:
         """A plot's image, from an attempt of its job (False: a newer attempt wrote it already)."""
