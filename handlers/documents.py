@@ -13,8 +13,8 @@ from handlers.codec import json_response, parse_body, parse_query
 from handlers.downloads import stream_content
 from handlers.identity import require_user
 from handlers.keys import DOCUMENTS
+from handlers.multipart import UploadForm, single_file
 from handlers.openapi import doc
-from handlers.uploads import UploadForm, single_file
 
 routes = web.RouteTableDef()
 

@@ -15,8 +15,8 @@ from domain.quotas.service import Quotas, Room
 from handlers.codec import json_response, loads_json, parse_body, parse_query, structure
 from handlers.identity import require_user
 from handlers.keys import INGESTIONS, LOCAL_FILES, SETTINGS
+from handlers.multipart import MULTIPART_SLACK, check_multipart, file_name, multipart_parts, read_chunks
 from handlers.openapi import doc
-from handlers.uploads import MULTIPART_SLACK, check_multipart, file_name, multipart_parts, read_chunks
 
 routes = web.RouteTableDef()
 

@@ -31,8 +31,8 @@ from handlers.calendar import public_base
 from handlers.codec import json_response
 from handlers.identity import require_user
 from handlers.keys import UPLOADS
+from handlers.multipart import reading_body
 from handlers.openapi import doc
-from handlers.uploads import reading_body
 
 routes = web.RouteTableDef()
 
