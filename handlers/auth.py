@@ -1,6 +1,6 @@
 """/api/auth: register, login, refresh, logout, me, sse-ticket, password resets.
 
-Two ways to hold a session (DESIGN §11). API clients get both tokens in the JSON body. A browser
+Two ways to hold a session (docs/architecture.md, "Sign-in and tokens"). API clients get both tokens in the JSON body. A browser
 sends `X-LabHub-Session: cookie`: the refresh token then travels only in an HttpOnly, SameSite=Strict
 cookie scoped to /api/auth, and the body carries the access token alone. A cookie refresh without
 that header is refused, so a cross-site form (which cannot set headers) never spends the cookie.

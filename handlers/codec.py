@@ -129,7 +129,7 @@ def _query_bool(value: object, _type: type) -> bool:
 query_converter.register_structure_hook(int, _query_int)
 query_converter.register_structure_hook(bool, _query_bool)
 
-# times in JSON are ISO 8601 and carry their timezone (DESIGN §5); dates are plain calendar days;
+# times in JSON are ISO 8601 and carry their timezone (docs/architecture.md, "JSON and data"); dates are plain calendar days;
 # both within clock.YEARS, in bodies and in query strings alike
 for _converter in (converter, query_converter):
     _converter.register_structure_hook(date, _date)

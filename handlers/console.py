@@ -1,4 +1,4 @@
-"""The console (DESIGN §12): the static files under web/, served by this process.
+"""The console (docs/architecture.md, "Packages"): the static files under web/, served by this process.
 
 Assets are served under /assets/<version>/, where the version is a hash of every file in web/, so
 they can be cached for a year; the index page (also the answer to any client-side route, e.g.

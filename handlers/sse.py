@@ -1,4 +1,4 @@
-"""Server-sent events (DESIGN §7): snapshot, replay after Last-Event-ID, then the shared live tail."""
+"""Server-sent events (docs/architecture.md, "The event path"): snapshot, replay after Last-Event-ID, then the shared live tail."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Backup archives on disk: a directory, or one .tar holding the same tree (DESIGN §3, backups).
+"""Backup archives on disk: a directory, or one .tar holding the same tree (docs/architecture.md, "Embedded services and backups").
 
 A writer builds the archive under a `.partial` name and renames it when it is closed, so an
 interrupted backup never looks like a finished one.

@@ -1,4 +1,4 @@
-"""Backup, verify and restore (DESIGN §3): MongoDB as mongodump lays it out, the S3 objects the
+"""Backup, verify and restore (docs/architecture.md, "Embedded services and backups"): MongoDB as mongodump lays it out, the S3 objects the
 documents reference, and a manifest with the sha256 of every file.
 
 Objects are immutable once committed and a document names an object only after it is stored, so

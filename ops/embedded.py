@@ -1,4 +1,4 @@
-"""Supervisor of the embedded MongoDB-compatible, Redis and S3 servers (DESIGN §3): starts them,
+"""Supervisor of the embedded MongoDB-compatible, Redis and S3 servers (docs/architecture.md, "Embedded services and backups"): starts them,
 restarts one that dies (same port, data and credentials, with back-off), stops them with the server.
 
 They listen on 127.0.0.1, where every local account can reach them, so each one asks for a secret

@@ -97,7 +97,7 @@ def verify_token(config: TokenConfig, token: str, *, audience: str | None = None
 
 
 def check_session(claims: Claims, sessions_valid_after: datetime | None) -> None:
-    """A token issued before its user signed out everywhere is refused (DESIGN §13)."""
+    """A token issued before its user signed out everywhere is refused (docs/architecture.md, "Limits and security")."""
     if sessions_valid_after is not None and claims.iat < sessions_valid_after.timestamp():
         raise Unauthenticated("this session was signed out; sign in again", code="session_ended")
 

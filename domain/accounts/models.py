@@ -1,4 +1,4 @@
-"""Users and global roles (DESIGN §1): who may see and change which account."""
+"""Users and global roles (docs/architecture.md, "Access rules"): who may see and change which account."""
 
 from __future__ import annotations
 

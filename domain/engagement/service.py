@@ -1,7 +1,7 @@
 """Engagement service: time students log, corrected by leads, summed with what LabHub counted.
 
 Students (every member who is not a lead) log, see and change only their own entries and get only
-their own summary rows; the project's leads and heads see and correct everyone's (DESIGN §1).
+their own summary rows; the project's leads and heads see and correct everyone's (docs/architecture.md, "Access rules").
 """
 
 from __future__ import annotations

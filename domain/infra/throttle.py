@@ -86,7 +86,7 @@ def _digest(*parts: str) -> str:
 
 
 class LoginThrottle:
-    """Sign-in limits, each counted before the password is checked (DESIGN §13).
+    """Sign-in limits, each counted before the password is checked (docs/architecture.md, "Limits and security").
 
     Per account and client: after free_attempts tries, each further try doubles the wait, up to
     max_s; keyed by account *and* client, so an attacker hammering an account from one place does

@@ -1,4 +1,4 @@
-"""Jobs (DESIGN §6): the durable record of long work, its kinds and the states it moves through."""
+"""Jobs (docs/architecture.md, "The job path"): the durable record of long work, its kinds and the states it moves through."""
 
 from __future__ import annotations
 

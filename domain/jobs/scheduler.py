@@ -405,7 +405,7 @@ class Scheduler:
 
     async def _through_outages(self, job: Job, step: Callable[[], Awaitable[T]]) -> T:
         """A server-side step of a job, tried again while MongoDB, Redis or S3 is unreachable (a
-        restart takes seconds); every step is idempotent, so trying it again is safe (DESIGN §6)."""
+        restart takes seconds); every step is idempotent, so trying it again is safe (docs/architecture.md, "The job path")."""
         deadline = time.monotonic() + OUTAGE_WAIT_S
         delay = 0.25
         while True:

@@ -1,5 +1,5 @@
 """Meetings service: schedule, revise and cancel meetings, collect answers and attendance, and tell
-the attendees (DESIGN §1: project-scoped; a non-member gets 404)."""
+the attendees (docs/architecture.md, "Access rules": a non-member gets 404)."""
 
 from __future__ import annotations
 

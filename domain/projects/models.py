@@ -1,4 +1,4 @@
-"""Projects and membership (DESIGN §1): the one place that decides who sees and changes what."""
+"""Projects and membership (docs/architecture.md, "Access rules"): the one place that decides who sees and changes what."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-person quotas (DESIGN §13): storage per person and per project, unfinished uploads, jobs
+"""Per-person quotas (docs/architecture.md, "Limits and security"): storage per person and per project, unfinished uploads, jobs
 waiting or running, and open event streams. Past a limit the answer is a problem: 413
 `quota_exceeded` for storage, 429 for the rest.
 

@@ -1,4 +1,4 @@
-"""Personal access tokens: credentials for scripts and instrument PCs (DESIGN §11).
+"""Personal access tokens: credentials for scripts and instrument PCs (docs/architecture.md, "Sign-in and tokens").
 
 A secret looks like `lhp_<43 base62 characters: 32 random bytes><6: a CRC-32 of them>`: the prefix
 lets secret scanners and people recognise a leaked one, and the checksum lets LabHub refuse a

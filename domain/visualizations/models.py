@@ -1,4 +1,4 @@
-"""Visualizations (DESIGN §10): a plot spec checked against a dataset's schema, rendered by a job."""
+"""Visualizations (docs/architecture.md, "The job path"): a plot spec checked against a dataset's schema, rendered by a job."""
 
 from __future__ import annotations
 

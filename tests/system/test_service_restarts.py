@@ -24,7 +24,7 @@ SCRAPER = "the-scraper-secret-of-the-outage-test"
 ENV = {"LABHUB_JOBS_PLUGINS": "tests.jobkinds:SYSTEM_KINDS", "LABHUB_SSE_PING_S": "0.5",
        "LABHUB_METRICS_BEARER_SECRET": SCRAPER}  # fmt: skip
 FINAL = {"succeeded", "failed", "cancelled"}
-AOF_WINDOW_S = 1.5  # appendfsync everysec: Redis may lose about the last second of writes (DESIGN §6)
+AOF_WINDOW_S = 1.5  # appendfsync everysec: Redis may lose about the last second of writes (docs/architecture.md, "The job path")
 KILLS = 3
 
 

@@ -1,7 +1,7 @@
 // Server-sent events that outlive a server restart. EventSource cannot send headers and gives up
 // on any non-200 answer (an expired ticket, a 503 while a service restarts), so this helper does the
 // reconnecting itself: a fresh ticket each time, and the last event id as ?last_event_id= so the
-// server replays exactly what was missed (DESIGN §7).
+// server replays exactly what was missed (docs/architecture.md, "The event path").
 
 import { post } from './api.js';
 
