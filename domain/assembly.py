@@ -39,10 +39,11 @@ from domain.infra.mongo import Database
 from domain.infra.objects import ObjectStore
 from domain.infra.redis_store import RedisStore
 from domain.infra.throttle import LoginThrottle, SingleUse, WindowLimit
+from domain.jobs.attempts import SchedulerSettings
 from domain.jobs.events import JobEvents
 from domain.jobs.models import Job, JobKinds, JobStatus
 from domain.jobs.notices import JobNotices
-from domain.jobs.scheduler import Scheduler, SchedulerSettings
+from domain.jobs.scheduler import Scheduler
 from domain.jobs.service import JobsService
 from domain.jobs.store import JobStore
 from domain.mail.letters import Sender
@@ -124,7 +125,7 @@ def build_scheduler(
     """The scheduler of this process, listening to the pool, and what hears of each finished job."""
     j = settings.jobs
     scheduler = Scheduler(
-        JobStore(db), domain.job_events, domain.jobs.kinds, pool, domain.notifications, redis,
+        JobStore(db), domain.job_events, domain.jobs.kinds, pool, redis,
         SchedulerSettings(
             heartbeat_s=j.heartbeat_s, lease_s=j.lease_s, poll_s=j.poll_s,
             cancel_grace_s=j.cancel_grace_s, shutdown_grace_s=j.shutdown_grace_s,
@@ -132,7 +133,8 @@ def build_scheduler(
         metrics=metrics,
     )  # fmt: skip
     pool.listen(scheduler.on_worker_event, scheduler.on_pool_rebuilt)
-    scheduler.on_finished(domain.job_notices.job_finished)
+    scheduler.on_finished(domain.job_notices.in_app)
+    scheduler.on_finished(domain.job_notices.by_mail)
     scheduler.on_finished(_count_ingestion(metrics))
     return scheduler
 
@@ -286,6 +288,6 @@ def build_domain(
         accounts=accounts, auth=auth, access_tokens=access_tokens, mail=mail, password_resets=resets,
         projects=projects, quotas=quotas, uploads=uploads, documents=documents, records=records,
         event_log=event_log, notifications=notifications, meetings=meetings, calendar_links=calendar_links,
-        job_events=job_events, job_notices=JobNotices(mail, people, gate, after_s=settings.mail.job_notice_after_s), jobs=jobs, local_files=local_files, datasets=datasets, ingestions=ingestions,
+        job_events=job_events, job_notices=JobNotices(notifications, mail, people, gate, after_s=settings.mail.job_notice_after_s), jobs=jobs, local_files=local_files, datasets=datasets, ingestions=ingestions,
         visualizations=visualizations, engagement=engagement,
     )  # fmt: skip

@@ -25,7 +25,7 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import IndexModel
 
 from domain.core.errors import NotFound
-from domain.datasets.ingestion import raw_key
+from domain.datasets.models import raw_key
 from domain.infra.mongo import Database
 from domain.infra.objects import ObjectStore
 from domain.jobs.models import JobStatus

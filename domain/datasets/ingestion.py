@@ -10,11 +10,10 @@ resumable uploads are used the same way, their bytes moved to raw/{sha256} insid
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,9 @@ from domain.activity.models import Signal
 from domain.activity.service import ActivityLog
 from domain.core.clock import utcnow
 from domain.core.errors import DomainError, NotFound, TooLarge, Unavailable, field_error
-from domain.core.ids import derived_id
 from domain.core.pagination import Page, clamp_limit
 from domain.core.settings import IngestSettings
+from domain.datasets.follower import OutputFollower
 from domain.datasets.models import (
     Ingestion,
     IngestionBatch,
@@ -36,104 +35,27 @@ from domain.datasets.models import (
     IngestOptions,
     ManifestEntry,
     SourceFile,
+    dataset_key,
+    output_id,
+    raw_key,
 )
+from domain.datasets.raw import RawFiles
 from domain.datasets.service import DatasetsService
 from domain.datasets.store import DatasetStore, IngestionStore, ingestion_view
 from domain.documents.models import clean_content_type, clean_file_name
-from domain.infra.localfiles import READ_CHUNK, LocalFiles, SpooledFile, file_chunks
-from domain.infra.objects import ObjectStore, StoredObject
+from domain.infra.localfiles import LocalFiles, SpooledFile, file_chunks
+from domain.infra.objects import ObjectStore
 from domain.jobs.models import Attempt, Job, JobKind
 from domain.jobs.service import JobsService
 from domain.projects.models import Need, check_owner_or_lead
 from domain.projects.service import ProjectGate
 from domain.quotas.service import Quotas, Room
 from domain.uploads.service import UploadsService
-from workers.ingest.common import done_marker
 from workers.worker import JobFailed
 
 log = logging.getLogger("labhub.ingestion")
 
 INGEST_KIND = "ingest"
-
-
-def raw_key(sha256: str) -> str:
-    return f"raw/{sha256}"
-
-
-def output_id(job_id: str, output: str) -> str:
-    """The id of a job's dataset written to `output`: the same on every attempt, so a retry overwrites."""
-    return derived_id(f"{job_id}:{output}")
-
-
-def dataset_key(dataset_id: str) -> str:
-    return f"datasets/{dataset_id}/data.parquet"
-
-
-class _Abandoned(Exception):
-    """The worker gave a Parquet file up (an empty sheet, a failure) before finishing it."""
-
-
-async def growing_file(path: Path, size: int = READ_CHUNK) -> AsyncIterator[bytes]:
-    """The bytes of a file another process is still writing, until its .done marker appears."""
-    with path.open("rb") as handle:
-        while True:
-            chunk = handle.read(size)
-            if chunk:
-                yield chunk
-                continue
-            if done_marker(path).exists():
-                if rest := handle.read():
-                    yield rest
-                return
-            if not path.exists():
-                raise _Abandoned(path.name)
-            await asyncio.sleep(0.05)
-
-
-class OutputFollower:
-    """Uploads a job's Parquet files to S3 while the worker is still writing them, so that the
-    commit finds them stored already instead of starting the upload then."""
-
-    def __init__(self, objects: ObjectStore, work: Path, job_id: str, part_size: int) -> None:
-        self._objects, self._work, self._job_id, self._part_size = objects, work, job_id, part_size
-        self.uploads: dict[str, asyncio.Task[StoredObject]] = {}
-        self.used: set[str] = set()  # keys a dataset of this attempt was recorded with
-        self._watcher = asyncio.create_task(self._watch(), name=f"follow-{job_id}")
-
-    async def _watch(self) -> None:
-        while True:
-            for path in self._work.glob("*.parquet") if self._work.exists() else []:
-                if path.name not in self.uploads:
-                    key = dataset_key(output_id(self._job_id, path.stem))
-                    self.uploads[path.name] = asyncio.create_task(self._objects.put_stream(
-                        key, growing_file(path), max_bytes=2**62, part_size=self._part_size,
-                        content_type="application/vnd.apache.parquet",
-                    ))  # fmt: skip
-            await asyncio.sleep(0.05)
-
-    async def stored(self, path: Path) -> StoredObject | None:
-        """The finished upload of path, or None when it was not being followed or its upload failed
-        (S3 was restarting, say): the commit then stores the finished file itself."""
-        task = self.uploads.get(path.name)
-        if task is None:
-            return None
-        try:
-            return await asyncio.shield(task)
-        except Exception as exc:  # noqa: BLE001 - the file is whole on disk; storing it again is the remedy
-            log.warning(
-                "a Parquet upload that ran with the worker failed; storing it again",
-                extra={"error": repr(exc)[:200]},
-            )
-            del self.uploads[path.name]
-            return None
-
-    async def stop(self) -> list[str]:
-        """Stop following; the keys of the files it stored, so that unused ones can be removed."""
-        for task in [self._watcher, *self.uploads.values()]:
-            task.cancel()
-        results = await asyncio.gather(*self.uploads.values(), return_exceptions=True)
-        await asyncio.gather(self._watcher, return_exceptions=True)
-        return [r.key for r in results if isinstance(r, StoredObject)]
 
 
 def _job_count(options: IngestOptions, files: int) -> int:
@@ -171,7 +93,7 @@ class IngestionService:
         self._dataset_service = dataset_service
         self.settings = settings
         self._part_size = part_size
-        self._uploads: dict[str, asyncio.Future[None]] = {}  # raw uploads under way on this instance
+        self._raw = RawFiles(objects, ingestions, lease_s=settings.raw_lease_s, wait_s=settings.raw_wait_s)
         self._followers: dict[tuple[str, int], OutputFollower] = {}
         # set at assembly: queues a dataset's first plot (manifest visualize: true)
         self.visualize: Callable[[str, str], Awaitable[Any]] | None = None
@@ -278,7 +200,7 @@ class IngestionService:
         raw_until = utcnow() + timedelta(seconds=self.settings.raw_lease_s)
         storing = False
         try:
-            async with self._holding_raw(batch_id):
+            async with self._raw.holding(batch_id):
                 for index, source in enumerate(sources):
                     entry = options.manifest[index] if index < len(options.manifest) else ManifestEntry()
                     origin = upload_ids[index] if upload_ids else None
@@ -290,42 +212,25 @@ class IngestionService:
                         ))  # fmt: skip
                 storing = True
                 unique = {f.sha256: f for f in sources}.values()
-                await asyncio.gather(*(self._store_raw(f, put) for f in unique))
+                await asyncio.gather(*(self._raw.store(f, put) for f in unique))
         except BaseException as exc:
             # nothing of a batch that was not accepted may stay queued: its jobs would wait for
             # raw files that never come
             await asyncio.shield(self._withdraw(batch_id, accepted))
             if storing and isinstance(exc, Exception) and not isinstance(exc, DomainError):
                 log.exception("raw upload failed", extra={"batch_id": batch_id})
-                raise Unavailable("the files could not be stored; nothing was kept, upload them again") from None
+                raise Unavailable(
+                    "the files could not be stored; nothing was kept, upload them again"
+                ) from None
             raise
         self._quotas.stored(actor.id, project.id)
         try:
             await self._activity.count(project.id, actor.id, Signal.INGESTION, utcnow(), n=len(sources))
         except Exception as exc:  # noqa: BLE001 - the batch is accepted: a lost count must not undo that
-            log.warning("could not count the ingestion", extra={"batch_id": batch_id, "error": repr(exc)[:200]})
+            log.warning(
+                "could not count the ingestion", extra={"batch_id": batch_id, "error": repr(exc)[:200]}
+            )
         return IngestionBatch(batch_id, accepted)
-
-    @contextlib.asynccontextmanager
-    async def _holding_raw(self, batch_id: str) -> AsyncIterator[None]:
-        """Renew the batch's raw lease while its raw files are being stored: a job that waits for
-        them (on any instance) gives up as soon as the lease runs out, not after raw_wait_s."""
-
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(self.settings.raw_lease_s / 3)
-                try:
-                    await self._ingestions.hold_raw(batch_id, utcnow() + timedelta(seconds=self.settings.raw_lease_s))
-                except Exception as exc:  # noqa: BLE001 - the next round tries again
-                    log.warning("could not renew a raw lease", extra={"batch_id": batch_id, "error": repr(exc)[:200]})
-
-        renewing = asyncio.create_task(renew(), name=f"raw-lease-{batch_id}")
-        try:
-            yield
-        finally:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
 
     async def _withdraw(self, batch_id: str, accepted: list[IngestionJob]) -> None:
         """Best effort (a store may be what failed): end the batch's raw lease (a job already
@@ -336,7 +241,9 @@ class IngestionService:
                 if item.status != "stored":
                     await self._jobs.withdraw(item.id)
         except Exception as exc:  # noqa: BLE001 - left to the lease, which is no longer renewed
-            log.warning("could not withdraw a failed batch", extra={"batch_id": batch_id, "error": repr(exc)[:200]})
+            log.warning(
+                "could not withdraw a failed batch", extra={"batch_id": batch_id, "error": repr(exc)[:200]}
+            )
 
     async def _record(
         self, actor: User, project_id: str, batch_id: str, source: SourceFile, sheet: str | None,
@@ -367,48 +274,8 @@ class IngestionService:
             "dataset_type": options.dataset_type, "tag": options.tag,
         }  # fmt: skip
         # the caller checked the project (_accept)
-        queued = await self._jobs.enqueue(
-            actor.id, project_id, INGEST_KIND, params, job_id=ingestion_id
-        )
+        queued = await self._jobs.enqueue(actor.id, project_id, INGEST_KIND, params, job_id=ingestion_id)
         return IngestionJob(queued.id, source.name, sheet, queued.status.value)
-
-    async def _store_raw(self, source: SourceFile, put: Callable[[SourceFile], Awaitable[None]]) -> None:
-        """raw/{sha256} once, however many uploads of the same bytes arrive together."""
-        sha = source.sha256
-        if sha in self._uploads:
-            await asyncio.shield(self._uploads[sha])
-            return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._uploads[sha] = done
-        try:
-            if not await self._objects.exists(raw_key(sha)):
-                await put(source)
-            done.set_result(None)
-        except BaseException as exc:
-            done.set_exception(exc)
-            done.exception()  # retrieved here: waiters get their own error
-            raise
-        finally:
-            self._uploads.pop(sha, None)
-
-    async def _wait_raw(self, job_id: str, sha256: str) -> None:
-        """Until raw/{sha256} is stored: by this instance's request (awaited), or by a request
-        elsewhere, for as long as that request holds the batch's raw lease (at most raw_wait_s)."""
-        gone = JobFailed("upload_incomplete", "the uploaded file never reached storage; upload it again")
-        if sha256 in self._uploads:
-            try:
-                await asyncio.shield(self._uploads[sha256])
-            except Exception:  # noqa: BLE001 - whatever stopped the upload, the job cannot go on
-                raise gone from None
-            return
-        deadline = asyncio.get_running_loop().time() + self.settings.raw_wait_s
-        while not await self._objects.exists(raw_key(sha256)):
-            if asyncio.get_running_loop().time() > deadline or not await self._ingestions.raw_held(job_id, utcnow()):
-                # the lease may have ended just after the file was stored
-                if await self._objects.exists(raw_key(sha256)):
-                    return
-                raise gone
-            await asyncio.sleep(0.5)
 
     # -- the job kind ----------------------------------------------------------------------------
 
@@ -416,7 +283,7 @@ class IngestionService:
         sha = job.params["file"]["sha256"]
         local = self._files.spool_path(sha)
         if not local.exists():  # claimed by another instance than the one that took the upload
-            await self._wait_raw(job.id, sha)
+            await self._raw.wait(job.id, sha)
             partial = local.with_name(f".download-{job.id}")
             async with self._objects.open_read(raw_key(sha)) as reader:
                 with partial.open("wb") as handle:
@@ -453,7 +320,7 @@ class IngestionService:
                 "dataset_id": None,
                 "dataset_ids": [],
             }
-        await self._wait_raw(job.id, params["file"]["sha256"])
+        await self._raw.wait(job.id, params["file"]["sha256"])
         ids: list[str] = []
         follower = self._followers.get((job.id, job.attempt))
         for dataset in result["datasets"]:
@@ -524,7 +391,7 @@ class IngestionService:
     async def _release(self, sha256: str) -> None:
         """A spooled upload goes once no upload request holds it and no queued or running job needs it."""
         if (
-            sha256 not in self._uploads
+            not self._raw.under_way(sha256)
             and not self._files.held(sha256)
             and not await self._jobs.any_active(INGEST_KIND, "params.file.sha256", sha256)
         ):

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import attrs
 
 from domain.core.errors import field_error
+from domain.core.ids import derived_id
 
 MAX_LABEL = 64
 MAX_FILES_PER_BATCH = 100
@@ -179,3 +180,19 @@ class Ingestion:
     error: dict[str, str] | None = None
     progress: dict[str, Any] | None = None
     upload_id: str | None = None  # the resumable upload it was made from
+
+
+# -- where a dataset's bytes are kept ------------------------------------------------------------
+
+
+def raw_key(sha256: str) -> str:
+    return f"raw/{sha256}"
+
+
+def output_id(job_id: str, output: str) -> str:
+    """The id of a job's dataset written to `output`: the same on every attempt, so a retry overwrites."""
+    return derived_id(f"{job_id}:{output}")
+
+
+def dataset_key(dataset_id: str) -> str:
+    return f"datasets/{dataset_id}/data.parquet"

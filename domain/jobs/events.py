@@ -42,7 +42,8 @@ class JobEvents:
         except RedisError as exc:
             self.unpublished.add(job.id)
             log.warning(
-                "could not publish job status; will try again", extra={"job_id": job.id, "error": repr(exc)[:200]}
+                "could not publish job status; will try again",
+                extra={"job_id": job.id, "error": repr(exc)[:200]},
             )
         else:
             self.unpublished.discard(job.id)
@@ -57,4 +58,15 @@ class JobEvents:
         try:
             await self._redis.client.publish(self._redis.key(channel), data)
         except RedisError as exc:
-            log.warning("could not signal the schedulers", extra={"channel": channel, "error": repr(exc)[:200]})
+            log.warning(
+                "could not signal the schedulers", extra={"channel": channel, "error": repr(exc)[:200]}
+            )
+
+    async def rebuild(self, active: list[Job]) -> None:
+        """At start: Redis may have lost its last second, so the live snapshots of the jobs still
+        queued or running are written again from MongoDB's view."""
+        try:
+            for job in active:
+                await self.log.set_snapshot(job.id, job_snapshot(job))
+        except RedisError:
+            log.warning("could not rebuild live job snapshots", exc_info=True)

@@ -10,18 +10,32 @@ from domain.accounts.people import People
 from domain.jobs.models import Job, JobStatus
 from domain.mail.letters import Letter, Sender, footer
 from domain.mail.service import MailService
+from domain.notifications.service import NotificationsService
 from domain.projects.service import ProjectGate
 
 
 class JobNotices:
-    def __init__(self, mail: MailService, people: People, gate: ProjectGate, *, after_s: float) -> None:
+    """Finish listeners of the scheduler (domain/assembly.py): the owner hears of each job that
+    succeeded or failed in the app, and by mail when it failed or ran long."""
+
+    def __init__(
+        self, notifications: NotificationsService, mail: MailService, people: People, gate: ProjectGate, *,
+        after_s: float,
+    ) -> None:  # fmt: skip
+        self._notifications = notifications
         self._mail = mail
         self._people = people
         self._gate = gate
         self._after_s = after_s
 
-    async def job_finished(self, job: Job, title: str) -> None:
-        """A finish listener of the scheduler (domain/assembly.py)."""
+    async def in_app(self, job: Job, title: str) -> None:
+        verb = "finished" if job.status is JobStatus.SUCCEEDED else "failed"
+        await self._notifications.notify(
+            job.owner_id, project_id=job.project_id, category="job", title=f"{title} {verb}",
+            body=job.error.message if job.error else "", link=f"/api/jobs/{job.id}",
+        )  # fmt: skip
+
+    async def by_mail(self, job: Job, title: str) -> None:
         if not self._mail.enabled or job.status not in {JobStatus.SUCCEEDED, JobStatus.FAILED}:
             return
         ran_s = (

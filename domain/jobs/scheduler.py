@@ -16,74 +16,34 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import BrokenExecutor, Future
-from typing import Any, TypeVar
-
-import attrs
-from redis.exceptions import RedisError
+from concurrent.futures import BrokenExecutor
+from typing import Any
 
 from domain.core.background import stop_if_cancelled
-from domain.core.clock import utcnow
 from domain.core.errors import DomainError
 from domain.core.metrics import Metrics
 from domain.infra.availability import unavailable_service
 from domain.infra.redis_store import RedisStore
-from domain.jobs.events import CONTROL_CHANNEL, WAKE_CHANNEL, JobEvents
-from domain.jobs.models import (
-    Attempt,
-    Job,
-    JobError,
-    JobKind,
-    JobKinds,
-    JobStatus,
-    Progress,
-    job_error,
-    job_snapshot,
+from domain.jobs.attempts import (
+    Outcome,
+    Running,
+    SchedulerSettings,
+    WorkerKilled,
+    log_failure,
+    through_outages,
 )
+from domain.jobs.events import CONTROL_CHANNEL, WAKE_CHANNEL, JobEvents
+from domain.jobs.models import Attempt, Job, JobError, JobKind, JobKinds, JobStatus, job_error
+from domain.jobs.progress import show_progress
 from domain.jobs.store import JobStore
-from domain.notifications.service import NotificationsService
+from domain.jobs.sweep import sweep_expired
 from workers.pool import GenerationEnd, WorkerPool
 from workers.worker import JobCancelled, JobFailed, WorkerEvent
 
 log = logging.getLogger("labhub.scheduler")
 
 DRAIN_WAIT_S = 5.0  # at most this long for a finished worker's last progress events
-PROGRESS_TO_MONGO_S = 1.0  # MongoDB gets a progress snapshot at most this often per job
 KILL_WAIT_S = 15.0
-# how long a job's server-side step waits for a restarting MongoDB, Redis or S3 before it leaves the
-# job to its lease (which then runs out, and the job is tried again): an outage delays, never fails
-OUTAGE_WAIT_S = 120.0
-T = TypeVar("T")
-
-
-@attrs.frozen
-class SchedulerSettings:
-    heartbeat_s: float
-    lease_s: float
-    poll_s: float
-    cancel_grace_s: float
-    shutdown_grace_s: float
-
-
-@attrs.define
-class Running:
-    job: Job
-    task: asyncio.Task[None] | None = None
-    future: Future[Any] | None = None
-    generation: int = 0
-    kill_reason: str | None = None  # timeout | cancel | lost | shutdown
-    started: float = attrs.field(factory=time.monotonic)
-    progress: Progress | None = None
-    progress_saved_at: float = 0.0
-    # Progress is written by two tasks (the worker's events, the scheduler's own stages) and status
-    # changes by a third: one lock puts them in order, and once the worker has returned (or the job
-    # changed status) its late events are dropped, so progress never moves backwards or lands after
-    # the job's terminal state.
-    progress_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock)
-    worker_done: bool = False
-    # set when the worker's "finished" event has come through the event pipe: every event it sent
-    # before returning (its last stages) has been shown by then
-    drained: asyncio.Event = attrs.field(factory=asyncio.Event)
 
 
 class Scheduler:
@@ -93,7 +53,6 @@ class Scheduler:
         events: JobEvents,
         kinds: JobKinds,
         pool: WorkerPool,
-        notifications: NotificationsService,
         redis: RedisStore,
         settings: SchedulerSettings,
         metrics: Metrics | None = None,
@@ -103,7 +62,6 @@ class Scheduler:
         self._events = events
         self._kinds = kinds
         self._pool = pool
-        self._notifications = notifications
         self._redis = redis
         self._settings = settings
         self._metrics = metrics or Metrics()
@@ -123,7 +81,7 @@ class Scheduler:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await self._rebuild_live_view()
+        await self._events.rebuild(await self._store.active())
         for name, coroutine in (
             ("claims", self._claim_loop()),
             ("heartbeat", self._heartbeat_loop()),
@@ -169,14 +127,6 @@ class Scheduler:
     def running_jobs(self) -> list[str]:
         return list(self._running)
 
-    async def _rebuild_live_view(self) -> None:
-        """Redis may have lost its last second: the live snapshots are rebuilt from MongoDB."""
-        try:
-            for job in await self._store.active():
-                await self._events.log.set_snapshot(job.id, job_snapshot(job))
-        except RedisError:
-            log.warning("could not rebuild live job snapshots", exc_info=True)
-
     # -- claiming ----------------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
@@ -193,7 +143,7 @@ class Scheduler:
                         break
                     self._launch(job)
             except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
-                _log_failure("claiming jobs failed; trying again", exc)
+                log_failure("claiming jobs failed; trying again", exc)
                 await asyncio.sleep(1)
             self._wake.clear()
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races a wake-up
@@ -232,7 +182,7 @@ class Scheduler:
                 try:
                     await self._finish(job, JobStatus.FAILED, error=job_error("internal_error"))
                 except Exception as again:  # noqa: BLE001 - nothing is left to tell; the lease decides
-                    _log_failure("could not record the job's failure", again, job_id=job.id)
+                    log_failure("could not record the job's failure", again, job_id=job.id)
         finally:
             # only this attempt's entry: a requeued job may have been claimed again already, and the
             # new attempt's entry is what keeps its lease renewed
@@ -243,7 +193,7 @@ class Scheduler:
             if kind is not None:
                 await asyncio.shield(self._cleanup(kind, job))
 
-    async def _attempt(self, running: Running, kind: JobKind | None) -> _Outcome | None:
+    async def _attempt(self, running: Running, kind: JobKind | None) -> Outcome | None:
         """Run one attempt to its outcome; None when a lost worker was handled (requeued or ended)."""
         job = running.job
         try:
@@ -253,7 +203,7 @@ class Scheduler:
             if job.cancel_requested:
                 raise JobCancelled(job.id)
             await self._stage(running, kind.prepare_stage)
-            inputs = await self._through_outages(job, lambda: kind.prepare(job))
+            inputs = await through_outages(job.id, lambda: kind.prepare(job))
             result = await self._execute(running, kind, inputs)
             # the result and the worker's last events come by different ways: its last stages are
             # shown before the commit stage (a busy machine can delay them; they are not waited for long)
@@ -263,22 +213,24 @@ class Scheduler:
             running.worker_done = True
             await self._stage(running, kind.commit_stage)
             attempt = Attempt(job.id, job.attempt, self.instance_id)
-            output = await self._through_outages(job, lambda: kind.commit(job, result, attempt))
-            return _Outcome(JobStatus.SUCCEEDED, result=output)
+            output = await through_outages(job.id, lambda: kind.commit(job, result, attempt))
+            return Outcome(JobStatus.SUCCEEDED, result=output)
         except JobCancelled:
-            return _Outcome(JobStatus.CANCELLED, error=job_error("cancelled"))
+            return Outcome(JobStatus.CANCELLED, error=job_error("cancelled"))
         except JobFailed as failure:
-            return _Outcome(JobStatus.FAILED, error=JobError(failure.code, failure.message))
+            return Outcome(JobStatus.FAILED, error=JobError(failure.code, failure.message))
         except DomainError as failure:
-            return _Outcome(JobStatus.FAILED, error=JobError(failure.code, failure.detail))
+            return Outcome(JobStatus.FAILED, error=JobError(failure.code, failure.detail))
         except MemoryError:
-            return _Outcome(JobStatus.FAILED, error=job_error("out_of_memory"))
-        except (BrokenExecutor, _WorkerKilled):
+            return Outcome(JobStatus.FAILED, error=job_error("out_of_memory"))
+        except (BrokenExecutor, WorkerKilled):
             await self._after_lost_worker(running)
             return None
 
     async def _stage(self, running: Running, stage: str) -> None:
-        await self._progress(running, {"stage": stage, "done": 0, "total": 1}, from_worker=False)
+        await show_progress(
+            running, {"stage": stage, "done": 0, "total": 1}, self._events.log, self._store, from_worker=False
+        )
 
     async def _cleanup(self, kind: JobKind, job: Job) -> None:
         try:
@@ -301,12 +253,12 @@ class Scheduler:
             log.warning("job timed out", extra={"job_id": job.id, "timeout_s": kind.timeout_s})
             self._kill(running, "timeout")
         if future.cancelled():
-            raise _WorkerKilled
+            raise WorkerKilled
         try:
             async with asyncio.timeout(KILL_WAIT_S):
                 result: dict[str, Any] = await waiting
         except TimeoutError:
-            raise _WorkerKilled from None
+            raise WorkerKilled from None
         return result
 
     def _kill(self, running: Running, reason: str) -> None:
@@ -348,8 +300,8 @@ class Scheduler:
 
     async def _requeue(self, job: Job, *, bump: bool) -> None:
         async with self._status_change(job.id):
-            requeued = await self._through_outages(
-                job,
+            requeued = await through_outages(
+                job.id,
                 lambda: self._store.requeue(Attempt(job.id, job.attempt, self.instance_id), job, bump=bump),
             )
             if requeued is not None:
@@ -379,7 +331,7 @@ class Scheduler:
         error: JobError | None = None,
     ) -> None:
         async with self._status_change(job.id) as running:
-            finished = await self._through_outages(job, lambda: self._store.finish(
+            finished = await through_outages(job.id, lambda: self._store.finish(
                 job, status, owner=self.instance_id, result=result, error=error,
                 progress=running.progress if running is not None else None,
             ))  # fmt: skip
@@ -403,40 +355,16 @@ class Scheduler:
             else:
                 await self._publish(job)
 
-    async def _through_outages(self, job: Job, step: Callable[[], Awaitable[T]]) -> T:
-        """A server-side step of a job, tried again while MongoDB, Redis or S3 is unreachable (a
-        restart takes seconds); every step is idempotent, so trying it again is safe (docs/architecture.md, "The job path")."""
-        deadline = time.monotonic() + OUTAGE_WAIT_S
-        delay = 0.25
-        while True:
-            try:
-                return await step()
-            except Exception as exc:
-                service = unavailable_service(exc)
-                if service is None or time.monotonic() > deadline:
-                    raise
-                log.warning(
-                    "job waits for a service",
-                    extra={"job_id": job.id, "service": service, "retry_in_s": delay},
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
     async def _notify(self, job: Job) -> None:
         if job.status is JobStatus.CANCELLED:
             return
         kind = self._kinds.get(job.kind)
         title = kind.title if kind else "Job"
-        verb = "finished" if job.status is JobStatus.SUCCEEDED else "failed"
         try:
-            await self._notifications.notify(
-                job.owner_id, project_id=job.project_id, category="job", title=f"{title} {verb}",
-                body=job.error.message if job.error else "", link=f"/api/jobs/{job.id}",
-            )  # fmt: skip
             for listener in self._finish_listeners:
                 await listener(job, title)
         except Exception as exc:  # noqa: BLE001 - a notice that cannot go out is not the job's failure
-            _log_failure("could not notify the job's owner", exc, job_id=job.id)
+            log_failure("could not notify the job's owner", exc, job_id=job.id)
 
     # -- leases, sweeps, signals -------------------------------------------------------------------
 
@@ -450,7 +378,7 @@ class Scheduler:
                 await self._sweep()
                 await self._republish()
             except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
-                _log_failure("heartbeat failed; trying again", exc)
+                log_failure("heartbeat failed; trying again", exc)
 
     async def _heartbeat(self) -> None:
         ids = [job_id for job_id, r in self._running.items() if r.kill_reason is None]
@@ -470,38 +398,9 @@ class Scheduler:
                 self._cancel(job_id)
 
     async def _sweep(self) -> None:
-        """Jobs whose lease ran out (a crashed instance) go back to the queue, or fail when out of tries."""
-        now = utcnow()
-        for job in await self._store.expired(now):
-            if job.id in self._running:
-                continue
-            if job.cancel_requested:
-                finished = await self._store.finish(
-                    job, JobStatus.CANCELLED, owner=None, error=job_error("cancelled"), expired_before=now
-                )
-                if finished is not None:
-                    self._metrics.job_finished(job.kind, JobStatus.CANCELLED.value, None)
-                    await self._publish(finished)
-                continue
-            if job.attempt < job.max_attempts:
-                requeued = await self._store.requeue(None, job, bump=True, expired_before=now)
-                if requeued is not None:
-                    self._metrics.job_retries.labels(job.kind, "lease_expired").inc()
-                    log.info("abandoned job requeued", extra={"job_id": job.id, "attempt": requeued.attempt})
-                    await self._publish(requeued)
-                    self._wake.set()
-                continue
-            finished = await self._store.finish(
-                job,
-                JobStatus.FAILED,
-                owner=None,
-                error=job_error("attempts_exhausted"),
-                expired_before=now,
-            )
-            if finished is not None:
-                self._metrics.job_finished(job.kind, JobStatus.FAILED.value, None)
-                await self._publish(finished)
-                await self._notify(finished)
+        """Jobs whose lease ran out (a crashed instance) go back to the queue, or end."""
+        if await sweep_expired(self._store, self._metrics, set(self._running), self._publish, self._notify):
+            self._wake.set()
 
     def _cancel(self, job_id: str) -> None:
         running = self._running.get(job_id)
@@ -544,57 +443,4 @@ class Scheduler:
             if kind == "finished":
                 running.drained.set()
                 continue
-            await self._progress(running, payload, from_worker=True)
-
-    async def _progress(self, running: Running, payload: dict[str, Any], *, from_worker: bool) -> None:
-        """Show a job's progress (Redis, and MongoDB now and then); best effort: progress that cannot
-        be shown (a store is restarting) is skipped, never a reason for the job to fail."""
-        try:
-            await self._show_progress(running, payload, from_worker=from_worker)
-        except Exception as exc:  # noqa: BLE001 - see above
-            _log_failure("could not publish progress", exc, job_id=running.job.id)
-
-    async def _show_progress(self, running: Running, payload: dict[str, Any], *, from_worker: bool) -> None:
-        job = running.job
-        progress = Progress(
-            stage=str(payload.get("stage", "")), done=payload.get("done"), total=payload.get("total"),
-            message=str(payload.get("message", "")),
-        )  # fmt: skip
-        if from_worker and running.worker_done:
-            return
-        async with running.progress_lock:
-            if from_worker and running.worker_done:  # the status changed while this waited
-                return
-            running.progress = progress
-            snapshot = job_snapshot(attrs.evolve(job, progress=progress))
-            log_ = self._events.log
-            await log_.append(
-                log_.job_stream(job.id),
-                "progress",
-                {"job_id": job.id, "attempt": job.attempt, **attrs.asdict(progress)},
-            )
-            await log_.set_snapshot(job.id, snapshot)
-            now = time.monotonic()
-            if now - running.progress_saved_at >= PROGRESS_TO_MONGO_S:
-                running.progress_saved_at = now
-                await self._store.set_progress(job.id, job.attempt, progress)
-
-
-def _log_failure(message: str, error: BaseException, **extra: Any) -> None:
-    """A background loop's failure: one line when a service is only unreachable, a traceback else."""
-    service = unavailable_service(error)
-    if service is not None:
-        log.warning(message, extra={"service": service, "error": repr(error)[:200], **extra})
-    else:
-        log.error(message, exc_info=error, extra=extra)
-
-
-@attrs.frozen
-class _Outcome:
-    status: JobStatus
-    result: dict[str, Any] | None = None
-    error: JobError | None = None
-
-
-class _WorkerKilled(Exception):
-    """The job's worker was stopped on purpose (timeout, cancel) before it could answer."""
+            await show_progress(running, payload, self._events.log, self._store, from_worker=True)

@@ -19,6 +19,7 @@ from domain.quotas.service import Quotas
 
 log = logging.getLogger("labhub.jobs")
 
+
 class JobsService:
     def __init__(
         self, gate: ProjectGate, store: JobStore, events: JobEvents, kinds: JobKinds, quotas: Quotas

@@ -1,0 +1,101 @@
+"""The raw bytes of an upload, stored once as raw/{sha256} however many uploads of them arrive
+together, and what a job does while they are on their way.
+
+The request that accepted a batch stores its raw files and holds the batch's raw lease while it
+does (renewed here); a job waits for the bytes for as long as that lease holds (at most
+raw_wait_s), so a job whose request died (a restart, an outage) fails at once with a clear code
+instead of holding a pool slot for raw_wait_s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+
+from domain.core.clock import utcnow
+from domain.datasets.models import SourceFile, raw_key
+from domain.datasets.store import IngestionStore
+from domain.infra.objects import ObjectStore
+from workers.worker import JobFailed
+
+log = logging.getLogger("labhub.ingestion")
+
+
+class RawFiles:
+    def __init__(
+        self, objects: ObjectStore, ingestions: IngestionStore, *, lease_s: float, wait_s: float
+    ) -> None:
+        self._objects = objects
+        self._ingestions = ingestions
+        self._lease_s = lease_s
+        self._wait_s = wait_s
+        self._under_way: dict[str, asyncio.Future[None]] = {}  # raw uploads under way on this instance
+
+    def under_way(self, sha256: str) -> bool:
+        return sha256 in self._under_way
+
+    @contextlib.asynccontextmanager
+    async def holding(self, batch_id: str) -> AsyncIterator[None]:
+        """Renew the batch's raw lease while its raw files are being stored: a job that waits for
+        them (on any instance) gives up as soon as the lease runs out, not after raw_wait_s."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self._lease_s / 3)
+                try:
+                    await self._ingestions.hold_raw(batch_id, utcnow() + timedelta(seconds=self._lease_s))
+                except Exception as exc:  # noqa: BLE001 - the next round tries again
+                    log.warning(
+                        "could not renew a raw lease", extra={"batch_id": batch_id, "error": repr(exc)[:200]}
+                    )
+
+        renewing = asyncio.create_task(renew(), name=f"raw-lease-{batch_id}")
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+
+    async def store(self, source: SourceFile, put: Callable[[SourceFile], Awaitable[None]]) -> None:
+        """raw/{sha256} once, however many uploads of the same bytes arrive together."""
+        sha = source.sha256
+        if sha in self._under_way:
+            await asyncio.shield(self._under_way[sha])
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._under_way[sha] = done
+        try:
+            if not await self._objects.exists(raw_key(sha)):
+                await put(source)
+            done.set_result(None)
+        except BaseException as exc:
+            done.set_exception(exc)
+            done.exception()  # retrieved here: waiters get their own error
+            raise
+        finally:
+            self._under_way.pop(sha, None)
+
+    async def wait(self, job_id: str, sha256: str) -> None:
+        """Until raw/{sha256} is stored: by this instance's request (awaited), or by a request
+        elsewhere, for as long as that request holds the batch's raw lease (at most raw_wait_s)."""
+        gone = JobFailed("upload_incomplete", "the uploaded file never reached storage; upload it again")
+        if sha256 in self._under_way:
+            try:
+                await asyncio.shield(self._under_way[sha256])
+            except Exception:  # noqa: BLE001 - whatever stopped the upload, the job cannot go on
+                raise gone from None
+            return
+        deadline = asyncio.get_running_loop().time() + self._wait_s
+        while not await self._objects.exists(raw_key(sha256)):
+            if asyncio.get_running_loop().time() > deadline or not await self._ingestions.raw_held(
+                job_id, utcnow()
+            ):
+                # the lease may have ended just after the file was stored
+                if await self._objects.exists(raw_key(sha256)):
+                    return
+                raise gone
+            await asyncio.sleep(0.5)
