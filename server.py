@@ -18,8 +18,9 @@ from aiohttp import web
 from domain import __version__
 from domain.assembly import build_domain, build_scheduler, start_serving
 from domain.core.background import stop_if_cancelled
+from domain.core.config import finalize_secrets, load_settings, with_changes
 from domain.core.metrics import Metrics
-from domain.core.settings import Settings, SettingsError, finalize_secrets, load_settings, with_changes
+from domain.core.settings import Settings, SettingsError
 from domain.infra.events import EventHub, SessionEnds
 from domain.infra.mongo import open_mongo
 from domain.infra.objects import open_objects

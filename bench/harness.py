@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 from aiohttp.test_utils import TestServer  # noqa: E402
 
-from domain.core.settings import structure_settings  # noqa: E402
+from domain.core.config import structure_settings  # noqa: E402
 from ops.embedded import EmbeddedServices  # noqa: E402
 from server import create_app  # noqa: E402
 

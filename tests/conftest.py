@@ -14,7 +14,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from domain.accounts.models import Role
-from domain.core.settings import Settings, structure_settings
+from domain.core.config import structure_settings
+from domain.core.settings import Settings
 from handlers.keys import ACCOUNTS
 from ops.embedded import EmbeddedServices, ServiceEndpoints
 from server import create_app

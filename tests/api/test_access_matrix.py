@@ -251,7 +251,7 @@ async def _final(client, headers, job_id):
 
 def test_the_matrix_covers_every_project_scoped_route():
     """A new project-scoped route must be added to ROUTES (and so to this test)."""
-    from domain.core.settings import structure_settings
+    from domain.core.config import structure_settings
 
     app = create_app(structure_settings({"auth": {"jwt_secret": "x" * 40}}))
     scoped_prefixes = (

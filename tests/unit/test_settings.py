@@ -6,13 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from domain.core.settings import (
-    SAMPLE_JWT_SECRET,
-    SettingsError,
-    finalize_secrets,
-    load_settings,
-    with_changes,
-)
+from domain.core.config import finalize_secrets, load_settings, with_changes
+from domain.core.settings import SAMPLE_JWT_SECRET, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 
