@@ -37,7 +37,7 @@ from domain.infra.mongo import open_mongo  # noqa: E402
 from domain.infra.objects import ObjectStore, open_objects  # noqa: E402
 from ops.archive import ArchiveReader, ArchiveWriter  # noqa: E402
 from ops.backup import backup, restore, verify  # noqa: E402
-from ops.embedded import free_port  # noqa: E402
+from ops.children import free_port  # noqa: E402
 
 DOCUMENTS = 16
 RECORDS = 2000

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from harness import sign_up, size_and_rounds, start_server, wait_ready  # noqa: E402
 
 from domain.infra.objects import open_objects  # noqa: E402
-from ops.embedded import free_port  # noqa: E402
+from ops.children import free_port  # noqa: E402
 
 BLOCK = 1024 * 1024
 PART = 8 * 1024 * 1024

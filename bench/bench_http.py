@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness import sign_up, start_server, wait_ready  # noqa: E402
 
-from ops.embedded import free_port  # noqa: E402
+from ops.children import free_port  # noqa: E402
 
 BARE_APP = textwrap.dedent(
     """

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness import start_server, wait_ready  # noqa: E402
 
-from ops.embedded import free_port  # noqa: E402
+from ops.children import free_port  # noqa: E402
 from workers.ingest.run import ingest_file  # noqa: E402
 from workers.pool import WorkerPool  # noqa: E402
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness import start_server, wait_ready  # noqa: E402
 
-from ops.embedded import free_port  # noqa: E402
+from ops.children import free_port  # noqa: E402
 
 SENT = re.compile(rb'"sent":([0-9.]+)')
 RATE_HZ = 10

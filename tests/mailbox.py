@@ -13,7 +13,7 @@ import attrs
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from ops.embedded import free_port
+from ops.children import free_port
 
 
 @attrs.frozen

@@ -25,7 +25,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
-from ops.embedded import free_port
+from ops.children import free_port
 from tests.system.conftest import ROOT, output, start, wait_ready
 
 SCREENSHOTS = ROOT / "var" / "screenshots"

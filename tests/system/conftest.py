@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 
 from domain.jobs.store import JobStore
-from ops.embedded import free_port
+from ops.children import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ops.embedded import free_port
+from ops.children import free_port
 from tests.system.conftest import run_labhub, start, wait_ready
 
 pytestmark = pytest.mark.system

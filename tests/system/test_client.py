@@ -21,7 +21,7 @@ import httpx
 import openpyxl
 import pytest
 
-from ops.embedded import free_port
+from ops.children import free_port
 from tests.system.conftest import ROOT, start, wait_ready
 
 pytestmark = pytest.mark.system

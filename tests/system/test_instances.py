@@ -21,7 +21,7 @@ import psutil
 import pytest
 from pymongo import AsyncMongoClient
 
-from ops.embedded import free_port
+from ops.children import free_port
 from tests.api.test_metrics import samples, value
 from tests.sse_client import SseParser, collect
 from tests.system.conftest import ROOT, queue_test_job, start, wait_ready

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 
 from domain.infra.events import stream_id
-from ops.embedded import free_port
+from ops.children import free_port
 from tests.sse_client import read_events
 from tests.system.conftest import all_gone, queue_test_job, service_endpoints, start, wait_ready
 

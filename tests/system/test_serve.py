@@ -12,7 +12,7 @@ import urllib.request
 import psutil
 import pytest
 
-from ops.embedded import free_port
+from ops.children import free_port
 from tests.system.conftest import ROOT, all_gone, output, run_labhub, service_pids, start, wait_ready
 
 pytestmark = pytest.mark.system

@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from domain.infra.events import stream_id
-from ops.embedded import free_port
+from ops.children import free_port
 from tests.sse_client import Event, SseParser
 from tests.system.conftest import queue_test_job, service_endpoints, service_pids, start, wait_ready
 

@@ -14,7 +14,7 @@ import psutil
 import pytest
 from tusclient import client as tus
 
-from ops.embedded import free_port
+from ops.children import free_port
 from tests.system.conftest import all_gone, start, wait_ready
 
 pytestmark = pytest.mark.system
