@@ -23,7 +23,6 @@ from rich.progress import (
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
-    TaskID,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
@@ -31,6 +30,7 @@ from rich.progress import (
 from rich.table import Table
 
 from labhub_client.api import VERSION, Backoff, LabHub, LabHubError, save_json
+from labhub_client.bars import JobBars, progress_for
 from labhub_client.config import Config, ConfigError, config_dir
 from labhub_client.watch import Watch
 
@@ -126,34 +126,6 @@ class Pending:
             save_json(self.path, self.items)
 
 
-class JobBars:
-    """One progress bar per job (a file, or a sheet of a workbook): stage and rows."""
-
-    def __init__(self, progress: Progress | None) -> None:
-        self.progress = progress
-
-    def add(self, label: str) -> TaskID | None:
-        return self.progress.add_task(f"{label}: queued", total=None) if self.progress else None
-
-    def update(self, task: TaskID | None, label: str, event: str, data: dict[str, Any]) -> None:
-        if self.progress is None or task is None:
-            return
-        if event == "progress":
-            stage, done, total = data.get("stage") or "working", data.get("done"), data.get("total")
-            self.progress.update(
-                task, description=f"{label}: {stage}", completed=done or 0, total=total or None
-            )
-        elif data.get("status"):
-            status = data["status"]
-            if status == "succeeded":
-                self.progress.update(task, description=f"{label}: [green]succeeded", completed=1, total=1)
-            elif status in ("failed", "cancelled"):
-                message = (data.get("error") or {}).get("message") or status
-                self.progress.update(task, description=f"{label}: [red]{status}[/] {message}")
-            else:
-                self.progress.update(task, description=f"{label}: {status}")
-
-
 def _push_one(
     hub: LabHub,
     project_id: str,
@@ -196,7 +168,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         project = hub.project(args.project)
         columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                    TimeRemainingColumn()]  # fmt: skip
-        with _progress(args, columns) as progress:
+        with progress_for(args, columns, err) as progress:
             for index, path in enumerate(paths):
                 entry: dict[str, Any] = {"path": str(path)}
                 try:
@@ -215,26 +187,12 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _progress(args: argparse.Namespace, columns: list[Any]) -> Any:
-    if args.json or not err.is_terminal:  # bars for people; plain lines for logs and scripts
-        return _NoProgress()
-    return Progress(*columns, console=err, transient=False)
-
-
-class _NoProgress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_exc: object) -> None:
-        return None
-
-
 def _follow_all(hub: LabHub, args: argparse.Namespace, results: list[dict[str, Any]]) -> bool:
     jobs = [(entry, job) for entry in results for job in entry.get("jobs", []) if job["status"] != "stored"]
     if not jobs:
         return all("error" not in e for e in results)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-    with _progress(args, columns) as progress:
+    with progress_for(args, columns, err) as progress:
         bars = JobBars(progress)
 
         def follow(job: dict[str, Any]) -> dict[str, Any]:
@@ -344,7 +302,7 @@ def cmd_download(args: argparse.Namespace) -> int:
             name = Path(hub.dataset(args.dataset)["name"].replace(" — ", "-")).stem or args.dataset
             dest = Path(f"{name}.{args.format}")
         columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn()]
-        with _progress(args, columns) as progress:
+        with progress_for(args, columns, err) as progress:
             task = progress.add_task(dest.name, total=None) if progress else None
 
             def moved(done: int, total: int) -> None:
