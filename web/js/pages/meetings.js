@@ -3,9 +3,8 @@
 
 import { html, useState } from '../../vendor/htm-preact.js';
 import * as api from '../api.js';
-import { useSession } from '../session.js';
+import { projectAccess, useSession } from '../session.js';
 import { Check, ErrorNote, Input, Link, Loading, Notice, PagedList, Select, TextArea, useAction, useLoad, usePaged, when } from '../ui.js';
-import { projectAccess } from './project.js';
 
 // <input type="datetime-local"> speaks local time without a zone; the API wants one
 const toLocalInput = (iso) => {

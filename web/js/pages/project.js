@@ -2,7 +2,7 @@
 
 import { html, useState } from '../../vendor/htm-preact.js';
 import * as api from '../api.js';
-import { isHead, useSession } from '../session.js';
+import { isHead, projectAccess, useSession } from '../session.js';
 import { ErrorNote, Input, Link, Loading, Notice, Select, TextArea, day, useAction, useLoad } from '../ui.js';
 import { Documents } from './documents.js';
 import { Records } from './records.js';
@@ -16,12 +16,6 @@ const TABS = [
   ['datasets', 'Datasets'], ['plots', 'Plots'], ['meetings', 'Meetings'], ['engagement', 'Engagement'],
 ];
 const ROLES = [['lead', 'Lead'], ['member', 'Member'], ['viewer', 'Viewer']];
-
-export function projectAccess(user, project) {
-  const role = project.members.find((m) => m.user_id === user.id)?.role || null;
-  const head = isHead(user);
-  return { role, head, write: head || role === 'lead' || role === 'member', manage: head || role === 'lead' };
-}
 
 function Details({ project, access, onChange }) {
   const [editing, setEditing] = useState(false);
