@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import IO, Any
 from uuid import UUID
@@ -24,11 +24,10 @@ from bson.json_util import CANONICAL_JSON_OPTIONS, dumps, loads
 from bson.raw_bson import RawBSONDocument
 from pymongo import IndexModel
 
+import domain.assembly  # noqa: F401 - every store is loaded, and so every backup rule
 from domain.core.errors import NotFound
-from domain.datasets.models import raw_key
-from domain.infra.mongo import Database
+from domain.infra.mongo import BACKUP_RULES, Database, nested
 from domain.infra.objects import ObjectStore
-from domain.jobs.models import JobStatus
 from ops.archive import ArchiveError, ArchiveReader, ArchiveWriter, safe_name
 
 FORMAT = 1
@@ -38,28 +37,6 @@ OBJECTS_DIR = "objects"
 CHUNK = 1 << 20
 INSERT_BATCH = 500
 RAW = CodecOptions(document_class=RawBSONDocument, tz_aware=True)
-
-
-def _get(doc: Any, *path: str) -> Any:
-    for step in path:
-        if not isinstance(doc, Mapping):
-            return None
-        doc = doc.get(step)
-    return doc
-
-
-# The object keys each collection's documents name. A kind of data that stores objects adds its
-# collection here; tests/api/test_backup.py checks that a populated server has no object outside.
-REFERENCES: dict[str, Callable[[dict[str, Any]], Iterable[Any]]] = {
-    "datasets": lambda d: (d.get("parquet_key"), _get(d, "source", "raw_key")),
-    "ingestions": lambda d: (raw_key(sha) if (sha := _get(d, "file", "sha256")) else None,),
-    "document_versions": lambda d: (d.get("object_key"),),
-    "visualizations": lambda d: (_get(d, "image", "key"),),
-    "uploads": lambda d: (p.get("key") for p in d.get("parts") or [] if isinstance(p, dict)),
-}
-# dumped first, in this order: a parent written before its children leaves at worst a child
-# without its parent (ignored), never a parent pointing at a child that is not in the archive
-FIRST = ("users", "projects", "jobs", "documents", "meetings")
 
 
 class BackupError(Exception):
@@ -89,22 +66,21 @@ class _HashingWriter:
         return _entry(self.size, self._hash.hexdigest())
 
 
-def _requeued(doc: dict[str, Any]) -> dict[str, Any]:
-    """A running job as it will be after a restore: queued for its next attempt, no lease."""
-    return {**doc, "status": JobStatus.QUEUED.value, "lease": None, "progress": None}
-
-
 async def _collections(db: Database) -> list[tuple[str, dict[str, Any], str | None]]:
     found = []
     async for info in await db.list_collections():
         name = info["name"]
         if name.startswith("system.") or info.get("type", "collection") != "collection":
             continue
-        uuid = _get(info, "info", "uuid")  # mongodump writes it as 32 hex digits
+        uuid = nested(info, "info", "uuid")  # mongodump writes it as 32 hex digits
         text = uuid.hex if isinstance(uuid, UUID) else uuid.hex() if isinstance(uuid, bytes) else None
         found.append((name, dict(info.get("options") or {}), text))
-    rank = {name: i for i, name in enumerate(FIRST)}
-    return sorted(found, key=lambda c: (rank.get(c[0], len(FIRST)), c[0]))
+    # collections with a rank first, in rank order (parents before their children), then by name
+    def order(collection: tuple[str, dict[str, Any], str | None]) -> tuple[int, str]:
+        rule = BACKUP_RULES.get(collection[0])
+        return (rule.rank if rule is not None and rule.rank is not None else len(BACKUP_RULES), collection[0])
+
+    return sorted(found, key=order)
 
 
 @attrs.define
@@ -115,25 +91,25 @@ class _Dump:
     files: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     collections: dict[str, int] = attrs.field(factory=dict)
     referenced: set[str] = attrs.field(factory=set)
-    requeued: list[str] = attrs.field(factory=list)
+    rewritten: dict[str, list[str]] = attrs.field(factory=dict)  # manifest list -> ids
     object_types: dict[str, str] = attrs.field(factory=dict)
     missing: list[str] = attrs.field(factory=list)
 
     async def collection(self, db: Database, name: str) -> None:
         path = f"{MONGO_DIR}/{db.name}/{name}.bson"
-        references, count = REFERENCES.get(name), 0
+        rule, count = BACKUP_RULES.get(name), 0
         with self.writer.open(path) as handle:
             out = _HashingWriter(handle)
             raw_collection: Any = db.get_collection(name, codec_options=RAW)
             async for raw in raw_collection.find({}, batch_size=1000):
                 data = raw.raw
-                if references is not None or name == "jobs":
+                if rule is not None and (rule.references is not None or rule.rewrite is not None):
                     doc = bson.decode(data)
-                    if references is not None:
-                        self.referenced.update(k for k in references(doc) if isinstance(k, str) and k)
-                    if name == "jobs" and doc.get("status") == JobStatus.RUNNING.value:
-                        data = bson.encode(_requeued(doc))
-                        self.requeued.append(str(doc["_id"]))
+                    if rule.references is not None:
+                        self.referenced.update(k for k in rule.references(doc) if isinstance(k, str) and k)
+                    if rule.rewrite is not None and (rewritten := rule.rewrite(doc)) is not None:
+                        data = bson.encode(rewritten)
+                        self.rewritten.setdefault(rule.rewritten_as, []).append(str(doc["_id"]))
                 out.write(data)
                 count += 1
         self.files[path] = out.entry()
@@ -179,7 +155,7 @@ class _Dump:
                 "collections": len(self.collections), "documents": sum(self.collections.values()),
                 "objects": len(self.object_types), "bytes": sum(f["size"] for f in self.files.values()),
             },
-            "requeued_jobs": self.requeued, "missing_objects": self.missing,
+            "requeued_jobs": [], **self.rewritten, "missing_objects": self.missing,
         }  # fmt: skip
         with self.writer.open(MANIFEST) as handle:
             handle.write(json.dumps(manifest, indent=1, sort_keys=True).encode())

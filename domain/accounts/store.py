@@ -13,11 +13,12 @@ from domain.accounts.models import NotificationSettings, Role, User
 from domain.core.clock import utcnow
 from domain.core.errors import Conflict
 from domain.infra.bson_codec import from_document
-from domain.infra.mongo import Database, index, insert_once, object_id
+from domain.infra.mongo import Database, backup_rule, index, insert_once, object_id
 from domain.infra.pagination import find_page
 
 index("users", ("email", 1), unique=True, name="email_unique")
 index("users", ("name_lower", 1), name="name_lower")
+backup_rule("users", rank=0)
 
 
 def _prefix_query(q: str) -> dict[str, Any]:

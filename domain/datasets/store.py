@@ -9,13 +9,15 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-from domain.datasets.models import Dataset, DatasetSummary, Ingestion
+from domain.datasets.models import Dataset, DatasetSummary, Ingestion, raw_key
 from domain.infra.bson_codec import from_document
 from domain.infra.mongo import (
     Database,
     Document,
+    backup_rule,
     index,
     insert_once,
+    nested,
     new_id,
     object_id,
     with_object_ids,
@@ -29,6 +31,8 @@ index("datasets", ("job_id", 1), name="job")
 index("ingestions", ("project_id", 1), ("created_at", -1), ("_id", -1), name="project_newest")
 index("ingestions", ("file.sha256", 1), name="sha256")
 index("ingestions", ("upload_id", 1), name="upload")
+backup_rule("datasets", references=lambda d: (d.get("parquet_key"), nested(d, "source", "raw_key")))
+backup_rule("ingestions", references=lambda d: (raw_key(sha) if (sha := nested(d, "file", "sha256")) else None,))
 
 _SUMMARY = {"stats": 0, "sample": 0, "warnings": 0, "metadata": 0, "provenance": 0}
 

@@ -16,13 +16,15 @@ from domain.core.errors import Conflict
 from domain.documents.models import Document as DocumentModel
 from domain.documents.models import DocumentVersion
 from domain.infra.bson_codec import from_document
-from domain.infra.mongo import Database, Document, index, insert_once, new_id, object_id
+from domain.infra.mongo import Database, Document, backup_rule, index, insert_once, new_id, object_id
 from domain.infra.pagination import find_page
 
 index("documents", ("project_id", 1), ("created_at", -1), ("_id", -1), name="project_newest")
 index("document_versions", ("document_id", 1), ("version", 1), unique=True, name="document_version")
 index("document_versions", ("project_id", 1), name="project")
 index("document_versions", ("created_at", 1), name="made")
+backup_rule("documents", rank=3)
+backup_rule("document_versions", references=lambda d: (d.get("object_key"),))
 VERSION_TRIES = 20
 
 

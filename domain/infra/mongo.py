@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -36,6 +36,40 @@ INDEXES: list[IndexSpec] = []
 
 def index(collection: str, *keys: tuple[str, int], **options: Any) -> None:
     INDEXES.append(IndexSpec(collection, keys, options))
+
+
+@attrs.frozen
+class BackupRule:
+    """What a backup must know of a collection, said by the store that owns it.
+
+    references: the S3 object keys a document names (the backup copies those objects);
+    rewrite: the document as a restore should find it, or None to keep it as it is (a running
+    job goes back to the queue), with the manifest list its id is noted in (`rewritten_as`);
+    rank: collections with a rank are dumped first, in rank order (a parent before its children:
+    a restore from a backup taken while people worked then has at worst a child without its parent).
+    """
+
+    references: Callable[[Document], Iterable[object]] | None = None
+    rewrite: Callable[[Document], Document | None] | None = None
+    rewritten_as: str = ""
+    rank: int | None = None
+
+
+# Every store that needs one adds the rule for its collection; ops/backup.py reads them all.
+BACKUP_RULES: dict[str, BackupRule] = {}
+
+
+def backup_rule(collection: str, **rule: Any) -> None:
+    BACKUP_RULES[collection] = BackupRule(**rule)
+
+
+def nested(doc: Any, *path: str) -> Any:
+    """doc[path[0]][path[1]]..., or None where a step is missing or not a mapping."""
+    for step in path:
+        if not isinstance(doc, Mapping):
+            return None
+        doc = doc.get(step)
+    return doc
 
 
 # -- inserts that a retry cannot turn into an error ----------------------------------------------------

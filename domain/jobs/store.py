@@ -10,7 +10,7 @@ from pymongo import ReturnDocument
 
 from domain.core.clock import utcnow
 from domain.infra.bson_codec import from_document
-from domain.infra.mongo import Database, Document, index, insert_once, object_id
+from domain.infra.mongo import Database, Document, backup_rule, index, insert_once, object_id
 from domain.infra.pagination import find_page
 from domain.jobs.models import Attempt, Job, JobError, JobStatus, Progress
 
@@ -18,6 +18,17 @@ index("jobs", ("status", 1), ("created_at", 1), name="queue")
 index("jobs", ("status", 1), ("lease.expires_at", 1), name="leases")
 index("jobs", ("project_id", 1), ("kind", 1), ("created_at", -1), ("_id", -1), name="project_kind")
 index("jobs", ("owner_id", 1), ("created_at", -1), ("_id", -1), name="owner_newest")
+
+
+def _queued_again(doc: Document) -> Document | None:
+    """A job running when a backup was taken, as a restore should find it: queued for its next
+    attempt, no lease (it runs again after the restore)."""
+    if doc.get("status") != JobStatus.RUNNING.value:
+        return None
+    return {**doc, "status": JobStatus.QUEUED.value, "lease": None, "progress": None}
+
+
+backup_rule("jobs", rewrite=_queued_again, rewritten_as="requeued_jobs", rank=2)
 
 
 def _progress_doc(progress: Progress) -> Document:

@@ -13,12 +13,13 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 
 from domain.infra.bson_codec import from_document
-from domain.infra.mongo import Database, Document, index, insert_once, object_id
+from domain.infra.mongo import Database, Document, backup_rule, index, insert_once, object_id
 from domain.infra.pagination import SortSpec, bad_cursor, find_page
 from domain.meetings.models import ActionItem, Meeting, MeetingStatus, Presence, RsvpResponse
 
 index("meetings", ("project_id", 1), ("starts_at", 1), ("_id", 1), name="project_start")
 index("meetings", ("project_id", 1), ("ends_at", 1), name="project_end")
+backup_rule("meetings", rank=4)
 
 UPCOMING: SortSpec = [("starts_at", 1), ("_id", 1)]
 PAST: SortSpec = [("starts_at", -1), ("_id", -1)]

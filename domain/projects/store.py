@@ -10,12 +10,13 @@ from pymongo import ReturnDocument
 
 from domain.core.clock import utcnow
 from domain.infra.bson_codec import from_document
-from domain.infra.mongo import Database, Document, index, insert_once, object_id
+from domain.infra.mongo import Database, Document, backup_rule, index, insert_once, object_id
 from domain.infra.pagination import find_page
 from domain.projects.models import Member, Project, ProjectStatus
 
 index("projects", ("members.user_id", 1), name="member")
 index("projects", ("name_lower", 1), ("_id", 1), name="name")
+backup_rule("projects", rank=1)
 
 
 def _member_doc(member: Member) -> Document:

@@ -14,11 +14,12 @@ import attrs
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-from domain.infra.mongo import Database, Document, index, insert_once, object_id
+from domain.infra.mongo import Database, Document, backup_rule, index, insert_once, object_id
 from domain.uploads.models import Upload, UploadStatus
 
 index("uploads", ("expires_at", 1), name="expires_at")
 index("uploads", ("owner_id", 1), ("created_at", -1), name="owner_newest")
+backup_rule("uploads", references=lambda d: (p.get("key") for p in d.get("parts") or [] if isinstance(p, dict)))
 
 
 @attrs.frozen

@@ -9,8 +9,10 @@ from bson import ObjectId
 from domain.infra.mongo import (
     Database,
     Document,
+    backup_rule,
     index,
     insert_once,
+    nested,
     new_id,
     object_id,
     with_object_ids,
@@ -21,6 +23,7 @@ from domain.jobs.models import Attempt
 
 index("visualizations", ("project_id", 1), ("created_at", -1), ("_id", -1), name="project_newest")
 index("visualizations", ("dataset_id", 1), name="dataset")
+backup_rule("visualizations", references=lambda d: (nested(d, "image", "key"),))
 
 
 class VisualizationStore:

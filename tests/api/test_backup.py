@@ -16,12 +16,12 @@ from bson.json_util import loads
 from yarl import URL
 
 from domain import __version__
-from domain.infra.mongo import open_mongo
+from domain.infra.mongo import BACKUP_RULES, open_mongo
 from domain.infra.objects import open_objects
 from domain.jobs.store import JobStore
 from handlers.keys import MONGO, OBJECTS, SCHEDULER
 from ops.archive import ArchiveError, ArchiveReader, ArchiveWriter
-from ops.backup import MANIFEST, REFERENCES, BackupError, verify
+from ops.backup import MANIFEST, BackupError, verify
 from ops.backup import backup as run_backup
 from ops.backup import restore as run_restore
 from server import create_app
@@ -176,7 +176,7 @@ async def test_backup_restore_round_trip_with_an_ingestion_running(
     assert manifest["missing_objects"] == []
     # every object LabHub holds is in the archive: a new kind of data must list its references
     stored = set(await client.app[OBJECTS].keys())
-    assert stored == set(manifest["objects"]), "objects outside REFERENCES: " + repr(
+    assert stored == set(manifest["objects"]), "objects no backup rule names: " + repr(
         stored ^ set(manifest["objects"])
     )
 
@@ -231,7 +231,7 @@ async def test_archive_is_laid_out_as_mongodump_writes_it(client, team, tmp_path
             assert f"objects/{key}" in names
     assert set(manifest["collections"]) >= {"users", "projects", "datasets", "documents", "document_versions",
                                             "visualizations", "meetings", "records", "engagement", "jobs"}  # fmt: skip
-    assert set(REFERENCES) <= set(manifest["collections"])
+    assert {c for c, rule in BACKUP_RULES.items() if rule.references} <= set(manifest["collections"])
     assert manifest["counts"]["documents"] == sum(manifest["collections"].values())
     assert manifest["labhub_version"] == __version__
 
