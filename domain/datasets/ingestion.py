@@ -433,8 +433,8 @@ class IngestionService:
         ingestion = await self.get(actor, ingestion_id, Need.WRITE)
         if ingestion.job_id and ingestion.status in ("queued", "running"):
             await self._jobs.cancel(actor, ingestion.job_id)
-        for dataset in await self._datasets.by_job(ingestion.id):
-            await self._dataset_service.remove(str(dataset["_id"]))
+        for dataset_id in await self._datasets.ids_by_job(ingestion.id):
+            await self._dataset_service.remove(dataset_id)
         await self._ingestions.delete(ingestion.id)
         if ingestion.job_id:
             await self._jobs.forget(ingestion.job_id)

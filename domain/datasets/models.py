@@ -54,6 +54,24 @@ class Dataset:
 
 
 @attrs.frozen
+class StoredDataset:
+    """A dataset and where its bytes are: what services work with (the API shows `dataset`)."""
+
+    dataset: Dataset
+    parquet_key: str
+    parquet_sha256: str
+
+    @property
+    def id(self) -> str:
+        return self.dataset.id
+
+    @property
+    def columns(self) -> list[dict[str, Any]]:
+        """The schema as plain maps (name, type, unit), as plot specs and workers take it."""
+        return [attrs.asdict(c) for c in self.dataset.schema]
+
+
+@attrs.frozen
 class DatasetSummary:
     id: str
     project_id: str

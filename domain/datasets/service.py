@@ -14,10 +14,9 @@ from domain.accounts.models import User
 from domain.core.content import Content
 from domain.core.errors import NotFound, field_error
 from domain.core.pagination import Page, clamp_limit
-from domain.datasets.models import Dataset, DatasetRows, DatasetSummary
-from domain.datasets.store import DatasetStore, IngestionStore, dataset_from
+from domain.datasets.models import Dataset, DatasetRows, DatasetSummary, StoredDataset, raw_key
+from domain.datasets.store import DatasetStore, IngestionStore
 from domain.infra.localfiles import LocalFiles
-from domain.infra.mongo import Document
 from domain.infra.objects import ObjectReader, ObjectStore
 from domain.projects.models import Need, check_owner_or_lead
 from domain.projects.service import ProjectGate
@@ -61,34 +60,35 @@ class DatasetsService:
         )
         return Page(items, next_cursor)
 
-    async def find(self, dataset_id: str) -> Document | None:
+    async def find(self, dataset_id: str) -> StoredDataset | None:
         """For an area that has checked its caller (a plot of this dataset): the stored dataset."""
         return await self._store.get(dataset_id)
 
-    async def _load(self, actor: User, dataset_id: str, need: Need = Need.READ) -> Document:
-        doc = await self._store.get(dataset_id)
-        if doc is None:
+    async def _load(self, actor: User, dataset_id: str, need: Need = Need.READ) -> StoredDataset:
+        stored = await self._store.get(dataset_id)
+        if stored is None:
             raise NotFound("dataset not found")
-        project = await self._gate.require(actor, str(doc["project_id"]), need, what="dataset")
+        dataset = stored.dataset
+        project = await self._gate.require(actor, dataset.project_id, need, what="dataset")
         if need is Need.WRITE:
-            check_owner_or_lead(actor, project, str(doc["created_by"]), "the dataset's creator")
-        return doc
+            check_owner_or_lead(actor, project, dataset.created_by, "the dataset's creator")
+        return stored
 
     async def get(self, actor: User, dataset_id: str) -> Dataset:
-        dataset = dataset_from(await self._load(actor, dataset_id))
+        dataset = (await self._load(actor, dataset_id)).dataset
         if self._related is not None:
             dataset = attrs.evolve(dataset, visualizations=await self._related(dataset.id))
         return dataset
 
-    async def local_parquet(self, doc: Document) -> Path:
+    async def local_parquet(self, stored: StoredDataset) -> Path:
         """The dataset's Parquet on local disk (a cache), downloaded once, streamed."""
-        version = doc.get("parquet_sha256", "0")[:16]
-        path = self._files.cached(f"{doc['_id']}-{version}.parquet")
+        version = (stored.parquet_sha256 or "0")[:16]
+        path = self._files.cached(f"{stored.id}-{version}.parquet")
         if path.exists():
             path.touch()
             return path
         partial = path.with_name(f".{path.name}.partial")
-        async with self._objects.open_read(doc["parquet_key"]) as reader:
+        async with self._objects.open_read(stored.parquet_key) as reader:
             with partial.open("wb") as handle:
                 async for chunk in reader.chunks():
                     handle.write(chunk)
@@ -99,43 +99,37 @@ class DatasetsService:
     async def rows(
         self, actor: User, dataset_id: str, *, offset: int, limit: int, columns: list[str] | None
     ) -> DatasetRows:
-        doc = await self._load(actor, dataset_id)
+        stored = await self._load(actor, dataset_id)
         if offset < 0:
             raise field_error("query.offset", "must be 0 or more")
         if not 1 <= limit <= MAX_ROWS_PAGE:
             raise field_error("query.limit", f"must be between 1 and {MAX_ROWS_PAGE}")
-        known = [c["name"] for c in doc.get("schema", [])]
+        known = [c.name for c in stored.dataset.schema]
         unknown = [c for c in columns or [] if c not in known]
         if unknown:
             raise field_error("query.columns", f"unknown column(s): {', '.join(unknown)}")
-        path = await self.local_parquet(doc)
+        path = await self.local_parquet(stored)
         names, rows, total = await asyncio.to_thread(read_rows, path, offset, limit, columns)
         return DatasetRows(columns=names, rows=rows, offset=offset, limit=limit, total=total)
 
     async def csv_rows(self, actor: User, dataset_id: str) -> tuple[str, list[str], AsyncIterator[list[Any]]]:
         """(file name, header, rows) for a streamed CSV download; rows are read a row group at a time."""
-        doc = await self._load(actor, dataset_id)
-        path = await self.local_parquet(doc)
-        header = [c["name"] for c in doc.get("schema", [])]
-        return f"{Path(doc['name']).stem}.csv", header, _iterate(row_groups(path))
+        stored = await self._load(actor, dataset_id)
+        path = await self.local_parquet(stored)
+        header = [c.name for c in stored.dataset.schema]
+        return f"{Path(stored.dataset.name).stem}.csv", header, _iterate(row_groups(path))
 
     async def parquet(self, actor: User, dataset_id: str) -> Content:
-        doc = await self._load(actor, dataset_id)
-        name = f"{Path(doc['name']).stem}.parquet"
+        stored = await self._load(actor, dataset_id)
+        name = f"{Path(stored.dataset.name).stem}.parquet"
         return Content(
-            doc["parquet_key"],
-            name,
-            "application/vnd.apache.parquet",
-            doc["parquet_bytes"],
-            doc["parquet_sha256"],
-        )
+            stored.parquet_key, name, "application/vnd.apache.parquet", stored.dataset.parquet_bytes,
+            stored.parquet_sha256,
+        )  # fmt: skip
 
     async def raw(self, actor: User, dataset_id: str) -> Content:
-        doc = await self._load(actor, dataset_id)
-        source = doc["source"]
-        return Content(
-            source["raw_key"], source["name"], source["content_type"], source["size"], source["sha256"]
-        )
+        source = (await self._load(actor, dataset_id)).dataset.source
+        return Content(raw_key(source.sha256), source.name, source.content_type, source.size, source.sha256)
 
     def open(
         self, content: Content, byte_range: tuple[int, int] | None
@@ -143,17 +137,17 @@ class DatasetsService:
         return self._objects.open_read(content.key, byte_range)
 
     async def delete(self, actor: User, dataset_id: str) -> None:
-        doc = await self._load(actor, dataset_id, Need.WRITE)
-        await self.remove(str(doc["_id"]))
+        stored = await self._load(actor, dataset_id, Need.WRITE)
+        await self.remove(stored.id)
 
     async def remove(self, dataset_id: str) -> None:
         """Delete a dataset's document, Parquet object and cached copy (no permission check)."""
-        doc = await self._store.delete(dataset_id)
-        if doc is None:
+        key = await self._store.delete(dataset_id)
+        if key is None:
             return
         for remover in self._removers:
             await remover(dataset_id)
-        await self._objects.delete([doc["parquet_key"]])
+        await self._objects.delete([key])
         for cached in self._files.cache.glob(f"{dataset_id}-*.parquet"):
             cached.unlink(missing_ok=True)
         await self._ingestions.forget_dataset(dataset_id)

@@ -9,7 +9,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-from domain.datasets.models import Dataset, DatasetSummary, Ingestion, raw_key
+from domain.datasets.models import Dataset, DatasetSummary, Ingestion, StoredDataset, raw_key
 from domain.infra.bson_codec import from_document
 from domain.infra.mongo import (
     Database,
@@ -58,8 +58,11 @@ class DatasetStore:
     def __init__(self, db: Database) -> None:
         self._datasets = db["datasets"]
 
-    async def get(self, dataset_id: str) -> Document | None:
-        return await self._datasets.find_one({"_id": object_id(dataset_id, "dataset")})
+    async def get(self, dataset_id: str) -> StoredDataset | None:
+        doc = await self._datasets.find_one({"_id": object_id(dataset_id, "dataset")})
+        if doc is None:
+            return None
+        return StoredDataset(dataset_from(doc), doc["parquet_key"], doc.get("parquet_sha256", ""))
 
     async def write_output(self, dataset_id: str, fields: Document, attempt: Attempt) -> bool:
         """A dataset an ingestion attempt made (False: a newer attempt wrote it already)."""
@@ -84,11 +87,13 @@ class DatasetStore:
     async def uses_key(self, parquet_key: str) -> bool:
         return await self._datasets.count_documents({"parquet_key": parquet_key}, limit=1) > 0
 
-    async def by_job(self, job_id: str) -> list[Document]:
-        return await self._datasets.find({"job_id": ObjectId(job_id)}, {"parquet_key": 1}).to_list()
+    async def ids_by_job(self, job_id: str) -> list[str]:
+        return [str(d["_id"]) for d in await self._datasets.find({"job_id": ObjectId(job_id)}, {"_id": 1}).to_list()]
 
-    async def delete(self, dataset_id: str) -> Document | None:
-        return await self._datasets.find_one_and_delete({"_id": ObjectId(dataset_id)})
+    async def delete(self, dataset_id: str) -> str | None:
+        """Remove a dataset; the key of its Parquet object (None: it was not there)."""
+        doc = await self._datasets.find_one_and_delete({"_id": ObjectId(dataset_id)}, {"parquet_key": 1})
+        return str(doc["parquet_key"]) if doc else None
 
     async def delete_project(self, project_id: str) -> list[str]:
         keys = [

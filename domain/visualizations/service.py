@@ -17,6 +17,7 @@ from domain.core.clock import utcnow
 from domain.core.content import Content
 from domain.core.errors import NotFound
 from domain.core.pagination import Page, clamp_limit
+from domain.datasets.models import StoredDataset
 from domain.datasets.service import DatasetsService
 from domain.infra.bson_codec import from_document
 from domain.infra.localfiles import LocalFiles, file_chunks
@@ -107,23 +108,23 @@ class VisualizationsService:
         dataset = await self._dataset_service.find(dataset_id)
         if dataset is None:
             raise NotFound("dataset not found")
-        await self._gate.require(actor, str(dataset["project_id"]), Need.WRITE, what="dataset")
-        check_spec(spec, dataset["schema"])
+        await self._gate.require(actor, dataset.dataset.project_id, Need.WRITE, what="dataset")
+        check_spec(spec, dataset.columns)
         await self._jobs.quotas.check_jobs(actor.id)
         return await self._queue(actor.id, dataset, spec)
 
     async def queue_default(self, owner_id: str, dataset_id: str) -> Visualization | None:
         """The first plot of a freshly ingested dataset (manifest `visualize: true`)."""
         dataset = await self._dataset_service.find(dataset_id)
-        spec = default_spec(dataset["schema"]) if dataset else None
+        spec = default_spec(dataset.columns) if dataset else None
         if dataset is None or spec is None:
             return None
         return await self._queue(owner_id, dataset, spec)
 
-    async def _queue(self, owner_id: str, dataset: Document, spec: PlotSpec) -> Visualization:
-        fields = {"dataset_id": str(dataset["_id"]), "dataset_version": dataset.get("parquet_sha256", "")}
-        params = {"dataset_id": str(dataset["_id"])}
-        return await self._enqueue(owner_id, str(dataset["project_id"]), PLOT_KIND, spec, fields, params)
+    async def _queue(self, owner_id: str, dataset: StoredDataset, spec: PlotSpec) -> Visualization:
+        fields = {"dataset_id": dataset.id, "dataset_version": dataset.parquet_sha256}
+        params = {"dataset_id": dataset.id}
+        return await self._enqueue(owner_id, dataset.dataset.project_id, PLOT_KIND, spec, fields, params)
 
     async def queue_engagement(
         self, owner_id: str, project_id: str, subject_id: str | None, spec: PlotSpec, query: dict[str, str | None],
