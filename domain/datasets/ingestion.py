@@ -38,10 +38,11 @@ from domain.datasets.models import (
     dataset_key,
     output_id,
     raw_key,
+    with_job,
 )
 from domain.datasets.raw import RawFiles
 from domain.datasets.service import DatasetsService
-from domain.datasets.store import DatasetStore, IngestionStore, ingestion_view
+from domain.datasets.store import DatasetStore, IngestionStore
 from domain.documents.models import clean_content_type, clean_file_name
 from domain.infra.localfiles import LocalFiles, SpooledFile, file_chunks
 from domain.infra.objects import ObjectStore
@@ -175,16 +176,12 @@ class IngestionService:
     async def _replay(self, project_id: str, actor: User, upload_ids: list[str]) -> IngestionBatch | None:
         """The batch these uploads already made, when a client asks again (its answer was lost on
         the way): the same answer, so that a retried request never ingests a file twice."""
-        docs = await self._ingestions.batch_from_upload(actor.id, upload_ids[0])
-        if (
-            not docs
-            or {d.get("upload_id") for d in docs} != set(upload_ids)
-            or str(docs[0]["project_id"]) != project_id
-        ):
+        made = await self._ingestions.batch_from_upload(actor.id, upload_ids[0])
+        if not made or {i.upload_id for i in made} != set(upload_ids) or made[0].project_id != project_id:
             return None
-        views = await self._views(docs)
+        views = await self._views(made)
         return IngestionBatch(
-            docs[0]["batch_id"], [IngestionJob(v.id, v.file.name, v.sheet, v.status) for v in views]
+            made[0].batch_id, [IngestionJob(v.id, v.file.name, v.sheet, v.status) for v in views]
         )
 
     async def _accept(
@@ -410,23 +407,23 @@ class IngestionService:
         self, actor: User, project_id: str, *, limit: int | None, cursor: str | None
     ) -> Page[Any]:
         project = await self._gate.require(actor, project_id, Need.READ)
-        docs, next_cursor = await self._ingestions.page(project.id, limit=clamp_limit(limit), cursor=cursor)
-        return Page(await self._views(docs), next_cursor)
+        items, next_cursor = await self._ingestions.page(project.id, limit=clamp_limit(limit), cursor=cursor)
+        return Page(await self._views(items), next_cursor)
 
-    async def _views(self, docs: list[Any]) -> list[Ingestion]:
+    async def _views(self, items: list[Ingestion]) -> list[Ingestion]:
         """Ingestions with their jobs' live status folded in, with one read of the jobs."""
-        jobs = await self._jobs.find_many([str(d["job_id"]) for d in docs if d.get("job_id")])
-        return [ingestion_view(d, jobs.get(str(d.get("job_id")))) for d in docs]
+        jobs = await self._jobs.find_many([i.job_id for i in items if i.job_id])
+        return [with_job(i, jobs.get(i.job_id) if i.job_id else None) for i in items]
 
-    async def get(self, actor: User, ingestion_id: str, need: Need = Need.READ) -> Any:
-        doc = await self._ingestions.get(ingestion_id)
-        if doc is None:
+    async def get(self, actor: User, ingestion_id: str, need: Need = Need.READ) -> Ingestion:
+        ingestion = await self._ingestions.get(ingestion_id)
+        if ingestion is None:
             raise NotFound("ingestion not found")
-        project = await self._gate.require(actor, str(doc["project_id"]), need, what="ingestion")
+        project = await self._gate.require(actor, ingestion.project_id, need, what="ingestion")
         if need is Need.WRITE:
-            check_owner_or_lead(actor, project, str(doc["created_by"]), "the uploader")
-        job = await self._jobs.find(str(doc["job_id"])) if doc.get("job_id") else None
-        return ingestion_view(doc, job)
+            check_owner_or_lead(actor, project, ingestion.created_by, "the uploader")
+        job = await self._jobs.find(ingestion.job_id) if ingestion.job_id else None
+        return with_job(ingestion, job)
 
     async def delete(self, actor: User, ingestion_id: str) -> None:
         """Cancel its job, remove its datasets, and its raw bytes when nothing else uses them."""

@@ -200,6 +200,17 @@ class Ingestion:
     upload_id: str | None = None  # the resumable upload it was made from
 
 
+def with_job(ingestion: Ingestion, job: Any | None) -> Ingestion:
+    """An ingestion with its job's live status folded in ("stored" when no job runs for it)."""
+    if job is None:
+        return attrs.evolve(ingestion, status="stored")
+    error = None if job.error is None else {"code": job.error.code, "message": job.error.message}
+    progress = None if job.progress is None else {
+        "stage": job.progress.stage, "done": job.progress.done, "total": job.progress.total,
+    }  # fmt: skip
+    return attrs.evolve(ingestion, status=job.status.value, error=error, progress=progress)
+
+
 # -- where a dataset's bytes are kept ------------------------------------------------------------
 
 

@@ -114,28 +114,25 @@ class IngestionStore:
     async def insert(self, doc: Document) -> None:
         await insert_once(self._ingestions, with_object_ids(doc, "_id", "project_id", "job_id", "created_by"))
 
-    async def get(self, ingestion_id: str) -> Document | None:
-        return await self._ingestions.find_one({"_id": object_id(ingestion_id, "ingestion")})
+    async def get(self, ingestion_id: str) -> Ingestion | None:
+        doc = await self._ingestions.find_one({"_id": object_id(ingestion_id, "ingestion")})
+        return _ingestion(doc) if doc else None
 
     async def page(
         self, project_id: str, *, limit: int, cursor: str | None
-    ) -> tuple[list[Document], str | None]:
-        return await find_page(
-            self._ingestions,
-            {"project_id": ObjectId(project_id)},
-            [("created_at", -1), ("_id", -1)],
-            limit,
-            cursor,
+    ) -> tuple[list[Ingestion], str | None]:
+        docs, next_cursor = await find_page(
+            self._ingestions, {"project_id": ObjectId(project_id)}, [("created_at", -1), ("_id", -1)], limit, cursor
         )
+        return [_ingestion(d) for d in docs], next_cursor
 
-    async def batch_from_upload(self, owner_id: str, upload_id: str) -> list[Document]:
+    async def batch_from_upload(self, owner_id: str, upload_id: str) -> list[Ingestion]:
         """The whole batch (in the order it was made) in which the caller used this resumable upload."""
         first = await self._ingestions.find_one({"upload_id": upload_id, "created_by": ObjectId(owner_id)})
         if first is None:
             return []
-        return [
-            doc async for doc in self._ingestions.find({"batch_id": first["batch_id"]}).sort([("_id", 1)])
-        ]
+        cursor = self._ingestions.find({"batch_id": first["batch_id"]}).sort([("_id", 1)])
+        return [_ingestion(doc) async for doc in cursor]
 
     async def hold_raw(self, batch_id: str, until: datetime) -> None:
         """The request storing a batch's raw files is at work until `until` (a lease it renews;
@@ -175,17 +172,6 @@ class IngestionStore:
         return [str(s) for s in shas]
 
 
-def ingestion_view(doc: Document, job: Any | None) -> Ingestion:
-    """An ingestion with its job's live status folded in ("stored" when no job runs for it)."""
-    fields = dict(doc)
-    if job is not None:
-        fields["status"] = job.status.value
-        fields["error"] = (
-            None if job.error is None else {"code": job.error.code, "message": job.error.message}
-        )
-        fields["progress"] = None if job.progress is None else {
-            "stage": job.progress.stage, "done": job.progress.done, "total": job.progress.total,
-        }  # fmt: skip
-    else:
-        fields["status"] = "stored"
-    return from_document(Ingestion, fields)
+def _ingestion(doc: Document) -> Ingestion:
+    """As stored, before its job's live status is folded in (models.with_job)."""
+    return from_document(Ingestion, {**doc, "status": "stored"})

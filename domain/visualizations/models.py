@@ -79,6 +79,26 @@ class Visualization:
     error: dict[str, str] | None = None
 
 
+@attrs.frozen
+class StoredPlot:
+    """A plot as stored: the visualization (before its job's status is folded in, `with_job`) and
+    whose logged time it shows (an engagement plot of one student; None: everyone's, or a dataset's)."""
+
+    visualization: Visualization
+    subject_id: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.visualization.id
+
+    def with_job(self, job: Any | None) -> Visualization:
+        """The visualization with its job's status and error ("unknown" when the job is gone)."""
+        if job is None:
+            return attrs.evolve(self.visualization, status="unknown", error=None)
+        error = None if job.error is None else {"code": job.error.code, "message": job.error.message}
+        return attrs.evolve(self.visualization, status=job.status.value, error=error)
+
+
 def _text(value: str, path: str, maximum: int) -> None:
     if len(value) > maximum:
         raise field_error(path, f"must be at most {maximum} characters")

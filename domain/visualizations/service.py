@@ -19,7 +19,6 @@ from domain.core.errors import NotFound
 from domain.core.pagination import Page, clamp_limit
 from domain.datasets.models import StoredDataset
 from domain.datasets.service import DatasetsService
-from domain.infra.bson_codec import from_document
 from domain.infra.localfiles import LocalFiles, file_chunks
 from domain.infra.mongo import Document
 from domain.infra.objects import ObjectReader, ObjectStore
@@ -27,8 +26,8 @@ from domain.jobs.models import Attempt, Job, JobKind
 from domain.jobs.service import JobsService
 from domain.projects.models import Need, Project, check_owner_or_lead, manages
 from domain.projects.service import ProjectGate
-from domain.visualizations.models import PlotSpec, Visualization, check_spec, default_spec
-from domain.visualizations.store import VisualizationStore
+from domain.visualizations.models import PlotSpec, StoredPlot, Visualization, check_spec, default_spec
+from domain.visualizations.store import ENGAGEMENT_TABLE, VisualizationStore
 from workers.worker import JobFailed
 
 PLOTS = "workers.plots"  # imported by the workers only
@@ -36,21 +35,11 @@ PLOTS = "workers.plots"  # imported by the workers only
 PLOT_KIND = "plot"
 ENGAGEMENT_PLOT_KIND = "engagement_plot"
 ENGAGEMENT = "engagement"
-ENGAGEMENT_TABLE = "engagement_table"  # the plotted minutes, in the plot's record (never in its job)
 MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
 
 
 def image_key(visualization_id: str, fmt: str) -> str:
     return f"visualizations/{visualization_id}.{fmt}"
-
-
-def visualization_view(doc: Document, job: Job | None) -> Visualization:
-    fields = dict(doc)
-    fields["status"] = job.status.value if job is not None else "unknown"
-    fields["error"] = (
-        None if job is None or job.error is None else {"code": job.error.code, "message": job.error.message}
-    )
-    return from_document(Visualization, fields)
 
 
 def _sees_time_of(actor: User, project: Project, subject_id: str | None) -> bool:
@@ -59,11 +48,10 @@ def _sees_time_of(actor: User, project: Project, subject_id: str | None) -> bool
     return manages(actor, project) or (subject_id is not None and subject_id == actor.id)
 
 
-def _sees(actor: User, project: Project, doc: Document) -> bool:
-    if doc.get("source") != ENGAGEMENT:
+def _sees(actor: User, project: Project, plot: StoredPlot) -> bool:
+    if plot.visualization.source != ENGAGEMENT:
         return True
-    subject = doc.get("subject_id")
-    return _sees_time_of(actor, project, None if subject is None else str(subject))
+    return _sees_time_of(actor, project, plot.subject_id)
 
 
 def _sees_engagement_job(actor: User, project: Project, job: Job) -> bool:
@@ -160,11 +148,11 @@ class VisualizationsService:
             "library_versions": {},
             "image": None,
         }
-        await self._store.insert(doc)
+        plot = await self._store.insert(doc)
         job = await self._jobs.enqueue(
             owner_id, project_id, kind, {"spec": doc["spec"], **params}, job_id=visualization_id
         )
-        return visualization_view(doc, job)
+        return plot.with_job(job)
 
     # -- the job kinds ----------------------------------------------------------------------------
 
@@ -178,9 +166,9 @@ class VisualizationsService:
         return {"parquet_path": str(path), "spec": job.params["spec"], "out_dir": str(out)}
 
     async def _prepare_engagement(self, job: Job) -> dict[str, Any]:
-        doc = await self._store.get(job.id)  # the plot's record: its id is its job's
-        # jobs queued before the table moved to the record still carry it themselves
-        table = (doc or {}).get(ENGAGEMENT_TABLE) or job.params.get("table")
+        # the plot's record (its id is its job's); jobs queued before the table moved to the record
+        # still carry it themselves
+        table = await self._store.engagement_table(job.id) or job.params.get("table")
         if table is None:
             raise JobFailed("plot_gone", "the plot was deleted before it was drawn")
         out = self._files.work_dir(job.id, job.attempt)
@@ -217,31 +205,31 @@ class VisualizationsService:
         self, actor: User, project_id: str, *, dataset_id: str | None, limit: int | None, cursor: str | None
     ) -> Page[Visualization]:
         project = await self._gate.require(actor, project_id, Need.READ)
-        docs, next_cursor = await self._store.page(
+        plots, next_cursor = await self._store.page(
             project.id, dataset_id=dataset_id, limit=clamp_limit(limit), cursor=cursor,
             engagement_of=None if manages(actor, project) else actor.id,
         )  # fmt: skip
-        jobs = await self._jobs.find_many([str(d["job_id"]) for d in docs])
-        return Page([visualization_view(d, jobs.get(str(d["job_id"]))) for d in docs], next_cursor)
+        jobs = await self._jobs.find_many([p.visualization.job_id for p in plots])
+        return Page([p.with_job(jobs.get(p.visualization.job_id)) for p in plots], next_cursor)
 
-    async def _load(self, actor: User, visualization_id: str, need: Need = Need.READ) -> Document:
-        doc = await self._store.get(visualization_id)
-        if doc is None:
+    async def _load(self, actor: User, visualization_id: str, need: Need = Need.READ) -> StoredPlot:
+        plot = await self._store.get(visualization_id)
+        if plot is None:
             raise NotFound("visualization not found")
-        project = await self._gate.require(actor, str(doc["project_id"]), need, what="visualization")
-        if not _sees(actor, project, doc):
+        visualization = plot.visualization
+        project = await self._gate.require(actor, visualization.project_id, need, what="visualization")
+        if not _sees(actor, project, plot):
             raise NotFound("visualization not found")
         if need is Need.WRITE:
-            check_owner_or_lead(actor, project, str(doc["created_by"]), "its creator")
-        return doc
+            check_owner_or_lead(actor, project, visualization.created_by, "its creator")
+        return plot
 
     async def get(self, actor: User, visualization_id: str) -> Visualization:
-        doc = await self._load(actor, visualization_id)
-        return visualization_view(doc, await self._jobs.find(str(doc["job_id"])))
+        plot = await self._load(actor, visualization_id)
+        return plot.with_job(await self._jobs.find(plot.visualization.job_id))
 
     async def image(self, actor: User, visualization_id: str, fmt: str | None) -> Content:
-        doc = await self._load(actor, visualization_id)
-        image = doc.get("image")
+        image = (await self._load(actor, visualization_id)).visualization.image
         if not image:
             raise NotFound("the image is not ready yet; watch the job's events", code="image_not_ready")
         if fmt is not None and fmt != image["format"]:
@@ -258,22 +246,23 @@ class VisualizationsService:
         return self._objects.open_read(content.key, byte_range)
 
     async def delete(self, actor: User, visualization_id: str) -> None:
-        doc = await self._load(actor, visualization_id, Need.WRITE)
-        job = await self._jobs.find(str(doc["job_id"]))
+        plot = await self._load(actor, visualization_id, Need.WRITE)
+        job = await self._jobs.find(plot.visualization.job_id)
         if job is not None and not job.final:
             await self._jobs.cancel(actor, job.id)
-        await self._remove([await self._store.delete(str(doc["_id"]))])
+        await self._remove([await self._store.delete(plot.id)])
 
-    async def _remove(self, docs: list[Document | None]) -> None:
-        await self._objects.delete([d["image"]["key"] for d in docs if d and d.get("image")])
+    async def _remove(self, plots: list[StoredPlot | None]) -> None:
+        images = [p.visualization.image for p in plots if p is not None]
+        await self._objects.delete([image["key"] for image in images if image])
 
     async def summaries_for_dataset(self, dataset_id: str) -> list[dict[str, Any]]:
-        docs = await self._store.for_dataset(dataset_id)
-        jobs = await self._jobs.find_many([str(d["job_id"]) for d in docs])
+        plots = await self._store.for_dataset(dataset_id)
+        jobs = await self._jobs.find_many([p.visualization.job_id for p in plots])
         return [
-            {"id": str(d["_id"]), "kind": d["spec"]["kind"], "title": d["spec"].get("title", ""),
-             "status": visualization_view(d, jobs.get(str(d["job_id"]))).status}
-            for d in docs
+            {"id": p.id, "kind": p.visualization.spec.kind, "title": p.visualization.spec.title,
+             "status": p.with_job(jobs.get(p.visualization.job_id)).status}
+            for p in plots
         ]  # fmt: skip
 
     async def remove_for_dataset(self, dataset_id: str) -> None:

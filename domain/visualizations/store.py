@@ -6,6 +6,7 @@ from typing import Any
 
 from bson import ObjectId
 
+from domain.infra.bson_codec import from_document
 from domain.infra.mongo import (
     Database,
     Document,
@@ -20,10 +21,22 @@ from domain.infra.mongo import (
 )
 from domain.infra.pagination import find_page
 from domain.jobs.models import Attempt
+from domain.visualizations.models import StoredPlot, Visualization
 
 index("visualizations", ("project_id", 1), ("created_at", -1), ("_id", -1), name="project_newest")
 index("visualizations", ("dataset_id", 1), name="dataset")
 backup_rule("visualizations", references=lambda d: (nested(d, "image", "key"),))
+
+
+ENGAGEMENT_TABLE = "engagement_table"  # the plotted minutes, in the plot's record (never in its job)
+
+
+def _plot(doc: Document) -> StoredPlot:
+    fields = {k: v for k, v in doc.items() if k not in {"subject_id", ENGAGEMENT_TABLE}}
+    subject = doc.get("subject_id")
+    return StoredPlot(
+        from_document(Visualization, {**fields, "status": "unknown"}), None if subject is None else str(subject)
+    )
 
 
 class VisualizationStore:
@@ -33,12 +46,11 @@ class VisualizationStore:
     def new_id(self) -> str:
         return new_id()
 
-    async def insert(self, doc: Document) -> None:
+    async def insert(self, doc: Document) -> StoredPlot:
         """doc's ids as a service gives them (24 hex digits): stored as ObjectIds."""
-        await insert_once(
-            self._visualizations,
-            with_object_ids(doc, "_id", "project_id", "job_id", "created_by", "dataset_id"),
-        )
+        stored = with_object_ids(doc, "_id", "project_id", "job_id", "created_by", "dataset_id")
+        await insert_once(self._visualizations, stored)
+        return _plot(stored)
 
     async def write_output(self, visualization_id: str, fields: Document, attempt: Attempt) -> bool:
         """A plot's image, from an attempt of its job (False: a newer attempt wrote it already)."""
@@ -46,34 +58,45 @@ class VisualizationStore:
             self._visualizations, visualization_id, fields, job_id=attempt.job_id, attempt=attempt.attempt
         )
 
-    async def get(self, visualization_id: str) -> Document | None:
-        return await self._visualizations.find_one({"_id": object_id(visualization_id, "visualization")})
+    async def get(self, visualization_id: str) -> StoredPlot | None:
+        doc = await self._visualizations.find_one({"_id": object_id(visualization_id, "visualization")})
+        return _plot(doc) if doc else None
+
+    async def engagement_table(self, visualization_id: str) -> Any:
+        """The minutes an engagement plot draws (kept in its record, never in its job); None when
+        the plot is gone."""
+        doc = await self._visualizations.find_one({"_id": ObjectId(visualization_id)}, {ENGAGEMENT_TABLE: 1})
+        return (doc or {}).get(ENGAGEMENT_TABLE)
 
     async def page(
         self, project_id: str, *, dataset_id: str | None, limit: int, cursor: str | None,
         engagement_of: str | None = None,
-    ) -> tuple[list[Document], str | None]:  # fmt: skip
+    ) -> tuple[list[StoredPlot], str | None]:  # fmt: skip
         """engagement_of: show engagement plots of this person only (None: all of them)."""
         query: dict[str, Any] = {"project_id": ObjectId(project_id)}
         if engagement_of is not None:
             query["$or"] = [{"source": {"$ne": "engagement"}}, {"subject_id": engagement_of}]
         if dataset_id:
             query["dataset_id"] = object_id(dataset_id, "dataset")
-        return await find_page(self._visualizations, query, [("created_at", -1), ("_id", -1)], limit, cursor)
+        docs, next_cursor = await find_page(
+            self._visualizations, query, [("created_at", -1), ("_id", -1)], limit, cursor
+        )
+        return [_plot(d) for d in docs], next_cursor
 
-    async def for_dataset(self, dataset_id: str) -> list[Document]:
+    async def for_dataset(self, dataset_id: str) -> list[StoredPlot]:
         cursor = self._visualizations.find({"dataset_id": ObjectId(dataset_id)}).sort([("created_at", -1)])
-        return await cursor.to_list()
+        return [_plot(d) async for d in cursor]
 
-    async def delete(self, visualization_id: str) -> Document | None:
-        return await self._visualizations.find_one_and_delete({"_id": ObjectId(visualization_id)})
+    async def delete(self, visualization_id: str) -> StoredPlot | None:
+        doc = await self._visualizations.find_one_and_delete({"_id": ObjectId(visualization_id)})
+        return _plot(doc) if doc else None
 
-    async def delete_for_dataset(self, dataset_id: str) -> list[Document]:
-        docs = await self.for_dataset(dataset_id)
+    async def delete_for_dataset(self, dataset_id: str) -> list[StoredPlot]:
+        plots = await self.for_dataset(dataset_id)
         await self._visualizations.delete_many({"dataset_id": ObjectId(dataset_id)})
-        return docs
+        return plots
 
-    async def delete_project(self, project_id: str) -> list[Document]:
+    async def delete_project(self, project_id: str) -> list[StoredPlot]:
         docs = await self._visualizations.find({"project_id": ObjectId(project_id)}).to_list()
         await self._visualizations.delete_many({"project_id": ObjectId(project_id)})
-        return docs
+        return [_plot(d) for d in docs]
