@@ -7,6 +7,7 @@ is a problem+json body.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any
 import attrs
 import pytest
 
+from domain.core.errors import Conflict
 from handlers.keys import ACCOUNTS, JOBS
 from server import create_app
 from tests.conftest import file_form, job_settings, problem, wait_until
@@ -226,11 +228,20 @@ async def fresh_project(client, team, extra, newcomer, needs: set[str]) -> dict[
         ctx["time_job"] = (await plot.json())["job_id"]
     if needs & {"running_job", "failed_job"}:
         lead_user = await client.app[ACCOUNTS].get_active(team.lead.id)
-        running = await client.app[JOBS].submit(lead_user, pid, "test.sleepy", {"steps": 100, "delay": 0.02})
+        # runs until it is cancelled (20 min at most): however loaded the machine, still running
+        # when the route is called
+        running = await client.app[JOBS].submit(lead_user, pid, "test.sleepy", {"steps": 60_000, "delay": 0.02})
         failed = await client.app[JOBS].submit(lead_user, pid, "test.sleepy", {"steps": 1, "fail": True})
         await wait_until(lambda: _final(client, lead, failed.id))
         ctx["running_job"], ctx["failed_job"] = running.id, failed.id
     return ctx
+
+
+async def stop_job(client, team, job_id: str) -> None:
+    """Cancel a job unless it has ended already (the route under test may have cancelled it)."""
+    lead_user = await client.app[ACCOUNTS].get_active(team.lead.id)
+    with contextlib.suppress(Conflict):
+        await client.app[JOBS].cancel(lead_user, job_id)
 
 
 async def narrowed_elsewhere(client, account) -> dict[str, str]:
@@ -303,6 +314,8 @@ async def test_route_by_role(client, team, make_account, route):
         else:
             body = await problem(response, expected)
             assert body["instance"] == route.path.format(**ctx).split("?")[0], f"{route} as {role}"
+        if route.fresh and "running_job" in ctx:  # its pool slot is the next project's
+            await stop_job(client, team, ctx["running_job"])
 
 
 # -- account routes: who may reach them, by caller -----------------------------------------------------
