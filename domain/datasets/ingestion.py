@@ -10,7 +10,6 @@ resumable uploads are used the same way, their bytes moved to raw/{sha256} insid
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import shutil
 from collections.abc import Awaitable, Callable
@@ -34,6 +33,7 @@ from domain.datasets.models import (
     IngestionJob,
     IngestOptions,
     ManifestEntry,
+    NewDataset,
     SourceFile,
     dataset_key,
     output_id,
@@ -332,31 +332,21 @@ class IngestionService:
                 )  # fmt: skip
             sheet = dataset.get("sheet")
             part = sheet or dataset.get("part")  # a sheet, or an HDF5/NetCDF/TDMS group, or an LVM segment
-            fields = {
-                "project_id": job.project_id,
-                "name": f"{params['file']['name']} — {part}" if part else params["file"]["name"],
-                "sheet": sheet,
-                "dataset_type": params.get("dataset_type"),
-                "tag": params.get("tag"),
-                "schema": dataset["schema"],
-                "row_count": dataset["row_count"],
-                # stored as lists and text: column names may hold dots and dollars, which keys may not
-                "stats_list": [{"column": name, **values} for name, values in dataset["stats"].items()],
-                "sample_rows": [[row.get(c["name"]) for c in dataset["schema"]] for row in dataset["sample"]],
-                "warnings": dataset.get("warnings", []),
-                "metadata_json": json.dumps(dataset.get("metadata", {}), default=str),
-                "source": {**params["file"], "raw_key": raw_key(params["file"]["sha256"])},
-                "provenance": {
+            made = NewDataset(
+                project_id=job.project_id,
+                name=f"{params['file']['name']} — {part}" if part else params["file"]["name"],
+                sheet=sheet, dataset_type=params.get("dataset_type"), tag=params.get("tag"),
+                schema=dataset["schema"], row_count=dataset["row_count"], stats=dataset["stats"],
+                sample=dataset["sample"], warnings=dataset.get("warnings", []), metadata=dataset.get("metadata", {}),
+                source={**params["file"], "raw_key": raw_key(params["file"]["sha256"])},
+                provenance={
                     "options": params["options"], "format": result.get("format"), "versions": result.get("versions"),
                     "job_id": job.id, "attempt": attempt.attempt, "ingested_at": utcnow(),
                 },
-                "parquet_key": key,
-                "parquet_bytes": stored.size,
-                "parquet_sha256": stored.sha256,
-                "created_by": job.owner_id,
-                "created_at": job.created_at,
-            }  # fmt: skip
-            if not await self._datasets.write_output(dataset_id, fields, attempt):
+                parquet_key=key, parquet_bytes=stored.size, parquet_sha256=stored.sha256,
+                created_by=job.owner_id, created_at=job.created_at,
+            )  # fmt: skip
+            if not await self._datasets.write_output(dataset_id, made, attempt):
                 raise JobFailed(
                     "stale_attempt", "a newer attempt of this job has already written its results"
                 )

@@ -54,6 +54,30 @@ class Dataset:
 
 
 @attrs.frozen
+class NewDataset:
+    """A dataset an ingestion attempt made, as it hands it to the store."""
+
+    project_id: str
+    name: str
+    sheet: str | None
+    dataset_type: str | None
+    tag: str | None
+    schema: list[dict[str, Any]]
+    row_count: int
+    stats: dict[str, dict[str, Any]]
+    sample: list[dict[str, Any]]
+    warnings: list[Any]
+    metadata: dict[str, Any]
+    source: dict[str, Any]
+    provenance: dict[str, Any]
+    parquet_key: str
+    parquet_bytes: int
+    parquet_sha256: str
+    created_by: str
+    created_at: datetime
+
+
+@attrs.frozen
 class StoredDataset:
     """A dataset and where its bytes are: what services work with (the API shows `dataset`)."""
 

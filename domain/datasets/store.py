@@ -6,10 +6,11 @@ import json
 from datetime import datetime
 from typing import Any
 
+import attrs
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-from domain.datasets.models import Dataset, DatasetSummary, Ingestion, StoredDataset, raw_key
+from domain.datasets.models import Dataset, DatasetSummary, Ingestion, NewDataset, StoredDataset, raw_key
 from domain.infra.bson_codec import from_document
 from domain.infra.mongo import (
     Database,
@@ -64,8 +65,13 @@ class DatasetStore:
             return None
         return StoredDataset(dataset_from(doc), doc["parquet_key"], doc.get("parquet_sha256", ""))
 
-    async def write_output(self, dataset_id: str, fields: Document, attempt: Attempt) -> bool:
+    async def write_output(self, dataset_id: str, made: NewDataset, attempt: Attempt) -> bool:
         """A dataset an ingestion attempt made (False: a newer attempt wrote it already)."""
+        fields = attrs.asdict(made, recurse=False)
+        # kept as lists and text: column names may hold dots and dollars, which keys may not
+        fields["stats_list"] = [{"column": name, **values} for name, values in fields.pop("stats").items()]
+        fields["sample_rows"] = [[row.get(c["name"]) for c in made.schema] for row in fields.pop("sample")]
+        fields["metadata_json"] = json.dumps(fields.pop("metadata"), default=str)
         stored = with_object_ids(fields, "project_id", "created_by")
         return await write_attempt_output(
             self._datasets, dataset_id, stored, job_id=attempt.job_id, attempt=attempt.attempt
