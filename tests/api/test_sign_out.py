@@ -8,6 +8,8 @@ import asyncio
 
 import pytest
 
+from domain.infra.events import SessionEnds
+from handlers.keys import REDIS
 from server import create_app
 from tests.api.test_password_resets import NEW_PASSWORD, PUBLIC, confirm, reset_link, token_of
 from tests.conftest import PASSWORD, create_account, make_settings, problem, wait_until
@@ -33,6 +35,18 @@ async def open_stream(client, token):
     return response
 
 
+async def listening(client, instances: int) -> None:
+    """Until so many instances have subscribed to sign-outs (each does as it starts, in the
+    background): one announced before that is not heard, like any pub/sub message."""
+    channel = client.app[REDIS].key(SessionEnds.CHANNEL)
+
+    async def subscribed() -> bool:
+        [(_, count)] = await client.app[REDIS].client.pubsub_numsub(channel)
+        return count >= instances
+
+    await wait_until(subscribed)
+
+
 async def ends(response) -> bool:
     _, ended = await read_events(response, timeout_s=30)
     return ended
@@ -46,6 +60,7 @@ async def test_sign_out_everywhere_ends_every_session_on_every_instance(client, 
     stream_elsewhere = await open_stream(other, token_elsewhere)
     stream_here = await open_stream(client, account.token)
     ticket = (await (await client.post("/api/auth/sse-ticket", headers=account.headers)).json())["ticket"]
+    await listening(client, 2)
 
     assert (await client.post("/api/auth/logout-all", headers=account.headers)).status == 204
     assert (await problem(await me(client, account), 401))["code"] == "session_ended"
@@ -86,6 +101,7 @@ async def test_a_password_reset_or_change_ends_the_access_tokens_in_use(client, 
 
 async def test_deactivation_closes_the_persons_open_streams(client, team):
     stream = await open_stream(client, team.member.token)
+    await listening(client, 1)
     job_stream_task = asyncio.ensure_future(ends(stream))
     deactivated = await client.patch(
         f"/api/users/{team.member.id}", json={"active": False}, headers=team.head.headers
