@@ -9,6 +9,7 @@ import attrs
 
 from domain.core.errors import field_error
 from domain.core.ids import derived_id
+from domain.jobs.models import Job, error_map
 
 MAX_LABEL = 64
 MAX_FILES_PER_BATCH = 100
@@ -224,11 +225,11 @@ class Ingestion:
     upload_id: str | None = None  # the resumable upload it was made from
 
 
-def with_job(ingestion: Ingestion, job: Any | None) -> Ingestion:
+def with_job(ingestion: Ingestion, job: Job | None) -> Ingestion:
     """An ingestion with its job's live status folded in ("stored" when no job runs for it)."""
     if job is None:
         return attrs.evolve(ingestion, status="stored")
-    error = None if job.error is None else {"code": job.error.code, "message": job.error.message}
+    error = error_map(job)
     progress = None if job.progress is None else {
         "stage": job.progress.stage, "done": job.progress.done, "total": job.progress.total,
     }  # fmt: skip

@@ -154,6 +154,11 @@ def job_error(code: str, message: str | None = None) -> JobError:
     return JobError(code, message or ERROR_MESSAGES.get(code, code))
 
 
+def error_map(job: Job) -> dict[str, str] | None:
+    """A job's error as the API shows it: on the job, and on what the job makes (ingestions, plots)."""
+    return None if job.error is None else {"code": job.error.code, "message": job.error.message}
+
+
 def job_snapshot(job: Job) -> dict[str, Any]:
     """What a watcher needs to draw a job: the same shape in the snapshot and in status events."""
     return {
@@ -168,7 +173,7 @@ def job_snapshot(job: Job) -> dict[str, Any]:
         else {"stage": job.progress.stage, "done": job.progress.done, "total": job.progress.total,
               "message": job.progress.message},
         "result": job.result,
-        "error": None if job.error is None else {"code": job.error.code, "message": job.error.message},
+        "error": error_map(job),
         "cancel_requested": job.cancel_requested,
         "updated_at": job.updated_at.isoformat(),
     }  # fmt: skip

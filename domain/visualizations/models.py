@@ -10,6 +10,7 @@ from typing import Any, Literal
 import attrs
 
 from domain.core.errors import field_error
+from domain.jobs.models import Job, error_map
 
 MAX_TITLE = 200
 MAX_LABEL = 100
@@ -91,11 +92,11 @@ class StoredPlot:
     def id(self) -> str:
         return self.visualization.id
 
-    def with_job(self, job: Any | None) -> Visualization:
+    def with_job(self, job: Job | None) -> Visualization:
         """The visualization with its job's status and error ("unknown" when the job is gone)."""
         if job is None:
             return attrs.evolve(self.visualization, status="unknown", error=None)
-        error = None if job.error is None else {"code": job.error.code, "message": job.error.message}
+        error = error_map(job)
         return attrs.evolve(self.visualization, status=job.status.value, error=error)
 
 
