@@ -16,7 +16,7 @@ import attrs
 from aiohttp import web
 
 from domain import __version__
-from domain.assembly import build_domain, build_scheduler, start_serving
+from domain.assembly import attach_query_lane, build_domain, build_scheduler, start_serving
 from domain.core.background import stop_if_cancelled
 from domain.core.config import finalize_secrets, load_settings, with_changes
 from domain.core.metrics import Metrics
@@ -41,6 +41,7 @@ from handlers.keys import (
     OBJECTS,
     POOL,
     POOL_SIZING,
+    QUERY_POOL,
     REDIS,
     SCHEDULER,
     SETTINGS,
@@ -57,7 +58,7 @@ from ops.embedded import (
     ServiceEndpoints,
 )
 from ops.running import running_services
-from workers.pool import WorkerPool, host_sizing
+from workers.pool import LANE_HEADROOM_BYTES, WorkerPool, host_sizing, lane_size
 
 log = logging.getLogger("labhub.server")
 
@@ -146,10 +147,16 @@ async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
     # the main thread: the forkserver's PDEATHSIG is tied to the thread that starts it
     pool.start()
     app[POOL], app[POOL_SIZING] = pool, sizing
+    # the query lane: its own small pool, so that queries never wait behind jobs (domain/sql/lane.py)
+    q = app[SETTINGS].sql
+    lane = WorkerPool(q.workers or lane_size(), q.memory_bytes + LANE_HEADROOM_BYTES)
+    lane.start()
+    app[QUERY_POOL] = lane
+    attach_query_lane(app[DOMAIN], lane)
     try:
         yield
     finally:
-        await asyncio.to_thread(pool.shutdown)
+        await asyncio.gather(asyncio.to_thread(pool.shutdown), asyncio.to_thread(lane.shutdown))
 
 
 async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -66,6 +66,8 @@ from domain.records.service import RecordsService
 from domain.records.store import RecordStore
 from domain.resets.service import PasswordResets, ResetLimits
 from domain.resets.store import PasswordResetStore
+from domain.sql.lane import QueryLane
+from domain.sql.service import SqlService
 from domain.tokens.service import AccessTokenService
 from domain.tokens.store import AccessTokenStore
 from domain.uploads.service import UploadsService
@@ -103,6 +105,7 @@ class Domain:
     ingestions: IngestionService
     visualizations: VisualizationsService
     engagement: EngagementService
+    sql: SqlService
 
 
 async def start_serving(domain: Domain, settings: Settings) -> None:
@@ -117,6 +120,11 @@ async def start_serving(domain: Domain, settings: Settings) -> None:
         )
         if created:
             log.info("bootstrap head created", extra={"user_id": created.id})
+
+
+def attach_query_lane(domain: Domain, pool: WorkerPool) -> None:
+    """The serving process's query lane: SQL runs there, never in the jobs' pool."""
+    domain.sql.use_lane(QueryLane(pool))
 
 
 def build_scheduler(
@@ -272,11 +280,14 @@ def build_domain(
     engagement = EngagementService(
         gate, EngagementStore(db), activity, people, audit, visualizations, meetings, zone=settings.app.zone
     )
+    sql = SqlService(
+        gate, datasets, jobs, objects, local_files, settings.sql, settings.ingest, part_size=u.part_size_bytes
+    )
     # -- the hooks between areas: here and nowhere else --------------------------------------------
     ingestions.visualize = visualizations.queue_default
     datasets.on_remove(visualizations.remove_for_dataset)
     datasets.list_related_with(visualizations.summaries_for_dataset)
-    for kind in (ingestions.job_kind(), *visualizations.job_kinds()):
+    for kind in (ingestions.job_kind(), *visualizations.job_kinds(), sql.job_kind()):
         job_kinds.register(kind)
     for purger in (
         documents.purge_project, records.purge_project, audit_store.delete_project,
@@ -289,5 +300,5 @@ def build_domain(
         projects=projects, quotas=quotas, uploads=uploads, documents=documents, records=records,
         event_log=event_log, notifications=notifications, meetings=meetings, calendar_links=calendar_links,
         job_events=job_events, job_notices=JobNotices(notifications, mail, people, gate, after_s=settings.mail.job_notice_after_s), jobs=jobs, local_files=local_files, datasets=datasets, ingestions=ingestions,
-        visualizations=visualizations, engagement=engagement,
+        visualizations=visualizations, engagement=engagement, sql=sql,
     )  # fmt: skip

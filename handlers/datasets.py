@@ -9,11 +9,13 @@ from aiohttp import web
 
 from domain.core.pagination import Page
 from domain.datasets.models import Dataset, DatasetRows, DatasetSummary
-from handlers.codec import json_response, parse_query
-from handlers.downloads import stream_content
+from domain.jobs.models import Job
+from domain.sql.models import SavedQuery
+from handlers.codec import json_response, parse_body, parse_query
+from handlers.downloads import stream_content, stream_file
 from handlers.export import stream_csv
 from handlers.identity import require_user
-from handlers.keys import DATASETS
+from handlers.keys import DATASETS, SQL
 from handlers.openapi import doc
 
 routes = web.RouteTableDef()
@@ -38,7 +40,10 @@ class RowsQuery:
 
 @attrs.frozen
 class DownloadQuery:
-    format: Literal["parquet", "csv"] = "parquet"
+    """columns: comma-separated names (default: all); only those are read and sent."""
+
+    format: Literal["parquet", "csv", "arrow"] = "parquet"
+    columns: str | None = None
 
 
 @routes.get("/api/projects/{pid}/datasets")
@@ -52,6 +57,18 @@ async def list_datasets(request: web.Request) -> web.Response:
         cursor=query.cursor,
     )  # fmt: skip
     return json_response(page)
+
+
+@routes.post("/api/projects/{pid}/datasets")
+@doc("Save a query as a dataset: the statement (as POST /api/sql takes it) runs as a job, and its whole "
+     "result becomes a new dataset of this project, with schema, statistics and the query and its "
+     "input datasets as provenance; the job's result names the dataset", body=SavedQuery, response=Job,
+     status=202)  # fmt: skip
+async def save_query(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    body = await parse_body(request, SavedQuery)
+    job = await request.app[SQL].save(actor, request.match_info["pid"], body)
+    return json_response(job, status=202, headers={"Location": f"/api/jobs/{job.id}"})
 
 
 @routes.get("/api/datasets/{id}")
@@ -76,16 +93,22 @@ async def dataset_rows(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/datasets/{id}/download")
-@doc("The whole dataset as Parquet (Range works) or CSV (streamed, formula-safe)", query=DownloadQuery,
-     response=bytes, response_content_type=("application/vnd.apache.parquet", "text/csv"),
+@doc("The whole dataset as Parquet (Range works), CSV (streamed, formula-safe) or Arrow IPC (a stream); "
+     "with columns, only those columns", query=DownloadQuery,
+     response=bytes, response_content_type=("application/vnd.apache.parquet", "text/csv",
+                                            "application/vnd.apache.arrow.stream"),
      also={206: "the byte range a Range header asked for", 304: "unchanged since If-None-Match"})  # fmt: skip
 async def download_dataset(request: web.Request) -> web.StreamResponse:
     actor = await require_user(request)
     query = parse_query(request, DownloadQuery)
     service = request.app[DATASETS]
+    columns = [c.strip() for c in query.columns.split(",") if c.strip()] if query.columns else None
     if query.format == "csv":
-        name, header, rows = await service.csv_rows(actor, request.match_info["id"])
+        name, header, rows = await service.csv_rows(actor, request.match_info["id"], columns)
         return await stream_csv(request, name, header, rows)
+    if query.format == "arrow" or columns:
+        name, media, path = await service.columns_file(actor, request.match_info["id"], columns, query.format)
+        return await stream_file(request, path, name, media)
     return await stream_content(request, await service.parquet(actor, request.match_info["id"]), service.open)
 
 

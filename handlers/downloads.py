@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import urllib.parse
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 
 from aiohttp import web
 
@@ -14,6 +16,7 @@ from domain.infra.objects import ObjectReader
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
+CHUNK_BYTES = 1024 * 1024
 Opener = Callable[[Content, tuple[int, int] | None], AbstractAsyncContextManager[ObjectReader]]
 
 
@@ -98,3 +101,20 @@ async def stream_content(
             await response.write(chunk)
     await response.write_eof()
     return response
+
+
+async def stream_file(request: web.Request, path: Path, name: str, media_type: str) -> web.StreamResponse:
+    """A temporary local file as an attachment, streamed, removed once sent (or not)."""
+    try:
+        response = web.StreamResponse(headers={
+            "Content-Type": media_type, "Content-Disposition": content_disposition(name),
+            "Content-Length": str(path.stat().st_size),
+        })  # fmt: skip
+        await response.prepare(request)
+        with path.open("rb") as handle:
+            while chunk := await asyncio.to_thread(handle.read, CHUNK_BYTES):
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+    finally:
+        path.unlink(missing_ok=True)

@@ -121,6 +121,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             detail=exc.detail,
             errors=exc.errors,
             headers=headers,
+            extra=exc.extra,
         )
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -30,6 +30,7 @@ from domain.projects.service import ProjectsService
 from domain.quotas.service import Quotas
 from domain.records.service import RecordsService
 from domain.resets.service import PasswordResets
+from domain.sql.service import SqlService
 from domain.tokens.models import TokenGrant
 from domain.tokens.service import AccessTokenService
 from domain.uploads.service import UploadsService
@@ -59,6 +60,8 @@ JOBS = web.AppKey("jobs", JobsService)
 JOB_EVENTS = web.AppKey("job_events", JobEvents)  # one per process: see JobEvents
 POOL = web.AppKey("pool", WorkerPool)
 POOL_SIZING = web.AppKey("pool_sizing", PoolSizing)
+QUERY_POOL = web.AppKey("query_pool", WorkerPool)  # the query lane (domain/sql/lane.py)
+SQL = web.AppKey("sql", SqlService)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 LOCAL_FILES = web.AppKey("local_files", LocalFiles)
 DATASETS = web.AppKey("datasets", DatasetsService)
@@ -89,3 +92,4 @@ def put_domain(app: web.Application, domain: Domain) -> None:
     app[JOB_EVENTS], app[JOBS], app[LOCAL_FILES] = domain.job_events, domain.jobs, domain.local_files
     app[DATASETS], app[INGESTIONS] = domain.datasets, domain.ingestions
     app[VISUALIZATIONS], app[ENGAGEMENT] = domain.visualizations, domain.engagement
+    app[SQL] = domain.sql

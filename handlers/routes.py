@@ -22,6 +22,7 @@ from handlers import (
     openapi,
     projects,
     records,
+    sql,
     system,
     tokens,
     tus,
@@ -34,8 +35,8 @@ from handlers.observe import add_standard_headers
 from handlers.tus import EXPOSED_HEADERS
 
 ROUTE_MODULES = (
-    health, auth, users, projects, documents, records, ingestions, datasets, visualizations, jobs, notifications,
-    meetings, engagement, system, tokens, calendar, tus, metrics, openapi,
+    health, auth, users, projects, documents, records, ingestions, datasets, visualizations, sql, jobs,
+    notifications, meetings, engagement, system, tokens, calendar, tus, metrics, openapi,
 )  # fmt: skip
 
 
@@ -55,7 +56,8 @@ def _setup_cors(app: web.Application, origins: tuple[str, ...]) -> None:
         allow_credentials=True,
         allow_headers="*",
         allow_methods="*",
-        expose_headers=("X-Request-ID", "Retry-After", "Content-Disposition", *EXPOSED_HEADERS),
+        expose_headers=("X-Request-ID", "Retry-After", "Content-Disposition", "LabHub-Row-Count", "LabHub-Truncated",
+                        "LabHub-Elapsed-Ms", *EXPOSED_HEADERS),
         max_age=600,
     )
     cors = aiohttp_cors.setup(app, defaults=dict.fromkeys(origins, options))

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.ipc
 import pyarrow.parquet as pq
 
 from workers.ingest.common import json_safe
@@ -34,13 +36,31 @@ def read_rows(
     return names, rows, metadata.num_rows
 
 
-def row_groups(path: Path) -> Iterator[list[list[Any]]]:
-    """Every row, as lists in column order, one row group at a time."""
+def row_groups(path: Path, columns: list[str] | None = None) -> Iterator[list[list[Any]]]:
+    """Every row (of the chosen columns), as lists in column order, one row group at a time."""
     parquet = pq.ParquetFile(str(path))
     for group in range(parquet.metadata.num_row_groups):
-        table = parquet.read_row_group(group)
+        table = parquet.read_row_group(group, columns=columns)
         columns = [column.to_pylist() for column in table.columns]
         yield [list(row) for row in zip(*columns, strict=True)]
+
+
+def write_columns(path: Path, out: Path, columns: list[str] | None, fmt: str) -> None:
+    """The chosen columns as a Parquet file or an Arrow IPC stream, a row group at a time (only those
+    columns are read)."""
+    parquet = pq.ParquetFile(str(path))
+    full = parquet.schema_arrow
+    schema = full if not columns else pa.schema([full.field(c) for c in columns])
+    with out.open("wb") as sink:
+        writer: Any = (
+            pa.ipc.new_stream(sink, schema) if fmt == "arrow"
+            else pq.ParquetWriter(sink, schema, compression="zstd", compression_level=1)
+        )  # fmt: skip
+        try:
+            for group in range(parquet.metadata.num_row_groups):
+                writer.write_table(parquet.read_row_group(group, columns=columns))
+        finally:
+            writer.close()
 
 
 def column_names(path: Path) -> list[str]:

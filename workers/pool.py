@@ -37,6 +37,7 @@ import psutil
 from workers.worker import (
     WorkerEvent,
     WorkerTarget,
+    call,
     cancel_flag,
     cpus,
     init_worker,
@@ -106,6 +107,15 @@ def host_sizing(
         min_workers=min_workers,
         max_workers=max_workers,
     )
+
+
+# a query-lane worker's address space beyond the memory a query may use (DuckDB's threads, Arrow)
+LANE_HEADROOM_BYTES = 1024**3
+
+
+def lane_size() -> int:
+    """The query lane's workers when config leaves it to the host: half the CPUs, 1 to 4."""
+    return max(1, min(4, cpus() // 2))
 
 
 @attrs.frozen
@@ -261,6 +271,15 @@ class WorkerPool:
         watchdog is rebuilding it: the job never reached a worker)."""
         with self._lock:
             return self.generation, self.executor.submit(run_job, target, job_id, attempt, params)
+
+    def call(self, target: str, *args: Any) -> tuple[int, Future[Any]]:
+        """(generation, future) of a plain function named "module:function" (no job around it)."""
+        with self._lock:
+            return self.generation, self.executor.submit(call, target, *args)
+
+    @property
+    def control_dir(self) -> Path:
+        return self._control_dir
 
     # -- when a worker dies ----------------------------------------------------------------------
 

@@ -57,6 +57,11 @@ def pid_file(control_dir: Path, job_id: str, attempt: int) -> Path:
     return control_dir / f"{job_id}.{attempt}.pid"
 
 
+def query_pid_file(control_dir: Path, query_id: str) -> Path:
+    """Where the worker running a query (the query lane) leaves its pid."""
+    return control_dir / f"q-{query_id}.pid"
+
+
 def cancel_flag(control_dir: Path, job_id: str) -> Path:
     return control_dir / job_id
 
@@ -145,6 +150,16 @@ def run_job(target: WorkerTarget, job_id: str, attempt: int, params: dict[str, A
     finally:  # after every progress event on the same pipe: the server knows it has them all
         with contextlib.suppress(OSError):  # a gone server must not turn the job's outcome into this
             _send(("finished", job_id, attempt, {}))
+
+
+def call(target: str, *args: Any) -> Any:
+    """A plain function by its "module:function" name, outside any job (the query lane)."""
+    return resolve(target)(*args)
+
+
+def control_dir() -> Path | None:
+    """The pool's control directory, as this worker was started with it."""
+    return _control_dir
 
 
 def whoami(_index: int) -> int:

@@ -7,6 +7,7 @@ DomainError                 500  something the domain refuses, with a code and a
 ├── Forbidden               403  authenticated, but this role may not do this
 ├── NotFound                404  missing, or hidden from this user (never a hint it exists)
 ├── Conflict                409  clashes with the current state (taken email, last lead, ...)
+├── TimedOut                408  the work the request asked for ran past its time limit (a query)
 ├── Gone                    410  was there and is no more (an expired upload)
 ├── PreconditionFailed      412  a required protocol version or condition does not hold
 ├── TooLarge                413  over a configured size limit
@@ -19,6 +20,7 @@ DomainError                 500  something the domain refuses, with a code and a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 class DomainError(Exception):
@@ -34,6 +36,7 @@ class DomainError(Exception):
         *,
         code: str | None = None,
         errors: Sequence[Mapping[str, str]] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
@@ -41,6 +44,8 @@ class DomainError(Exception):
             self.code = code
         # each entry: {"path": "$.field[0]", "message": "..."}
         self.errors = [dict(e) for e in errors] if errors else None
+        # more members of the problem document (where in a statement an SQL error is)
+        self.extra = dict(extra) if extra else None
 
 
 def field_error(path: str, message: str) -> InvalidInput:
@@ -82,6 +87,12 @@ class Conflict(DomainError):
     status = 409
     code = "conflict"
     title = "Conflict"
+
+
+class TimedOut(DomainError):
+    status = 408
+    code = "timed_out"
+    title = "Timed out"
 
 
 class Gone(DomainError):

@@ -199,7 +199,7 @@ class SseSettings:
 class IngestSettings:
     max_file_bytes: int = attrs.field(default=4 * 1024**3, validator=_positive)
     max_files: int = attrs.field(default=100, validator=_positive)
-    max_columns: int = attrs.field(default=2000, validator=_positive)
+    max_columns: int = attrs.field(default=50_000, validator=_positive)
     max_cell_bytes: int = attrs.field(default=1024 * 1024, validator=_positive)
     max_uncompressed_bytes: int = attrs.field(default=1024**3, validator=_positive)
     max_zip_entries: int = attrs.field(default=10_000, validator=_positive)
@@ -210,6 +210,21 @@ class IngestSettings:
     raw_wait_s: float = attrs.field(default=600.0, validator=_positive)
     raw_lease_s: float = attrs.field(default=30.0, validator=_positive)
     cache_bytes: int = attrs.field(default=2 * 1024**3, validator=_positive)
+
+
+@attrs.frozen
+class SqlSettings:
+    """SQL over datasets (docs/architecture.md, "SQL"): the query lane and each query's limits."""
+
+    workers: int = attrs.field(default=0, validator=_not_negative)  # 0: sized from the host
+    timeout_s: float = attrs.field(default=30.0, validator=_positive)
+    memory_bytes: int = attrs.field(default=1024**3, validator=_positive)
+    threads: int = attrs.field(default=2, validator=_positive)
+    default_rows: int = attrs.field(default=10_000, validator=_positive)
+    max_rows: int = attrs.field(default=1_000_000, validator=_positive)
+    max_answer_bytes: int = attrs.field(default=64 * 1024**2, validator=_positive)
+    max_sql_chars: int = attrs.field(default=100_000, validator=_positive)
+    save_timeout_s: float = attrs.field(default=600.0, validator=_positive)
 
 
 def _email_or_empty(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -281,6 +296,7 @@ class Settings:
     jobs: JobSettings = JobSettings()
     sse: SseSettings = SseSettings()
     ingest: IngestSettings = IngestSettings()
+    sql: SqlSettings = SqlSettings()
     mail: MailSettings = MailSettings()
     metrics: MetricsSettings = MetricsSettings()
 

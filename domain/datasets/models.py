@@ -79,6 +79,28 @@ class NewDataset:
 
 
 @attrs.frozen
+class DatasetFile:
+    """Where a dataset's Parquet is (S3 key and hash: the local cache's name for it)."""
+
+    id: str
+    project_id: str
+    parquet_key: str
+    parquet_sha256: str
+
+
+@attrs.frozen
+class DatasetEntry:
+    """A dataset as the SQL catalog lists it."""
+
+    id: str
+    project_id: str
+    name: str
+    schema: list[ColumnSchema]
+    row_count: int
+    created_at: datetime
+
+
+@attrs.frozen
 class StoredDataset:
     """A dataset and where its bytes are: what services work with (the API shows `dataset`)."""
 
@@ -89,6 +111,10 @@ class StoredDataset:
     @property
     def id(self) -> str:
         return self.dataset.id
+
+    @property
+    def file(self) -> DatasetFile:
+        return DatasetFile(self.id, self.dataset.project_id, self.parquet_key, self.parquet_sha256)
 
     @property
     def columns(self) -> list[dict[str, Any]]:

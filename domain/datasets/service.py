@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -14,13 +15,23 @@ from domain.accounts.models import User
 from domain.core.content import Content
 from domain.core.errors import NotFound, field_error
 from domain.core.pagination import Page, clamp_limit
-from domain.datasets.models import Dataset, DatasetRows, DatasetSummary, StoredDataset, raw_key
+from domain.datasets.models import (
+    Dataset,
+    DatasetEntry,
+    DatasetFile,
+    DatasetRows,
+    DatasetSummary,
+    NewDataset,
+    StoredDataset,
+    raw_key,
+)
 from domain.datasets.store import DatasetStore, IngestionStore
 from domain.infra.localfiles import LocalFiles
 from domain.infra.objects import ObjectReader, ObjectStore
+from domain.jobs.models import Attempt
 from domain.projects.models import Need, check_owner_or_lead
 from domain.projects.service import ProjectGate
-from workers.datasets import read_rows, row_groups
+from workers.datasets import read_rows, row_groups, write_columns
 
 MAX_ROWS_PAGE = 5000
 
@@ -80,19 +91,39 @@ class DatasetsService:
             dataset = attrs.evolve(dataset, visualizations=await self._related(dataset.id))
         return dataset
 
-    async def local_parquet(self, stored: StoredDataset) -> Path:
+    async def entries(self, project_ids: list[str], *, with_schema: bool = False) -> list[DatasetEntry]:
+        """For an area that has checked its caller (SQL's catalog): the datasets of these projects."""
+        return await self._store.entries(project_ids, with_schema=with_schema) if project_ids else []
+
+    async def files(self, dataset_ids: list[str]) -> list[DatasetFile]:
+        """For an area that has checked its caller: where these datasets' Parquet files are."""
+        return await self._store.files(dataset_ids) if dataset_ids else []
+
+    async def write_output(self, dataset_id: str, made: NewDataset, attempt: Attempt) -> bool:
+        """A dataset a job attempt made (another area's job: a saved query); False if a newer attempt
+        wrote it already."""
+        return await self._store.write_output(dataset_id, made, attempt)
+
+    async def uses_key(self, parquet_key: str) -> bool:
+        return await self._store.uses_key(parquet_key)
+
+    async def local_parquet(self, stored: StoredDataset | DatasetFile) -> Path:
         """The dataset's Parquet on local disk (a cache), downloaded once, streamed."""
-        version = (stored.parquet_sha256 or "0")[:16]
-        path = self._files.cached(f"{stored.id}-{version}.parquet")
+        file = stored.file if isinstance(stored, StoredDataset) else stored
+        version = (file.parquet_sha256 or "0")[:16]
+        path = self._files.cached(f"{file.id}-{version}.parquet")
         if path.exists():
             path.touch()
             return path
-        partial = path.with_name(f".{path.name}.partial")
-        async with self._objects.open_read(stored.parquet_key) as reader:
-            with partial.open("wb") as handle:
-                async for chunk in reader.chunks():
-                    handle.write(chunk)
-        partial.rename(path)
+        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")  # two requests may fetch it at once
+        try:
+            async with self._objects.open_read(file.parquet_key) as reader:
+                with partial.open("wb") as handle:
+                    async for chunk in reader.chunks():
+                        handle.write(chunk)
+            partial.rename(path)
+        finally:
+            partial.unlink(missing_ok=True)
         await asyncio.to_thread(self._files.trim_cache)
         return path
 
@@ -104,20 +135,38 @@ class DatasetsService:
             raise field_error("query.offset", "must be 0 or more")
         if not 1 <= limit <= MAX_ROWS_PAGE:
             raise field_error("query.limit", f"must be between 1 and {MAX_ROWS_PAGE}")
-        known = [c.name for c in stored.dataset.schema]
-        unknown = [c for c in columns or [] if c not in known]
-        if unknown:
-            raise field_error("query.columns", f"unknown column(s): {', '.join(unknown)}")
+        _check_columns(stored, columns)
         path = await self.local_parquet(stored)
         names, rows, total = await asyncio.to_thread(read_rows, path, offset, limit, columns)
         return DatasetRows(columns=names, rows=rows, offset=offset, limit=limit, total=total)
 
-    async def csv_rows(self, actor: User, dataset_id: str) -> tuple[str, list[str], AsyncIterator[list[Any]]]:
+    async def csv_rows(
+        self, actor: User, dataset_id: str, columns: list[str] | None = None
+    ) -> tuple[str, list[str], AsyncIterator[list[Any]]]:
         """(file name, header, rows) for a streamed CSV download; rows are read a row group at a time."""
         stored = await self._load(actor, dataset_id)
+        _check_columns(stored, columns)
         path = await self.local_parquet(stored)
-        header = [c.name for c in stored.dataset.schema]
-        return f"{Path(stored.dataset.name).stem}.csv", header, _iterate(row_groups(path))
+        header = columns or [c.name for c in stored.dataset.schema]
+        return f"{Path(stored.dataset.name).stem}.csv", header, _iterate(row_groups(path, columns))
+
+    async def columns_file(
+        self, actor: User, dataset_id: str, columns: list[str] | None, fmt: str
+    ) -> tuple[str, str, Path]:
+        """(file name, media type, a temporary local file the caller removes) of the chosen columns,
+        as Parquet or an Arrow IPC stream."""
+        stored = await self._load(actor, dataset_id)
+        _check_columns(stored, columns)
+        path = await self.local_parquet(stored)
+        suffix, media = ("arrows", "application/vnd.apache.arrow.stream") if fmt == "arrow" else (
+            "parquet", "application/vnd.apache.parquet")  # fmt: skip
+        out = self._files.work / f"download-{uuid.uuid4().hex}.{suffix}"
+        try:
+            await asyncio.to_thread(write_columns, path, out, columns, fmt)
+        except BaseException:
+            out.unlink(missing_ok=True)
+            raise
+        return f"{Path(stored.dataset.name).stem}.{suffix}", media, out
 
     async def parquet(self, actor: User, dataset_id: str) -> Content:
         stored = await self._load(actor, dataset_id)
@@ -154,6 +203,15 @@ class DatasetsService:
 
     async def purge_project(self, project_id: str) -> None:
         await self._objects.delete(await self._store.delete_project(project_id))
+
+
+def _check_columns(stored: StoredDataset, columns: list[str] | None) -> None:
+    known = {c.name for c in stored.dataset.schema}
+    unknown = [c for c in columns or [] if c not in known]
+    if unknown:
+        raise field_error("query.columns", f"unknown column(s): {', '.join(unknown[:20])}")
+    if columns and len(set(columns)) != len(columns):
+        raise field_error("query.columns", "names a column twice")
 
 
 async def _iterate(groups: Iterator[list[list[Any]]]) -> AsyncIterator[list[Any]]:

@@ -10,7 +10,16 @@ import attrs
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-from domain.datasets.models import Dataset, DatasetSummary, Ingestion, NewDataset, StoredDataset, raw_key
+from domain.datasets.models import (
+    Dataset,
+    DatasetEntry,
+    DatasetFile,
+    DatasetSummary,
+    Ingestion,
+    NewDataset,
+    StoredDataset,
+    raw_key,
+)
 from domain.infra.bson_codec import from_document
 from domain.infra.mongo import (
     Database,
@@ -89,6 +98,28 @@ class DatasetStore:
             self._datasets, query, [("created_at", -1), ("_id", -1)], limit, cursor
         )
         return [_summary(d) for d in docs], next_cursor
+
+    async def entries(self, project_ids: list[str], *, with_schema: bool) -> list[DatasetEntry]:
+        """The datasets of these projects, as the SQL catalog names and lists them."""
+        fields = {"project_id": 1, "name": 1, "row_count": 1, "created_at": 1, "schema": 1 if with_schema else None}
+        cursor = self._datasets.find(
+            {"project_id": {"$in": [ObjectId(p) for p in project_ids]}},
+            {k: 1 for k, v in fields.items() if v},
+        )
+        return [
+            from_document(DatasetEntry, {**d, "schema": d.get("schema") or [], "row_count": d.get("row_count", 0)})
+            async for d in cursor
+        ]
+
+    async def files(self, dataset_ids: list[str]) -> list[DatasetFile]:
+        cursor = self._datasets.find(
+            {"_id": {"$in": [ObjectId(i) for i in dataset_ids]}},
+            {"project_id": 1, "parquet_key": 1, "parquet_sha256": 1},
+        )
+        return [
+            DatasetFile(str(d["_id"]), str(d["project_id"]), d["parquet_key"], d.get("parquet_sha256", ""))
+            async for d in cursor
+        ]
 
     async def uses_key(self, parquet_key: str) -> bool:
         return await self._datasets.count_documents({"parquet_key": parquet_key}, limit=1) > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -126,7 +127,13 @@ class LocalFiles:
 
     def trim_cache(self) -> None:
         """Keep the cache under cache_bytes, dropping the least recently used files first."""
-        entries = [(p.stat().st_atime, p.stat().st_size, p) for p in self.cache.iterdir() if p.is_file()]
+        entries = []
+        for p in self.cache.iterdir():
+            if p.name.startswith("."):
+                continue  # still being fetched
+            with contextlib.suppress(FileNotFoundError):
+                info = p.stat()
+                entries.append((info.st_atime, info.st_size, p))
         total = sum(size for _, size, _ in entries)
         for _, size, path in sorted(entries):
             if total <= self.cache_bytes:

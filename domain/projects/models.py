@@ -59,6 +59,13 @@ class Project:
 
 
 @attrs.frozen
+class ProjectName:
+    id: str
+    name: str
+    created_at: datetime
+
+
+@attrs.frozen
 class ProjectChanges:
     """A PATCH of a project; None leaves a field as is. status=active un-archives."""
 

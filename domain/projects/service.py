@@ -22,6 +22,7 @@ from domain.projects.models import (
     Need,
     Project,
     ProjectChanges,
+    ProjectName,
     ProjectRole,
     ProjectStatus,
     TargetType,
@@ -64,6 +65,16 @@ class ProjectGate:
 
     async def ids_of_member(self, user_id: str) -> list[str]:
         return await self._projects.ids_of_member(user_id)
+
+    async def names(self) -> list[ProjectName]:
+        """Every project's name (for names that must not depend on who asks: SQL's table names)."""
+        return await self._projects.names()
+
+    async def readable_ids(self, actor: User, every: list[str]) -> set[str]:
+        """The projects of `every` the caller may read: a head all, others their own; never more than
+        the request's token reaches."""
+        ids = set(every) if actor.is_head else set(await self._projects.ids_of_member(actor.id)) & set(every)
+        return {i for i in ids if reaches(i)}
 
     async def require(
         self, actor: User, project_id: str, need: Need, *, what: str = "project", allow_archived: bool = False

@@ -12,7 +12,7 @@ from domain.core.clock import utcnow
 from domain.infra.bson_codec import from_document
 from domain.infra.mongo import Database, Document, backup_rule, index, insert_once, object_id
 from domain.infra.pagination import find_page
-from domain.projects.models import Member, Project, ProjectStatus
+from domain.projects.models import Member, Project, ProjectName, ProjectStatus
 
 index("projects", ("members.user_id", 1), name="member")
 index("projects", ("name_lower", 1), ("_id", 1), name="name")
@@ -75,6 +75,11 @@ class ProjectStore:
         """Every project (active or archived) the user belongs to."""
         cursor = self._projects.find({"members.user_id": ObjectId(user_id)}, {"_id": 1})
         return [str(doc["_id"]) async for doc in cursor]
+
+    async def names(self) -> list[ProjectName]:
+        """Every project's id, name and creation time (what SQL table names are made from)."""
+        cursor = self._projects.find({}, {"name": 1, "created_at": 1})
+        return [ProjectName(str(d["_id"]), d["name"], d["created_at"]) async for d in cursor]
 
     async def co_member_ids(self, user_id: str) -> set[str]:
         """Everyone who shares a project (active or archived) with the user, the user included."""

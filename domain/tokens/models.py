@@ -147,7 +147,7 @@ ADMIN_ROUTES = ("/api/users", "/api/system", "/metrics")
 SESSION_ONLY = (("POST", "/api/tokens"), ("DELETE", "/api/tokens/{id}"), ("POST", "/api/calendar/link"),
                 ("DELETE", "/api/calendar/link"), ("POST", "/api/users/{id}/password-reset"),
                 ("POST", "/api/auth/logout-all"))  # fmt: skip
-READ_POSTS = frozenset({"/api/auth/sse-ticket"})  # making an SSE ticket is reading
+READ_POSTS = frozenset({"/api/auth/sse-ticket", "/api/sql"})  # an SSE ticket, a query: reading
 
 
 def check_use(grant: TokenGrant, method: str, route: str, *, head: bool) -> None:

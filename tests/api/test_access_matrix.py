@@ -100,7 +100,15 @@ ROUTES = [
     Route("GET", "/api/ingestions/{ingestion}", "read"),
     Route("DELETE", "/api/ingestions/{ingestion}", "manage", fresh=True),  # the lead's upload
     Route("GET", "/api/projects/{pid}/datasets", "read"),
+    # a saved query: its job makes a new dataset
+    Route(
+        "POST",
+        "/api/projects/{pid}/datasets",
+        "write",
+        lambda _c: {"json": {"from_sql": "SELECT 42 AS answer", "name": "saved"}},
+    ),
     Route("GET", "/api/datasets/{dataset}", "read"),
+    Route("GET", "/api/datasets/{dataset}/download?format=arrow&columns=a", "read"),
     Route("GET", "/api/datasets/{dataset}/rows", "read"),
     Route("GET", "/api/datasets/{dataset}/download?format=csv", "read"),
     Route("GET", "/api/datasets/{dataset}/raw", "read"),

@@ -91,6 +91,10 @@ async def test_event_streams_and_downloads_say_what_they_send(client):
     assert document["components"]["schemas"][event_schema]["required"] == ["event", "data"]
     assert "204" in events
     download = paths["/api/datasets/{id}/download"]["get"]["responses"]["200"]["content"]
-    assert set(download) == {"application/vnd.apache.parquet", "text/csv"}
+    assert set(download) == {"application/vnd.apache.parquet", "text/csv", "application/vnd.apache.arrow.stream"}
+    answers = paths["/api/sql"]["post"]["responses"]
+    assert set(answers["200"]["content"]) == {"application/json", "text/csv", "application/vnd.apache.parquet",
+                                              "application/vnd.apache.arrow.stream"}  # fmt: skip
+    assert {"400", "403", "408", "413"} <= set(answers)
     records = paths["/api/projects/{pid}/records"]["get"]["responses"]["200"]["content"]
     assert set(records) == {"application/json", "text/csv", "application/x-ndjson"}

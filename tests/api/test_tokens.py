@@ -286,7 +286,7 @@ async def test_a_read_token_changes_nothing_anywhere(client, team):
     checked = 0
     for path, item in document["paths"].items():
         for method, operation in item.items():
-            if method in {"get", "head"} or not operation.get("security") or path == "/api/auth/sse-ticket":
+            if method in {"get", "head"} or not operation.get("security") or path in {"/api/auth/sse-ticket", "/api/sql"}:
                 continue
             concrete = path.replace("{", "").replace("}", "")  # any id: the scope is checked first
             for name in ("pid", "id", "uid"):
