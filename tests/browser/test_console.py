@@ -3,8 +3,11 @@ with every page scanned by axe-core and photographed at desktop and phone size."
 
 from __future__ import annotations
 
+import csv
 import io
 import re
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -621,3 +624,62 @@ def test_hostile_text_shows_as_text_and_runs_nothing(console: Server, api: Api, 
     expect(page.get_by_text("<svg onload=alert(3)>", exact=False)).to_be_visible()
     assert page.locator("img[src='x'], main script, main svg[onload], main b").count() == 0
     assert dialogs == []
+
+
+# -- (10) asking a dataset a question with SQL -----------------------------------------------------------
+
+
+@pytest.mark.provokes_failed_loads("status of 400")  # a mistyped column, on purpose
+def test_a_member_asks_a_dataset_a_question(console: Server, api: Api, people: People, open_context):
+    pid = make_project(api, people.lead, "Gust study", (people.student_id, "member"))
+    headers = api.sign_in(people.lead)
+    batch = api.call("POST", f"/api/projects/{pid}/ingestions", headers,
+                     files=[("files", ("runs.csv", csv_bytes(200), "text/csv"))])  # fmt: skip
+    job_id = batch["jobs"][0]["id"]
+    deadline = time.monotonic() + 120
+    while (job := api.call("GET", f"/api/jobs/{job_id}", headers))["status"] not in {"succeeded", "failed"}:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    dataset_id = job["result"]["dataset_id"]
+    page = open_context().new_page()
+    sign_in(page, console.url, people.student)
+    page.goto(f"{console.url}/datasets/{dataset_id}")
+    page.get_by_role("link", name="Query this dataset").click()
+    editor = page.get_by_label("SQL", exact=True)
+    expect(editor).to_have_value("SELECT *\nFROM runs\nLIMIT 100")
+    editor.press("Control+Enter")
+    summary = page.get_by_test_id("query-summary")
+    expect(summary).to_contain_text("100 rows")
+    # the tables beside the editor: a click inserts a column's name where the cursor is
+    editor.fill("SELECT count(*) AS n, max() FROM runs")
+    editor.evaluate("area => area.setSelectionRange(26, 26)")  # inside max( )
+    page.get_by_text("Columns of runs").click()
+    page.get_by_role("button", name="Insert column speed").click()
+    expect(editor).to_have_value(re.compile(r"max\(speed\)"))
+    page.get_by_role("button", name="Run", exact=True).click()
+    result = page.get_by_role("table", name="Query result")
+    expect(result).to_contain_text("BIGINT")
+    expect(result.get_by_role("cell", name="200", exact=True)).to_be_visible()
+    expect(summary).to_contain_text("1 row")
+    scan(page, "query")
+    # an error is shown where the server says it is
+    editor.fill("SELECT speed,\n  nope\nFROM runs")
+    editor.press("Control+Enter")
+    expect(page.get_by_role("alert").first).to_contain_text("nope")
+    expect(page.get_by_test_id("sql-position")).to_contain_text("Line 2, column 3")
+    assert editor.evaluate("area => area.selectionStart") == len("SELECT speed,\n  ")
+    # download, and save the answer as a dataset
+    editor.fill("SELECT speed, count(*) AS n FROM runs GROUP BY speed ORDER BY speed")
+    editor.press("Control+Enter")
+    expect(summary).to_contain_text("rows")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    assert download.value.suggested_filename == "query.csv"
+    assert next(csv.reader(io.StringIO(Path(download.value.path()).read_text()))) == ["speed", "n"]
+    page.get_by_label("New dataset's name").fill("Speeds counted")
+    page.get_by_role("button", name="Save as dataset").click()
+    saving = page.locator(".job").filter(has_text="Speeds counted")
+    expect(saving).to_have_attribute("data-status", "succeeded", timeout=120_000)
+    saving.get_by_role("link", name="Open the new dataset").click()
+    expect(page.get_by_role("heading", name="Speeds counted")).to_be_visible()
+    expect(page.get_by_role("table", name="Statistics per column")).to_contain_text("speed")

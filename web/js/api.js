@@ -200,14 +200,19 @@ function filenameOf(response, fallback) {
   return plain ? plain[1] : fallback;
 }
 
-export async function download(path, query, fallback = 'download') {
-  const response = await send('GET', path, { query });
-  const href = URL.createObjectURL(await response.blob());
+// a blob saved as a file by the browser
+export function saveBlob(blob, name) {
+  const href = URL.createObjectURL(blob);
   const link = document.createElement('a');
   link.href = href;
-  link.download = filenameOf(response, fallback);
+  link.download = name;
   document.body.append(link);
   link.click();
   link.remove();
   setTimeout(() => URL.revokeObjectURL(href), 60_000);
+}
+
+export async function download(path, query, fallback = 'download') {
+  const response = await send('GET', path, { query });
+  saveBlob(await response.blob(), filenameOf(response, fallback));
 }

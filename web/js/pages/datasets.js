@@ -155,6 +155,7 @@ export function DatasetPage({ id }) {
       <button type="button" class="secondary" onClick=${() => downloads.run(() => api.download(`/api/datasets/${id}/download`, { format: 'parquet' }, `${d.name}.parquet`))}>Download Parquet</button>
       <button type="button" class="secondary" onClick=${() => downloads.run(() => api.download(`/api/datasets/${id}/download`, { format: 'csv' }, `${d.name}.csv`))}>Download CSV</button>
       <button type="button" class="secondary" onClick=${() => downloads.run(() => api.download(`/api/datasets/${id}/raw`, null, d.source.name))}>Download raw file</button>
+      <${Link} class="button secondary" href=${`/projects/${d.project_id}/query?dataset=${id}`}>Query this dataset<//>
     </div>
     <${ErrorNote} error=${downloads.error} />
     <h2>Schema</h2>

@@ -9,11 +9,12 @@ import { Records } from './records.js';
 import { Ingest } from './ingest.js';
 import { DatasetList, PlotList } from './datasets.js';
 import { MeetingList } from './meetings.js';
+import { Query } from './query.js';
 import { Engagement } from './engagement.js';
 
 const TABS = [
   ['overview', 'Overview'], ['documents', 'Documents'], ['records', 'Records'], ['ingest', 'Ingest'],
-  ['datasets', 'Datasets'], ['plots', 'Plots'], ['meetings', 'Meetings'], ['engagement', 'Engagement'],
+  ['datasets', 'Datasets'], ['query', 'Query'], ['plots', 'Plots'], ['meetings', 'Meetings'], ['engagement', 'Engagement'],
 ];
 const ROLES = [['lead', 'Lead'], ['member', 'Member'], ['viewer', 'Viewer']];
 
@@ -116,6 +117,7 @@ export function ProjectPage({ pid, tab }) {
     records: () => html`<${Records} project=${p} access=${access} />`,
     ingest: () => html`<${Ingest} project=${p} access=${access} />`,
     datasets: () => html`<${DatasetList} project=${p} />`,
+    query: () => html`<${Query} project=${p} access=${access} />`,
     plots: () => html`<${PlotList} project=${p} />`,
     meetings: () => html`<${MeetingList} project=${p} access=${access} />`,
     engagement: () => html`<${Engagement} project=${p} access=${access} />`,
