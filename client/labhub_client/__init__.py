@@ -6,10 +6,15 @@ project = hub.project("Wind tunnel")
 batch = hub.send(project["id"], "run-042.csv")
 for job in batch["jobs"]:
     print(hub.follow(job["id"])["status"])
+
+table = hub.sql("SELECT site, avg(speed) AS mean FROM wind_tunnel.run_042 GROUP BY site")
+frame = hub.dataset(dataset_id).to_pandas(columns=["time", "speed"])
 """
 
-from labhub_client.api import LabHub, LabHubError
+from labhub_client.api import Dataset, LabHub, LabHubError
 from labhub_client.config import Config
 
-__all__ = ["Config", "LabHub", "LabHubError"]
+Client = LabHub  # the name the docs use for asking questions: Client.sql(...), Client.dataset(id).to_pandas()
+
+__all__ = ["Client", "Config", "Dataset", "LabHub", "LabHubError"]
 __version__ = "0.1.0"

@@ -312,9 +312,38 @@ class LabHub:
     def datasets(self, project_id: str) -> list[dict[str, Any]]:
         return self._all(f"/api/projects/{project_id}/datasets", limit=100)
 
-    def dataset(self, dataset_id: str) -> dict[str, Any]:
-        found: dict[str, Any] = self._json("GET", f"/api/datasets/{dataset_id}")
-        return found
+    def dataset(self, dataset_id: str) -> Dataset:
+        """A dataset (its schema, statistics, provenance, … as a dict) that reads its data too."""
+        return Dataset(self, self._json("GET", f"/api/datasets/{dataset_id}"))
+
+    def columns(self, dataset_id: str, columns: list[str] | None = None) -> Any:
+        """A dataset's columns (all, or only these) as a pyarrow.Table, read as an Arrow IPC stream:
+        only those columns leave the server."""
+        ipc = _pyarrow_ipc()
+        params = {"format": "arrow", **({"columns": ",".join(columns)} if columns else {})}
+        body = self._request("GET", f"/api/datasets/{dataset_id}/download", params=params).content
+        return ipc.open_stream(body).read_all()
+
+    # -- SQL -----------------------------------------------------------------------------------------
+
+    def sql_bytes(
+        self, text: str, *, fmt: str = "arrow", project_id: str | None = None, limit: int | None = None
+    ) -> tuple[bytes, httpx.Headers]:
+        """One read-only statement's answer as LabHub encodes it (json, csv, parquet or arrow)."""
+        body: dict[str, Any] = {"sql": text, "format": fmt}
+        if project_id:
+            body["project_id"] = project_id
+        if limit is not None:
+            body["limit"] = limit
+        response = self._request("POST", "/api/sql", json=body)
+        return response.content, response.headers
+
+    def sql(self, text: str, *, project_id: str | None = None, limit: int | None = None) -> Any:
+        """The answer to one read-only SQL statement as a pyarrow.Table (`.to_pandas()` for a data frame).
+        Tables are `project.dataset`, `ds_<id>`, or (with project_id) the project's datasets by name."""
+        ipc = _pyarrow_ipc()
+        body, _headers = self.sql_bytes(text, fmt="arrow", project_id=project_id, limit=limit)
+        return ipc.open_stream(body).read_all()
 
     def download(self, dataset_id: str, fmt: str, dest: Path, *, progress: Progress | None = None) -> Path:
         """Stream a dataset to dest (written to a temporary name, renamed when whole)."""
@@ -340,6 +369,35 @@ class LabHub:
         finally:
             partial.unlink(missing_ok=True)
         return dest
+
+
+class Dataset(dict[str, Any]):
+    """A dataset as the API shows it, plus its data: `to_arrow()` and `to_pandas()` read only the
+    columns asked for."""
+
+    def __init__(self, hub: LabHub, fields: dict[str, Any]) -> None:
+        super().__init__(fields)
+        self._hub = hub
+
+    @property
+    def id(self) -> str:
+        return str(self["id"])
+
+    def to_arrow(self, columns: list[str] | None = None) -> Any:
+        return self._hub.columns(self.id, columns)
+
+    def to_pandas(self, columns: list[str] | None = None) -> Any:
+        return self.to_arrow(columns).to_pandas()
+
+
+def _pyarrow_ipc() -> Any:
+    try:
+        import pyarrow.ipc
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise LabHubError(
+            None, "missing_pyarrow", "reading tables needs pyarrow: pip install 'labhub-client[data]'"
+        ) from None
+    return pyarrow.ipc
 
 
 def sha256_of(path: Path) -> str:

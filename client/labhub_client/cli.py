@@ -1,4 +1,4 @@
-"""labhub-client: login, push, watch, jobs, datasets, download.
+"""labhub-client: login, push, watch, jobs, datasets, download, sql.
 
 Exit codes: 0 when everything asked for succeeded, 1 when a file or job failed, 2 for a usage or
 configuration problem, 130 when stopped with Ctrl-C (push; watch stops cleanly with 0).
@@ -314,6 +314,41 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sql(args: argparse.Namespace) -> int:
+    if args.file:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    elif args.statement:
+        text = args.statement
+    else:
+        raise ConfigError("give the statement as an argument, or --file FILE (- for stdin)")
+    fmt = args.format or ("table" if not args.output else Path(args.output).suffix.lstrip(".") or "csv")
+    if fmt not in {"table", "json", "csv", "parquet", "arrow"}:
+        raise ConfigError(f"unknown format {fmt!r}: use table, json, csv, parquet or arrow")
+    if fmt in {"parquet", "arrow"} and not args.output and sys.stdout.isatty():
+        raise ConfigError(f"{fmt} is binary: write it to a file with -o FILE")
+    with _hub(args) as hub:
+        project_id = hub.project(args.project)["id"] if args.project else None
+        body, headers = hub.sql_bytes(text, fmt="json" if fmt == "table" else fmt, project_id=project_id,
+                                      limit=args.limit)  # fmt: skip
+    rows, truncated = headers.get("LabHub-Row-Count", "?"), headers.get("LabHub-Truncated") == "true"
+    summary = f"{rows} rows{' (truncated: raise --limit)' if truncated else ''} in {headers.get('LabHub-Elapsed-Ms', '?')} ms"
+    if args.output:
+        Path(args.output).write_bytes(body)
+        err.print(f"saved {args.output}: {summary}", highlight=False)
+        return 0
+    if fmt == "table":
+        answer = json.loads(body)
+        table = Table(*(f"{c['name']}\n[dim]{c['type']}[/dim]" for c in answer["columns"]))
+        for row in answer["rows"]:
+            table.add_row(*("∅" if v is None else json.dumps(v) if isinstance(v, dict | list) else str(v) for v in row))
+        out.print(table)
+        err.print(summary, highlight=False)
+        return 0
+    sys.stdout.buffer.write(body)
+    sys.stdout.flush()
+    return 0
+
+
 # -- arguments ---------------------------------------------------------------------------------------
 
 
@@ -394,6 +429,18 @@ def parser() -> argparse.ArgumentParser:
     download.add_argument("-o", "--output", metavar="FILE")
     download.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     download.set_defaults(run=cmd_download)
+
+    sql = commands.add_parser(
+        "sql", help="ask the datasets a question: one read-only SQL statement (DuckDB's dialect)", parents=common
+    )
+    sql.add_argument("statement", nargs="?", metavar="SQL", help='e.g. "SELECT * FROM wind_tunnel.run_042 LIMIT 5"')
+    sql.add_argument("--file", metavar="FILE", help="read the statement from FILE (- for stdin)")
+    sql.add_argument("--format", choices=["table", "json", "csv", "parquet", "arrow"],
+                     help="table (the default on a terminal), json, csv, parquet or arrow; with -o, from its suffix")  # fmt: skip
+    sql.add_argument("-o", "--output", metavar="FILE", help="write the answer to FILE")
+    sql.add_argument("--project", help="a project id or name: its datasets answer by their own names")
+    sql.add_argument("--limit", type=int, help="rows in the answer (the server's default otherwise)")
+    sql.set_defaults(run=cmd_sql)
     return top
 
 

@@ -5,6 +5,7 @@ stopped and started again — every file becomes exactly one ingestion."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 import openpyxl
+import pyarrow.parquet as pq
 import pytest
 
 from ops.children import free_port
@@ -166,6 +168,35 @@ def test_login_push_follow_list_and_download(lab: Lab) -> None:
     assert got.returncode == 0, got.stderr
     assert target.read_text().splitlines()[0].startswith("time,speed [m/s],probe")
     assert len(target.read_text().splitlines()) == 501
+
+    # questions: the sql command, and the Python client's tables and frames (only the columns asked for)
+    grouped = "SELECT probe, count(*) AS n FROM wind_tunnel.wind GROUP BY probe ORDER BY probe"
+    asked = lab.run("sql", grouped, "--format", "csv")
+    assert asked.returncode == 0, asked.stderr
+    assert list(csv.reader(io.StringIO(asked.stdout))) == [["probe", "n"], ["p0", "167"], ["p1", "167"], ["p2", "166"]]
+    shown = lab.run("sql", grouped)
+    assert shown.returncode == 0, shown.stderr
+    assert "p2" in shown.stdout
+    assert "3 rows" in shown.stderr
+    parquet = lab.tmp / "answer.parquet"
+    saved_answer = lab.run("sql", "SELECT * FROM wind_tunnel.wind", "-o", str(parquet))
+    assert saved_answer.returncode == 0, saved_answer.stderr
+    assert pq.read_table(parquet).num_rows == 500
+    wrong = lab.run("sql", "SELECT nope FROM wind_tunnel.wind")
+    assert wrong.returncode == 1
+    assert "nope" in wrong.stderr
+    sys.path.insert(0, str(ROOT / "client"))
+    from labhub_client import Client
+
+    with Client(lab.url, lab.token_file.read_text().strip()) as hub:
+        table = hub.sql('SELECT probe, max("speed [m/s]") AS top FROM wind GROUP BY probe ORDER BY probe',
+                        project_id=lab.project_id)  # fmt: skip
+        assert table.column_names == ["probe", "top"]
+        assert table.num_rows == 3
+        frame = hub.dataset(datasets["wind.csv"]["id"]).to_pandas(columns=["time", "speed [m/s]"])
+        assert list(frame.columns) == ["time", "speed [m/s]"]
+        assert len(frame) == 500
+        assert frame["speed [m/s]"].max() == pytest.approx(9.6)
 
     mine = lab.run("jobs", "--json")
     assert {j["id"] for j in jobs} <= {j["id"] for j in json.loads(mine.stdout)}
