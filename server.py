@@ -58,7 +58,7 @@ from ops.embedded import (
     ServiceEndpoints,
 )
 from ops.running import running_services
-from workers.pool import LANE_HEADROOM_BYTES, WorkerPool, host_sizing, lane_size
+from workers.pool import LANE_HEADROOM_BYTES, LANE_IMPORTS, WorkerPool, host_sizing, lane_size
 
 log = logging.getLogger("labhub.server")
 
@@ -149,7 +149,7 @@ async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
     app[POOL], app[POOL_SIZING] = pool, sizing
     # the query lane: its own small pool, so that queries never wait behind jobs (domain/sql/lane.py)
     q = app[SETTINGS].sql
-    lane = WorkerPool(q.workers or lane_size(), q.memory_bytes + LANE_HEADROOM_BYTES)
+    lane = WorkerPool(q.workers or lane_size(), q.memory_bytes + LANE_HEADROOM_BYTES, LANE_IMPORTS)
     lane.start()
     app[QUERY_POOL] = lane
     attach_query_lane(app[DOMAIN], lane)

@@ -111,6 +111,7 @@ def host_sizing(
 
 # a query-lane worker's address space beyond the memory a query may use (DuckDB's threads, Arrow)
 LANE_HEADROOM_BYTES = 1024**3
+LANE_IMPORTS = ("workers.sql",)  # DuckDB and sqlglot: in the lane's workers only
 
 
 def lane_size() -> int:
@@ -158,9 +159,10 @@ def _keep_main_out_of_workers() -> None:
 class WorkerPool:
     """A ProcessPoolExecutor (forkserver, preloaded) that a watchdog rebuilds when a worker dies."""
 
-    def __init__(self, size: int, memory_bytes: int) -> None:
+    def __init__(self, size: int, memory_bytes: int, imports: tuple[str, ...] = ()) -> None:
         self.size = size
         self.memory_bytes = memory_bytes
+        self.imports = imports  # modules every worker of this pool imports as it starts
         self._on_event: Callable[[WorkerEvent], None] = lambda _event: None
         self._on_rebuild: Callable[[int, GenerationEnd], None] = lambda _generation, _end: None
         self._lock = threading.Lock()
@@ -211,7 +213,7 @@ class WorkerPool:
             max_workers=self.size,
             mp_context=self._context,
             initializer=init_worker,
-            initargs=(self.memory_bytes, sender, self._context.Lock(), str(self._control_dir)),
+            initargs=(self.memory_bytes, sender, self._context.Lock(), str(self._control_dir), self.imports),
         )
         self.generation += 1
         self._reader_stop = threading.Event()

@@ -27,7 +27,6 @@ import pyarrow.parquet
 
 import workers.ingest.run  # the job functions (the server names them; only workers import them)
 import workers.plots
-import workers.sql
 import workers.worker
 
 __all__ = ["matplotlib", "numpy", "pandas", "pyarrow", "workers"]

@@ -189,6 +189,13 @@ def _relation(con: duckdb.DuckDBPyConnection, statement: str) -> duckdb.DuckDBPy
         raise
 
 
+def _out_of_memory(exc: BaseException) -> QueryError:
+    if isinstance(exc, OSError) and not isinstance(exc, pa.ArrowMemoryError) and "memory" not in str(exc).lower():
+        return QueryError("query_failed", f"the query failed: {str(exc)[:300]}")
+    return QueryError("query_out_of_memory", "the query needed more memory than a query may use: "
+                      "select fewer columns or rows, or aggregate first")  # fmt: skip
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return float(value)
@@ -314,10 +321,15 @@ def run_query(request: dict[str, Any]) -> dict[str, Any]:
                     reader.close()
             except duckdb.Error as exc:
                 raise _failure(exc, sql, fired.is_set(), timeout_s) from None
+            except (MemoryError, OSError, pa.ArrowMemoryError) as exc:  # Arrow's buffers past the memory cap
+                raise _out_of_memory(exc) from None
         schema = batches[0].schema if batches else None
         table = pa.Table.from_batches(batches, schema) if batches else _empty(relation)
         table = table.rename_columns(_unique_names(names)) if request["format"] != "json" else table.rename_columns(names)
-        body = encode(table, request["format"], types, truncated)
+        try:
+            body = encode(table, request["format"], types, truncated)
+        except (MemoryError, OSError, pa.ArrowMemoryError) as exc:
+            raise _out_of_memory(exc) from None
         if len(body) > max_bytes:
             raise QueryError("result_too_large", _too_large(max_bytes))
     except QueryError as error:

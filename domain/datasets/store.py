@@ -45,17 +45,29 @@ backup_rule("datasets", references=lambda d: (d.get("parquet_key"), nested(d, "s
 backup_rule("ingestions", references=lambda d: (raw_key(sha) if (sha := nested(d, "file", "sha256")) else None,))
 
 _SUMMARY = {"stats": 0, "sample": 0, "warnings": 0, "metadata": 0, "provenance": 0}
+# A wide dataset's statistics and sample rows would not fit in one document (MongoDB's 16 MB): past
+# this many columns they are kept in dataset_details, a document per this many columns
+DETAIL_COLUMNS = 2000
+index("dataset_details", ("dataset_id", 1), ("attempt", 1), ("part", 1), name="dataset_part")
 
 
-def dataset_from(doc: Document) -> Dataset:
+def dataset_from(doc: Document, details: list[Document] | None = None) -> Dataset:
     """Stored documents keep stats, sample and metadata in key-safe shapes (column names may hold
-    dots and dollars, which document keys may not); the model has them as maps again."""
+    dots and dollars, which document keys may not); the model has them as maps again. A wide
+    dataset's stats and sample come from its details documents, in column order."""
     names = [c["name"] for c in doc.get("schema", [])]
     fields = dict(doc)
+    if details:
+        fields["stats_list"] = [entry for part in details for entry in part.get("stats_list", [])]
+        samples = [part.get("sample_rows", []) for part in details]
+        fields["sample_rows"] = [
+            [value for part in samples for value in (part[i] if i < len(part) else [])]
+            for i in range(max((len(s) for s in samples), default=0))
+        ]
     fields["stats"] = {
-        e["column"]: {k: v for k, v in e.items() if k != "column"} for e in doc.get("stats_list", [])
+        e["column"]: {k: v for k, v in e.items() if k != "column"} for e in fields.get("stats_list", [])
     }
-    fields["sample"] = [dict(zip(names, row, strict=False)) for row in doc.get("sample_rows", [])]
+    fields["sample"] = [dict(zip(names, row, strict=False)) for row in fields.get("sample_rows", [])]
     fields["metadata"] = json.loads(doc.get("metadata_json") or "{}")
     return from_document(Dataset, fields)
 
@@ -67,20 +79,40 @@ def _summary(doc: Document) -> DatasetSummary:
 class DatasetStore:
     def __init__(self, db: Database) -> None:
         self._datasets = db["datasets"]
+        self._details = db["dataset_details"]
 
     async def get(self, dataset_id: str) -> StoredDataset | None:
         doc = await self._datasets.find_one({"_id": object_id(dataset_id, "dataset")})
         if doc is None:
             return None
-        return StoredDataset(dataset_from(doc), doc["parquet_key"], doc.get("parquet_sha256", ""))
+        details = None
+        if doc.get("details_parts"):
+            details = await self._details.find(
+                {"dataset_id": doc["_id"], "attempt": doc.get("details_attempt")}
+            ).sort("part", 1).to_list()
+        return StoredDataset(dataset_from(doc, details), doc["parquet_key"], doc.get("parquet_sha256", ""))
 
     async def write_output(self, dataset_id: str, made: NewDataset, attempt: Attempt) -> bool:
         """A dataset an ingestion attempt made (False: a newer attempt wrote it already)."""
         fields = attrs.asdict(made, recurse=False)
         # kept as lists and text: column names may hold dots and dollars, which keys may not
-        fields["stats_list"] = [{"column": name, **values} for name, values in fields.pop("stats").items()]
-        fields["sample_rows"] = [[row.get(c["name"]) for c in made.schema] for row in fields.pop("sample")]
+        stats_list = [{"column": name, **values} for name, values in fields.pop("stats").items()]
+        sample_rows = [[row.get(c["name"]) for c in made.schema] for row in fields.pop("sample")]
         fields["metadata_json"] = json.dumps(fields.pop("metadata"), default=str)
+        if len(made.schema) > DETAIL_COLUMNS:
+            # first the details of this attempt (a retry writes them again), then the dataset naming them
+            parts = range(0, len(made.schema), DETAIL_COLUMNS)
+            for part, start in enumerate(parts):
+                end = start + DETAIL_COLUMNS
+                await self._details.replace_one(
+                    {"_id": f"{dataset_id}:{attempt.attempt}:{part}"},
+                    {"dataset_id": ObjectId(dataset_id), "attempt": attempt.attempt, "part": part,
+                     "stats_list": stats_list[start:end], "sample_rows": [row[start:end] for row in sample_rows]},
+                    upsert=True,
+                )  # fmt: skip
+            stats_list, sample_rows = [], []
+            fields["details_parts"], fields["details_attempt"] = len(parts), attempt.attempt
+        fields["stats_list"], fields["sample_rows"] = stats_list, sample_rows
         stored = with_object_ids(fields, "project_id", "created_by")
         return await write_attempt_output(
             self._datasets, dataset_id, stored, job_id=attempt.job_id, attempt=attempt.attempt
@@ -130,6 +162,7 @@ class DatasetStore:
     async def delete(self, dataset_id: str) -> str | None:
         """Remove a dataset; the key of its Parquet object (None: it was not there)."""
         doc = await self._datasets.find_one_and_delete({"_id": ObjectId(dataset_id)}, {"parquet_key": 1})
+        await self._details.delete_many({"dataset_id": ObjectId(dataset_id)})
         return str(doc["parquet_key"]) if doc else None
 
     async def delete_project(self, project_id: str) -> list[str]:
@@ -137,6 +170,8 @@ class DatasetStore:
             d["parquet_key"]
             async for d in self._datasets.find({"project_id": ObjectId(project_id)}, {"parquet_key": 1})
         ]
+        ids = [d["_id"] async for d in self._datasets.find({"project_id": ObjectId(project_id)}, {"_id": 1})]
+        await self._details.delete_many({"dataset_id": {"$in": ids}})
         await self._datasets.delete_many({"project_id": ObjectId(project_id)})
         return keys
 

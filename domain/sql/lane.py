@@ -62,6 +62,10 @@ class QueryLane:
                 ) from None
             except BrokenProcessPool:
                 log.warning("a query's worker was lost; running it again", extra={"attempt": attempt})
+            except Exception:  # the worker function itself failed: a LabHub bug, logged, never a 500
+                log.exception("a query failed in its worker")
+                return {"error": {"code": "query_failed", "message": "the query failed in LabHub; it has been logged",
+                                  "position": None}}  # fmt: skip
             finally:
                 with contextlib.suppress(OSError):
                     query_pid_file(self._pool.control_dir, query_id).unlink()

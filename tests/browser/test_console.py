@@ -683,3 +683,30 @@ def test_a_member_asks_a_dataset_a_question(console: Server, api: Api, people: P
     saving.get_by_role("link", name="Open the new dataset").click()
     expect(page.get_by_role("heading", name="Speeds counted")).to_be_visible()
     expect(page.get_by_role("table", name="Statistics per column")).to_contain_text("speed")
+
+
+def test_a_dataset_of_forty_thousand_columns_is_usable(console: Server, api: Api, people: People, open_context):
+    pid = make_project(api, people.lead, "Spectra")
+    headers = api.sign_in(people.lead)
+    columns = 40_000
+    lines = [",".join(f"mz_{c}" for c in range(columns))] + [",".join(str((r + c) % 10) for c in range(columns)) for r in range(5)]
+    batch = api.call("POST", f"/api/projects/{pid}/ingestions", headers,
+                     files=[("files", ("spectrum.csv", ("\n".join(lines) + "\n").encode(), "text/csv"))])  # fmt: skip
+    job_id = batch["jobs"][0]["id"]
+    deadline = time.monotonic() + 180
+    while (job := api.call("GET", f"/api/jobs/{job_id}", headers))["status"] not in {"succeeded", "failed"}:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    assert job["status"] == "succeeded", job
+    page = open_context().new_page()
+    sign_in(page, console.url, people.lead)
+    page.goto(f"{console.url}/datasets/{job['result']['dataset_id']}")
+    stats = page.get_by_role("table", name="Statistics per column")
+    expect(stats.get_by_role("row")).to_have_count(101, timeout=60_000)  # a page of 100 columns and the header
+    page.get_by_label("Filter columns").fill("mz_39999")
+    expect(stats.get_by_role("row", name=re.compile("^mz_39999"))).to_contain_text("number")
+    rows = page.get_by_role("table", name=re.compile("^Rows 1–5 of 5"))
+    expect(rows.get_by_role("columnheader")).to_have_count(40)
+    page.get_by_role("button", name="Next columns").last.click()  # the rows table's
+    expect(rows.get_by_role("columnheader").first).to_have_text("mz_40")
+    expect(rows.get_by_role("cell").first).to_have_text("0")  # (0 + 40) % 10

@@ -126,6 +126,11 @@ class DatasetBuilder:
     """
 
     QUEUE_BATCHES = 4
+    # a wide table's batches hold few rows: they are joined up to about this many cells first, so that
+    # the per-column work (statistics, Parquet column chunks) runs per this many cells, not per batch,
+    # and the file keeps a few row groups instead of one per handful of rows
+    MIN_BATCH_CELLS = 2_000_000
+    MIN_BATCH_ROWS = 8192  # a batch this long goes as it is (a narrow table's batches are never joined)
 
     def __init__(
         self,
@@ -161,6 +166,9 @@ class DatasetBuilder:
             self.QUEUE_BATCHES
         )
         self._failure: BaseException | None = None
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._pending_at: tuple[float | None, float | None] = (None, None)
         self._thread = threading.Thread(target=self._consume, name="dataset-writer", daemon=True)
         previous = threading.stack_size(WRITER_STACK_BYTES)  # address space counts against RLIMIT_AS
         try:
@@ -171,8 +179,24 @@ class DatasetBuilder:
     def add(self, batch: pa.RecordBatch, *, done: float | None = None, total: float | None = None) -> None:
         if self._failure is not None:
             raise self._failure
-        if batch.num_rows:
-            self._queue.put((batch, done, total))
+        if not batch.num_rows:
+            return
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        self._pending_at = (done, total)
+        if (
+            self._pending_rows >= self.MIN_BATCH_ROWS
+            or self._pending_rows * max(1, batch.num_columns) >= self.MIN_BATCH_CELLS
+        ):
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        if not self._pending:
+            return
+        pending, (done, total) = self._pending, self._pending_at
+        self._pending, self._pending_rows = [], 0
+        batch = pending[0] if len(pending) == 1 else pa.concat_batches(pending)
+        self._queue.put((batch, done, total))
 
     def _consume(self) -> None:
         while (item := self._queue.get()) is not None:
@@ -201,6 +225,7 @@ class DatasetBuilder:
         )
 
     def _drain(self) -> None:
+        self._hand_over()
         self._queue.put(None)
         self._thread.join()
         if self._failure is not None:

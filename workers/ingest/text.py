@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
@@ -30,6 +31,10 @@ from workers.worker import JobFailed, Reporter
 
 SNIFF_BYTES = 256 * 1024
 SNIFF_LINES = 400
+# wide tables (spectra, arrays: tens of thousands of columns) have lines longer than SNIFF_BYTES:
+# the sniffer reads on until it holds this many whole lines, or MAX_SNIFF_BYTES
+SNIFF_MIN_LINES = 25
+MAX_SNIFF_BYTES = 64 * 1024 * 1024
 COMMENT_PREFIXES = ("#", "%", "//")
 DELIMITERS = (",", "\t", ";", "|")
 WHITESPACE = " "  # marker: runs of spaces and tabs separate fields
@@ -151,14 +156,28 @@ def _choose_delimiter(lines: list[str], extension: str) -> tuple[str, int]:
     return best[0], best[1]
 
 
-def sniff(path: Path, options: dict[str, Any], warnings: Warnings) -> Layout:
+def _head(path: Path) -> tuple[bytes, bool]:
+    """The start of the file, holding SNIFF_MIN_LINES whole lines when it can; whether it is all of it."""
+    wanted = SNIFF_BYTES
     with path.open("rb") as handle:
-        head = handle.read(SNIFF_BYTES)
+        head = handle.read(wanted)
+        while len(head) == wanted and head.count(b"\n") < SNIFF_MIN_LINES and wanted < MAX_SNIFF_BYTES:
+            more = handle.read(wanted)
+            head += more
+            wanted *= 2
+            if not more:
+                break
+        whole = not handle.read(1)
+    return head, whole
+
+
+def sniff(path: Path, options: dict[str, Any], warnings: Warnings) -> Layout:
+    head, whole = _head(path)
     encoding, bom = detect_encoding(head)
     text = head[bom:].decode(encoding, errors="replace")
     _check_text(text)
     lines = text.splitlines(keepends=True)[:SNIFF_LINES]
-    if len(head) == SNIFF_BYTES and len(lines) > 1:
+    if not whole and len(lines) > 1 and len(text.splitlines()) <= SNIFF_LINES:
         lines = lines[:-1]  # the last line may be cut
     first_line, last_line = _parse_range(options)
     window = range(first_line - 1, len(lines) if last_line is None else min(len(lines), last_line))
@@ -359,12 +378,19 @@ def ingest_text(
     names = _names(layout, options)
     column_types: dict[str, pa.DataType] = {}
     total = path.stat().st_size
+    wide = layout.width >= WIDE_COLUMNS
     for _ in range(MAX_RESTARTS):
         rejected = Warnings()
         try:
-            result = _parse(
-                path, layout, names, column_types, options, limits, reporter, out, total, rejected
-            )
+            if wide:
+                result = _parse_wide(path, layout, names, options, limits, reporter, out, total, rejected)
+            else:
+                result = _parse(
+                    path, layout, names, column_types, options, limits, reporter, out, total, rejected
+                )
+        except _NotWideNumbers:
+            wide = False
+            continue
         except _UnnamedValues:
             layout = attrs.evolve(layout, unnamed_empty=[])
             continue
@@ -406,6 +432,96 @@ def _widen(
         return None
     column_types[name] = wider if current in _WIDER else pa.string()
     return column_types
+
+
+class _NotWideNumbers(Exception):
+    """A wide table that is not all numbers (or quotes its fields): read by the general path."""
+
+
+WIDE_COLUMNS = 2_000  # from this width on, a table of numbers is read by _parse_wide
+WIDE_CHUNK_CELLS = 500_000  # cells converted at once by _parse_wide
+
+
+def _wide_rows(source: CountingReader | TransformingReader, layout: Layout, encoding: str) -> Iterator[str]:
+    """The table's lines (blank lines left out, the rows between names and data skipped)."""
+    skip = layout.skip_rows
+    for raw in io.BufferedReader(source, buffer_size=1024 * 1024):
+        line = raw.decode(encoding, errors="replace").rstrip("\r\n")
+        if not line.strip():
+            continue
+        if skip:
+            skip -= 1
+            continue
+        yield line
+
+
+def _parse_wide(
+    path: Path,
+    layout: Layout,
+    names: list[str],
+    options: dict[str, Any],
+    limits: Limits,
+    reporter: Reporter,
+    out: Path,
+    total: int,
+    rejected: Warnings,
+) -> dict[str, Any]:
+    """A wide table of numbers (spectra, arrays: thousands of columns): pyarrow's CSV reader keeps
+    per-column state that costs ~10 KB and a pass per column and block, so these rows are split here
+    and converted a chunk of cells at a time with numpy; every column is a number (float64), empty
+    cells are nulls. Time and memory stay linear in cells. Anything else raises _NotWideNumbers."""
+    _, end_line = _parse_range(options)
+    source: CountingReader | TransformingReader
+    if layout.needs_transform:
+        source = TransformingReader(path, layout, end_line, limits.block_bytes)
+    else:
+        source = CountingReader(path, layout.start_offset)
+    delimiter = NORMALISED if layout.delimiter == WHITESPACE else layout.delimiter
+    width = layout.width
+    kept = [c for c in range(width) if c not in set(layout.unnamed_empty)]
+    schema = pa.schema([(names[c], pa.float64()) for c in kept])
+    units = {n: u for n, u in zip(names, layout.units, strict=False) if u}
+    per_chunk = max(1, WIDE_CHUNK_CELLS // width)
+    builder = DatasetBuilder(out, schema, limits, reporter, units=units)
+
+    def flush(rows: list[list[str]]) -> None:
+        cells = [v if v.strip() else "nan" for row in rows for v in row]
+        if layout.decimal_comma:
+            cells = [v.replace(",", ".") for v in cells]
+        try:
+            matrix = np.array(cells, dtype=np.float64).reshape(len(rows), width)
+        except ValueError:
+            raise _NotWideNumbers from None
+        if layout.unnamed_empty and not np.isnan(matrix[:, layout.unnamed_empty]).all():
+            raise _UnnamedValues
+        arrays = [pa.array(matrix[:, c], type=pa.float64(), from_pandas=True) for c in kept]
+        builder.add(pa.RecordBatch.from_arrays(arrays, schema=schema), done=source.consumed, total=total)
+
+    try:
+        rows: list[list[str]] = []
+        for number, line in enumerate(_wide_rows(source, layout, "utf-8" if layout.needs_transform else layout.encoding)):
+            if '"' in line:
+                raise _NotWideNumbers
+            fields = line.split(delimiter)
+            if len(fields) != width:
+                rejected.add("rejected_rows", f"rows without the table's {width} fields were left out",
+                             example=f"row {number + 1}: {len(fields)} fields")  # fmt: skip
+                continue
+            rows.append(fields)
+            if len(rows) >= per_chunk:
+                flush(rows)
+                rows = []
+        if rows:
+            flush(rows)
+        result = builder.finish()
+        if result["row_count"] == 0:
+            raise JobFailed("no_tabular_data", "the table has a header but no rows")
+        return {**result, "warnings": []}
+    except BaseException:
+        builder.abort()
+        raise
+    finally:
+        source.close()
 
 
 def _parse(

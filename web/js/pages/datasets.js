@@ -37,16 +37,52 @@ export function DatasetList({ project }) {
   </section>`;
 }
 
+const COLUMN_PAGE = 100; // columns of the statistics table at a time
+const ROW_COLUMNS = 40; // columns of the rows tables at a time
+
+// a window onto a list: filter by text, page through it
+function useWindow(items, size, text = (x) => x) {
+  const [filter, setFilter] = useState('');
+  const [start, setStart] = useState(0);
+  const wanted = filter.trim().toLowerCase();
+  const matching = wanted ? items.filter((x) => text(x).toLowerCase().includes(wanted)) : items;
+  const from = Math.min(start, Math.max(0, matching.length - 1));
+  return {
+    filter, setFilter: (v) => { setFilter(v); setStart(0); }, matching, from,
+    shown: matching.slice(from, from + size),
+    previous: from > 0 ? () => setStart(Math.max(0, from - size)) : null,
+    next: from + size < matching.length ? () => setStart(from + size) : null,
+  };
+}
+
+function WindowButtons({ view, size, what }) {
+  if (!view.previous && !view.next) return null;
+  const end = Math.min(view.from + size, view.matching.length);
+  return html`<div class="row wrap">
+    <button type="button" class="secondary small" disabled=${!view.previous} onClick=${view.previous}>Previous ${what}</button>
+    <span class="meta">${what} ${(view.from + 1).toLocaleString()}–${end.toLocaleString()} of ${view.matching.length.toLocaleString()}</span>
+    <button type="button" class="secondary small" disabled=${!view.next} onClick=${view.next}>Next ${what}</button>
+  </div>`;
+}
+
 function StatsTable({ dataset }) {
-  return html`<div class="scroll" tabindex="0" role="region" aria-label="Statistics table"><table><caption>Statistics per column</caption>
-    <thead><tr><th scope="col">Column</th><th scope="col">Kind</th><th scope="col">Count</th><th scope="col">Nulls</th><th scope="col">Min</th><th scope="col">Max</th><th scope="col">Mean</th><th scope="col">Std</th><th scope="col">Quantiles</th><th scope="col">Distinct / top</th></tr></thead>
-    <tbody>${dataset.schema.map((c) => {
+  const view = useWindow(dataset.schema, COLUMN_PAGE, (c) => c.name);
+  return html`<div>
+    ${dataset.schema.length > COLUMN_PAGE && html`<form class="filters" role="search" aria-label="Find columns" onSubmit=${(e) => e.preventDefault()}>
+      <${Input} label="Filter columns" type="search" value=${view.filter} onInput=${view.setFilter} />
+    </form>`}
+    <${WindowButtons} view=${view} size=${COLUMN_PAGE} what="columns" />
+    <div class="scroll" tabindex="0" role="region" aria-label="Statistics table"><table><caption>Statistics per column</caption>
+    <thead><tr><th scope="col">Column</th><th scope="col">Type</th><th scope="col">Unit</th><th scope="col">Count</th><th scope="col">Nulls</th><th scope="col">Min</th><th scope="col">Max</th><th scope="col">Mean</th><th scope="col">Std</th><th scope="col">Quantiles</th><th scope="col">Distinct / top</th></tr></thead>
+    <tbody>${view.shown.map((c) => {
       const s = dataset.stats[c.name] || {};
       const quantiles = QUANTILE_KEYS.filter((k) => k in s).map((k) => `${k} ${fmt(s[k])}`).join(', ');
       const top = s.top ? `${fmt(s.distinct)} distinct; ${s.top.slice(0, 3).map((t) => `${t.value} (${t.count})`).join(', ')}` : (s.kind === 'bool' ? `true ${s.true}, false ${s.false}` : '—');
-      return html`<tr key=${c.name}><th scope="row">${c.name}</th><td>${s.kind || c.type}</td><td>${fmt(s.count)}</td><td>${fmt(s.nulls)}</td>
+      return html`<tr key=${c.name}><th scope="row">${c.name}</th><td>${c.type}</td><td>${c.unit || '—'}</td><td>${fmt(s.count)}</td><td>${fmt(s.nulls)}</td>
         <td>${fmt(s.min)}</td><td>${fmt(s.max)}</td><td>${fmt(s.mean)}</td><td>${fmt(s.std)}</td><td>${quantiles || '—'}</td><td>${top}</td></tr>`;
-    })}</tbody></table></div>`;
+    })}</tbody></table></div>
+    ${view.matching.length === 0 && html`<p class="muted">No column matches.</p>`}
+  </div>`;
 }
 
 function RowsTable({ caption, columns, rows }) {
@@ -59,10 +95,19 @@ function RowsTable({ caption, columns, rows }) {
 function PagedRows({ dataset }) {
   const size = 50;
   const [offset, setOffset] = useState(0);
-  const rows = useLoad(() => api.get(`/api/datasets/${dataset.id}/rows`, { offset, limit: size }), [dataset.id, offset]);
+  const columns = useWindow(dataset.schema.map((c) => c.name), ROW_COLUMNS);
+  const wide = dataset.schema.length > ROW_COLUMNS;
+  const names = columns.shown;
+  const rows = useLoad(() => api.get(`/api/datasets/${dataset.id}/rows`, { offset, limit: size, columns: wide ? names.join(',') : null }), [dataset.id, offset, names.join('\u0000')]);
   const data = rows.data;
   return html`<section aria-labelledby="rows-h">
     <h2 id="rows-h">Rows</h2>
+    ${wide && html`<form class="filters" role="search" aria-label="Filter the rows' columns" onSubmit=${(e) => e.preventDefault()}>
+      <${Input} label="Columns to show (filter)" type="search" value=${columns.filter} onInput=${columns.setFilter} />
+    </form>`}
+    <${WindowButtons} view=${columns} size=${ROW_COLUMNS} what="columns" />
+    <h3>First rows</h3>
+    <${RowsTable} caption="Sample" columns=${names} rows=${dataset.sample.slice(0, 10)} />
     <${ErrorNote} error=${rows.error} />
     ${rows.loading && html`<${Loading} />`}
     ${data && html`<${RowsTable} caption=${`Rows ${data.total ? offset + 1 : 0}–${Math.min(offset + size, data.total)} of ${data.total.toLocaleString()}`} columns=${data.columns} rows=${data.rows} />`}
@@ -158,16 +203,9 @@ export function DatasetPage({ id }) {
       <${Link} class="button secondary" href=${`/projects/${d.project_id}/query?dataset=${id}`}>Query this dataset<//>
     </div>
     <${ErrorNote} error=${downloads.error} />
-    <h2>Schema</h2>
-    <div class="scroll" tabindex="0" role="region" aria-label="Schema table"><table><caption class="visually-hidden">Schema</caption>
-      <thead><tr><th scope="col">Column</th><th scope="col">Type</th><th scope="col">Unit</th></tr></thead>
-      <tbody>${d.schema.map((c) => html`<tr key=${c.name}><td>${c.name}</td><td>${c.type}</td><td>${c.unit || '—'}</td></tr>`)}</tbody>
-    </table></div>
-    <h2>Statistics</h2>
+    <h2>Columns</h2>
     <${StatsTable} dataset=${d} />
     ${d.warnings.length > 0 && html`<h2>Parse warnings</h2><ul>${d.warnings.map((w, i) => html`<li key=${i}>${w.message || JSON.stringify(w)}</li>`)}</ul>`}
-    <h2>First rows</h2>
-    <${RowsTable} caption="Sample" columns=${d.schema.map((c) => c.name)} rows=${d.sample.slice(0, 10)} />
     <${PagedRows} dataset=${d} />
     <h2>Plots</h2>
     <${PlotForm} dataset=${d} onQueued=${(viz) => plots.setItems((all) => [viz, ...all])} />
