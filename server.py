@@ -143,7 +143,7 @@ async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
         min_workers=p.min_workers, max_workers=p.max_workers,
     )  # fmt: skip
     log.info("worker pool", extra={"pool": attrs.asdict(sizing)})
-    pool = WorkerPool(sizing.size, p.worker_memory_bytes)
+    pool = WorkerPool(sizing.size, p.worker_memory_bytes, nice=p.worker_nice)
     # the main thread: the forkserver's PDEATHSIG is tied to the thread that starts it
     pool.start()
     app[POOL], app[POOL_SIZING] = pool, sizing

@@ -159,10 +159,11 @@ def _keep_main_out_of_workers() -> None:
 class WorkerPool:
     """A ProcessPoolExecutor (forkserver, preloaded) that a watchdog rebuilds when a worker dies."""
 
-    def __init__(self, size: int, memory_bytes: int, imports: tuple[str, ...] = ()) -> None:
+    def __init__(self, size: int, memory_bytes: int, imports: tuple[str, ...] = (), nice: int = 0) -> None:
         self.size = size
         self.memory_bytes = memory_bytes
         self.imports = imports  # modules every worker of this pool imports as it starts
+        self.nice = nice  # how much its workers yield the CPU to other processes (0-19)
         self._on_event: Callable[[WorkerEvent], None] = lambda _event: None
         self._on_rebuild: Callable[[int, GenerationEnd], None] = lambda _generation, _end: None
         self._lock = threading.Lock()
@@ -213,7 +214,9 @@ class WorkerPool:
             max_workers=self.size,
             mp_context=self._context,
             initializer=init_worker,
-            initargs=(self.memory_bytes, sender, self._context.Lock(), str(self._control_dir), self.imports),
+            initargs=(
+                self.memory_bytes, sender, self._context.Lock(), str(self._control_dir), self.imports, self.nice,
+            ),
         )
         self.generation += 1
         self._reader_stop = threading.Event()

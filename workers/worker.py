@@ -72,7 +72,12 @@ _control_dir: Path | None = None
 
 
 def init_worker(
-    memory_bytes: int, events: Connection, events_lock: Lock, control_dir: str, imports: tuple[str, ...] = ()
+    memory_bytes: int,
+    events: Connection,
+    events_lock: Lock,
+    control_dir: str,
+    imports: tuple[str, ...] = (),
+    nice: int = 0,
 ) -> None:
     """Pool initializer: memory cap, no Ctrl-C (the server handles it), Agg plots, the event pipe, and
     the modules only this pool's workers need (the query lane's DuckDB: 78 MB of address space that
@@ -95,6 +100,9 @@ def init_worker(
     _control_dir = Path(control_dir)
     for name in imports:
         importlib.import_module(name)
+    if nice > 0:  # batch work yields the CPU to the server and the query lane
+        with contextlib.suppress(OSError):
+            os.nice(nice)
 
 
 def _send(event: WorkerEvent) -> None:

@@ -33,6 +33,11 @@ def _not_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) 
         raise ValueError(f"{attribute.name}: must be 0 (no limit) or more, got {value!r}")
 
 
+def _nice(_inst: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if not 0 <= value <= 19:
+        raise ValueError(f"{attribute.name}: must be a niceness from 0 (none) to 19, got {value}")
+
+
 def _port(_inst: object, attribute: attrs.Attribute[Any], value: int) -> None:
     if not 0 <= value <= 65535:
         raise ValueError(f"{attribute.name}: must be a TCP port (0-65535, 0 = pick a free one), got {value}")
@@ -174,6 +179,7 @@ class PoolSettings:
     worker_memory_bytes: int = attrs.field(default=1024**3, validator=_positive)
     min_workers: int = attrs.field(default=1, validator=_positive)
     max_workers: int = attrs.field(default=8, validator=_positive)
+    worker_nice: int = attrs.field(default=5, validator=_nice)
 
 
 @attrs.frozen

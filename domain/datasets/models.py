@@ -98,6 +98,12 @@ class DatasetEntry:
     schema: list[ColumnSchema]
     row_count: int
     created_at: datetime
+    parquet_key: str = ""
+    parquet_sha256: str = ""
+
+    @property
+    def file(self) -> DatasetFile:
+        return DatasetFile(self.id, self.project_id, self.parquet_key, self.parquet_sha256)
 
 
 @attrs.frozen

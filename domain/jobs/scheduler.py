@@ -391,7 +391,7 @@ class Scheduler:
             if running is None:
                 continue
             current = held.get(job_id)
-            if current is None and running.future is not None:
+            if current is None and running.future is not None and not running.future.done():
                 log.warning("lease lost; stopping our copy", extra={"job_id": job_id})
                 self._kill(running, "lost")
             elif current is not None and current.cancel_requested:

@@ -50,6 +50,7 @@ class ProjectGate:
     def __init__(self, projects: ProjectStore, cache_s: float = 0.0) -> None:
         self._projects = projects
         self._cache: TtlCache[str, Project] = TtlCache(cache_s)
+        self._names: TtlCache[None, list[ProjectName]] = TtlCache(cache_s, max_entries=1)
 
     def forget(self, project_id: str) -> None:
         self._cache.forget(project_id)
@@ -66,15 +67,23 @@ class ProjectGate:
     async def ids_of_member(self, user_id: str) -> list[str]:
         return await self._projects.ids_of_member(user_id)
 
-    async def names(self) -> list[ProjectName]:
-        """Every project's name (for names that must not depend on who asks: SQL's table names)."""
-        return await self._projects.names()
+    async def names(self, *, having: set[str] | frozenset[str] = frozenset()) -> list[ProjectName]:
+        """Every project's name (for names that must not depend on who asks: SQL's table names), at
+        most the identity cache's age old, and read again when one of `having` is not among them."""
+        cached = self._names.get(None)
+        if cached is None or not having <= {n.id for n in cached}:
+            cached = await self._projects.names()
+            self._names.put(None, cached)
+        return cached
 
-    async def readable_ids(self, actor: User, every: list[str]) -> set[str]:
-        """The projects of `every` the caller may read: a head all, others their own; never more than
-        the request's token reaches."""
-        ids = set(every) if actor.is_head else set(await self._projects.ids_of_member(actor.id)) & set(every)
-        return {i for i in ids if reaches(i)}
+    async def readable_ids(self, actor: User) -> set[str] | None:
+        """The projects the caller may read (None: every project, for a head), never more than the
+        request's token reaches."""
+        reach = project_filter()
+        if actor.is_head:
+            return None if reach is None else set(reach)
+        own = set(await self._projects.ids_of_member(actor.id))
+        return own if reach is None else own & set(reach)
 
     async def require(
         self, actor: User, project_id: str, need: Need, *, what: str = "project", allow_archived: bool = False

@@ -30,7 +30,7 @@ from domain.core.errors import (
     field_error,
 )
 from domain.core.settings import IngestSettings, SqlSettings
-from domain.datasets.models import NewDataset, dataset_key, output_id, raw_key
+from domain.datasets.models import DatasetFile, NewDataset, dataset_key, output_id, raw_key
 from domain.datasets.service import DatasetsService
 from domain.infra.localfiles import LocalFiles, file_chunks
 from domain.infra.objects import ObjectStore
@@ -67,6 +67,7 @@ class Scope:
 class Resolved:
     views: list[dict[str, Any]]  # {schema, name, dataset_id}
     catalog: bool
+    files: dict[str, DatasetFile]  # dataset id -> where its Parquet is
 
 
 class SqlService:
@@ -106,7 +107,7 @@ class SqlService:
         checked = await self._check(request.sql)
         scope = await self._scope(actor, request.project_id)
         resolved = await self._resolve(scope, checked)
-        views = await self._local_views(resolved.views)
+        views = await self._local_views(resolved.views, resolved.files)
         catalog = await self._catalog(scope) if resolved.catalog else None
         if self._lane is None:
             raise Unavailable("queries are not run by this process", code="query_lane_down")
@@ -135,8 +136,9 @@ class SqlService:
     async def _scope(self, actor: User, project_id: str | None) -> Scope:
         if project_id is not None:
             await self._gate.require(actor, project_id, Need.READ)
-        names = await self._gate.names()
-        readable = await self._gate.readable_ids(actor, [n.id for n in names])
+        allowed = await self._gate.readable_ids(actor)
+        names = await self._gate.names(having=allowed or set())
+        readable = {n.id for n in names} if allowed is None else allowed & {n.id for n in names}
         schemas = assign(Named(n.id, n.name, n.created_at) for n in names)
         own = {n.id: n.name for n in names}
         return Scope(
@@ -144,17 +146,19 @@ class SqlService:
             project_id,
         )  # fmt: skip
 
-    async def _tables_of(self, project_id: str) -> dict[str, str]:
-        """table name -> dataset id, for one project."""
+    async def _tables_of(self, project_id: str) -> dict[str, DatasetFile]:
+        """table name -> where the dataset's Parquet is, for one project."""
         entries = await self._datasets.entries([project_id])
         names = assign((Named(e.id, e.name, e.created_at) for e in entries), dataset=True)
-        return {name: dataset_id for dataset_id, name in names.items()}
+        files = {e.id: e.file for e in entries}
+        return {name: files[dataset_id] for dataset_id, name in names.items()}
 
     async def _resolve(self, scope: Scope, checked: Checked) -> Resolved:
-        tables: dict[str, dict[str, str]] = {}
+        tables: dict[str, dict[str, DatasetFile]] = {}
         views: list[dict[str, Any]] = []
         catalog = False
         by_id: list[tuple[TableRef, str]] = []
+        found_files: dict[str, DatasetFile] = {}
         for ref in checked.tables:
             if ref.schema is None and ref.name == CATALOG_TABLE:
                 catalog = True
@@ -163,27 +167,32 @@ class SqlService:
                 by_id.append((ref, found.group(1)))
                 continue
             project_id = scope.projects.get(ref.schema) if ref.schema else scope.context
-            dataset_id = None
+            file = None
             if project_id is not None:
                 if project_id not in tables:
                     tables[project_id] = await self._tables_of(project_id)
-                dataset_id = tables[project_id].get(ref.name)
-            if dataset_id is None:
+                file = tables[project_id].get(ref.name)
+            if file is None:
                 raise _unknown(ref, scope)
-            views.append({"schema": ref.schema, "name": ref.name, "dataset_id": dataset_id})
+            found_files[file.id] = file
+            views.append({"schema": ref.schema, "name": ref.name, "dataset_id": file.id})
         if by_id:
             files = {f.id: f for f in await self._datasets.files([i for _, i in by_id])}
             for ref, dataset_id in by_id:
                 file = files.get(dataset_id)
                 if file is None or file.project_id not in scope.schemas:
                     raise _unknown(ref, scope)
+                found_files[file.id] = file
                 views.append({"schema": None, "name": ref.name, "dataset_id": dataset_id})
         unique = {(v["schema"], v["name"]): v for v in views}
-        return Resolved(list(unique.values()), catalog)
+        return Resolved(list(unique.values()), catalog, found_files)
 
-    async def _local_views(self, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def _local_views(
+        self, views: list[dict[str, Any]], files: dict[str, DatasetFile] | None = None
+    ) -> list[dict[str, Any]]:
         """The views with the local paths of their Parquet files (fetched from S3 once)."""
-        files = {f.id: f for f in await self._datasets.files(list({v["dataset_id"] for v in views}))}
+        if files is None:
+            files = {f.id: f for f in await self._datasets.files(list({v["dataset_id"] for v in views}))}
         missing = [v for v in views if v["dataset_id"] not in files]
         if missing:
             raise invalid(f"no table named {_text(missing[0])}: the dataset was deleted a moment ago")
@@ -223,7 +232,7 @@ class SqlService:
         resolved = await self._resolve(scope, checked)
         if resolved.catalog:
             raise invalid("a saved query reads datasets; the datasets catalog cannot be saved as one")
-        files = {f.id: f for f in await self._datasets.files([v["dataset_id"] for v in resolved.views])}
+        files = resolved.files
         inputs = {
             v["dataset_id"]: {"dataset_id": v["dataset_id"], "table": _text(v),
                               "parquet_sha256": files[v["dataset_id"]].parquet_sha256}
