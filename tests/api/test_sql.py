@@ -359,3 +359,25 @@ async def test_columns_are_downloaded_alone(client, team):
     as_csv = await client.get(f"/api/datasets/{dataset_id}/download?format=csv&columns=site",
                               headers=team.viewer.headers)  # fmt: skip
     assert (await as_csv.text()).splitlines()[:2] == ["site", "a"]
+
+
+async def test_the_readme_examples_answer(client, team):
+    """The three worked examples of README.md's "Asking questions with SQL", on datasets of their shape."""
+    runs = b"time,run,pressure\n" + b"".join(b"%d,%d,%d\n" % (i, i % 3, 101000 + i) for i in range(300))
+    await ingested(client, team, "runs.csv", runs)
+    for name in ("Run 042.csv", "Run 043.csv"):
+        await ingested(client, team, name, b"time,speed\n" + b"".join(b"%d,%d\n" % (i, i % 20) for i in range(100)))
+    first = await rows_of(await sql(client, team.member, "SELECT run, avg(pressure) AS mean_pressure, count(*) AS n "
+                                    "FROM wind_tunnel.runs GROUP BY run ORDER BY run"))  # fmt: skip
+    assert [r[0] for r in first["rows"]] == [0, 1, 2]
+    second = await sql(client, team.member, "SELECT time, speed FROM run_042 WHERE speed > 12 ORDER BY time",
+                       project_id=team.project_id, format="csv")  # fmt: skip
+    assert (await second.text()).splitlines()[:2] == ['"time","speed"', "13,13"]
+    saved = await client.post(f"/api/projects/{team.project_id}/datasets", headers=team.member.headers, json={
+        "name": "runs 42 and 43",
+        "from_sql": "SELECT a.time, a.speed AS run_42, b.speed AS run_43 FROM run_042 a JOIN run_043 b USING (time)",
+    })  # fmt: skip
+    assert saved.status == 202
+    job = await finished(client, team, (await saved.json())["id"])
+    assert job["status"] == "succeeded", job["error"]
+    assert job["result"]["rows"] == 100
