@@ -434,6 +434,23 @@ def _widen(
     return column_types
 
 
+def _table_source(
+    path: Path, layout: Layout, options: dict[str, Any], limits: Limits
+) -> CountingReader | TransformingReader:
+    """The table part of the file as bytes: as it is, or cleaned up (TransformingReader)."""
+    _, end_line = _parse_range(options)
+    if layout.needs_transform:
+        return TransformingReader(path, layout, end_line, limits.block_bytes)
+    return CountingReader(path, layout.start_offset)
+
+
+def _finished(builder: DatasetBuilder) -> dict[str, Any]:
+    result = builder.finish()
+    if result["row_count"] == 0:
+        raise JobFailed("no_tabular_data", "the table has a header but no rows")
+    return {**result, "warnings": []}
+
+
 class _NotWideNumbers(Exception):
     """A wide table that is not all numbers (or quotes its fields): read by the general path."""
 
@@ -470,12 +487,7 @@ def _parse_wide(
     per-column state that costs ~10 KB and a pass per column and block, so these rows are split here
     and converted a chunk of cells at a time with numpy; every column is a number (float64), empty
     cells are nulls. Time and memory stay linear in cells. Anything else raises _NotWideNumbers."""
-    _, end_line = _parse_range(options)
-    source: CountingReader | TransformingReader
-    if layout.needs_transform:
-        source = TransformingReader(path, layout, end_line, limits.block_bytes)
-    else:
-        source = CountingReader(path, layout.start_offset)
+    source = _table_source(path, layout, options, limits)
     delimiter = NORMALISED if layout.delimiter == WHITESPACE else layout.delimiter
     width = layout.width
     kept = [c for c in range(width) if c not in set(layout.unnamed_empty)]
@@ -513,10 +525,7 @@ def _parse_wide(
                 rows = []
         if rows:
             flush(rows)
-        result = builder.finish()
-        if result["row_count"] == 0:
-            raise JobFailed("no_tabular_data", "the table has a header but no rows")
-        return {**result, "warnings": []}
+        return _finished(builder)
     except BaseException:
         builder.abort()
         raise
@@ -536,12 +545,7 @@ def _parse(
     total: int,
     rejected: Warnings,
 ) -> dict[str, Any]:
-    _, end_line = _parse_range(options)
-    source: CountingReader | TransformingReader
-    if layout.needs_transform:
-        source = TransformingReader(path, layout, end_line, limits.block_bytes)
-    else:
-        source = CountingReader(path, layout.start_offset)
+    source = _table_source(path, layout, options, limits)
 
     def invalid_row(row: Any) -> str:
         rejected.add(
@@ -575,10 +579,7 @@ def _parse(
             if dropped and any(read.column(n).null_count < read.num_rows for n in dropped):
                 raise _UnnamedValues
             builder.add(read.select(schema.names) if dropped else read, done=source.consumed, total=total)
-        result = builder.finish()
-        if result["row_count"] == 0:
-            raise JobFailed("no_tabular_data", "the table has a header but no rows")
-        return {**result, "warnings": []}
+        return _finished(builder)
     except BaseException:
         builder.abort()
         raise
