@@ -156,12 +156,18 @@ def _choose_delimiter(lines: list[str], extension: str) -> tuple[str, int]:
     return best[0], best[1]
 
 
-def _head(path: Path) -> tuple[bytes, bool]:
-    """The start of the file, holding SNIFF_MIN_LINES whole lines when it can; whether it is all of it."""
+def _head(path: Path, max_columns: int) -> tuple[bytes, bool]:
+    """The start of the file, holding SNIFF_MIN_LINES whole lines when it can (not when its lines
+    already hold more fields than a table may have: it is refused then); whether it is all of it."""
     wanted = SNIFF_BYTES
     with path.open("rb") as handle:
         head = handle.read(wanted)
-        while len(head) == wanted and head.count(b"\n") < SNIFF_MIN_LINES and wanted < MAX_SNIFF_BYTES:
+        while (
+            len(head) == wanted
+            and head.count(b"\n") < SNIFF_MIN_LINES
+            and wanted < MAX_SNIFF_BYTES
+            and max(head.count(d.encode()) for d in DELIMITERS) <= max_columns * SNIFF_MIN_LINES
+        ):
             more = handle.read(wanted)
             head += more
             wanted *= 2
@@ -171,8 +177,28 @@ def _head(path: Path) -> tuple[bytes, bool]:
     return head, whole
 
 
-def sniff(path: Path, options: dict[str, Any], warnings: Warnings) -> Layout:
-    head, whole = _head(path)
+def count_fields(path: Path, layout: Layout, most_bytes: int = 1024**3) -> int:
+    """The fields of the table's first line, read to its end (the sniffer may have seen it cut):
+    what a refusal for too many columns says."""
+    if layout.delimiter == WHITESPACE:
+        return layout.width
+    delimiter = layout.delimiter.encode(layout.encoding if layout.encoding != "utf-8-sig" else "utf-8")
+    delimiter = delimiter.removeprefix(codecs.BOM_UTF16_LE).removeprefix(codecs.BOM_UTF16_BE)
+    count, read = 1, 0
+    with path.open("rb") as handle:
+        handle.seek(layout.start_offset)
+        while read < most_bytes and (chunk := handle.read(8 * 1024 * 1024)):
+            end = chunk.find(b"\n")
+            part = chunk if end < 0 else chunk[:end]
+            count += part.count(delimiter)
+            read += len(chunk)
+            if end >= 0:
+                break
+    return max(count, layout.width)
+
+
+def sniff(path: Path, options: dict[str, Any], warnings: Warnings, max_columns: int = 50_000) -> Layout:
+    head, whole = _head(path, max_columns)
     encoding, bom = detect_encoding(head)
     text = head[bom:].decode(encoding, errors="replace")
     _check_text(text)
@@ -370,10 +396,10 @@ def ingest_text(
     path: Path, options: dict[str, Any], limits: Limits, reporter: Reporter, out: Path
 ) -> dict[str, Any]:
     warnings = Warnings()
-    layout = sniff(path, options, warnings)
+    layout = sniff(path, options, warnings, limits.max_columns)
     if layout.width > limits.max_columns:
         raise limit_exceeded(
-            f"the data has {layout.width} columns; at most {limits.max_columns} are accepted"
+            f"the data has {count_fields(path, layout)} columns; at most {limits.max_columns} are accepted"
         )
     names = _names(layout, options)
     column_types: dict[str, pa.DataType] = {}
