@@ -46,6 +46,10 @@ KEPT_TYPES = ("BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT",
               "UBIGINT", "FLOAT", "DOUBLE", "VARCHAR", "DATE", "TIMESTAMP", "TIME", "TIMESTAMP WITH TIME ZONE")  # fmt: skip
 
 
+OUT_OF_MEMORY = ("the query needed more memory than a query may use: select fewer columns or rows, "
+                 "or aggregate first")  # fmt: skip
+
+
 class QueryError(Exception):
     """A query refused or stopped: a code the API answers with, a message, where in the statement."""
 
@@ -214,8 +218,7 @@ def _failure(exc: duckdb.Error, sql: str, timed_out: bool, timeout_s: float) -> 
     if timed_out or isinstance(exc, duckdb.InterruptException):
         return QueryError("query_timeout", f"the query ran longer than its limit of {timeout_s:g} s and was stopped")
     if isinstance(exc, duckdb.OutOfMemoryException):
-        return QueryError("query_out_of_memory", "the query needed more memory than a query may use: "
-                          "select fewer columns or rows, or aggregate first")  # fmt: skip
+        return QueryError("query_out_of_memory", OUT_OF_MEMORY)
     if isinstance(exc, duckdb.PermissionException):
         return QueryError("sql_not_allowed", "this statement reaches beyond the datasets it may read")
     if isinstance(exc, duckdb.ParserException | duckdb.BinderException | duckdb.CatalogException):
@@ -241,8 +244,7 @@ def _relation(con: duckdb.DuckDBPyConnection, statement: str) -> duckdb.DuckDBPy
 def _out_of_memory(exc: BaseException) -> QueryError:
     if isinstance(exc, OSError) and not isinstance(exc, pa.ArrowMemoryError) and "memory" not in str(exc).lower():
         return QueryError("query_failed", f"the query failed: {str(exc)[:300]}")
-    return QueryError("query_out_of_memory", "the query needed more memory than a query may use: "
-                      "select fewer columns or rows, or aggregate first")  # fmt: skip
+    return QueryError("query_out_of_memory", OUT_OF_MEMORY)
 
 
 def _json_default(value: Any) -> Any:
@@ -254,10 +256,9 @@ def _json_default(value: Any) -> Any:
 
 
 def _json_ready(column: pa.Array) -> pa.Array:
+    """Intervals and durations as text (JSON has no such values)."""
     if pa.types.is_interval(column.type) or pa.types.is_duration(column.type):
-        return column.cast(pa.string()) if pa.types.is_duration(column.type) else pa.array(
-            [None if v is None else str(v) for v in column.to_pylist()], pa.string()
-        )
+        return pa.array([None if v is None else str(v) for v in column.to_pylist()], pa.string())
     return column
 
 
