@@ -1,0 +1,149 @@
+"""Multi-level min/max summaries of a dataset's numeric and time columns, built in one streaming pass.
+
+Level 0 cuts the rows into buckets of BASE_ROWS rows (by row number); each level above joins FANOUT
+buckets of the one below, up to the first level of at most TOP_BUCKETS buckets. Every bucket keeps,
+per column, its lowest and highest value and the row numbers where they first occur, its first and
+last value, and its count of values (nulls and NaNs are gaps, never an extreme); and the row range it
+covers. So any range of whole buckets at any level knows its extremes exactly, and a reader can answer
+a zoom from the level whose buckets fit, with the raw rows only at its edges.
+
+Memory: the rows of one unfinished bucket per column, and the level-0 buckets (for 100M rows and one
+column, ~100k buckets of 7 numbers).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+BASE_ROWS = 1024
+FANOUT = 8
+TOP_BUCKETS = 1000
+FIELDS = ("min", "max", "imin", "imax", "first", "last", "count")
+
+
+def summarised(field: pa.Field) -> bool:
+    """Numbers and times are summarised; text, booleans and nested values are not."""
+    kind = field.type
+    return bool(
+        pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_timestamp(kind)
+        or pa.types.is_date(kind)
+    )  # fmt: skip
+
+
+def _values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A column as float64 with NaN for gaps (times as nanoseconds since the epoch)."""
+    if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
+        ns = pc.cast(pc.cast(column, pa.timestamp("ns")), pa.int64())
+        return np.asarray(pc.cast(ns, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    return np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _first_match(values: np.ndarray, extremes: np.ndarray, begins: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Per bucket, the position of the first value equal to its extreme (-1 where it is all gaps)."""
+    found = np.full(len(begins), -1, dtype=np.int64)
+    valid = ~np.isnan(extremes)
+    if not valid.any():
+        return found
+    matches = np.flatnonzero(values == np.repeat(extremes, lengths))
+    at = np.searchsorted(matches, begins[valid])
+    found[valid] = matches[at]
+    return found
+
+
+def reduce_rows(values: np.ndarray, begins: np.ndarray, lengths: np.ndarray, offset: int) -> dict[str, np.ndarray]:
+    """The fields of buckets over raw values (rows begins[i] .. begins[i]+lengths[i]-1; row numbers
+    counted from offset)."""
+    gaps = np.isnan(values)
+    count = np.add.reduceat((~gaps).astype(np.int64), begins)
+    with np.errstate(invalid="ignore"):
+        low = np.fmin.reduceat(values, begins)
+        high = np.fmax.reduceat(values, begins)
+    ends = begins + lengths - 1
+    return {
+        "min": low, "max": high,
+        "imin": np.where(count > 0, _first_match(values, low, begins, lengths) + offset, -1),
+        "imax": np.where(count > 0, _first_match(values, high, begins, lengths) + offset, -1),
+        "first": values[begins], "last": values[ends], "count": count,
+    }  # fmt: skip
+
+
+def merge(parts: dict[str, np.ndarray], fanout: int) -> dict[str, np.ndarray]:
+    """A level's buckets joined fanout at a time (the last group may be shorter)."""
+    n = len(parts["count"])
+    begins = np.arange(0, n, fanout)
+    lengths = np.diff(np.append(begins, n))
+    with np.errstate(invalid="ignore"):
+        low = np.fmin.reduceat(parts["min"], begins)
+        high = np.fmax.reduceat(parts["max"], begins)
+    # the first bucket of a group holding the group's extreme gives its row (rows grow with buckets)
+    which_low = _first_match(parts["min"], low, begins, lengths)
+    which_high = _first_match(parts["max"], high, begins, lengths)
+    return {
+        "min": low, "max": high,
+        "imin": np.where(which_low >= 0, parts["imin"][np.maximum(which_low, 0)], -1),
+        "imax": np.where(which_high >= 0, parts["imax"][np.maximum(which_high, 0)], -1),
+        "first": parts["first"][begins], "last": parts["last"][begins + lengths - 1],
+        "count": np.add.reduceat(parts["count"], begins),
+    }  # fmt: skip
+
+
+class SummaryBuilder:
+    """Fed the batches of a dataset in order (add), gives the summary table (finish)."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.columns = [f.name for f in schema if summarised(f)]
+        self.rows = 0
+        self._carry: dict[str, np.ndarray] = {name: np.empty(0) for name in self.columns}
+        self._level0: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in self.columns}
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        if not self.columns or not batch.num_rows:
+            return
+        start = self.rows - len(next(iter(self._carry.values())))  # the first carried row's number
+        for name in self.columns:
+            values = np.concatenate([self._carry[name], _values(batch.column(name))])
+            whole = (len(values) // BASE_ROWS) * BASE_ROWS
+            if whole:
+                begins = np.arange(0, whole, BASE_ROWS)
+                lengths = np.full(len(begins), BASE_ROWS)
+                self._level0[name].append(reduce_rows(values[:whole], begins, lengths, start))
+            self._carry[name] = values[whole:]
+        self.rows += batch.num_rows
+
+    def finish(self) -> pa.Table:
+        """Every level's buckets: level, bucket, row_start, rows, and per column `<name>|<field>`."""
+        if not self.columns:
+            return pa.table({"level": pa.array([], pa.int32())})
+        start = self.rows - len(next(iter(self._carry.values())))
+        levels: dict[str, list[dict[str, np.ndarray]]] = {}
+        for name in self.columns:
+            parts = self._level0[name]
+            carry = self._carry[name]
+            if len(carry):
+                parts = [*parts, reduce_rows(carry, np.array([0]), np.array([len(carry)]), start)]
+            level = {f: np.concatenate([p[f] for p in parts]) if parts else np.empty(0) for f in FIELDS}
+            stack = [level]
+            while len(stack[-1]["count"]) > TOP_BUCKETS:
+                stack.append(merge(stack[-1], FANOUT))
+            levels[name] = stack
+        depth = len(next(iter(levels.values())))
+        tables = []
+        for number in range(depth):
+            size = BASE_ROWS * FANOUT**number
+            buckets = len(levels[self.columns[0]][number]["count"])
+            row_start = np.arange(buckets, dtype=np.int64) * size
+            columns: dict[str, Any] = {
+                "level": np.full(buckets, number, dtype=np.int32),
+                "bucket": np.arange(buckets, dtype=np.int64),
+                "row_start": row_start,
+                "rows": np.minimum(size, self.rows - row_start),
+            }
+            for name in self.columns:
+                for field in FIELDS:
+                    columns[f"{name}|{field}"] = levels[name][number][field]
+            tables.append(pa.table(columns))
+        return pa.concat_tables(tables)
