@@ -268,7 +268,9 @@ def build_domain(
     jobs = JobsService(gate, JobStore(db), job_events, job_kinds, quotas)
     local_files = LocalFiles(settings.data_path, cache_bytes=settings.ingest.cache_bytes)
     dataset_store, ingestion_store = DatasetStore(db), IngestionStore(db)
-    datasets = DatasetsService(gate, dataset_store, ingestion_store, objects, local_files)
+    datasets = DatasetsService(
+        gate, dataset_store, ingestion_store, objects, local_files, part_size=u.part_size_bytes
+    )
     ingestions = IngestionService(
         gate, jobs, ingestion_store, dataset_store, objects, local_files, datasets,
         settings.ingest, activity, uploads, quotas, part_size=u.part_size_bytes,

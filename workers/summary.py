@@ -13,6 +13,7 @@ column, ~100k buckets of 7 numbers).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ import pyarrow.compute as pc
 BASE_ROWS = 1024
 FANOUT = 8
 TOP_BUCKETS = 1000
+MAX_COLUMNS = 256  # a wide table's first columns of numbers get summaries; charts draw a few at a time
 FIELDS = ("min", "max", "imin", "imax", "first", "last", "count")
 
 
@@ -95,17 +97,26 @@ class SummaryBuilder:
     """Fed the batches of a dataset in order (add), gives the summary table (finish)."""
 
     def __init__(self, schema: pa.Schema) -> None:
-        self.columns = [f.name for f in schema if summarised(f)]
+        self.columns = [f.name for f in schema if summarised(f)][:MAX_COLUMNS]
         self.rows = 0
         self._carry: dict[str, np.ndarray] = {name: np.empty(0) for name in self.columns}
         self._level0: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in self.columns}
+        # whether a column never decreases and has no gaps: one that may be a plot's x
+        self.sorted = dict.fromkeys(self.columns, True)
+        self._last: dict[str, float] = dict.fromkeys(self.columns, -np.inf)
 
     def add(self, batch: pa.RecordBatch) -> None:
         if not self.columns or not batch.num_rows:
             return
         start = self.rows - len(next(iter(self._carry.values())))  # the first carried row's number
         for name in self.columns:
-            values = np.concatenate([self._carry[name], _values(batch.column(name))])
+            fresh = _values(batch.column(name))
+            if self.sorted[name]:
+                self.sorted[name] = bool(
+                    not np.isnan(fresh).any() and fresh[0] >= self._last[name] and (np.diff(fresh) >= 0).all()
+                )
+                self._last[name] = float(fresh[-1])
+            values = np.concatenate([self._carry[name], fresh])
             whole = (len(values) // BASE_ROWS) * BASE_ROWS
             if whole:
                 begins = np.arange(0, whole, BASE_ROWS)
@@ -146,4 +157,9 @@ class SummaryBuilder:
                 for field in FIELDS:
                     columns[f"{name}|{field}"] = levels[name][number][field]
             tables.append(pa.table(columns))
-        return pa.concat_tables(tables)
+        table = pa.concat_tables(tables)
+        meta = {"labhub.summary": json.dumps({
+            "base_rows": BASE_ROWS, "fanout": FANOUT, "rows": self.rows, "columns": self.columns,
+            "sorted": [name for name in self.columns if self.sorted[name]],
+        })}  # fmt: skip
+        return table.replace_schema_metadata(meta)

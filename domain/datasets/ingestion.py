@@ -59,6 +59,10 @@ log = logging.getLogger("labhub.ingestion")
 INGEST_KIND = "ingest"
 
 
+def _path(text: str | None) -> Path | None:
+    return Path(text) if text else None
+
+
 def _job_count(options: IngestOptions, files: int) -> int:
     """How many jobs a batch queues: one per file ingested, one per chosen sheet of a workbook."""
     entries = [options.manifest[i] if i < len(options.manifest) else ManifestEntry() for i in range(files)]
@@ -345,6 +349,8 @@ class IngestionService:
                 },
                 parquet_key=key, parquet_bytes=stored.size, parquet_sha256=stored.sha256,
                 created_by=job.owner_id, created_at=job.created_at,
+                summary_key=await self._dataset_service.store_summary(dataset_id, _path(dataset.get("summary_path"))),
+                sorted_columns=dataset.get("sorted_columns", []),
             )  # fmt: skip
             if not await self._datasets.write_output(dataset_id, made, attempt):
                 raise JobFailed(

@@ -76,6 +76,8 @@ class NewDataset:
     parquet_sha256: str
     created_by: str
     created_at: datetime
+    summary_key: str | None = None  # the min/max levels (workers/summary.py), beside the Parquet
+    sorted_columns: list[str] = attrs.field(factory=list)  # never decreasing, no gaps: x candidates
 
 
 @attrs.frozen
@@ -282,3 +284,7 @@ def output_id(job_id: str, output: str) -> str:
 
 def dataset_key(dataset_id: str) -> str:
     return f"datasets/{dataset_id}/data.parquet"
+
+
+def summary_key(dataset_id: str) -> str:
+    return f"datasets/{dataset_id}/summary.parquet"

@@ -24,9 +24,10 @@ from domain.datasets.models import (
     NewDataset,
     StoredDataset,
     raw_key,
+    summary_key,
 )
 from domain.datasets.store import DatasetStore, IngestionStore
-from domain.infra.localfiles import LocalFiles
+from domain.infra.localfiles import LocalFiles, file_chunks
 from domain.infra.objects import ObjectReader, ObjectStore
 from domain.jobs.models import Attempt
 from domain.projects.models import Need, check_owner_or_lead
@@ -44,8 +45,11 @@ class DatasetsService:
         ingestions: IngestionStore,
         objects: ObjectStore,
         files: LocalFiles,
+        *,
+        part_size: int = 8 * 1024**2,
     ) -> None:
         self._gate = gate
+        self._part_size = part_size
         self._store = store
         self._ingestions = ingestions
         self._objects = objects
@@ -106,6 +110,16 @@ class DatasetsService:
 
     async def uses_key(self, parquet_key: str) -> bool:
         return await self._store.uses_key(parquet_key)
+
+    async def store_summary(self, dataset_id: str, path: Path | None) -> str | None:
+        """A job's summary file (workers/summary.py) stored beside the dataset's Parquet; its key."""
+        if path is None or not path.exists():
+            return None
+        key = summary_key(dataset_id)
+        await self._objects.put_stream(
+            key, file_chunks(path), max_bytes=2**40, part_size=self._part_size, content_type="application/vnd.apache.parquet"
+        )
+        return key
 
     async def local_parquet(self, stored: StoredDataset | DatasetFile) -> Path:
         """The dataset's Parquet on local disk (a cache), downloaded once, streamed."""
@@ -191,12 +205,12 @@ class DatasetsService:
 
     async def remove(self, dataset_id: str) -> None:
         """Delete a dataset's document, Parquet object and cached copy (no permission check)."""
-        key = await self._store.delete(dataset_id)
-        if key is None:
+        keys = await self._store.delete(dataset_id)
+        if keys is None:
             return
         for remover in self._removers:
             await remover(dataset_id)
-        await self._objects.delete([key])
+        await self._objects.delete(keys)
         for cached in self._files.cache.glob(f"{dataset_id}-*.parquet"):
             cached.unlink(missing_ok=True)
         await self._ingestions.forget_dataset(dataset_id)

@@ -41,7 +41,9 @@ index("datasets", ("job_id", 1), name="job")
 index("ingestions", ("project_id", 1), ("created_at", -1), ("_id", -1), name="project_newest")
 index("ingestions", ("file.sha256", 1), name="sha256")
 index("ingestions", ("upload_id", 1), name="upload")
-backup_rule("datasets", references=lambda d: (d.get("parquet_key"), nested(d, "source", "raw_key")))
+backup_rule(
+    "datasets", references=lambda d: (d.get("parquet_key"), nested(d, "source", "raw_key"), d.get("summary_key"))
+)
 backup_rule("ingestions", references=lambda d: (raw_key(sha) if (sha := nested(d, "file", "sha256")) else None,))
 
 _SUMMARY = {"stats": 0, "sample": 0, "warnings": 0, "metadata": 0, "provenance": 0}
@@ -160,16 +162,20 @@ class DatasetStore:
     async def ids_by_job(self, job_id: str) -> list[str]:
         return [str(d["_id"]) for d in await self._datasets.find({"job_id": ObjectId(job_id)}, {"_id": 1}).to_list()]
 
-    async def delete(self, dataset_id: str) -> str | None:
-        """Remove a dataset; the key of its Parquet object (None: it was not there)."""
-        doc = await self._datasets.find_one_and_delete({"_id": ObjectId(dataset_id)}, {"parquet_key": 1})
+    async def delete(self, dataset_id: str) -> list[str] | None:
+        """Remove a dataset; the keys of its objects (None: it was not there)."""
+        doc = await self._datasets.find_one_and_delete(
+            {"_id": ObjectId(dataset_id)}, {"parquet_key": 1, "summary_key": 1}
+        )
         await self._details.delete_many({"dataset_id": ObjectId(dataset_id)})
-        return str(doc["parquet_key"]) if doc else None
+        return None if doc is None else [k for k in (doc["parquet_key"], doc.get("summary_key")) if k]
 
     async def delete_project(self, project_id: str) -> list[str]:
         keys = [
-            d["parquet_key"]
-            async for d in self._datasets.find({"project_id": ObjectId(project_id)}, {"parquet_key": 1})
+            key
+            async for d in self._datasets.find({"project_id": ObjectId(project_id)}, {"parquet_key": 1, "summary_key": 1})
+            for key in (d["parquet_key"], d.get("summary_key"))
+            if key
         ]
         ids = [d["_id"] async for d in self._datasets.find({"project_id": ObjectId(project_id)}, {"_id": 1})]
         await self._details.delete_many({"dataset_id": {"$in": ids}})

@@ -297,6 +297,10 @@ class SqlService:
             },
             parquet_key=key, parquet_bytes=stored.size, parquet_sha256=stored.sha256,
             created_by=job.owner_id, created_at=job.created_at,
+            summary_key=await self._datasets.store_summary(
+                dataset_id, Path(made["summary_path"]) if made.get("summary_path") else None
+            ),
+            sorted_columns=made.get("sorted_columns", []),
         )  # fmt: skip
         if not await self._datasets.write_output(dataset_id, dataset, attempt):
             raise JobFailed("stale_attempt", "a newer attempt of this job has already written its results")

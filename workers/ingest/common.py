@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from workers.stats import TableStats
+from workers.summary import SummaryBuilder
 from workers.worker import JobFailed, Reporter
 
 SAMPLE_ROWS = 20
@@ -49,6 +50,12 @@ BATCH_BYTES = 32 * 1024 * 1024  # what one batch of an array format holds at mos
 def batch_rows(row_bytes: int, most: int = 200_000) -> int:
     """Rows per batch for rows of this many bytes: wide tables read fewer rows at a time."""
     return max(1, min(most, BATCH_BYTES // max(1, row_bytes)))
+
+
+def summary_file(path: Path) -> Path:
+    """Where a dataset's summary is written beside its Parquet file (not *.parquet: the follower
+    uploads those as datasets)."""
+    return path.with_suffix(".summary")
 
 
 def done_marker(path: Path) -> Path:
@@ -154,6 +161,7 @@ class DatasetBuilder:
         self.units = units or {}  # from a units row or the format's attributes; else from the name
         self.rows = 0
         self.stats = TableStats(schema, limits.stats_values)
+        self.summary = SummaryBuilder(schema)  # the min/max levels the series route reads
         self.sample: list[dict[str, Any]] = []
         # dictionaries pay off for repeated text; for measurements (mostly distinct numbers) they cost
         # a failed attempt per column chunk, which doubled the writing time here
@@ -216,6 +224,7 @@ class DatasetBuilder:
                 )
         self._writer.write_batch(batch)
         self.stats.update(batch)
+        self.summary.add(batch)
         if len(self.sample) < SAMPLE_ROWS:
             head = batch.slice(0, SAMPLE_ROWS - len(self.sample)).to_pylist()
             self.sample.extend({k: json_safe(v) for k, v in row.items()} for row in head)
@@ -237,6 +246,9 @@ class DatasetBuilder:
         stats = self.stats.result()
         self.reporter.progress("write", 0, 1, "closing the Parquet file")
         self._writer.close()
+        summary = self.summary.finish()
+        summary_path = summary_file(self.path)
+        pq.write_table(summary, str(summary_path), compression="zstd")
         done_marker(self.path).touch()  # the server may upload the file while it grows; this says it is whole
         schema = []
         for field in self.schema:
@@ -248,6 +260,8 @@ class DatasetBuilder:
             "schema": schema,
             "stats": stats,
             "sample": self.sample,
+            "summary_path": str(summary_path),
+            "sorted_columns": [split_unit(n)[0] for n in self.summary.columns if self.summary.sorted[n]],
         }
 
     def abort(self) -> None:
@@ -259,6 +273,7 @@ class DatasetBuilder:
             self._writer.close()
         finally:
             self.path.unlink(missing_ok=True)
+            summary_file(self.path).unlink(missing_ok=True)
 
 
 def build_dataset(
