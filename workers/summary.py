@@ -39,9 +39,9 @@ def summarised(field: pa.Field) -> bool:
 def _values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A column as float64 with NaN for gaps (times as nanoseconds since the epoch)."""
     if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
-        ns = pc.cast(pc.cast(column, pa.timestamp("ns")), pa.int64())
-        return np.asarray(pc.cast(ns, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
-    return np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+        column = pc.cast(pc.cast(column, pa.timestamp("ns"), safe=False), pa.int64())
+    # beyond 2**53 a float64 rounds (nanosecond times to ~0.1 µs): a summary is for drawing
+    return np.asarray(pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def _first_match(values: np.ndarray, extremes: np.ndarray, begins: np.ndarray, lengths: np.ndarray) -> np.ndarray:

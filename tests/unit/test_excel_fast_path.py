@@ -4,6 +4,7 @@ Either way a sheet must give the same dataset: each workbook here is read both w
 from __future__ import annotations
 
 import datetime as dt
+import math
 from pathlib import Path
 
 import openpyxl
@@ -26,8 +27,12 @@ def _comparable(result: dict) -> list[tuple]:
     out = []
     for dataset in result["datasets"]:
         table = pq.read_table(dataset["parquet_path"])
-        kept = {k: v for k, v in dataset.items() if k not in {"parquet_path"}}
-        out.append((kept, table.schema.remove_metadata(), table.to_pydict()))
+        kept = {k: v for k, v in dataset.items() if k not in {"parquet_path", "summary_path"}}
+        summary = {  # NaN (a gap's first or last) is not equal to itself
+            k: [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+            for k, values in pq.read_table(dataset["summary_path"]).to_pydict().items()
+        }
+        out.append((kept, table.schema.remove_metadata(), table.to_pydict(), summary))
     return out
 
 
