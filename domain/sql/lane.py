@@ -18,7 +18,7 @@ import uuid
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from domain.core.errors import TimedOut, Unavailable
+from domain.core.errors import TimedOut, TooLarge, Unavailable
 from workers.pool import WorkerPool
 from workers.worker import query_pid_file
 
@@ -69,7 +69,13 @@ class QueryLane:
             finally:
                 with contextlib.suppress(OSError):
                     query_pid_file(self._pool.control_dir, query_id).unlink()
-        raise Unavailable("the query's worker stopped twice while running it; try again", code="query_lane_down")
+        # the same statement lost its worker twice: most likely it is what killed it (memory past the
+        # worker's address-space cap ends a process inside Arrow or DuckDB without an exception)
+        raise TooLarge(
+            "the query's worker stopped twice while running it: it most likely needed more memory than a "
+            "query may use; select fewer columns or rows, or aggregate first",
+            code="query_out_of_memory",
+        )
 
     def _kill(self, query_id: str) -> None:
         try:
