@@ -86,9 +86,13 @@ class _Spares:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._ready: tuple[tuple[Any, ...], duckdb.DuckDBPyConnection] | None = None
+        self._work: threading.Thread | None = None
 
     def take(self, config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
         key = tuple(sorted(config.items()))
+        if self._work is not None:  # the last database is closed first: its memory is the next one's
+            self._work.join()
+            self._work = None
         with self._lock:
             ready, self._ready = self._ready, None
         if ready is not None and ready[0] == key:
@@ -119,6 +123,7 @@ class _Spares:
             thread.start()
         finally:
             threading.stack_size(previous)
+        self._work = thread
 
 
 SPARES = _Spares()
