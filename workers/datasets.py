@@ -41,8 +41,8 @@ def row_groups(path: Path, columns: list[str] | None = None) -> Iterator[list[li
     parquet = pq.ParquetFile(str(path))
     for group in range(parquet.metadata.num_row_groups):
         table = parquet.read_row_group(group, columns=columns)
-        columns = [column.to_pylist() for column in table.columns]
-        yield [list(row) for row in zip(*columns, strict=True)]
+        values = [column.to_pylist() for column in table.columns]
+        yield [list(row) for row in zip(*values, strict=True)]
 
 
 def write_columns(path: Path, out: Path, columns: list[str] | None, fmt: str) -> None:
