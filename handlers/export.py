@@ -12,8 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from handlers.downloads import content_disposition
+from workers.datasets import FORMULA_STARTS
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 BATCH_ROWS = 500
 
 

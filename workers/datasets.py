@@ -12,6 +12,9 @@ import pyarrow.parquet as pq
 
 from workers.ingest.common import json_safe
 
+# a CSV cell starting with one of these is a formula to a spreadsheet: exports neutralise it with a '
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
 
 def read_rows(
     path: Path, offset: int, limit: int, columns: list[str] | None

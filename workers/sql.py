@@ -30,11 +30,11 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc
 import pyarrow.parquet as pq
 
+from workers.datasets import FORMULA_STARTS
 from workers.ingest.common import DatasetBuilder, Limits
 from workers.worker import JobFailed, Reporter, control_dir, query_pid_file
 
 BATCH_ROWS = 10_000
-CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 CONTENT_TYPES = {
     "json": "application/json",
     "csv": "text/csv; charset=utf-8",
@@ -293,12 +293,12 @@ def _text_safe(table: pa.Table) -> pa.Table:
                  for v in data.to_pylist()], pa.string(),
             )  # fmt: skip
         if pa.types.is_string(data.type) or pa.types.is_large_string(data.type):
-            risky = pc.starts_with(data, CSV_FORMULA_START[0])
-            for start in CSV_FORMULA_START[1:]:
+            risky = pc.starts_with(data, FORMULA_STARTS[0])
+            for start in FORMULA_STARTS[1:]:
                 risky = pc.or_(risky, pc.starts_with(data, start))
             data = pc.if_else(risky, pc.binary_join_element_wise("'", data, ""), data)
         columns.append(data)
-    return pa.table(columns, names=[f"{n}" for n in table.column_names]) if columns else table
+    return pa.table(columns, names=table.column_names) if columns else table
 
 
 def encode(table: pa.Table, fmt: str, types: list[str], truncated: bool) -> bytes:
@@ -454,10 +454,12 @@ def save_query(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
         if dataset["row_count"] == 0:
             out.unlink(missing_ok=True)
             raise JobFailed("no_rows", "the query answered no rows; a dataset needs at least one")
-    except QueryError as error:
-        if builder is not None:
+    except BaseException as exc:
+        if builder is not None:  # its writer thread stops, its files go
             builder.abort()
-        raise JobFailed(error.code, error.message) from None
+        if isinstance(exc, QueryError):
+            raise JobFailed(exc.code, exc.message) from None
+        raise
     finally:
         con.close()
     versions = {"duckdb": duckdb.__version__}

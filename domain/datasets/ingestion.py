@@ -59,10 +59,6 @@ log = logging.getLogger("labhub.ingestion")
 INGEST_KIND = "ingest"
 
 
-def _path(text: str | None) -> Path | None:
-    return Path(text) if text else None
-
-
 def _job_count(options: IngestOptions, files: int) -> int:
     """How many jobs a batch queues: one per file ingested, one per chosen sheet of a workbook."""
     entries = [options.manifest[i] if i < len(options.manifest) else ManifestEntry() for i in range(files)]
@@ -330,10 +326,7 @@ class IngestionService:
             key = dataset_key(dataset_id)
             stored = await follower.stored(path) if follower else None
             if stored is None:
-                stored = await self._objects.put_stream(
-                    key, file_chunks(path), max_bytes=2**62, part_size=self._part_size,
-                    content_type="application/vnd.apache.parquet",
-                )  # fmt: skip
+                stored = await self._dataset_service.store_file(key, path)
             sheet = dataset.get("sheet")
             part = sheet or dataset.get("part")  # a sheet, or an HDF5/NetCDF/TDMS group, or an LVM segment
             made = NewDataset(
@@ -349,7 +342,7 @@ class IngestionService:
                 },
                 parquet_key=key, parquet_bytes=stored.size, parquet_sha256=stored.sha256,
                 created_by=job.owner_id, created_at=job.created_at,
-                summary_key=await self._dataset_service.store_summary(dataset_id, _path(dataset.get("summary_path"))),
+                summary_key=await self._dataset_service.store_summary(dataset_id, dataset.get("summary_path")),
                 sorted_columns=dataset.get("sorted_columns", []),
             )  # fmt: skip
             if not await self._datasets.write_output(dataset_id, made, attempt):

@@ -204,12 +204,16 @@ def _check_headers(options: IngestOptions) -> None:
         raise field_error("$.custom_headers", "is only used with header_mode custom")
 
 
-def check_options(options: IngestOptions) -> IngestOptions:
-    """The rules the shapes alone do not say; each failure names its field."""
-    for field in ("dataset_type", "tag"):
-        value = getattr(options, field)
+def check_labels(**labels: str | None) -> None:
+    """A dataset's dataset_type and tag: absent, or 1-MAX_LABEL characters."""
+    for field, value in labels.items():
         if value is not None and (not value.strip() or len(value) > MAX_LABEL):
             raise field_error(f"$.{field}", f"must be 1-{MAX_LABEL} characters")
+
+
+def check_options(options: IngestOptions) -> IngestOptions:
+    """The rules the shapes alone do not say; each failure names its field."""
+    check_labels(dataset_type=options.dataset_type, tag=options.tag)
     _check_headers(options)
     for i, entry in enumerate(options.manifest):
         if entry.parse_range is not None:

@@ -28,13 +28,14 @@ from domain.datasets.models import (
 )
 from domain.datasets.store import DatasetStore, IngestionStore
 from domain.infra.localfiles import LocalFiles, file_chunks
-from domain.infra.objects import ObjectReader, ObjectStore
+from domain.infra.objects import ObjectReader, ObjectStore, StoredObject
 from domain.jobs.models import Attempt
 from domain.projects.models import Need, check_owner_or_lead
 from domain.projects.service import ProjectGate
 from workers.datasets import read_rows, row_groups, write_columns
 
 MAX_ROWS_PAGE = 5000
+PARQUET = "application/vnd.apache.parquet"
 
 
 class DatasetsService:
@@ -108,17 +109,18 @@ class DatasetsService:
         wrote it already."""
         return await self._store.write_output(dataset_id, made, attempt)
 
-    async def uses_key(self, parquet_key: str) -> bool:
-        return await self._store.uses_key(parquet_key)
+    async def store_file(self, key: str, path: Path) -> StoredObject:
+        """A job's Parquet output (a dataset, a summary) stored under key, streamed from local disk."""
+        return await self._objects.put_stream(
+            key, file_chunks(path), max_bytes=2**62, part_size=self._part_size, content_type=PARQUET
+        )
 
-    async def store_summary(self, dataset_id: str, path: Path | None) -> str | None:
+    async def store_summary(self, dataset_id: str, path: str | None) -> str | None:
         """A job's summary file (workers/summary.py) stored beside the dataset's Parquet; its key."""
-        if path is None or not path.exists():
+        if not path or not Path(path).exists():
             return None
         key = summary_key(dataset_id)
-        await self._objects.put_stream(
-            key, file_chunks(path), max_bytes=2**40, part_size=self._part_size, content_type="application/vnd.apache.parquet"
-        )
+        await self.store_file(key, Path(path))
         return key
 
     async def local_parquet(self, stored: StoredDataset | DatasetFile) -> Path:
@@ -173,7 +175,7 @@ class DatasetsService:
         _check_columns(stored, columns)
         path = await self.local_parquet(stored)
         suffix, media = ("arrows", "application/vnd.apache.arrow.stream") if fmt == "arrow" else (
-            "parquet", "application/vnd.apache.parquet")  # fmt: skip
+            "parquet", PARQUET)  # fmt: skip
         out = self._files.work / f"download-{uuid.uuid4().hex}.{suffix}"
         try:
             await asyncio.to_thread(write_columns, path, out, columns, fmt)
@@ -186,7 +188,7 @@ class DatasetsService:
         stored = await self._load(actor, dataset_id)
         name = f"{Path(stored.dataset.name).stem}.parquet"
         return Content(
-            stored.parquet_key, name, "application/vnd.apache.parquet", stored.dataset.parquet_bytes,
+            stored.parquet_key, name, PARQUET, stored.dataset.parquet_bytes,
             stored.parquet_sha256,
         )  # fmt: skip
 

@@ -135,11 +135,10 @@ class DatasetStore:
 
     async def entries(self, project_ids: list[str], *, with_schema: bool) -> list[DatasetEntry]:
         """The datasets of these projects, as the SQL catalog names and lists them."""
-        fields = {"project_id": 1, "name": 1, "row_count": 1, "created_at": 1, "parquet_key": 1, "parquet_sha256": 1,
-                  "schema": 1 if with_schema else None}  # fmt: skip
+        fields = ["project_id", "name", "row_count", "created_at", "parquet_key", "parquet_sha256"]
         cursor = self._datasets.find(
             {"project_id": {"$in": [ObjectId(p) for p in project_ids]}},
-            {k: 1 for k, v in fields.items() if v},
+            dict.fromkeys([*fields, *(["schema"] if with_schema else [])], 1),
         )
         return [
             from_document(DatasetEntry, {**d, "schema": d.get("schema") or [], "row_count": d.get("row_count", 0)})

@@ -33,10 +33,6 @@ class QueryLane:
     def __init__(self, pool: WorkerPool) -> None:
         self._pool = pool
 
-    @property
-    def size(self) -> int:
-        return self._pool.size
-
     async def _healthy(self) -> None:
         deadline = time.monotonic() + HEALTHY_WAIT_S
         while not self._pool.healthy:

@@ -30,9 +30,9 @@ from domain.core.errors import (
     field_error,
 )
 from domain.core.settings import IngestSettings, SqlSettings
-from domain.datasets.models import DatasetFile, NewDataset, dataset_key, output_id, raw_key
+from domain.datasets.models import DatasetFile, NewDataset, check_labels, dataset_key, output_id, raw_key
 from domain.datasets.service import DatasetsService
-from domain.infra.localfiles import LocalFiles, file_chunks
+from domain.infra.localfiles import LocalFiles
 from domain.infra.objects import ObjectStore
 from domain.jobs.models import Attempt, Job, JobKind
 from domain.jobs.service import JobsService
@@ -49,8 +49,11 @@ log = logging.getLogger("labhub.sql")
 SAVE_KIND = "sql_dataset"
 MAX_NAME = 200
 ELAPSED_TAIL = b'"elapsed_ms":0}'  # how the worker ends a JSON answer (the server knows the real time)
-STATUS_BY_CODE = {"invalid_sql": 400, "query_failed": 400, "sql_not_allowed": 403, "query_timeout": 408,
-                  "result_too_large": 413, "query_out_of_memory": 413}  # fmt: skip
+# what each refusal a worker reports answers with (an unknown code: 400)
+REFUSALS: dict[str, type[DomainError]] = {
+    "invalid_sql": BadRequest, "query_failed": BadRequest, "sql_not_allowed": Forbidden,
+    "query_timeout": TimedOut, "result_too_large": TooLarge, "query_out_of_memory": TooLarge,
+}  # fmt: skip
 
 
 @attrs.frozen
@@ -222,10 +225,7 @@ class SqlService:
         name = saved.name.strip()
         if not name or len(name) > MAX_NAME:
             raise field_error("$.name", f"must be 1-{MAX_NAME} characters")
-        for field in ("dataset_type", "tag"):
-            value = getattr(saved, field)
-            if value is not None and (not value.strip() or len(value) > 64):
-                raise field_error(f"$.{field}", "must be 1-64 characters")
+        check_labels(dataset_type=saved.dataset_type, tag=saved.tag)
         await self._gate.require(actor, project_id, Need.WRITE)
         checked = await self._check(saved.from_sql)
         scope = await self._scope(actor, project_id)
@@ -277,10 +277,7 @@ class SqlService:
         made = result["datasets"][0]
         dataset_id = output_id(job.id, "data")
         key = dataset_key(dataset_id)
-        stored = await self._objects.put_stream(
-            key, file_chunks(Path(made["parquet_path"])), max_bytes=2**62, part_size=self._part_size,
-            content_type="application/vnd.apache.parquet",
-        )  # fmt: skip
+        stored = await self._datasets.store_file(key, Path(made["parquet_path"]))
         text = params["sql"].encode()
         sha = hashlib.sha256(text).hexdigest()
         await self._objects.put_bytes(raw_key(sha), text, content_type="application/sql")
@@ -297,9 +294,7 @@ class SqlService:
             },
             parquet_key=key, parquet_bytes=stored.size, parquet_sha256=stored.sha256,
             created_by=job.owner_id, created_at=job.created_at,
-            summary_key=await self._datasets.store_summary(
-                dataset_id, Path(made["summary_path"]) if made.get("summary_path") else None
-            ),
+            summary_key=await self._datasets.store_summary(dataset_id, made.get("summary_path")),
             sorted_columns=made.get("sorted_columns", []),
         )  # fmt: skip
         if not await self._datasets.write_output(dataset_id, dataset, attempt):
@@ -325,8 +320,7 @@ def _unknown(ref: TableRef, scope: Scope) -> Exception:
 
 
 def _refusal(error: dict[str, Any]) -> Exception:
-    code, message, position = error["code"], error["message"], error.get("position")
-    extra = {"position": position} if position else None
-    status = STATUS_BY_CODE.get(code, 400)
-    kinds: dict[int, type[DomainError]] = {400: BadRequest, 403: Forbidden, 408: TimedOut, 413: TooLarge}
-    return kinds[status](message, code=code, extra=extra)
+    code, position = error["code"], error.get("position")
+    return REFUSALS.get(code, BadRequest)(
+        error["message"], code=code, extra={"position": position} if position else None
+    )
