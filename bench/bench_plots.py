@@ -28,7 +28,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from aiohttp.test_utils import TestClient  # noqa: E402
-from harness import labhub_server  # noqa: E402
+from harness import client_sign_up, labhub_server, wait_final  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from workers import plots  # noqa: E402
@@ -51,29 +51,17 @@ def plain_matplotlib(x: np.ndarray, y: np.ndarray, out: Path) -> float:
     return time.perf_counter() - started
 
 
-async def wait_final(client: TestClient, headers: dict[str, str], job_id: str) -> dict:
-    while True:
-        job = await (await client.get(f"/api/jobs/{job_id}", headers=headers)).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        await asyncio.sleep(0.01)
-
-
 async def labhub(csv: Path, data_dir: Path, rounds: int) -> tuple[list[float], bytes, Path]:
     async with labhub_server(data_dir) as server:
         client = TestClient(server)
         await client.start_server()
-        account = {"email": "plots@lab.example", "password": "plot bench password", "name": "P"}
-        await client.post("/api/auth/register", json=account)
-        login = await client.post("/api/auth/login", json={k: account[k] for k in ("email", "password")})
-        headers = {"Authorization": f"Bearer {(await login.json())['access_token']}"}
-        project = await (await client.post("/api/projects", json={"name": "plots"}, headers=headers)).json()
+        headers, project_id = await client_sign_up(client, "plots@lab.example", "plots")
         import aiohttp
 
         form = aiohttp.FormData()
         form.add_field("files", csv.read_bytes(), filename="walk.csv", content_type="text/csv")
         batch = await (
-            await client.post(f"/api/projects/{project['id']}/ingestions", data=form, headers=headers)
+            await client.post(f"/api/projects/{project_id}/ingestions", data=form, headers=headers)
         ).json()
         ingested = await wait_final(client, headers, batch["jobs"][0]["id"])
         dataset_id = ingested["result"]["dataset_id"]

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import duckdb  # noqa: E402
 from aiohttp.test_utils import TestClient  # noqa: E402
-from harness import labhub_server  # noqa: E402
+from harness import client_sign_up, labhub_server, wait_final  # noqa: E402
 
 from handlers.keys import SETTINGS  # noqa: E402
 
@@ -60,14 +60,6 @@ def write_wide(path: Path, columns: int = 41_723, rows: int = 100) -> None:
         handle.write(",".join(f"mz_{c}" for c in range(columns)) + "\n")
         for _ in range(rows):
             handle.write(",".join(f"{v:.4f}" for v in rng.random(columns)) + "\n")
-
-
-async def wait_final(client: TestClient, headers: dict[str, str], job_id: str) -> dict:
-    while True:
-        job = await (await client.get(f"/api/jobs/{job_id}", headers=headers)).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        await asyncio.sleep(0.02)
 
 
 async def upload(client: TestClient, headers: dict[str, str], project_id: str, path: Path, name: str) -> str:
@@ -132,12 +124,8 @@ async def run(folder: Path, rows: int, rounds: int) -> None:
     async with labhub_server(folder / "labhub", pool={"max_workers": 2, "min_workers": 2}) as server:
         client = TestClient(server)
         await client.start_server()
-        account = {"email": "sql@lab.example", "password": "sql bench password", "name": "S"}
-        await client.post("/api/auth/register", json=account)
-        login = await client.post("/api/auth/login", json={k: account[k] for k in ("email", "password")})
-        headers = {"Authorization": f"Bearer {(await login.json())['access_token']}"}
-        project = await (await client.post("/api/projects", json={"name": "Bench"}, headers=headers)).json()
-        job = await wait_final(client, headers, await upload(client, headers, project["id"], big, "runs.csv"))
+        headers, project_id = await client_sign_up(client, "sql@lab.example", "Bench")
+        job = await wait_final(client, headers, await upload(client, headers, project_id, big, "runs.csv"))
         assert job["status"] == "succeeded", job
         table = "bench.runs"
         sql = GROUP_BY.format(table=table)
@@ -155,7 +143,7 @@ async def run(folder: Path, rows: int, rounds: int) -> None:
         smalls = sorted([await timed_query(client, headers, SMALL.format(table=table)) for _ in range(50)])
         print(f"(2) SELECT * … LIMIT 10 end to end: p50 {smalls[24] * 1000:.1f} ms, p95 {smalls[47] * 1000:.1f} ms "
               "(target p50 < 50 ms)")  # fmt: skip
-        queued = [await upload(client, headers, project["id"], small, f"queued-{i}.csv") for i in range(10)]
+        queued = [await upload(client, headers, project_id, small, f"queued-{i}.csv") for i in range(10)]
         busy = []
         for _ in range(rounds):
             busy.append(await timed_query(client, headers, sql))
@@ -167,7 +155,7 @@ async def run(folder: Path, rows: int, rounds: int) -> None:
             await wait_final(client, headers, job_id)
         with PeakRss() as peak:
             started = time.perf_counter()
-            job = await wait_final(client, headers, await upload(client, headers, project["id"], wide, "wide.csv"))
+            job = await wait_final(client, headers, await upload(client, headers, project_id, wide, "wide.csv"))
             took = time.perf_counter() - started
         assert job["status"] == "succeeded", job
         dataset = await (await client.get(f"/api/datasets/{job['result']['dataset_id']}", headers=headers)).json()

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
-from aiohttp.test_utils import TestServer  # noqa: E402
+from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
 from domain.core.config import structure_settings  # noqa: E402
 from ops.embedded import EmbeddedServices  # noqa: E402
@@ -79,6 +79,25 @@ async def sign_up(session: aiohttp.ClientSession, base: str) -> tuple[str, str]:
     async with session.post(f"{base}/api/projects", json={"name": "bench"}, headers=headers) as response:
         project_id = str((await response.json())["id"])
     return token, project_id
+
+
+async def client_sign_up(client: TestClient, email: str, project: str) -> tuple[dict[str, str], str]:
+    """An account and a project of its own on a TestClient's server: (auth headers, project id)."""
+    account = {"email": email, "password": "bench password 1", "name": "Bench"}
+    await client.post("/api/auth/register", json=account)
+    login = await client.post("/api/auth/login", json={k: account[k] for k in ("email", "password")})
+    headers = {"Authorization": f"Bearer {(await login.json())['access_token']}"}
+    created = await (await client.post("/api/projects", json={"name": project}, headers=headers)).json()
+    return headers, str(created["id"])
+
+
+async def wait_final(client: TestClient, headers: dict[str, str], job_id: str) -> dict[str, Any]:
+    """A job once it has ended (polled)."""
+    while True:
+        job: dict[str, Any] = await (await client.get(f"/api/jobs/{job_id}", headers=headers)).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        await asyncio.sleep(0.01)
 
 
 @asynccontextmanager
