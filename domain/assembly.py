@@ -27,6 +27,7 @@ from domain.activity.store import ActivityStore
 from domain.core.metrics import Metrics
 from domain.core.settings import Settings
 from domain.datasets.ingestion import INGEST_KIND, IngestionService
+from domain.datasets.series import SeriesService
 from domain.datasets.service import DatasetsService
 from domain.datasets.store import DatasetStore, IngestionStore
 from domain.documents.service import DocumentsService
@@ -106,6 +107,7 @@ class Domain:
     visualizations: VisualizationsService
     engagement: EngagementService
     sql: SqlService
+    series: SeriesService
 
 
 async def start_serving(domain: Domain, settings: Settings) -> None:
@@ -285,11 +287,12 @@ def build_domain(
     sql = SqlService(
         gate, datasets, jobs, objects, local_files, settings.sql, settings.ingest, part_size=u.part_size_bytes
     )
+    series = SeriesService(datasets, jobs, local_files)
     # -- the hooks between areas: here and nowhere else --------------------------------------------
     ingestions.visualize = visualizations.queue_default
     datasets.on_remove(visualizations.remove_for_dataset)
     datasets.list_related_with(visualizations.summaries_for_dataset)
-    for kind in (ingestions.job_kind(), *visualizations.job_kinds(), sql.job_kind()):
+    for kind in (ingestions.job_kind(), *visualizations.job_kinds(), sql.job_kind(), series.job_kind()):
         job_kinds.register(kind)
     for purger in (
         documents.purge_project, records.purge_project, audit_store.delete_project,
@@ -302,5 +305,5 @@ def build_domain(
         projects=projects, quotas=quotas, uploads=uploads, documents=documents, records=records,
         event_log=event_log, notifications=notifications, meetings=meetings, calendar_links=calendar_links,
         job_events=job_events, job_notices=JobNotices(notifications, mail, people, gate, after_s=settings.mail.job_notice_after_s), jobs=jobs, local_files=local_files, datasets=datasets, ingestions=ingestions,
-        visualizations=visualizations, engagement=engagement, sql=sql,
+        visualizations=visualizations, engagement=engagement, sql=sql, series=series,
     )  # fmt: skip

@@ -8,14 +8,14 @@ import attrs
 from aiohttp import web
 
 from domain.core.pagination import Page
-from domain.datasets.models import Dataset, DatasetRows, DatasetSummary
+from domain.datasets.models import Dataset, DatasetRows, DatasetSummary, Series, SeriesRequest
 from domain.jobs.models import Job
 from domain.sql.models import SavedQuery
 from handlers.codec import json_response, parse_body, parse_query
 from handlers.downloads import stream_content, stream_file
 from handlers.export import stream_csv
 from handlers.identity import require_user
-from handlers.keys import DATASETS, SQL
+from handlers.keys import DATASETS, SERIES, SQL
 from handlers.openapi import doc
 
 routes = web.RouteTableDef()
@@ -110,6 +110,30 @@ async def download_dataset(request: web.Request) -> web.StreamResponse:
         name, media, path = await service.columns_file(actor, request.match_info["id"], columns, query.format)
         return await stream_file(request, path, name, media)
     return await stream_content(request, await service.parquet(actor, request.match_info["id"]), service.open)
+
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+
+@routes.get("/api/datasets/{id}/series")
+@doc("A chart's series: per y, at most 2 × points values whose per-group minimum and maximum are "
+     "exactly the data's at any zoom (from the summary kept at ingestion, source=summary), or every row "
+     "when the range holds no more than points (source=raw); null y is a gap. JSON or an Arrow IPC "
+     "stream (one row per point: series, x, y) by format or Accept. A dataset stored before summaries "
+     "existed gets one by a job on first use: 202 with the job while it runs", query=SeriesRequest,
+     response=Series, response_content_type=("application/json", ARROW_STREAM),
+     also={202: "the dataset's summary is being made: the job (Location), ask again when it ends"})  # fmt: skip
+async def dataset_series(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    query = parse_query(request, SeriesRequest)
+    if "format" not in request.query and ARROW_STREAM in request.headers.get("Accept", ""):
+        query = attrs.evolve(query, format="arrow")
+    answer = await request.app[SERIES].series(actor, request.match_info["id"], query)
+    if isinstance(answer, bytes):
+        return web.Response(body=answer, content_type=ARROW_STREAM)
+    if isinstance(answer, Job):
+        return json_response(answer, status=202, headers={"Location": f"/api/jobs/{answer.id}", "Retry-After": "2"})
+    return json_response(answer)
 
 
 @routes.get("/api/datasets/{id}/raw")

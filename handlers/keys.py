@@ -11,6 +11,7 @@ from domain.assembly import Domain
 from domain.core.metrics import Metrics
 from domain.core.settings import Settings
 from domain.datasets.ingestion import IngestionService
+from domain.datasets.series import SeriesService
 from domain.datasets.service import DatasetsService
 from domain.documents.service import DocumentsService
 from domain.engagement.service import EngagementService
@@ -65,6 +66,7 @@ SQL = web.AppKey("sql", SqlService)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 LOCAL_FILES = web.AppKey("local_files", LocalFiles)
 DATASETS = web.AppKey("datasets", DatasetsService)
+SERIES = web.AppKey("series", SeriesService)
 INGESTIONS = web.AppKey("ingestions", IngestionService)
 VISUALIZATIONS = web.AppKey("visualizations", VisualizationsService)
 MEETINGS = web.AppKey("meetings", MeetingsService)
@@ -92,4 +94,4 @@ def put_domain(app: web.Application, domain: Domain) -> None:
     app[JOB_EVENTS], app[JOBS], app[LOCAL_FILES] = domain.job_events, domain.jobs, domain.local_files
     app[DATASETS], app[INGESTIONS] = domain.datasets, domain.ingestions
     app[VISUALIZATIONS], app[ENGAGEMENT] = domain.visualizations, domain.engagement
-    app[SQL] = domain.sql
+    app[SQL], app[SERIES] = domain.sql, domain.series

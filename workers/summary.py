@@ -4,7 +4,9 @@ Level 0 cuts the rows into buckets of BASE_ROWS rows (by row number); each level
 buckets of the one below, up to the first level of at most TOP_BUCKETS buckets. Every bucket keeps,
 per column, its lowest and highest value and the row numbers where they first occur, its first and
 last value, and its count of values (nulls and NaNs are gaps, never an extreme); and the row range it
-covers. So any range of whole buckets at any level knows its extremes exactly, and a reader can answer
+covers. The dataset's x (its first time column that never decreases, else its first such column of
+numbers, else the row number) is chosen in the same pass, and every extreme keeps the x where it
+occurs (`xmin`, `xmax`), so a chart puts it where it belongs. So any range of whole buckets at any level knows its extremes exactly, and a reader can answer
 a zoom from the level whose buckets fit, with the raw rows only at its edges.
 
 Memory: the rows of one unfinished bucket per column, and the level-0 buckets (for 100M rows and one
@@ -25,6 +27,12 @@ FANOUT = 8
 TOP_BUCKETS = 1000
 MAX_COLUMNS = 256  # a wide table's first columns of numbers get summaries; charts draw a few at a time
 FIELDS = ("min", "max", "imin", "imax", "first", "last", "count")
+X_FIELDS = ("xmin", "xmax")  # the x at each extreme, for the dataset's x
+X_CANDIDATES = 3  # columns followed as the possible x until they decrease or have a gap
+
+
+def is_time(field: pa.Field) -> bool:
+    return bool(pa.types.is_timestamp(field.type) or pa.types.is_date(field.type))
 
 
 def summarised(field: pa.Field) -> bool:
@@ -41,10 +49,14 @@ def _values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
         column = pc.cast(pc.cast(column, pa.timestamp("ns"), safe=False), pa.int64())
     # beyond 2**53 a float64 rounds (nanosecond times to ~0.1 µs): a summary is for drawing
-    return np.asarray(pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=np.float64)
+    return np.asarray(
+        pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=np.float64
+    )
 
 
-def _first_match(values: np.ndarray, extremes: np.ndarray, begins: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def _first_match(
+    values: np.ndarray, extremes: np.ndarray, begins: np.ndarray, lengths: np.ndarray
+) -> np.ndarray:
     """Per bucket, the position of the first value equal to its extreme (-1 where it is all gaps)."""
     found = np.full(len(begins), -1, dtype=np.int64)
     valid = ~np.isnan(extremes)
@@ -56,9 +68,13 @@ def _first_match(values: np.ndarray, extremes: np.ndarray, begins: np.ndarray, l
     return found
 
 
-def reduce_rows(values: np.ndarray, begins: np.ndarray, lengths: np.ndarray, offset: int) -> dict[str, np.ndarray]:
+def reduce_rows(
+    values: np.ndarray, begins: np.ndarray, lengths: np.ndarray, offset: int
+) -> dict[str, np.ndarray]:
     """The fields of buckets over raw values (rows begins[i] .. begins[i]+lengths[i]-1; row numbers
     counted from offset)."""
+    if not len(begins):
+        return {field: np.empty(0) for field in FIELDS}
     gaps = np.isnan(values)
     count = np.add.reduceat((~gaps).astype(np.int64), begins)
     with np.errstate(invalid="ignore"):
@@ -90,7 +106,16 @@ def merge(parts: dict[str, np.ndarray], fanout: int) -> dict[str, np.ndarray]:
         "imax": np.where(which_high >= 0, parts["imax"][np.maximum(which_high, 0)], -1),
         "first": parts["first"][begins], "last": parts["last"][begins + lengths - 1],
         "count": np.add.reduceat(parts["count"], begins),
+        **{
+            field: np.where(which >= 0, parts[field][np.maximum(which, 0)], np.nan)
+            for field, which in (("xmin", which_low), ("xmax", which_high)) if field in parts
+        },
     }  # fmt: skip
+
+
+def at_rows(x: np.ndarray, rows: np.ndarray, offset: int) -> np.ndarray:
+    """x at the given row numbers (counted from offset), NaN where a row is -1 (no extreme)."""
+    return np.where(rows >= 0, x[np.maximum(rows - offset, 0)], np.nan) if len(rows) else np.empty(0)
 
 
 class SummaryBuilder:
@@ -98,6 +123,13 @@ class SummaryBuilder:
 
     def __init__(self, schema: pa.Schema) -> None:
         self.columns = [f.name for f in schema if summarised(f)][:MAX_COLUMNS]
+        times = {f.name for f in schema if is_time(f)}
+        # the x candidates in the order the dataset's x is chosen: times first, then numbers
+        self._order = sorted(self.columns, key=lambda name: name not in times)
+        self._followed = self._order[:X_CANDIDATES]
+        self._x: dict[str, dict[str, list[np.ndarray]]] = {
+            x: {f"{name}|{field}": [] for name in self.columns for field in X_FIELDS} for x in self._followed
+        }
         self.rows = 0
         self._carry: dict[str, np.ndarray] = {name: np.empty(0) for name in self.columns}
         self._level0: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in self.columns}
@@ -109,6 +141,7 @@ class SummaryBuilder:
         if not self.columns or not batch.num_rows:
             return
         start = self.rows - len(next(iter(self._carry.values())))  # the first carried row's number
+        whole_of: dict[str, np.ndarray] = {}
         for name in self.columns:
             fresh = _values(batch.column(name))
             if self.sorted[name]:
@@ -122,21 +155,51 @@ class SummaryBuilder:
                 begins = np.arange(0, whole, BASE_ROWS)
                 lengths = np.full(len(begins), BASE_ROWS)
                 self._level0[name].append(reduce_rows(values[:whole], begins, lengths, start))
+                whole_of[name] = values[:whole]
             self._carry[name] = values[whole:]
+        if whole_of:
+            self._follow_x(whole_of, start, -1)
         self.rows += batch.num_rows
+
+    def _follow_x(self, values: dict[str, np.ndarray], start: int, part: int) -> None:
+        """For each x still possible, its values at the extremes of the buckets just reduced."""
+        for x in self._followed:
+            if not self.sorted[x]:
+                continue
+            for name in self.columns:
+                reduced = self._level0[name][part]
+                for field, rows in (("xmin", reduced["imin"]), ("xmax", reduced["imax"])):
+                    self._x[x][f"{name}|{field}"].append(at_rows(values[x], rows, start))
+
+    @property
+    def x(self) -> str | None:
+        """The dataset's x: the first time column that never decreases and has no gaps, else the first
+        such column of numbers; None: the row number."""
+        return next((name for name in self._order if self.sorted[name]), None)
 
     def finish(self) -> pa.Table:
         """Every level's buckets: level, bucket, row_start, rows, and per column `<name>|<field>`."""
         if not self.columns:
-            return pa.table({"level": pa.array([], pa.int32())})
+            empty = pa.table({"level": pa.array([], pa.int32()), "bucket": pa.array([], pa.int64())})
+            return empty.replace_schema_metadata(self._meta(None, None))
         start = self.rows - len(next(iter(self._carry.values())))
         levels: dict[str, list[dict[str, np.ndarray]]] = {}
         for name in self.columns:
-            parts = self._level0[name]
             carry = self._carry[name]
             if len(carry):
-                parts = [*parts, reduce_rows(carry, np.array([0]), np.array([len(carry)]), start)]
+                self._level0[name].append(reduce_rows(carry, np.array([0]), np.array([len(carry)]), start))
+        if len(next(iter(self._carry.values()), [])):
+            self._follow_x(self._carry, start, -1)
+            self._carry = {name: np.empty(0) for name in self.columns}
+        x = self.x
+        exact_x = x if x in self._followed else None  # else a reader places an extreme within its bucket
+        for name in self.columns:
+            parts = self._level0[name]
             level = {f: np.concatenate([p[f] for p in parts]) if parts else np.empty(0) for f in FIELDS}
+            if exact_x is not None:
+                for field in X_FIELDS:
+                    pieces = self._x[exact_x][f"{name}|{field}"]
+                    level[field] = np.concatenate(pieces) if pieces else np.empty(0)
             stack = [level]
             while len(stack[-1]["count"]) > TOP_BUCKETS:
                 stack.append(merge(stack[-1], FANOUT))
@@ -154,12 +217,15 @@ class SummaryBuilder:
                 "rows": np.minimum(size, self.rows - row_start),
             }
             for name in self.columns:
-                for field in FIELDS:
-                    columns[f"{name}|{field}"] = levels[name][number][field]
+                for field in FIELDS + X_FIELDS:
+                    if field in levels[name][number]:
+                        columns[f"{name}|{field}"] = levels[name][number][field]
             tables.append(pa.table(columns))
         table = pa.concat_tables(tables)
-        meta = {"labhub.summary": json.dumps({
+        return table.replace_schema_metadata(self._meta(x, exact_x))
+
+    def _meta(self, x: str | None, exact_x: str | None) -> dict[str, str]:
+        return {"labhub.summary": json.dumps({
             "base_rows": BASE_ROWS, "fanout": FANOUT, "rows": self.rows, "columns": self.columns,
-            "sorted": [name for name in self.columns if self.sorted[name]],
+            "sorted": [name for name in self.columns if self.sorted[name]], "x": x, "exact_x": exact_x,
         })}  # fmt: skip
-        return table.replace_schema_metadata(meta)

@@ -52,6 +52,7 @@ class Dataset:
     created_at: datetime
     parquet_bytes: int = 0
     visualizations: list[dict[str, Any]] = attrs.field(factory=list)
+    sorted_columns: list[str] = attrs.field(factory=list)  # never decreasing, no gaps: what may be a chart's x
 
 
 @attrs.frozen
@@ -115,6 +116,7 @@ class StoredDataset:
     dataset: Dataset
     parquet_key: str
     parquet_sha256: str
+    summary_key: str | None = None
 
     @property
     def id(self) -> str:
@@ -292,3 +294,55 @@ def dataset_key(dataset_id: str) -> str:
 
 def summary_key(dataset_id: str) -> str:
     return f"datasets/{dataset_id}/summary.parquet"
+
+
+# -- series (docs/architecture.md, "Series") ----------------------------------------------------------
+
+
+@attrs.frozen
+class SeriesRequest:
+    """x: a column that never decreases (default: the dataset's x, its first such time column, else
+    its first such column of numbers, else the row number; `_row` asks for the row number); y:
+    comma-separated columns of numbers (default: the first four); from/to: the x range (a time
+    column takes ISO 8601 or seconds since the epoch; the row number counts from 0); points: the
+    chart's width in points, 2..4000 (each series answers at most twice as many values)."""
+
+    x: str | None = None
+    y: str | None = None
+    from_: str | None = None
+    to: str | None = None
+    points: int = 1000
+    format: Literal["json", "arrow"] = "json"
+
+
+@attrs.frozen
+class SeriesAxis:
+    """The x: its column (null: the row number), unit, kind, time zone (a time column with one) and
+    the dataset's first and last x."""
+
+    name: str | None
+    unit: str | None
+    type: Literal["number", "time", "row"]
+    timezone: str | None
+    extent: list[Any]
+
+
+@attrs.frozen
+class SeriesLine:
+    """One y: its points in x order (null y: a gap)."""
+
+    name: str
+    unit: str | None
+    x: list[Any]
+    y: list[Any]
+
+
+@attrs.frozen
+class Series:
+    """source: summary (each group's exact min and max at their x) or raw (every row in the range);
+    rows: the rows [from, to) the range holds."""
+
+    x: SeriesAxis
+    series: list[SeriesLine]
+    source: Literal["summary", "raw"]
+    rows: list[int]

@@ -127,13 +127,17 @@ class DatasetsService:
         """The dataset's Parquet on local disk (a cache), downloaded once, streamed."""
         file = stored.file if isinstance(stored, StoredDataset) else stored
         version = (file.parquet_sha256 or "0")[:16]
-        path = self._files.cached(f"{file.id}-{version}.parquet")
+        return await self.local_copy(file.parquet_key, f"{file.id}-{version}.parquet")
+
+    async def local_copy(self, key: str, name: str) -> Path:
+        """An object on local disk under the cache's name for it, downloaded once, streamed."""
+        path = self._files.cached(name)
         if path.exists():
             path.touch()
             return path
         partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")  # two requests may fetch it at once
         try:
-            async with self._objects.open_read(file.parquet_key) as reader:
+            async with self._objects.open_read(key) as reader:
                 with partial.open("wb") as handle:
                     async for chunk in reader.chunks():
                         handle.write(chunk)
@@ -142,6 +146,16 @@ class DatasetsService:
             partial.unlink(missing_ok=True)
         await asyncio.to_thread(self._files.trim_cache)
         return path
+
+    async def readable(self, actor: User, dataset_id: str) -> StoredDataset:
+        """A dataset the caller may read (else NotFound or Forbidden)."""
+        return await self._load(actor, dataset_id)
+
+    async def set_summary(self, stored: StoredDataset, path: Path, sorted_columns: list[str]) -> bool:
+        """A summary made later for a dataset stored without one (False: the dataset changed or went)."""
+        key = summary_key(stored.id)
+        await self.store_file(key, path)
+        return await self._store.set_summary(stored.id, stored.parquet_sha256, key, sorted_columns)
 
     async def rows(
         self, actor: User, dataset_id: str, *, offset: int, limit: int, columns: list[str] | None
@@ -213,7 +227,7 @@ class DatasetsService:
         for remover in self._removers:
             await remover(dataset_id)
         await self._objects.delete(keys)
-        for cached in self._files.cache.glob(f"{dataset_id}-*.parquet"):
+        for cached in self._files.cache.glob(f"{dataset_id}-*.parquet"):  # and its summary
             cached.unlink(missing_ok=True)
         await self._ingestions.forget_dataset(dataset_id)
 

@@ -92,7 +92,17 @@ class DatasetStore:
             details = await self._details.find(
                 {"dataset_id": doc["_id"], "attempt": doc.get("details_attempt")}
             ).sort("part", 1).to_list()
-        return StoredDataset(dataset_from(doc, details), doc["parquet_key"], doc.get("parquet_sha256", ""))
+        return StoredDataset(
+            dataset_from(doc, details), doc["parquet_key"], doc.get("parquet_sha256", ""), doc.get("summary_key")
+        )
+
+    async def set_summary(self, dataset_id: str, parquet_sha256: str, key: str, sorted_columns: list[str]) -> bool:
+        """A summary made later for a dataset stored without one (False: the dataset is gone)."""
+        same: Document = {"_id": ObjectId(dataset_id)}
+        if parquet_sha256:  # datasets from before hashes were kept have none
+            same["parquet_sha256"] = parquet_sha256
+        result = await self._datasets.update_one(same, {"$set": {"summary_key": key, "sorted_columns": sorted_columns}})
+        return result.matched_count == 1
 
     async def write_output(self, dataset_id: str, made: NewDataset, attempt: Attempt) -> bool:
         """A dataset an ingestion attempt made (False: a newer attempt wrote it already)."""

@@ -4,6 +4,8 @@ whatever the batch sizes it was fed in."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -75,3 +77,47 @@ def test_a_table_without_numbers_has_an_empty_summary():
     builder = SummaryBuilder(pa.schema([("label", pa.string())]))
     builder.add(pa.record_batch({"label": ["a", "b"]}))
     assert builder.finish().num_rows == 0
+
+
+@pytest.mark.parametrize("rows", [5, 1024, 70_001, 2_100_000])
+def test_every_extreme_keeps_the_x_where_it_occurs(rows):
+    """The dataset's x is the first time column that never decreases (else such a column of numbers);
+    each bucket's xmin/xmax is x at the row of its extreme."""
+    rng = np.random.default_rng(rows)
+    x = np.cumsum(rng.random(rows) + 0.001)  # irregular sampling: x cannot be guessed from the row
+    y = rng.normal(size=rows)
+    y[rng.random(rows) < 0.02] = np.nan
+    noise = rng.normal(size=rows)  # a column of numbers before x that is not sorted
+    stamps = pa.array((np.arange(rows)[::-1] * 1000).astype("datetime64[us]"))  # a time going backwards
+    table = pa.table({"noise": noise, "back": stamps, "x": x, "y": y})
+    builder = SummaryBuilder(table.schema)
+    for batch in table.to_batches(max_chunksize=30_000):
+        builder.add(batch)
+    summary = builder.finish()
+    meta = json.loads(summary.schema.metadata[b"labhub.summary"])
+    assert meta["x"] == "x" and meta["exact_x"] == "x"
+    data = summary.to_pydict()
+    for i in range(summary.num_rows):
+        for name in ("y", "noise"):
+            for low_high in ("min", "max"):
+                row = data[f"{name}|i{low_high}"][i]
+                got = data[f"{name}|x{low_high}"][i]
+                assert (row == -1 and np.isnan(got)) or got == x[row], (name, low_high, i)
+
+
+def test_a_time_column_is_the_x_before_a_column_of_numbers():
+    rows = 3000
+    table = pa.table({"n": np.arange(rows, dtype=float), "t": pa.array(np.arange(rows).astype("datetime64[s]"))})
+    builder = SummaryBuilder(table.schema)
+    builder.add(table.to_batches()[0])
+    meta = json.loads(builder.finish().schema.metadata[b"labhub.summary"])
+    assert meta["x"] == "t"
+
+
+def test_without_a_sorted_column_the_x_is_the_row_number():
+    table = pa.table({"a": [3.0, 1.0, 2.0], "b": [1.0, None, 2.0]})
+    builder = SummaryBuilder(table.schema)
+    builder.add(table.to_batches()[0])
+    summary = builder.finish()
+    meta = json.loads(summary.schema.metadata[b"labhub.summary"])
+    assert meta["x"] is None and "a|xmin" not in summary.column_names
