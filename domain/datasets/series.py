@@ -63,23 +63,20 @@ class SeriesService:
         if not 2 <= request.points <= MAX_POINTS:
             raise field_error("query.points", f"must be between 2 and {MAX_POINTS}")
         schema = {c.name: c for c in stored.dataset.schema}
-        ys = [name for name in (request.y or "").split(",") if name.strip()]
+        ys = [name.strip() for name in (request.y or "").split(",") if name.strip()]
         for name in ys:
             if name not in schema:
                 raise field_error("query.y", f"unknown column {name!r}")
-        if request.x and request.x not in schema and request.x != ROW_NUMBER:
-            raise field_error("query.x", f"unknown column {request.x!r}")
+        asked_x = request.x.strip() if request.x else None
+        if asked_x and asked_x not in schema and asked_x != ROW_NUMBER:
+            raise field_error("query.x", f"unknown column {asked_x!r}")
         if stored.summary_key is None:
             made = await self._summary_of(stored)
             if isinstance(made, Job):
                 return made
             stored = made
         source = await self._source(stored)
-        x = (
-            source.x
-            if request.x is None
-            else (None if request.x == ROW_NUMBER and request.x not in schema else request.x)
-        )
+        x = source.x if not asked_x else None if asked_x == ROW_NUMBER and asked_x not in schema else asked_x
         if not ys:
             numbers = [f.name for f in source.schema if f.name in source.columns and f.name != x
                        and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))]  # fmt: skip
