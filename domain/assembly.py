@@ -287,7 +287,7 @@ def build_domain(
     sql = SqlService(
         gate, datasets, jobs, objects, local_files, settings.sql, settings.ingest, part_size=u.part_size_bytes
     )
-    series = SeriesService(datasets, jobs, local_files)
+    series = SeriesService(datasets, jobs, local_files, zone=settings.app.timezone)
     # -- the hooks between areas: here and nowhere else --------------------------------------------
     ingestions.visualize = visualizations.queue_default
     datasets.on_remove(visualizations.remove_for_dataset)

@@ -13,13 +13,14 @@ and a few thousand raw rows per series (docs/architecture.md, "Series").
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import threading
 from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +40,10 @@ ROW = None  # the x of a dataset without a sorted column: the row number
 RAW_GROUPS_KEPT = 16  # row groups' columns kept per dataset for the edges of the next zoom
 
 
+class RowsNeeded(Exception):
+    """The answer needs raw rows and the Parquet file is not attached yet (attach_rows, then ask again)."""
+
+
 class SeriesError(ValueError):
     """A request the data cannot answer: the field it is about and a message for people."""
 
@@ -50,7 +55,7 @@ class SeriesError(ValueError):
 class SeriesSource:
     """One dataset's summary levels, read once, and its Parquet file for raw rows. Thread-safe."""
 
-    def __init__(self, summary_path: Path, parquet_path: Path) -> None:
+    def __init__(self, summary_path: Path, parquet_path: Path | None = None) -> None:
         self._summary = pq.ParquetFile(str(summary_path))
         meta = json.loads(self._summary.schema_arrow.metadata[b"labhub.summary"])
         self.rows: int = meta["rows"]
@@ -58,17 +63,28 @@ class SeriesSource:
         self.sorted: set[str] = set(meta["sorted"])
         self.x: str | None = meta.get("x")
         self.exact_x: str | None = meta.get("exact_x")
-        self._parquet = pq.ParquetFile(str(parquet_path))
-        self.schema = self._parquet.schema_arrow
+        self.schema = ipc.read_schema(pa.py_buffer(base64.b64decode(meta["schema"])))  # the summarised columns
         self._lock = threading.Lock()
         self._summary_columns: dict[str, np.ndarray] = {}
         levels = self._read("level")
         self._level_starts = np.searchsorted(levels, np.arange((levels.max() + 2) if len(levels) else 1))
-        metadata = self._parquet.metadata
-        self._group_starts = np.cumsum(
-            [0] + [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
-        )
+        self._parquet: pq.ParquetFile | None = None
+        self._group_starts = np.zeros(1, dtype=np.int64)
         self._groups: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
+        if parquet_path is not None:
+            self.attach_rows(parquet_path)
+
+    def attach_rows(self, parquet_path: Path) -> None:
+        """The dataset's Parquet file, for the raw rows a zoom needs (a full view needs none)."""
+        parquet = pq.ParquetFile(str(parquet_path))
+        metadata = parquet.metadata
+        starts = np.cumsum([0] + [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)])
+        with self._lock:
+            self._group_starts, self._parquet = starts, parquet
+
+    @property
+    def has_rows(self) -> bool:
+        return self._parquet is not None
 
     @property
     def nbytes(self) -> int:
@@ -112,7 +128,10 @@ class SeriesSource:
             if key in self._groups:
                 self._groups.move_to_end(key)
                 return self._groups[key]
-        values = as_numbers(self._parquet.read_row_group(group, columns=[column]).column(0))
+            parquet = self._parquet
+        if parquet is None:
+            raise RowsNeeded()
+        values = as_numbers(parquet.read_row_group(group, columns=[column]).column(0))
         with self._lock:
             self._groups[key] = values
             while len(self._groups) > RAW_GROUPS_KEPT:
@@ -131,23 +150,21 @@ class SeriesSource:
 
     # -- answering -----------------------------------------------------------------------------------
 
-    def check(self, x: str | None, ys: list[str]) -> None:
-        names = {f.name: f for f in self.schema}
+    def check(self, x: str | None, ys: list[str], known: set[str]) -> None:
+        """known: every column of the dataset (the summary has only its numbers and times)."""
         for name in [*([x] if x is not None else []), *ys]:
-            if name not in names:
+            if name not in known:
                 raise SeriesError("x" if name == x else "y", f"unknown column {name!r}")
         if x is not None and x not in self.columns:
             raise SeriesError("x", f"column {x!r} holds neither numbers nor times, so it cannot be an x")
         if x is not None and x not in self.sorted:
             raise SeriesError("x", f"column {x!r} is not monotonic (it decreases or has gaps), so it cannot be an x; "
                               "choose a column that never decreases, or none for the row number")  # fmt: skip
+        if not ys:
+            raise SeriesError("y", "the dataset has no columns of numbers to draw")
         for name in ys:
-            field = names[name]
-            if not (pa.types.is_integer(field.type) or pa.types.is_floating(field.type)):
+            if name not in self.columns or is_time(self.schema.field(name)):
                 raise SeriesError("y", f"column {name!r} does not hold numbers, so it cannot be drawn as a y")
-            if name not in self.columns:
-                raise SeriesError("y", f"column {name!r} has no summary (only the first {len(self.columns)} "
-                                  "columns of numbers have one)")  # fmt: skip
 
     def row_range(self, x: str | None, low: float | None, high: float | None) -> tuple[int, int]:
         """[r0, r1): the rows whose x is within [low, high]."""
@@ -170,12 +187,11 @@ class SeriesSource:
         return begin + int(np.searchsorted(inside, value, side=side))  # type: ignore[call-overload]
 
     def answer(
-        self, x: str | None, ys: list[str], low: float | None, high: float | None, points: int
+        self, x: str | None, ys: list[str], low: float | None, high: float | None, points: int, known: set[str]
     ) -> dict[str, Any]:
-        """{source, series: [{name, x, y}]} with x and y as float64 arrays (NaN in y: a gap)."""
-        if not ys:
-            raise SeriesError("y", "the dataset has no columns of numbers to draw")
-        self.check(x, ys)
+        """{source, series: [{name, x, y}]} with x and y as float64 arrays (NaN in y: a gap); known:
+        every column of the dataset. RowsNeeded: attach the Parquet file and ask again."""
+        self.check(x, ys, known)
         start, stop = self.row_range(x, low, high)
         if stop - start <= points:
             xs = self._x_raw(x, start, stop)
@@ -395,13 +411,14 @@ def json_values(values: np.ndarray, field: pa.Field | None, *, whole: bool = Fal
     ISO 8601 (to the microsecond, with Z when the column has a time zone)."""
     gaps = np.isnan(values)
     if field is not None and is_time(field):
-        micro = np.round(np.where(gaps, 0, values) / 1000).astype(np.int64).astype("datetime64[us]")
-        zone = "UTC" if pa.types.is_timestamp(field.type) and field.type.tz else "naive"
+        micro: np.ndarray = np.round(np.where(gaps, 0, values) / 1000).astype(np.int64).astype("datetime64[us]")
+        zone: Literal["UTC", "naive"] = "UTC" if pa.types.is_timestamp(field.type) and field.type.tz else "naive"
         # as Python's isoformat writes them: whole seconds, else to the microsecond
-        whole = micro.astype(np.int64) % 1_000_000 == 0
+        seconds = micro.astype(np.int64) % 1_000_000 == 0
         text = np.where(
-            whole, np.datetime_as_string(micro, unit="s", timezone=zone), np.datetime_as_string(micro, unit="us", timezone=zone)
-        ).tolist()
+            seconds, np.datetime_as_string(micro, unit="s", timezone=zone),
+            np.datetime_as_string(micro, unit="us", timezone=zone),
+        ).tolist()  # fmt: skip
         return [None if gap else t for gap, t in zip(gaps.tolist(), text, strict=True)]
     if whole or (field is not None and pa.types.is_integer(field.type)):
         ints = np.where(gaps, 0, values).astype(np.int64).tolist()
@@ -431,7 +448,8 @@ def arrow_stream(answer: dict[str, Any], x_field: pa.Field | None) -> bytes:
     sink = pa.BufferOutputStream()
     with ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 # -- the job that makes a summary for a dataset stored without one -----------------------------------

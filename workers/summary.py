@@ -15,6 +15,7 @@ column, ~100k buckets of 7 numbers).
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -123,6 +124,7 @@ class SummaryBuilder:
 
     def __init__(self, schema: pa.Schema) -> None:
         self.columns = [f.name for f in schema if summarised(f)][:MAX_COLUMNS]
+        self._schema = pa.schema([schema.field(name) for name in self.columns])
         times = {f.name for f in schema if is_time(f)}
         # the x candidates in the order the dataset's x is chosen: times first, then numbers
         self._order = sorted(self.columns, key=lambda name: name not in times)
@@ -228,4 +230,6 @@ class SummaryBuilder:
         return {"labhub.summary": json.dumps({
             "base_rows": BASE_ROWS, "fanout": FANOUT, "rows": self.rows, "columns": self.columns,
             "sorted": [name for name in self.columns if self.sorted[name]], "x": x, "exact_x": exact_x,
+            # the summarised columns' types (a reader answers from the summary alone until it needs rows)
+            "schema": base64.b64encode(self._schema.serialize().to_pybytes()).decode(),
         })}  # fmt: skip

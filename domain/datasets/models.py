@@ -317,13 +317,15 @@ class SeriesRequest:
 
 @attrs.frozen
 class SeriesAxis:
-    """The x: its column (null: the row number), unit, kind, time zone (a time column with one) and
-    the dataset's first and last x."""
+    """The x: its column (null: the row number), unit, kind, time zone (a time column with one: its
+    values end in Z; without, they are as the instrument wrote them), the lab's time zone (where a
+    console shows times with a zone) and the dataset's first and last x."""
 
     name: str | None
     unit: str | None
     type: Literal["number", "time", "row"]
     timezone: str | None
+    lab_timezone: str
     extent: list[Any]
 
 

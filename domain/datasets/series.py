@@ -10,8 +10,6 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from domain.accounts.models import User
 from domain.core.errors import Conflict, field_error
 from domain.core.ids import derived_id
@@ -22,12 +20,14 @@ from domain.jobs.models import Attempt, Job, JobKind
 from domain.jobs.service import JobsService
 from workers.series import (
     MAX_POINTS,
+    RowsNeeded,
     SeriesError,
     SeriesSource,
     arrow_stream,
     json_values,
     parse_bound,
 )
+from workers.summary import is_time
 from workers.worker import JobFailed
 
 SUMMARY_KIND = "dataset_summary"
@@ -38,9 +38,10 @@ SOURCES_KEPT = 32
 
 class SeriesService:
     def __init__(
-        self, datasets: DatasetsService, jobs: JobsService, files: LocalFiles, *, wait_s: float = 20.0,
+        self, datasets: DatasetsService, jobs: JobsService, files: LocalFiles, *, zone: str, wait_s: float = 20.0,
         cache_bytes: int = 512 * 1024**2,
     ) -> None:  # fmt: skip
+        self._zone = zone  # the lab's: where a time with a zone is shown
         self._datasets = datasets
         self._jobs = jobs
         self._files = files
@@ -78,30 +79,28 @@ class SeriesService:
         source = await self._source(stored)
         x = source.x if not asked_x else None if asked_x == ROW_NUMBER and asked_x not in schema else asked_x
         if not ys:
-            numbers = [f.name for f in source.schema if f.name in source.columns and f.name != x
-                       and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))]  # fmt: skip
-            ys = numbers[:DEFAULT_YS]
-        x_field = source.schema.field(x) if x is not None else None
+            ys = [f.name for f in source.schema if f.name != x and not is_time(f)][:DEFAULT_YS]
         try:
+            source.check(x, ys, set(schema))
+            x_field = source.schema.field(x) if x is not None else None
             low = parse_bound(request.from_, x_field, "from")
             high = parse_bound(request.to, x_field, "to")
-            answer = await asyncio.to_thread(source.answer, x, ys, low, high, request.points)
+            answer = await self._answer(stored, source, x, ys, low, high, request.points, set(schema))
         except SeriesError as exc:
             raise field_error(f"query.{exc.field}", str(exc)) from None
         if request.format == "arrow":
             return await asyncio.to_thread(arrow_stream, answer, x_field)
-        extent = await asyncio.to_thread(source.extent, x)
+        whole = x is None
         return Series(
             x=SeriesAxis(
                 name=x, unit=schema[x].unit if x is not None else None,
-                type="row" if x is None else "time" if schema[x].type.startswith(("timestamp", "date")) else "number",
+                type="row" if x_field is None else "time" if is_time(x_field) else "number",
                 timezone=getattr(x_field.type, "tz", None) if x_field is not None else None,
-                extent=json_values(extent, x_field, whole=x is None),
+                lab_timezone=self._zone, extent=json_values(source.extent(x), x_field, whole=whole),
             ),
             series=[
                 SeriesLine(
-                    name=line["name"], unit=schema[line["name"]].unit,
-                    x=json_values(line["x"], x_field, whole=x is None),
+                    name=line["name"], unit=schema[line["name"]].unit, x=json_values(line["x"], x_field, whole=whole),
                     y=json_values(line["y"], source.schema.field(line["name"])),
                 )
                 for line in answer["series"]
@@ -109,6 +108,18 @@ class SeriesService:
             source=answer["source"],
             rows=list(answer["rows"]),
         )  # fmt: skip
+
+    async def _answer(
+        self, stored: StoredDataset, source: SeriesSource, x: str | None, ys: list[str], low: float | None,
+        high: float | None, points: int, known: set[str],
+    ) -> dict[str, Any]:  # fmt: skip
+        """From the summary alone when it can (a first, whole view); with the Parquet file for a zoom."""
+        try:
+            return await asyncio.to_thread(source.answer, x, ys, low, high, points, known)
+        except RowsNeeded:
+            pass
+        source.attach_rows(await self._datasets.local_parquet(stored))
+        return await asyncio.to_thread(source.answer, x, ys, low, high, points, known)
 
     async def _source(self, stored: StoredDataset) -> SeriesSource:
         """The dataset's summary and Parquet, opened once per version and kept for the next zoom."""

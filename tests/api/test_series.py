@@ -53,19 +53,24 @@ async def test_a_chart_gets_every_extreme_at_every_zoom(client, team):
     response = await series(client, team.viewer, dataset_id, y="speed [m/s],gust", points=500)
     assert response.status == 200, await response.text()
     body = await response.json()
-    assert body["x"] == {"name": "time", "unit": None, "type": "time", "timezone": None,
+    assert body["x"] == {"name": "time", "unit": None, "type": "time", "timezone": None, "lab_timezone": "UTC",
                          "extent": [iso(0), iso(ROWS - 1)]}  # fmt: skip
-    assert body["source"] == "summary" and body["rows"] == [0, ROWS]
+    assert body["source"] == "summary"
+    assert body["rows"] == [0, ROWS]
     speed_line, gust = body["series"]
-    assert speed_line["name"] == "speed [m/s]" and speed_line["unit"] == "m/s"
+    assert speed_line["name"] == "speed [m/s]"
+    assert speed_line["unit"] == "m/s"
     for line in (speed_line, gust):
         assert len(line["x"]) == len(line["y"]) <= 1000
         assert line["x"] == sorted(line["x"])
     values = [v for v in speed_line["y"] if v is not None]
-    assert max(values) == 500.0 and min(values) == -300.0
+    assert max(values) == 500.0
+    assert min(values) == -300.0
     assert speed_line["x"][speed_line["y"].index(500.0)] == iso(SPIKE)  # the spike where it happened
     assert None in speed_line["y"]  # the 500 empty cells break the line
-    assert max(gust["y"]) == 22 and min(gust["y"]) == 0 and all(isinstance(v, int) for v in gust["y"])
+    assert max(gust["y"]) == 22
+    assert min(gust["y"]) == 0
+    assert all(isinstance(v, int) for v in gust["y"])
     # zoomed onto the spike, at every width down to the raw rows
     for width_ms, points in ((60_000, 500), (5_000, 200), (1_000, 400)):
         low = (START + timedelta(milliseconds=10 * SPIKE - width_ms / 2)).isoformat()
@@ -79,12 +84,14 @@ async def test_a_chart_gets_every_extreme_at_every_zoom(client, team):
         assert zoom["source"] == ("raw" if last - first <= points else "summary")
     raw = await (await series(client, team.viewer, dataset_id, y="gust", points=400,
                               **{"from": iso(1000), "to": iso(1099)})).json()  # fmt: skip
-    assert raw["source"] == "raw" and raw["rows"] == [1000, 1100]
+    assert raw["source"] == "raw"
+    assert raw["rows"] == [1000, 1100]
     assert raw["series"][0]["x"] == [iso(i) for i in range(1000, 1100)]
     assert raw["series"][0]["y"] == [(i * 7) % 23 for i in range(1000, 1100)]
     # the row number as x, and defaults (the first columns of numbers)
     by_row = await (await series(client, team.viewer, dataset_id, x="_row", points=100)).json()
-    assert by_row["x"]["type"] == "row" and by_row["x"]["extent"] == [0, ROWS - 1]
+    assert by_row["x"]["type"] == "row"
+    assert by_row["x"]["extent"] == [0, ROWS - 1]
     assert [line["name"] for line in by_row["series"]] == ["speed [m/s]", "gust"]
     assert by_row["series"][0]["x"][by_row["series"][0]["y"].index(500.0)] == SPIKE
 
@@ -92,7 +99,8 @@ async def test_a_chart_gets_every_extreme_at_every_zoom(client, team):
 async def test_arrow_and_the_refusals(client, team):
     dataset_id = await ingested(client, team, "Run.csv", CSV)
     response = await series(client, team.member, dataset_id, y="speed [m/s]", points=300, format="arrow")
-    assert response.status == 200 and response.content_type == "application/vnd.apache.arrow.stream"
+    assert response.status == 200
+    assert response.content_type == "application/vnd.apache.arrow.stream"
     table = pa.ipc.open_stream(await response.read()).read_all()
     assert table.column_names == ["series", "x", "y"]
     assert pa.types.is_timestamp(table.schema.field("x").type)
@@ -112,7 +120,8 @@ async def test_arrow_and_the_refusals(client, team):
         ({"from": "last tuesday"}, "query.from", "ISO 8601"),
     ):
         body = await problem(await series(client, team.member, dataset_id, **query), 422)
-        assert body["errors"][0]["path"] == field and words in body["errors"][0]["message"], (query, body)
+        assert body["errors"][0]["path"] == field, (query, body)
+        assert words in body["errors"][0]["message"], (query, body)
     await problem(await series(client, team.outsider, dataset_id), 404)
     await problem(await series(client, team.member, "0" * 24), 404)
 
@@ -128,7 +137,8 @@ async def test_a_dataset_stored_without_a_summary_gets_one_on_first_use(client, 
     body = await response.json()
     assert max(v for v in body["series"][0]["y"] if v is not None) == 500.0
     again = await db["datasets"].find_one({"_id": doc["_id"]})
-    assert again["summary_key"] == doc["summary_key"] and again["sorted_columns"] == ["time"]
+    assert again["summary_key"] == doc["summary_key"]
+    assert again["sorted_columns"] == ["time"]
     job = await db["jobs"].find_one({"kind": "dataset_summary", "params.dataset_id": dataset_id})
     assert job["status"] == "succeeded"
     # a second ask is answered from the summary; no second job

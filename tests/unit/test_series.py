@@ -11,11 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from workers.series import SeriesError, SeriesSource, build_summary, parse_bound
+from workers.series import RowsNeeded, SeriesError, SeriesSource, build_summary, parse_bound
 from workers.summary import SummaryBuilder
 from workers.worker import Reporter
 
 ROWS = 1_500_000
+SUMMARY_PATHS: list[Path] = []
+KNOWN = {"t", "y", "n", "label", "value", "at"}
 
 
 def write(tmp: Path, table: pa.Table, *, row_group: int = 50_000) -> SeriesSource:
@@ -25,6 +27,7 @@ def write(tmp: Path, table: pa.Table, *, row_group: int = 50_000) -> SeriesSourc
     for batch in table.to_batches(max_chunksize=70_000):
         builder.add(batch)
     pq.write_table(builder.finish(), str(tmp / "summary.parquet"))
+    SUMMARY_PATHS[:] = [tmp / "summary.parquet", parquet]
     return SeriesSource(tmp / "summary.parquet", parquet)
 
 
@@ -55,7 +58,8 @@ def check_exact(answer, x, y, start, stop, points):
     assert (part_x[rows] == xs[valid]).all()
     assert (part_y[rows] == ys[valid]).all()
     if (~np.isnan(part_y)).any():
-        assert np.nanmax(ys) == np.nanmax(part_y) and np.nanmin(ys) == np.nanmin(part_y)
+        assert np.nanmax(ys) == np.nanmax(part_y)
+        assert np.nanmin(ys) == np.nanmin(part_y)
 
 
 def test_every_zoom_keeps_every_extreme(data):
@@ -65,7 +69,7 @@ def test_every_zoom_keeps_every_extreme(data):
     ranges += [(x[s] - w, x[s] + w) for s in spikes for w in (1e-4, 0.3, 7.0, 300.0)]  # zooms onto spikes
     for low, high in ranges:
         for points in (2, 37, 1000, 4000):
-            answer = source.answer("t", ["y"], low, high, points)
+            answer = source.answer("t", ["y"], low, high, points, KNOWN)
             start, stop = answer["rows"]
             assert start == (0 if low is None else np.searchsorted(x, low, "left"))
             assert stop == (ROWS if high is None else np.searchsorted(x, high, "right"))
@@ -77,41 +81,46 @@ def test_every_zoom_keeps_every_extreme(data):
             check_exact(answer, x, y, start, stop, points)
             if points < 1000:
                 continue  # a group may hold two spikes; the range's extremes were checked above
-            shown = set(zip(answer["series"][0]["x"].tolist(), answer["series"][0]["y"].tolist(), strict=True))
+            shown = set(
+                zip(answer["series"][0]["x"].tolist(), answer["series"][0]["y"].tolist(), strict=True)
+            )
             for spike in spikes[(spikes >= start) & (spikes < stop)]:  # each spike is its group's extreme
                 assert (x[spike], y[spike]) in shown, (low, high, points, spike)
 
 
 def test_a_gap_is_a_null_and_a_long_range_is_one_call(data):
-    source, x, y, _, _ = data
-    answer = source.answer("t", ["y"], x[390_000], x[440_000], 100)
+    source, x, _y, _, _ = data
+    answer = source.answer("t", ["y"], x[390_000], x[440_000], 100, KNOWN)
     assert answer["source"] == "summary"
     assert np.isnan(answer["series"][0]["y"]).any()  # the 30,000 missing rows break the line
 
 
 def test_the_row_number_and_integers(data):
-    source, x, y, counts, _ = data
-    answer = source.answer(None, ["y", "n"], 1000, 1999, 10_000)
-    assert answer["source"] == "raw" and answer["rows"] == (1000, 2000)
+    source, _x, _y, counts, _ = data
+    answer = source.answer(None, ["y", "n"], 1000, 1999, 10_000, KNOWN)
+    assert answer["source"] == "raw"
+    assert answer["rows"] == (1000, 2000)
     assert np.array_equal(answer["series"][1]["y"], counts[1000:2000])
-    answer = source.answer(None, ["n"], None, None, 500)
+    answer = source.answer(None, ["n"], None, None, 500, KNOWN)
     xs, ys = answer["series"][0]["x"], answer["series"][0]["y"]
-    assert len(xs) <= 1000 and (counts[xs.astype(int)] == ys).all()
-    assert ys.max() == counts.max() and ys.min() == counts.min()
+    assert len(xs) <= 1000
+    assert (counts[xs.astype(int)] == ys).all()
+    assert ys.max() == counts.max()
+    assert ys.min() == counts.min()
 
 
 def test_a_sorted_column_that_is_not_the_x_places_extremes_within_their_bucket(data):
-    source, x, y, _, _ = data
+    source, _x, _y, _, _ = data
     assert source.x == "t"
     # y as x is refused (not monotonic); n as x is refused too
     with pytest.raises(SeriesError, match="not monotonic"):
-        source.answer("y", ["n"], None, None, 100)
+        source.answer("y", ["n"], None, None, 100, KNOWN)
     with pytest.raises(SeriesError, match="does not hold numbers"):
-        source.answer("t", ["label"], None, None, 100)
+        source.answer("t", ["label"], None, None, 100, KNOWN)
     with pytest.raises(SeriesError, match="unknown column"):
-        source.answer("t", ["nope"], None, None, 100)
+        source.answer("t", ["nope"], None, None, 100, KNOWN)
     with pytest.raises(SeriesError, match="neither numbers nor times"):
-        source.answer("label", ["y"], None, None, 100)
+        source.answer("label", ["y"], None, None, 100, KNOWN)
 
 
 def test_times_and_a_backfilled_summary(tmp_path):
@@ -128,7 +137,21 @@ def test_times_and_a_backfilled_summary(tmp_path):
     field = source.schema.field("at")
     low = parse_bound("2026-03-01T10:05:00", field, "from")
     high = parse_bound("2026-03-01T10:05:10Z", field, "to")
-    answer = source.answer("at", ["value"], low, high, 1000)
-    assert answer["source"] == "raw" and answer["rows"] == (15_000, 15_501)
+    answer = source.answer("at", ["value"], low, high, 1000, KNOWN)
+    assert answer["source"] == "raw"
+    assert answer["rows"] == (15_000, 15_501)
     with pytest.raises(SeriesError):
         parse_bound("yesterday", field, "from")
+
+
+def test_a_whole_view_needs_only_the_summary(data, tmp_path):
+    """The first draw of a dataset reads its small summary, not its Parquet file; a zoom asks for rows."""
+    _source, x, y, _, _ = data
+    alone = SeriesSource(SUMMARY_PATHS[0])
+    whole = alone.answer("t", ["y"], None, None, 1000, KNOWN)
+    assert np.nanmax(whole["series"][0]["y"]) == np.nanmax(y)
+    with pytest.raises(RowsNeeded):
+        alone.answer("t", ["y"], x[1000], x[500_000], 1000, KNOWN)
+    alone.attach_rows(SUMMARY_PATHS[1])
+    zoom = alone.answer("t", ["y"], x[1000], x[500_000], 1000, KNOWN)
+    check_exact(zoom, x, y, *zoom["rows"], 1000)

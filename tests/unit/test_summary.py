@@ -95,7 +95,8 @@ def test_every_extreme_keeps_the_x_where_it_occurs(rows):
         builder.add(batch)
     summary = builder.finish()
     meta = json.loads(summary.schema.metadata[b"labhub.summary"])
-    assert meta["x"] == "x" and meta["exact_x"] == "x"
+    assert meta["x"] == "x"
+    assert meta["exact_x"] == "x"
     data = summary.to_pydict()
     for i in range(summary.num_rows):
         for name in ("y", "noise"):
@@ -120,4 +121,5 @@ def test_without_a_sorted_column_the_x_is_the_row_number():
     builder.add(table.to_batches()[0])
     summary = builder.finish()
     meta = json.loads(summary.schema.metadata[b"labhub.summary"])
-    assert meta["x"] is None and "a|xmin" not in summary.column_names
+    assert meta["x"] is None
+    assert "a|xmin" not in summary.column_names
