@@ -118,7 +118,7 @@ ARROW_STREAM = "application/vnd.apache.arrow.stream"
 @routes.get("/api/datasets/{id}/series")
 @doc("A chart's series: per y, at most 2 × points values whose per-group minimum and maximum are "
      "exactly the data's at any zoom (from the summary kept at ingestion, source=summary), or every row "
-     "when the range holds no more than points (source=raw); null y is a gap. JSON or an Arrow IPC "
+     "when the range holds no more than 2 × points rows (source=raw); null y is a gap. JSON or an Arrow IPC "
      "stream (one row per point: series, x, y) by format or Accept. A dataset stored before summaries "
      "existed gets one by a job on first use: 202 with the job while it runs", query=SeriesRequest,
      response=Series, response_content_type=("application/json", ARROW_STREAM),

@@ -6,7 +6,7 @@ groups; the part of the range before the first whole bucket and after the last i
 reduced from level-0 buckets and at most 2 × 1,024 raw rows read from the Parquet file. Each group
 gives its lowest and highest value at the x where they occur, in row order: at most 2 × points values
 per series whose per-group extremes are exactly the data's at any zoom. A range of no more rows than
-points is answered with the raw rows, and one of up to RAW_ROWS_PER_POINT rows per point is grouped
+2 × points is answered with its raw rows (no more values than groups would give), and one of up to RAW_ROWS_PER_POINT rows per point is grouped
 from its raw rows (finer than the summary's buckets). The work does not grow with the dataset: a few thousand buckets
 and a few thousand raw rows per series (docs/architecture.md, "Series").
 """
@@ -193,7 +193,7 @@ class SeriesSource:
         every column of the dataset. RowsNeeded: attach the Parquet file and ask again."""
         self.check(x, ys, known)
         start, stop = self.row_range(x, low, high)
-        if stop - start <= points:
+        if stop - start <= 2 * points:  # every row: no more values than a grouped answer may have
             xs = self._x_raw(x, start, stop)
             return {"source": "raw", "rows": (start, stop),
                     "series": [{"name": y, "x": xs, "y": self.raw(y, start, stop)} for y in ys]}  # fmt: skip

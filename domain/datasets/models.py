@@ -341,8 +341,8 @@ class SeriesLine:
 
 @attrs.frozen
 class Series:
-    """source: summary (each group's exact min and max at their x) or raw (every row in the range);
-    rows: the rows [from, to) the range holds."""
+    """source: summary (each group's exact min and max at their x) or raw (every row in the range,
+    when it holds no more than 2 × points rows); rows: the rows [from, to) the range holds."""
 
     x: SeriesAxis
     series: list[SeriesLine]

@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import h5py
 import httpx
+import numpy as np
 import openpyxl
 import pytest
 from axe_playwright_python.sync_playwright import Axe
@@ -710,3 +712,75 @@ def test_a_dataset_of_forty_thousand_columns_is_usable(console: Server, api: Api
     page.get_by_role("button", name="Next columns").last.click()  # the rows table's
     expect(rows.get_by_role("columnheader").first).to_have_text("mz_40")
     expect(rows.get_by_role("cell").first).to_have_text("0")  # (0 + 40) % 10
+
+
+def test_a_five_million_row_dataset_is_charted_and_zoomed_to_its_raw_rows(
+    console: Server, api: Api, people: People, open_context
+):
+    """The chart draws a 5,000,000-row dataset from its summary, keeps a planted spike's extremes on
+    screen at every zoom, shows the raw rows at 0.1 % of the range, and double-click shows it all."""
+    rows, spike = 5_000_000, 3_141_592
+    t = np.arange(rows) * 0.001
+    signal = np.sin(t / 40.0)
+    signal[spike], signal[spike + 3] = 1000.0, -1000.0
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        handle["time"] = t
+        handle["time"].attrs["units"] = "s"
+        handle["signal"] = signal
+        handle["signal"].attrs["units"] = "V"
+    pid = make_project(api, people.lead, "Long run")
+    headers = api.sign_in(people.lead)
+    batch = api.call("POST", f"/api/projects/{pid}/ingestions", headers,
+                     files=[("files", ("long.h5", buffer.getvalue(), "application/x-hdf5"))])  # fmt: skip
+    job_id = batch["jobs"][0]["id"]
+    deadline = time.monotonic() + 300
+    while (job := api.call("GET", f"/api/jobs/{job_id}", headers))["status"] not in {"succeeded", "failed"}:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    assert job["status"] == "succeeded", job
+    page = open_context().new_page()
+    sign_in(page, console.url, people.lead)
+    page.goto(f"{console.url}/datasets/{job['result']['dataset_id']}")
+    chart = page.locator(".chart")
+    expect(chart).to_have_attribute("data-rows", f"0-{rows}", timeout=120_000)
+    drawn = page.wait_for_function("() => document.querySelector('.chart')?.chart?.data?.[0]?.length > 0")
+    drawn.dispose()
+    took = page.evaluate("Number(document.querySelector('.chart').dataset.drawnAt) - performance.getEntriesByType('navigation')[0].loadEventEnd")
+    print(f"\n5,000,000 rows drawn {took:.0f} ms after the page's load event")  # reported in the issue's note
+    expect(page.get_by_role("img", name=re.compile("Line chart of signal against time"))).to_be_visible()
+    expect(page.get_by_label("X axis")).to_have_value("time")
+
+    def on_screen() -> tuple[float, float, str]:
+        return page.evaluate("""() => { const u = document.querySelector('.chart').chart;
+            const ys = u.data[1].filter((v) => v !== null && v !== undefined);
+            return [Math.max(...ys), Math.min(...ys), u.scales.y.max, u.scales.y.min]; }""")
+
+    high, low, top, bottom = on_screen()
+    assert (high, low) == (1000.0, -1000.0)
+    assert top >= 1000.0
+    assert bottom <= -1000.0
+    previous = f"0-{rows}"
+    for _ in range(2):  # two drags of 30 px around the spike: about 2.5 %, then under 0.1 % of the range
+        box = page.locator(".chart .u-over").bounding_box()
+        at = page.evaluate(f"document.querySelector('.chart').chart.valToPos({t[spike]}, 'x')")
+        middle = box["y"] + box["height"] / 2
+        page.mouse.move(box["x"] + at - 15, middle)
+        page.mouse.down()
+        page.mouse.move(box["x"] + at + 15, middle, steps=5)
+        page.mouse.up()
+        expect(chart).not_to_have_attribute("data-rows", previous, timeout=60_000)
+        expect(chart).to_have_attribute("data-state", "ready", timeout=60_000)
+        previous = chart.get_attribute("data-rows")
+        high, low, top, bottom = on_screen()
+        assert (high, low) == (1000.0, -1000.0), previous
+        assert top >= 1000.0
+        assert bottom <= -1000.0
+    first, last = (int(v) for v in previous.split("-"))
+    assert last - first < rows * 0.001, previous
+    expect(chart).to_have_attribute("data-source", "raw")
+    scan(page, "chart")
+    page.get_by_role("button", name="Show the chart's data as a table").click()
+    expect(page.get_by_role("table", name=re.compile("^Chart data"))).to_contain_text("every row in the range")
+    page.locator(".chart .u-over").dblclick()
+    expect(chart).to_have_attribute("data-rows", f"0-{rows}", timeout=60_000)

@@ -4,6 +4,7 @@
 import { html, useEffect, useState } from '../../vendor/htm-preact.js';
 import * as api from '../api.js';
 import { ErrorNote, Input, Link, Loading, PagedList, Select, bytes, day, useAction, useLoad, usePaged, when } from '../ui.js';
+import { Chart } from './chart.js';
 import { JobRow } from './jobrow.js';
 
 const KINDS = [['line', 'Line'], ['scatter', 'Scatter'], ['histogram', 'Histogram'], ['bar', 'Bar'], ['box', 'Box'], ['heatmap', 'Heatmap']];
@@ -203,6 +204,7 @@ export function DatasetPage({ id }) {
       <${Link} class="button secondary" href=${`/projects/${d.project_id}/query?dataset=${id}`}>Query this dataset<//>
     </div>
     <${ErrorNote} error=${downloads.error} />
+    ${d.row_count > 0 && html`<${Chart} dataset=${d} />`}
     <h2>Columns</h2>
     <${StatsTable} dataset=${d} />
     ${d.warnings.length > 0 && html`<h2>Parse warnings</h2><ul>${d.warnings.map((w, i) => html`<li key=${i}>${w.message || JSON.stringify(w)}</li>`)}</ul>`}
