@@ -29,6 +29,8 @@ from matplotlib import cbook
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from workers.series import SeriesError, SeriesSource
+from workers.summary import is_time
 from workers.worker import JobFailed, Reporter
 
 SCATTER_POINTS = 200_000
@@ -186,6 +188,36 @@ def _draw_line(
     return drawn, decimated
 
 
+def _from_summary(
+    axes: Axes, figure: Figure, params: dict[str, Any], spec: dict[str, Any], reporter: Reporter
+) -> tuple[int, int, bool] | None:
+    """A line plot of a whole dataset drawn from its summary (workers/series.py): per group of rows, a
+    pixel column wide, its first and last row and its exact min and max at their x; the raw rows only
+    when there are few. None
+    when the summary cannot draw it (groups, a row range, an x that decreases, a y that is not a
+    number): the columns are read instead. (rows, points drawn, decimated)"""
+    summary = params.get("summary_path")
+    if spec["kind"] != "line" or spec.get("group_by") or spec.get("row_range") or not summary:
+        return None
+    reporter.progress("read", 0, 1, "reading the summary")
+    source = SeriesSource(Path(summary), Path(params["parquet_path"]))
+    x = spec.get("x") or None
+    known = set(source.schema.names) | {x} if x else set(source.schema.names)
+    try:
+        # a group per pixel column with its first, last, min and max row: drawn as every row would be
+        answer = source.answer(x, list(spec["y"]), None, None, 2 * _plot_columns(figure), known, ends=True)
+    except SeriesError:
+        return None
+    reporter.progress("render", 0, 1, f"{source.rows} rows")
+    time_x = x is not None and is_time(source.schema.field(x))
+    drawn = 0
+    for line in answer["series"]:
+        xs = line["x"].astype(np.int64).astype("datetime64[ns]") if time_x else line["x"]
+        axes.plot(xs, line["y"], linewidth=0.8, label=line["name"])
+        drawn += len(xs)
+    return source.rows, drawn, answer["source"] == "summary"
+
+
 def _draw_scatter(axes: Axes, table: pa.Table, spec: dict[str, Any], notes: list[str]) -> tuple[int, bool]:
     x_all = numbers(table.column(spec["x"])) if spec.get("x") else np.arange(table.num_rows, dtype=np.float64)
     series = []
@@ -296,18 +328,23 @@ def render_plot(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     out_dir = Path(params["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
     needed = list(dict.fromkeys(c for c in [spec.get("x"), *spec.get("y", []), spec.get("group_by")] if c))
-    reporter.progress("read", 0, 1, f"reading {len(needed)} column(s)")
-    table = read_columns(Path(params["parquet_path"]), needed, spec.get("row_range"))
-    reporter.progress("render", 0, 1, f"{table.num_rows} rows")
     notes: list[str] = []
     with _rc():
         figure, grid = _figure(spec)
         axes = grid[0][0]
         try:
-            if spec["kind"] == "line":
-                drawn, decimated = _draw_line(axes, figure, table, spec, notes)
+            summarised = _from_summary(axes, figure, params, spec, reporter)
+            if summarised is not None:
+                rows, drawn, decimated = summarised
             else:
-                drawn, decimated = DRAW[spec["kind"]](axes, table, spec, notes)
+                reporter.progress("read", 0, 1, f"reading {len(needed)} column(s)")
+                table = read_columns(Path(params["parquet_path"]), needed, spec.get("row_range"))
+                reporter.progress("render", 0, 1, f"{table.num_rows} rows")
+                rows = table.num_rows
+                if spec["kind"] == "line":
+                    drawn, decimated = _draw_line(axes, figure, table, spec, notes)
+                else:
+                    drawn, decimated = DRAW[spec["kind"]](axes, table, spec, notes)
             _decorate(axes, spec)
             path = _save(figure, spec, out_dir, reporter)
         finally:
@@ -315,7 +352,7 @@ def render_plot(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     return {
         "path": str(path),
         "format": spec["format"],
-        "rows": table.num_rows,
+        "rows": rows,
         "points_drawn": drawn,
         "decimated": decimated,
         "notes": notes,

@@ -187,8 +187,9 @@ class SeriesSource:
         return begin + int(np.searchsorted(inside, value, side=side))  # type: ignore[call-overload]
 
     def answer(
-        self, x: str | None, ys: list[str], low: float | None, high: float | None, points: int, known: set[str]
-    ) -> dict[str, Any]:
+        self, x: str | None, ys: list[str], low: float | None, high: float | None, points: int, known: set[str],
+        *, ends: bool = False,
+    ) -> dict[str, Any]:  # fmt: skip
         """{source, series: [{name, x, y}]} with x and y as float64 arrays (NaN in y: a gap); known:
         every column of the dataset. RowsNeeded: attach the Parquet file and ask again."""
         self.check(x, ys, known)
@@ -200,27 +201,29 @@ class SeriesSource:
         if stop - start <= RAW_ROWS_PER_POINT * points:  # finer than the summary's buckets
             xs = self._x_raw(x, start, stop)
             return {"source": "summary", "rows": (start, stop),
-                    "series": [self._grouped(xs, y, start, stop, points) for y in ys]}  # fmt: skip
+                    "series": [self._grouped(xs, y, start, stop, points, ends) for y in ys]}  # fmt: skip
         return {"source": "summary", "rows": (start, stop),
-                "series": [self._summarised(x, y, start, stop, points) for y in ys]}  # fmt: skip
+                "series": [self._summarised(x, y, start, stop, points, ends) for y in ys]}  # fmt: skip
 
-    def _grouped(self, xs: np.ndarray, y: str, start: int, stop: int, points: int) -> dict[str, Any]:
+    def _grouped(self, xs: np.ndarray, y: str, start: int, stop: int, points: int, ends: bool) -> dict[str, Any]:
         """Rows [start, stop) cut into points groups of equal rows, reduced from the raw rows."""
         values = self.raw(y, start, stop)
         begins = np.unique(np.linspace(0, len(values), points, endpoint=False).astype(np.int64))
         lengths = np.diff(np.append(begins, len(values)))
         groups = reduce_rows(values, begins, lengths, 0)
         groups["xmin"], groups["xmax"] = at_rows(xs, groups["imin"], 0), at_rows(xs, groups["imax"], 0)
-        groups["xstart"] = xs[begins]
+        groups["xfirst"], groups["xlast"] = xs[begins], xs[begins + lengths - 1]
         groups["imin"] = np.where(groups["imin"] >= 0, groups["imin"] + start, -1)
         groups["imax"] = np.where(groups["imax"] >= 0, groups["imax"] + start, -1)
-        xs_out, ys_out = _points(groups)
+        xs_out, ys_out = _points(groups, ends)
         return {"name": y, "x": xs_out, "y": ys_out}
 
     def _x_raw(self, x: str | None, start: int, stop: int) -> np.ndarray:
         return np.arange(start, stop, dtype=np.float64) if x is ROW else self.raw(x, start, stop)
 
-    def _summarised(self, x: str | None, y: str, start: int, stop: int, points: int) -> dict[str, Any]:
+    def _summarised(
+        self, x: str | None, y: str, start: int, stop: int, points: int, ends: bool
+    ) -> dict[str, Any]:
         number, first, last = self._choose_level(start, stop, points)
         size = BASE_ROWS * FANOUT**number
         groups: list[dict[str, np.ndarray]] = []
@@ -231,11 +234,7 @@ class SeriesSource:
         if start < inner_start:
             groups.append(self._region(x, y, start, inner_start))
         if last > first:
-            buckets = {
-                f: self.level(number, f"{y}|{f}")[first:last] for f in ("min", "max", "imin", "imax", "count")
-            }
-            buckets["xmin"], buckets["xmax"] = self._x_at(x, y, number, first, last, buckets)
-            buckets["xstart"] = self._x_at_rows(x, np.arange(first, last) * size)
+            buckets = self._buckets(x, y, number, first, last)
             per = max(1, math.ceil((last - first) / max(1, points - 2)))
             groups.append(_join(buckets, per))
         if inner_stop < stop:
@@ -243,7 +242,7 @@ class SeriesSource:
         joined = {f: np.concatenate([g[f] for g in groups]) for f in groups[0]}
         if len(joined["count"]) > points:  # the edges and the inner groups together are one too many
             joined = _join(joined, math.ceil(len(joined["count"]) / points))
-        xs, values = _points(joined)
+        xs, values = _points(joined, ends)
         return {"name": y, "x": xs, "y": values}
 
     def _choose_level(self, start: int, stop: int, points: int) -> tuple[int, int, int]:
@@ -277,13 +276,25 @@ class SeriesSource:
         share = np.where(inside > 0, (rows - bucket * BASE_ROWS) / np.maximum(inside, 1), 0.0)
         return np.where(rows >= 0, x_first + (x_last - x_first) * share, np.nan)
 
+    def _buckets(self, x: str | None, y: str, number: int, first: int, last: int) -> dict[str, np.ndarray]:
+        """Buckets first..last-1 of a level: y's fields, and x at their extremes, first and last rows."""
+        fields = ("min", "max", "imin", "imax", "count", "first", "last")
+        buckets = {f: self.level(number, f"{y}|{f}")[first:last] for f in fields}
+        buckets["xmin"], buckets["xmax"] = self._x_at(x, y, number, first, last, buckets)
+        if x is ROW:
+            size = BASE_ROWS * FANOUT**number
+            starts = np.arange(first, last, dtype=np.float64) * size
+            buckets["xfirst"], buckets["xlast"] = starts, np.minimum(starts + size, self.rows) - 1
+        else:  # x never decreases: its own first and last in a bucket are at the bucket's ends
+            buckets["xfirst"] = self.level(number, f"{x}|first")[first:last]
+            buckets["xlast"] = self.level(number, f"{x}|last")[first:last]
+        return buckets
+
     def _region(self, x: str | None, y: str, start: int, stop: int) -> dict[str, np.ndarray]:
         """One group for rows [start, stop) (fewer than a bucket of the level used): level-0 buckets
         inside it and the raw rows at its two ends."""
         whole_first = -(-start // BASE_ROWS)
-        whole_last = (self.rows if stop >= self.rows else stop) // BASE_ROWS
-        if stop >= self.rows:
-            whole_last = -(-self.rows // BASE_ROWS)
+        whole_last = -(-self.rows // BASE_ROWS) if stop >= self.rows else stop // BASE_ROWS
         parts = []
         if whole_last <= whole_first:
             parts.append(self._raw_part(x, y, start, stop))
@@ -292,12 +303,7 @@ class SeriesSource:
             tail_start = min(whole_last * BASE_ROWS, stop)
             if start < head_stop:
                 parts.append(self._raw_part(x, y, start, head_stop))
-            buckets = {
-                f: self.level(0, f"{y}|{f}")[whole_first:whole_last]
-                for f in ("min", "max", "imin", "imax", "count")
-            }
-            buckets["xmin"], buckets["xmax"] = self._x_at(x, y, 0, whole_first, whole_last, buckets)
-            buckets["xstart"] = self._x_at_rows(x, np.arange(whole_first, whole_last) * BASE_ROWS)
+            buckets = self._buckets(x, y, 0, whole_first, whole_last)
             parts.append(_join(buckets, len(buckets["count"])))
             if tail_start < stop:
                 parts.append(self._raw_part(x, y, tail_start, stop))
@@ -311,11 +317,13 @@ class SeriesSource:
         if not valid.any():
             return {"min": np.array([np.nan]), "max": np.array([np.nan]), "imin": np.array([-1]),
                     "imax": np.array([-1]), "count": np.array([0]), "xmin": np.array([np.nan]),
-                    "xmax": np.array([np.nan]), "xstart": xs[:1]}  # fmt: skip
+                    "xmax": np.array([np.nan]), "first": values[:1], "last": values[-1:], "xfirst": xs[:1],
+                    "xlast": xs[-1:]}  # fmt: skip
         low, high = int(np.nanargmin(values)), int(np.nanargmax(values))
         return {"min": values[[low]], "max": values[[high]], "imin": np.array([start + low]),
                 "imax": np.array([start + high]), "count": np.array([int(valid.sum())]),
-                "xmin": xs[[low]], "xmax": xs[[high]], "xstart": xs[:1]}  # fmt: skip
+                "xmin": xs[[low]], "xmax": xs[[high]], "first": values[:1], "last": values[-1:], "xfirst": xs[:1],
+                "xlast": xs[-1:]}  # fmt: skip
 
 
 def _join(buckets: dict[str, np.ndarray], per: int) -> dict[str, np.ndarray]:
@@ -326,8 +334,10 @@ def _join(buckets: dict[str, np.ndarray], per: int) -> dict[str, np.ndarray]:
         low = np.fmin.reduceat(buckets["min"], begins)
         high = np.fmax.reduceat(buckets["max"], begins)
     lengths = np.diff(np.append(begins, n))
+    ends = begins + lengths - 1
     joined = {"min": low, "max": high, "count": np.add.reduceat(buckets["count"], begins),
-              "xstart": buckets["xstart"][begins]}  # fmt: skip
+              "first": buckets["first"][begins], "last": buckets["last"][ends],
+              "xfirst": buckets["xfirst"][begins], "xlast": buckets["xlast"][ends]}  # fmt: skip
     for extreme, value in (("min", low), ("max", high)):
         which = _first_equal(buckets[extreme], value, begins, lengths)
         safe = np.maximum(which, 0)
@@ -347,24 +357,34 @@ def _first_equal(
     return found
 
 
-def _points(groups: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _points(groups: dict[str, np.ndarray], ends: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Each group's min and max at their x in row order (one point when they are the same row); a
-    group without values is a gap: one point with no y at the group's first x."""
+    group without values is a gap: one point with no y at the group's first x. ends: each group's
+    first and last row too (a line through them is drawn exactly as through every row)."""
     n = len(groups["count"])
     gap = groups["count"] == 0
     min_first = groups["imin"] <= groups["imax"]
     one = groups["imin"] == groups["imax"]
-    first_x = np.where(gap, groups["xstart"], np.where(min_first, groups["xmin"], groups["xmax"]))
+    first_x = np.where(gap, groups["xfirst"], np.where(min_first, groups["xmin"], groups["xmax"]))
     first_y = np.where(gap, np.nan, np.where(min_first, groups["min"], groups["max"]))
     second_x = np.where(min_first, groups["xmax"], groups["xmin"])
     second_y = np.where(min_first, groups["max"], groups["min"])
-    xs = np.empty(2 * n)
-    ys = np.empty(2 * n)
-    xs[0::2], xs[1::2] = first_x, second_x
-    ys[0::2], ys[1::2] = first_y, second_y
-    keep = np.ones(2 * n, dtype=bool)
-    keep[1::2] = ~(gap | one)
-    return xs[keep], ys[keep]
+    columns_x, columns_y = [first_x, second_x], [first_y, second_y]
+    keeps = [np.ones(n, dtype=bool), ~(gap | one)]
+    if ends:
+        columns_x = [groups["xfirst"], *columns_x, groups["xlast"]]
+        columns_y = [groups["first"], *columns_y, groups["last"]]
+        keeps = [~gap, keeps[0], keeps[1], ~gap]
+    width = len(columns_x)
+    xs, ys, keep = np.empty(width * n), np.empty(width * n), np.empty(width * n, dtype=bool)
+    for k in range(width):
+        xs[k::width], ys[k::width], keep[k::width] = columns_x[k], columns_y[k], keeps[k]
+    xs, ys = xs[keep], ys[keep]
+    if ends and len(xs) > 1:  # a first or last row that is also an extreme: once
+        repeated = np.zeros(len(xs), dtype=bool)
+        repeated[1:] = (xs[1:] == xs[:-1]) & ((ys[1:] == ys[:-1]) | (np.isnan(ys[1:]) & np.isnan(ys[:-1])))
+        xs, ys = xs[~repeated], ys[~repeated]
+    return xs, ys
 
 
 # -- types -------------------------------------------------------------------------------------------

@@ -122,7 +122,7 @@ class SeriesService:
         return await asyncio.to_thread(source.answer, x, ys, low, high, points, known)
 
     async def _source(self, stored: StoredDataset) -> SeriesSource:
-        """The dataset's summary and Parquet, opened once per version and kept for the next zoom."""
+        """The dataset's summary, opened once per version and kept for the next zoom."""
         key = (stored.id, stored.parquet_sha256)
         if key in self._sources:
             self._sources.move_to_end(key)
@@ -132,13 +132,9 @@ class SeriesService:
         opening: asyncio.Future[SeriesSource] = asyncio.get_running_loop().create_future()
         self._opening[key] = opening
         try:
-            version = (stored.parquet_sha256 or "0")[:16]
-            assert stored.summary_key is not None
-            summary = await self._datasets.local_copy(
-                stored.summary_key, f"{stored.id}-{version}.summary.parquet"
-            )
-            parquet = await self._datasets.local_parquet(stored)
-            source = await asyncio.to_thread(SeriesSource, summary, parquet)
+            summary = await self._datasets.local_summary(stored)
+            assert summary is not None
+            source = await asyncio.to_thread(SeriesSource, summary)  # rows are attached when a zoom needs them
             opening.set_result(source)
         except BaseException as exc:
             opening.set_exception(exc)

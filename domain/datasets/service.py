@@ -129,6 +129,13 @@ class DatasetsService:
         version = (file.parquet_sha256 or "0")[:16]
         return await self.local_copy(file.parquet_key, f"{file.id}-{version}.parquet")
 
+    async def local_summary(self, stored: StoredDataset) -> Path | None:
+        """The dataset's summary (workers/summary.py) on local disk; None for a dataset without one."""
+        if stored.summary_key is None:
+            return None
+        version = (stored.parquet_sha256 or "0")[:16]
+        return await self.local_copy(stored.summary_key, f"{stored.id}-{version}.summary.parquet")
+
     async def local_copy(self, key: str, name: str) -> Path:
         """An object on local disk under the cache's name for it, downloaded once, streamed."""
         path = self._files.cached(name)

@@ -161,9 +161,11 @@ class VisualizationsService:
         if dataset is None:
             raise JobFailed("dataset_gone", "the dataset was deleted before the plot was drawn")
         path = await self._dataset_service.local_parquet(dataset)
+        summary = await self._dataset_service.local_summary(dataset)  # a long line plot draws from it
         out = self._files.work_dir(job.id, job.attempt)
         shutil.rmtree(out, ignore_errors=True)
-        return {"parquet_path": str(path), "spec": job.params["spec"], "out_dir": str(out)}
+        return {"parquet_path": str(path), "spec": job.params["spec"], "out_dir": str(out),
+                "summary_path": str(summary) if summary else None}  # fmt: skip
 
     async def _prepare_engagement(self, job: Job) -> dict[str, Any]:
         # the plot's record (its id is its job's); jobs queued before the table moved to the record

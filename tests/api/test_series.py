@@ -12,7 +12,7 @@ import pyarrow.ipc
 import pytest
 from bson import ObjectId
 
-from handlers.keys import MONGO, OBJECTS
+from handlers.keys import LOCAL_FILES, MONGO, OBJECTS
 from server import create_app
 from tests.api.test_sql import ingested
 from tests.conftest import job_settings, problem
@@ -50,6 +50,11 @@ async def test_a_chart_gets_every_extreme_at_every_zoom(client, team):
     dataset_id = await ingested(client, team, "Run.csv", CSV)
     dataset = await (await client.get(f"/api/datasets/{dataset_id}", headers=team.member.headers)).json()
     assert dataset["sorted_columns"] == ["time"]
+    # a whole view of many rows per point comes from the summary alone: the Parquet is not fetched
+    whole = await series(client, team.viewer, dataset_id, y="speed [m/s]", points=100)
+    assert max((await whole.json())["series"][0]["y"]) == 500.0
+    cached = [p.name for p in client.app[LOCAL_FILES].cache.iterdir() if p.name.startswith(dataset_id)]
+    assert cached == [f"{dataset_id}-{cached[0].split('-')[1].split('.')[0]}.summary.parquet"]
     response = await series(client, team.viewer, dataset_id, y="speed [m/s],gust", points=500)
     assert response.status == 200, await response.text()
     body = await response.json()
