@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import ipc
 
-from workers.summary import BASE_ROWS, FANOUT, SummaryBuilder, at_rows, is_time, reduce_rows
+from workers.summary import BASE_ROWS, FANOUT, MAX_COLUMNS, SummaryBuilder, at_rows, is_time, reduce_rows
 from workers.worker import Reporter
 
 MAX_POINTS = 4000
@@ -163,8 +163,11 @@ class SeriesSource:
         if not ys:
             raise SeriesError("y", "the dataset has no columns of numbers to draw")
         for name in ys:
-            if name not in self.columns or is_time(self.schema.field(name)):
-                raise SeriesError("y", f"column {name!r} does not hold numbers, so it cannot be drawn as a y")
+            if name in self.columns and is_time(self.schema.field(name)):
+                raise SeriesError("y", f"column {name!r} holds times, not numbers, so it cannot be drawn as a y")
+            if name not in self.columns:
+                raise SeriesError("y", f"column {name!r} has no summary to draw it from: only the first "
+                                  f"{MAX_COLUMNS} columns of numbers and times of a dataset have one")  # fmt: skip
 
     def row_range(self, x: str | None, low: float | None, high: float | None) -> tuple[int, int]:
         """[r0, r1): the rows whose x is within [low, high]."""

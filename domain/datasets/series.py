@@ -34,6 +34,7 @@ SUMMARY_KIND = "dataset_summary"
 ROW_NUMBER = "_row"  # x=_row asks for the row number (unless a column has that name)
 DEFAULT_YS = 4  # without y: the first columns of numbers
 SOURCES_KEPT = 32
+NUMBERS = ("integer", "number")  # the schema's names for columns a chart may draw
 
 
 class SeriesService:
@@ -68,6 +69,8 @@ class SeriesService:
         for name in ys:
             if name not in schema:
                 raise field_error("query.y", f"unknown column {name!r}")
+            if schema[name].type not in NUMBERS:
+                raise field_error("query.y", f"column {name!r} does not hold numbers, so it cannot be drawn as a y")
         asked_x = request.x.strip() if request.x else None
         if asked_x and asked_x not in schema and asked_x != ROW_NUMBER:
             raise field_error("query.x", f"unknown column {asked_x!r}")

@@ -41,7 +41,9 @@ def scan(page: Page, name: str) -> None:
             assert not bad, f"{name} at {size} size: {bad}"
             # nothing wider than the screen: wide tables scroll inside their own box
             width = page.evaluate("document.documentElement.scrollWidth")
-            assert width <= viewport["width"], f"{name} at {size} size is {width} px wide"
+            wide = page.evaluate("""(limit) => [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > limit + 1 && !e.closest('.scroll'))
+                .map((e) => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 8)""", viewport["width"])
+            assert width <= viewport["width"], f"{name} at {size} size is {width} px wide: {wide}"
             screenshot(page, f"{name}-{size}")
     finally:
         if before:
@@ -483,8 +485,10 @@ def test_heads_manage_users_and_see_the_system(console: Server, people: People, 
     expect(page.get_by_role("status")).to_contain_text("is now researcher")
     scan(page, "admin-users")
     page.get_by_role("link", name="System").click()
-    expect(page.get_by_role("table", name="Worker pool size and its inputs")).to_contain_text("cpu_count")
-    expect(page.get_by_role("table", name=re.compile("Quotas per person"))).to_contain_text("storage_per_user_bytes")
+    sizing = page.get_by_role("table", name="Worker pool size and its inputs")
+    expect(sizing).to_contain_text("cpu count")
+    expect(sizing.get_by_role("row", name=re.compile("^available"))).to_contain_text(re.compile(r"\d GiB"))  # not bytes
+    expect(page.get_by_role("table", name=re.compile("Quotas per person"))).to_contain_text(re.compile(r"storage per user\s*\S+ GiB"))
     scan(page, "admin-system")
     page.get_by_role("link", name=re.compile("Hanna Head")).click()
     expect(page.get_by_role("heading", name="My account")).to_be_visible()
@@ -750,6 +754,11 @@ def test_a_five_million_row_dataset_is_charted_and_zoomed_to_its_raw_rows(
     print(f"\n5,000,000 rows drawn {took:.0f} ms after the page's load event")  # reported in the issue's note
     expect(page.get_by_role("img", name=re.compile("Line chart of signal against time"))).to_be_visible()
     expect(page.get_by_label("X axis")).to_have_value("time")
+    # the page for people: sizes in binary units, what the file said about itself, each column's shape
+    expect(page.get_by_text(re.compile(r"5,000,000 rows · 2 columns .* \(76\.3 MiB; [\d.]+ MiB stored\) · made .*ago"))).to_be_visible()
+    expect(page.get_by_role("region", name="Metadata")).to_be_visible()
+    signal_row = page.get_by_role("table", name="Statistics per column").get_by_role("row", name=re.compile("^signal"))
+    expect(signal_row.locator("svg.spark path")).to_have_attribute("d", re.compile(r"^M0\.0 "))
 
     def on_screen() -> tuple[float, float, str]:
         return page.evaluate("""() => { const u = document.querySelector('.chart').chart;

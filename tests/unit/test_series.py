@@ -115,7 +115,7 @@ def test_a_sorted_column_that_is_not_the_x_places_extremes_within_their_bucket(d
     # y as x is refused (not monotonic); n as x is refused too
     with pytest.raises(SeriesError, match="not monotonic"):
         source.answer("y", ["n"], None, None, 100, KNOWN)
-    with pytest.raises(SeriesError, match="does not hold numbers"):
+    with pytest.raises(SeriesError, match="has no summary"):
         source.answer("t", ["label"], None, None, 100, KNOWN)
     with pytest.raises(SeriesError, match="unknown column"):
         source.answer("t", ["nope"], None, None, 100, KNOWN)

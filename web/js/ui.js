@@ -139,13 +139,34 @@ export function useLoad(load, deps) {
 export const when = (iso) => (iso ? new Date(iso).toLocaleString() : '—');
 export const day = (iso) => (iso ? String(iso).slice(0, 10) : '—');
 
+// sizes in binary units, as operating systems count memory and disks: 22.1 GiB, not 23686492160
 export function bytes(n) {
   if (n === null || n === undefined) return '—';
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
   let i = 0;
   let v = n;
   while (v >= 1024 && i < units.length - 1) { v /= 1024; i += 1; }
   return `${v.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+// "3 hours ago" beside the date and time, for people; the exact moment in the title
+const RELATIVE = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+const STEPS = [['year', 31536000], ['month', 2592000], ['week', 604800], ['day', 86400], ['hour', 3600], ['minute', 60], ['second', 1]];
+export function ago(iso, now = Date.now()) {
+  if (!iso) return '—';
+  const seconds = (new Date(iso).getTime() - now) / 1000;
+  const [unit, size] = STEPS.find(([, s]) => Math.abs(seconds) >= s) || ['second', 1];
+  return RELATIVE.format(Math.round(seconds / size), unit);
+}
+export function Moment({ iso }) {
+  if (!iso) return '—';
+  return html`<time datetime=${iso} title=${iso}>${when(iso)} (${ago(iso)})</time>`;
+}
+
+// a count for people: 5,000,000 · 1.2 million past ten million
+export function count(n) {
+  if (n === null || n === undefined) return '—';
+  return Math.abs(n) >= 1e7 ? new Intl.NumberFormat(undefined, { notation: 'compact', maximumFractionDigits: 1 }).format(n) : n.toLocaleString();
 }
 
 export function Status({ status }) {

@@ -49,9 +49,19 @@ export function AdminUsers() {
   </section>`;
 }
 
+// a value for people: sizes in KiB/MiB/GiB, counts with separators, seconds as such
+function human(key, v) {
+  if (v === null || v === undefined) return 'none';
+  if (typeof v === 'number' && key.endsWith('_bytes')) return bytes(v);
+  if (typeof v === 'number' && key.endsWith('_s')) return `${v.toLocaleString()} s`;
+  if (typeof v === 'number') return v.toLocaleString();
+  if (typeof v === 'object') return JSON.stringify(v);
+  return String(v);
+}
+
 function Pairs({ caption, data }) {
   return html`<table><caption>${caption}</caption><tbody>
-    ${Object.entries(data).map(([k, v]) => html`<tr key=${k}><th scope="row">${k}</th><td>${typeof v === 'object' ? JSON.stringify(v) : String(v)}</td></tr>`)}
+    ${Object.entries(data).map(([k, v]) => html`<tr key=${k}><th scope="row">${k.replace(/_(bytes|s)$/, '').replace(/_/g, ' ')}</th><td>${human(k, v)}</td></tr>`)}
   </tbody></table>`;
 }
 
@@ -68,8 +78,7 @@ export function AdminSystem() {
       <${Pairs} caption="Jobs by status" data=${s.jobs} />
       <${Pairs} caption="Versions" data=${s.versions} />
       <${Pairs} caption=${`Mail outbox (mail ${s.mail.enabled ? 'on' : 'off'})`} data=${s.mail.counts} />
-      <${Pairs} caption="Quotas per person (none: no limit)" data=${Object.fromEntries(Object.entries(s.quotas).map(
-        ([k, v]) => [k, v === null ? 'none' : (k.endsWith('_bytes') ? bytes(v) : v)]))} />
+      <${Pairs} caption="Quotas per person (none: no limit)" data=${s.quotas} />
     </div>
     ${s.mail.troubles.length > 0 && html`<div class="scroll" tabindex="0" role="region" aria-label="Mail troubles table"><table>
       <caption>Mail that could not be sent</caption>

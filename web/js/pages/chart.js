@@ -11,8 +11,12 @@ import { Check, ErrorNote, Select } from '../ui.js';
 
 const ROW = '_row';
 const MAX_Y = 8;
+// the columns of numbers a summary was kept for: the first 256 of numbers and times (workers/summary.py)
+const SUMMARISED_TYPES = new Set(['integer', 'number', 'datetime', 'date']);
+const NUMERIC_TYPES = new Set(['integer', 'number']);
+export const summarisedColumns = (dataset) => dataset.schema.filter((c) => SUMMARISED_TYPES.has(c.type)).slice(0, 256)
+  .filter((c) => NUMERIC_TYPES.has(c.type)).map((c) => c.name);
 const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#e07b00', '#17becf', '#8c564b', '#e377c2'];
-const NUMERIC = new Set(['integer', 'number']);
 
 let uPlotPromise = null;
 function loadUPlot() {
@@ -73,7 +77,7 @@ function axisLabel(name, unit) {
 }
 
 export function Chart({ dataset }) {
-  const numbers = dataset.schema.filter((c) => NUMERIC.has(c.type)).map((c) => c.name);
+  const numbers = summarisedColumns(dataset);
   const [x, setX] = useState(null); // null: the dataset's own x (the server says which)
   const [chosen, setYs] = useState(null); // null: the server's choice (the first columns of numbers but x)
   const [view, setView] = useState(null); // null: the whole range; else [from, to] in chart numbers

@@ -3,8 +3,8 @@
 
 import { html, useEffect, useState } from '../../vendor/htm-preact.js';
 import * as api from '../api.js';
-import { ErrorNote, Input, Link, Loading, PagedList, Select, bytes, day, useAction, useLoad, usePaged, when } from '../ui.js';
-import { Chart } from './chart.js';
+import { ErrorNote, Input, Link, Loading, Moment, PagedList, Select, bytes, count, day, useAction, useLoad, usePaged } from '../ui.js';
+import { Chart, summarisedColumns } from './chart.js';
 import { JobRow } from './jobrow.js';
 
 const KINDS = [['line', 'Line'], ['scatter', 'Scatter'], ['histogram', 'Histogram'], ['bar', 'Bar'], ['box', 'Box'], ['heatmap', 'Heatmap']];
@@ -66,21 +66,62 @@ function WindowButtons({ view, size, what }) {
   </div>`;
 }
 
+const NUMERIC_TYPES = new Set(['integer', 'number']);
+const SPARK_POINTS = 40;
+
+// each shown column of numbers over the rows: its min and max per fortieth of the dataset, from the
+// summary kept at ingestion (one request for the page of columns)
+function useShapes(dataset, names) {
+  const summarised = new Set(summarisedColumns(dataset));
+  const wanted = names.filter((n) => summarised.has(n)).slice(0, 40);
+  const [shapes, setShapes] = useState({});
+  useEffect(() => {
+    if (!wanted.length || dataset.row_count < 2) return undefined;
+    let gone = false;
+    api.get(`/api/datasets/${dataset.id}/series`, { x: '_row', y: wanted.join(','), points: SPARK_POINTS })
+      .then((body) => {
+        if (gone || !body || !body.series) return; // 202: the summary is still being made
+        setShapes(Object.fromEntries(body.series.map((s) => [s.name, s.y])));
+      }, () => {}); // a column without a summary simply has no sparkline
+    return () => { gone = true; };
+  }, [dataset.id, wanted.join('\u0000')]);
+  return shapes;
+}
+
+function Sparkline({ values }) {
+  const numbers = (values || []).filter((v) => v !== null);
+  if (numbers.length < 2) return '—';
+  const low = Math.min(...numbers);
+  const high = Math.max(...numbers);
+  const span = high - low || 1;
+  const step = 96 / Math.max(1, values.length - 1);
+  let path = '';
+  let pen = false;
+  values.forEach((v, i) => {
+    if (v === null) { pen = false; return; }
+    path += `${pen ? 'L' : 'M'}${(i * step).toFixed(1)} ${(18 - ((v - low) / span) * 16).toFixed(1)}`;
+    pen = true;
+  });
+  return html`<svg class="spark" viewBox="0 0 96 20" width="96" height="20" aria-hidden="true" focusable="false"><path d=${path} /></svg>`;
+}
+
 function StatsTable({ dataset }) {
   const view = useWindow(dataset.schema, COLUMN_PAGE, (c) => c.name);
+  const shapes = useShapes(dataset, view.shown.map((c) => c.name));
   return html`<div>
     ${dataset.schema.length > COLUMN_PAGE && html`<form class="filters" role="search" aria-label="Find columns" onSubmit=${(e) => e.preventDefault()}>
       <${Input} label="Filter columns" type="search" value=${view.filter} onInput=${view.setFilter} />
     </form>`}
     <${WindowButtons} view=${view} size=${COLUMN_PAGE} what="columns" />
     <div class="scroll" tabindex="0" role="region" aria-label="Statistics table"><table><caption>Statistics per column</caption>
-    <thead><tr><th scope="col">Column</th><th scope="col">Type</th><th scope="col">Unit</th><th scope="col">Count</th><th scope="col">Nulls</th><th scope="col">Min</th><th scope="col">Max</th><th scope="col">Mean</th><th scope="col">Std</th><th scope="col">Quantiles</th><th scope="col">Distinct / top</th></tr></thead>
+    <thead><tr><th scope="col">Column</th><th scope="col">Type</th><th scope="col">Unit</th><th scope="col">Count</th><th scope="col">Nulls</th><th scope="col">Min</th><th scope="col">Max</th><th scope="col">Mean</th><th scope="col">Std</th><th scope="col">Quantiles</th><th scope="col">Distinct / top</th><th scope="col">Over the rows</th></tr></thead>
     <tbody>${view.shown.map((c) => {
       const s = dataset.stats[c.name] || {};
       const quantiles = QUANTILE_KEYS.filter((k) => k in s).map((k) => `${k} ${fmt(s[k])}`).join(', ');
       const top = s.top ? `${fmt(s.distinct)} distinct; ${s.top.slice(0, 3).map((t) => `${t.value} (${t.count})`).join(', ')}` : (s.kind === 'bool' ? `true ${s.true}, false ${s.false}` : '—');
       return html`<tr key=${c.name}><th scope="row">${c.name}</th><td>${c.type}</td><td>${c.unit || '—'}</td><td>${fmt(s.count)}</td><td>${fmt(s.nulls)}</td>
-        <td>${fmt(s.min)}</td><td>${fmt(s.max)}</td><td>${fmt(s.mean)}</td><td>${fmt(s.std)}</td><td>${quantiles || '—'}</td><td>${top}</td></tr>`;
+        <td>${fmt(s.min)}</td><td>${fmt(s.max)}</td><td>${fmt(s.mean)}</td><td>${fmt(s.std)}</td><td>${quantiles || '—'}</td><td>${top}</td>
+        <td>${NUMERIC_TYPES.has(c.type) ? html`<${Sparkline} values=${shapes[c.name]} />` : '—'}</td></tr>`;
     })}</tbody></table></div>
     ${view.matching.length === 0 && html`<p class="muted">No column matches.</p>`}
   </div>`;
@@ -107,15 +148,49 @@ function PagedRows({ dataset }) {
       <${Input} label="Columns to show (filter)" type="search" value=${columns.filter} onInput=${columns.setFilter} />
     </form>`}
     <${WindowButtons} view=${columns} size=${ROW_COLUMNS} what="columns" />
-    <h3>First rows</h3>
-    <${RowsTable} caption="Sample" columns=${names} rows=${dataset.sample.slice(0, 10)} />
     <${ErrorNote} error=${rows.error} />
-    ${rows.loading && html`<${Loading} />`}
-    ${data && html`<${RowsTable} caption=${`Rows ${data.total ? offset + 1 : 0}–${Math.min(offset + size, data.total)} of ${data.total.toLocaleString()}`} columns=${data.columns} rows=${data.rows} />`}
+    ${data
+      ? html`<${RowsTable} caption=${`Rows ${data.total ? (offset + 1).toLocaleString() : 0}–${Math.min(offset + size, data.total).toLocaleString()} of ${data.total.toLocaleString()}`} columns=${data.columns} rows=${data.rows} />`
+      : offset === 0 && dataset.sample.length > 0 && !rows.error
+        ? html`<${RowsTable} caption=${`Rows 1–${dataset.sample.length} of ${dataset.row_count.toLocaleString()} (loading more)`} columns=${names} rows=${dataset.sample} />`
+        : rows.loading && html`<${Loading} />`}
     <div class="row">
       <button type="button" class="secondary" disabled=${offset === 0} onClick=${() => setOffset(Math.max(0, offset - size))}>Previous rows</button>
       <button type="button" class="secondary" disabled=${!data || offset + size >= data.total} onClick=${() => setOffset(offset + size)}>Next rows</button>
     </div>
+  </section>`;
+}
+
+// what the file said about itself: the header evidence (which line held the names and the units),
+// preamble and title lines, and an instrument's own metadata (HDF5 or TDMS attributes)
+function MetaValue({ value, depth = 0 }) {
+  if (value === null || value === undefined || value === '') return '—';
+  if (Array.isArray(value)) {
+    if (value.every((v) => typeof v !== 'object' || v === null)) {
+      return value.length > 3 || value.some((v) => String(v).length > 40)
+        ? html`<pre class="preamble">${value.map(String).join('\n')}</pre>`
+        : value.map(String).join(', ');
+    }
+    return html`<ol>${value.slice(0, 100).map((v, i) => html`<li key=${i}><${MetaValue} value=${v} depth=${depth + 1} /></li>`)}</ol>`;
+  }
+  if (typeof value === 'object') {
+    if (depth > 3) return JSON.stringify(value);
+    return html`<dl class="pairs">${Object.entries(value).slice(0, 200).map(([k, v]) => html`<div key=${k}><dt>${k.replace(/_/g, ' ')}</dt><dd><${MetaValue} value=${v} depth=${depth + 1} /></dd></div>`)}</dl>`;
+  }
+  return typeof value === 'number' ? fmt(value) : String(value);
+}
+
+function Metadata({ dataset }) {
+  const entries = Object.entries(dataset.metadata || {}).filter(([, v]) => v !== null && v !== undefined && !(Array.isArray(v) && !v.length));
+  const provenance = dataset.provenance || {};
+  return html`<section aria-labelledby="metadata-h">
+    <h2 id="metadata-h">Metadata</h2>
+    ${entries.length
+      ? html`<${MetaValue} value=${Object.fromEntries(entries)} />`
+      : html`<p class="muted">The file said nothing about itself beyond its columns.</p>`}
+    <details><summary>How it was made</summary>
+      <${MetaValue} value=${{ source_file: `${dataset.source.name} (${bytes(dataset.source.size)}, sha256 ${dataset.source.sha256.slice(0, 16)}…)`, ...provenance }} />
+    </details>
   </section>`;
 }
 
@@ -196,7 +271,7 @@ export function DatasetPage({ id }) {
   return html`<section>
     <p class="crumbs"><${Link} href=${`/projects/${d.project_id}/datasets`}>Project datasets<//> /</p>
     <h1>${d.name}${d.sheet ? ` — ${d.sheet}` : ''}</h1>
-    <p class="meta">${d.row_count.toLocaleString()} rows · ${d.schema.length} columns · ${d.dataset_type || 'no type'} · ${d.tag || 'no tag'} · from ${d.source.name} (${bytes(d.source.size)}) · ${when(d.created_at)}</p>
+    <p class="meta">${count(d.row_count)} rows · ${count(d.schema.length)} columns · ${d.dataset_type || 'no type'} · ${d.tag || 'no tag'} · from ${d.source.name} (${bytes(d.source.size)}; ${bytes(d.parquet_bytes)} stored) · made <${Moment} iso=${d.created_at} /></p>
     <div class="row wrap">
       <button type="button" class="secondary" onClick=${() => downloads.run(() => api.download(`/api/datasets/${id}/download`, { format: 'parquet' }, `${d.name}.parquet`))}>Download Parquet</button>
       <button type="button" class="secondary" onClick=${() => downloads.run(() => api.download(`/api/datasets/${id}/download`, { format: 'csv' }, `${d.name}.csv`))}>Download CSV</button>
@@ -208,6 +283,7 @@ export function DatasetPage({ id }) {
     <h2>Columns</h2>
     <${StatsTable} dataset=${d} />
     ${d.warnings.length > 0 && html`<h2>Parse warnings</h2><ul>${d.warnings.map((w, i) => html`<li key=${i}>${w.message || JSON.stringify(w)}</li>`)}</ul>`}
+    <${Metadata} dataset=${d} />
     <${PagedRows} dataset=${d} />
     <h2>Plots</h2>
     <${PlotForm} dataset=${d} onQueued=${(viz) => plots.setItems((all) => [viz, ...all])} />
