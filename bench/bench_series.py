@@ -40,6 +40,7 @@ from workers.series import SeriesSource, json_values  # noqa: E402
 from workers.summary import SummaryBuilder, reduce_rows  # noqa: E402
 
 CHUNK = 1_000_000
+ROW_GROUP = 65_536  # row groups as ingestion writes them (its batches: 27,000-65,000 rows of a CSV)
 POINTS = 1000
 
 
@@ -57,7 +58,7 @@ def generate(folder: Path, rows: int) -> tuple[Path, Path, float]:
             v = np.sin(t / 60) * 10 + rng.normal(scale=0.5, size=n)
             v[rng.integers(0, n, 3)] = rng.choice([-500.0, 500.0], 3)
             batch = pa.record_batch([t, v], schema=schema)
-            writer.write_batch(batch)
+            writer.write_batch(batch, row_group_size=ROW_GROUP)
             began = time.perf_counter()
             builder.add(batch)
             summary_s += time.perf_counter() - began
