@@ -769,6 +769,16 @@ def test_a_five_million_row_dataset_is_charted_and_zoomed_to_its_raw_rows(
     assert (high, low) == (1000.0, -1000.0)
     assert top >= 1000.0
     assert bottom <= -1000.0
+    # hover reads values in the legend; dark mode draws the axes in the dark theme's text colour
+    over = page.locator(".chart .u-over").bounding_box()
+    page.mouse.move(over["x"] + over["width"] / 3, over["y"] + over["height"] / 2)
+    expect(page.locator(".chart .u-legend .u-series").nth(1).locator(".u-value")).to_have_text(re.compile(r"^-?\d"))
+    light = page.evaluate("document.querySelector('.chart').chart.axes[0].stroke(document.querySelector('.chart').chart, 0)")
+    page.emulate_media(color_scheme="dark")
+    page.wait_for_function(f"() => document.querySelector('.chart')?.chart?.axes[0].stroke(document.querySelector('.chart').chart, 0) !== {light!r}")
+    screenshot(page, "chart-dark")
+    page.emulate_media(color_scheme="light")
+    page.wait_for_function(f"() => document.querySelector('.chart')?.chart?.axes[0].stroke(document.querySelector('.chart').chart, 0) === {light!r}")
     previous = f"0-{rows}"
     for _ in range(2):  # two drags of 30 px around the spike: about 2.5 %, then under 0.1 % of the range
         box = page.locator(".chart .u-over").bounding_box()
