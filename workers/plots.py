@@ -315,7 +315,7 @@ def _save(
     reporter.progress("save", 0, 1, spec["format"])
     metadata = {"Date": None} if spec["format"] == "svg" else {"Software": None}
     # PNG at zlib level 1: a few percent larger, several times faster to write than the default 6
-    options = {"pil_kwargs": {"compress_level": 1}} if spec["format"] == "png" else {}
+    options: dict[str, Any] = {"pil_kwargs": {"compress_level": 1}} if spec["format"] == "png" else {}
     figure.savefig(path, format=spec["format"], dpi=spec["dpi"], metadata=metadata, **options)
     return path
 

@@ -324,6 +324,28 @@ class LabHub:
         body = self._request("GET", f"/api/datasets/{dataset_id}/download", params=params).content
         return ipc.open_stream(body).read_all()
 
+    def series(
+        self, dataset_id: str, y: list[str] | None = None, *, x: str | None = None, start: str | float | None = None,
+        stop: str | float | None = None, points: int = 1000,
+    ) -> Any:  # fmt: skip
+        """A chart's series as a pyarrow.Table (series, x, y; one row per point): per y at most
+        2 × points values, each group's exact min and max at their x, or every row of a short range
+        (x: a column that never decreases, "_row", or the dataset's own x; start/stop: the x range, ISO
+        8601 for times). A dataset stored before summaries existed gets its summary first (a job)."""
+        ipc = _pyarrow_ipc()
+        params: dict[str, Any] = {"format": "arrow", "points": points}
+        for key, value in (("y", ",".join(y) if y else None), ("x", x), ("from", start), ("to", stop)):
+            if value is not None:
+                params[key] = value
+        while True:
+            response = self._request("GET", f"/api/datasets/{dataset_id}/series", params=params)
+            if response.status_code != 202:
+                return ipc.open_stream(response.content).read_all()
+            ended = self.follow(response.json()["id"])  # the summary's job: then ask again
+            if ended["status"] != "succeeded":
+                error = ended.get("error") or {}
+                raise LabHubError(None, error.get("code", "summary_failed"), error.get("message", "no summary"))
+
     # -- SQL -----------------------------------------------------------------------------------------
 
     def sql_bytes(
@@ -388,6 +410,10 @@ class Dataset(dict[str, Any]):
 
     def to_pandas(self, columns: list[str] | None = None) -> Any:
         return self.to_arrow(columns).to_pandas()
+
+    def series(self, y: list[str] | None = None, **options: Any) -> Any:
+        """What the console's chart draws, as a pyarrow.Table (LabHub.series)."""
+        return self._hub.series(self.id, y, **options)
 
 
 def _pyarrow_ipc() -> Any:

@@ -197,6 +197,9 @@ def test_login_push_follow_list_and_download(lab: Lab) -> None:
         assert list(frame.columns) == ["time", "speed [m/s]"]
         assert len(frame) == 500
         assert frame["speed [m/s]"].max() == pytest.approx(9.6)
+        drawn = hub.dataset(datasets["wind.csv"]["id"]).series(["speed [m/s]"], x="time", points=100)
+        assert drawn.column_names == ["series", "x", "y"]
+        assert max(drawn.column("y").to_pylist()) == pytest.approx(9.6)
 
     mine = lab.run("jobs", "--json")
     assert {j["id"] for j in jobs} <= {j["id"] for j in json.loads(mine.stdout)}
