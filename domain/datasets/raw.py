@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 from domain.core.clock import utcnow
+from domain.core.flight import SingleFlight
 from domain.datasets.models import SourceFile, raw_key
 from domain.datasets.store import IngestionStore
 from domain.infra.objects import ObjectStore
@@ -32,10 +33,10 @@ class RawFiles:
         self._ingestions = ingestions
         self._lease_s = lease_s
         self._wait_s = wait_s
-        self._under_way: dict[str, asyncio.Future[None]] = {}  # raw uploads under way on this instance
+        self._under_way: SingleFlight[str, None] = SingleFlight()  # raw uploads under way on this instance
 
     def under_way(self, sha256: str) -> bool:
-        return sha256 in self._under_way
+        return self._under_way.running(sha256) is not None
 
     @contextlib.asynccontextmanager
     async def holding(self, batch_id: str) -> AsyncIterator[None]:
@@ -62,30 +63,20 @@ class RawFiles:
 
     async def store(self, source: SourceFile, put: Callable[[SourceFile], Awaitable[None]]) -> None:
         """raw/{sha256} once, however many uploads of the same bytes arrive together."""
-        sha = source.sha256
-        if sha in self._under_way:
-            await asyncio.shield(self._under_way[sha])
-            return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._under_way[sha] = done
-        try:
-            if not await self._objects.exists(raw_key(sha)):
+
+        async def put_once() -> None:
+            if not await self._objects.exists(raw_key(source.sha256)):
                 await put(source)
-            done.set_result(None)
-        except BaseException as exc:
-            done.set_exception(exc)
-            done.exception()  # retrieved here: waiters get their own error
-            raise
-        finally:
-            self._under_way.pop(sha, None)
+
+        await self._under_way.run(source.sha256, put_once)
 
     async def wait(self, job_id: str, sha256: str) -> None:
         """Until raw/{sha256} is stored: by this instance's request (awaited), or by a request
         elsewhere, for as long as that request holds the batch's raw lease (at most raw_wait_s)."""
         gone = JobFailed("upload_incomplete", "the uploaded file never reached storage; upload it again")
-        if sha256 in self._under_way:
+        if (running := self._under_way.running(sha256)) is not None:
             try:
-                await asyncio.shield(self._under_way[sha256])
+                await asyncio.shield(running)
             except Exception:  # noqa: BLE001 - whatever stopped the upload, the job cannot go on
                 raise gone from None
             return

@@ -12,6 +12,7 @@ from typing import Any
 
 from domain.accounts.models import User
 from domain.core.errors import Conflict, field_error
+from domain.core.flight import SingleFlight
 from domain.core.ids import derived_id
 from domain.datasets.models import Series, SeriesAxis, SeriesLine, SeriesRequest, StoredDataset
 from domain.datasets.service import DatasetsService
@@ -49,7 +50,7 @@ class SeriesService:
         self._wait_s = wait_s
         self._cache_bytes = cache_bytes
         self._sources: OrderedDict[tuple[str, str], SeriesSource] = OrderedDict()
-        self._opening: dict[tuple[str, str], asyncio.Future[SeriesSource]] = {}
+        self._opening: SingleFlight[tuple[str, str], SeriesSource] = SingleFlight()
 
     def job_kind(self) -> JobKind:
         return JobKind(
@@ -130,21 +131,13 @@ class SeriesService:
         if key in self._sources:
             self._sources.move_to_end(key)
             return self._sources[key]
-        if key in self._opening:
-            return await asyncio.shield(self._opening[key])
-        opening: asyncio.Future[SeriesSource] = asyncio.get_running_loop().create_future()
-        self._opening[key] = opening
-        try:
+
+        async def open_source() -> SeriesSource:
             summary = await self._datasets.local_summary(stored)
             assert summary is not None
-            source = await asyncio.to_thread(SeriesSource, summary)  # rows are attached when a zoom needs them
-            opening.set_result(source)
-        except BaseException as exc:
-            opening.set_exception(exc)
-            opening.exception()  # retrieved here: waiters get their own error
-            raise
-        finally:
-            self._opening.pop(key, None)
+            return await asyncio.to_thread(SeriesSource, summary)  # rows are attached when a zoom needs them
+
+        source = await self._opening.run(key, open_source)
         self._sources[key] = source
         while len(self._sources) > SOURCES_KEPT or (
             len(self._sources) > 1 and sum(s.nbytes for s in self._sources.values()) > self._cache_bytes

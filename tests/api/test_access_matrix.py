@@ -112,6 +112,7 @@ ROUTES = [
     Route("GET", "/api/datasets/{dataset}/rows", "read"),
     Route("GET", "/api/datasets/{dataset}/download?format=csv", "read"),
     Route("GET", "/api/datasets/{dataset}/raw", "read"),
+    Route("GET", "/api/datasets/{dataset}/series?y=a&points=50", "read"),
     Route("DELETE", "/api/datasets/{dataset}", "manage", fresh=True),  # the lead's dataset
     Route(
         "POST",

@@ -41,8 +41,12 @@ def scan(page: Page, name: str) -> None:
             assert not bad, f"{name} at {size} size: {bad}"
             # nothing wider than the screen: wide tables scroll inside their own box
             width = page.evaluate("document.documentElement.scrollWidth")
-            wide = page.evaluate("""(limit) => [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > limit + 1 && !e.closest('.scroll'))
-                .map((e) => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 8)""", viewport["width"])
+            wide = [] if width <= viewport["width"] else page.evaluate(
+                """(limit) => [...document.querySelectorAll('body *')]
+                .filter((e) => e.getBoundingClientRect().right > limit + 1 && !e.closest('.scroll'))
+                .map((e) => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 8)""",
+                viewport["width"],
+            )  # what sticks out, to say where to look
             assert width <= viewport["width"], f"{name} at {size} size is {width} px wide: {wide}"
             screenshot(page, f"{name}-{size}")
     finally:
@@ -94,6 +98,18 @@ def make_project(api: Api, lead: str, name: str, *members: tuple[str, str]) -> s
             "POST", f"/api/projects/{project['id']}/members", headers, json={"user_id": user_id, "role": role}
         )
     return project["id"]
+
+
+def ingested(api: Api, headers: dict[str, str], pid: str, name: str, data: bytes, content_type: str) -> dict:
+    """The finished ingestion job of one file (it must succeed)."""
+    batch = api.call("POST", f"/api/projects/{pid}/ingestions", headers, files=[("files", (name, data, content_type))])
+    job_id = batch["jobs"][0]["id"]
+    deadline = time.monotonic() + 300
+    while (job := api.call("GET", f"/api/jobs/{job_id}", headers))["status"] not in {"succeeded", "failed"}:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    assert job["status"] == "succeeded", job
+    return job
 
 
 def job_rows(page: Page):
@@ -639,14 +655,7 @@ def test_hostile_text_shows_as_text_and_runs_nothing(console: Server, api: Api, 
 def test_a_member_asks_a_dataset_a_question(console: Server, api: Api, people: People, open_context):
     pid = make_project(api, people.lead, "Gust study", (people.student_id, "member"))
     headers = api.sign_in(people.lead)
-    batch = api.call("POST", f"/api/projects/{pid}/ingestions", headers,
-                     files=[("files", ("runs.csv", csv_bytes(200), "text/csv"))])  # fmt: skip
-    job_id = batch["jobs"][0]["id"]
-    deadline = time.monotonic() + 120
-    while (job := api.call("GET", f"/api/jobs/{job_id}", headers))["status"] not in {"succeeded", "failed"}:
-        assert time.monotonic() < deadline, job
-        time.sleep(0.2)
-    dataset_id = job["result"]["dataset_id"]
+    dataset_id = ingested(api, headers, pid, "runs.csv", csv_bytes(200), "text/csv")["result"]["dataset_id"]
     page = open_context().new_page()
     sign_in(page, console.url, people.student)
     page.goto(f"{console.url}/datasets/{dataset_id}")
@@ -696,14 +705,7 @@ def test_a_dataset_of_forty_thousand_columns_is_usable(console: Server, api: Api
     headers = api.sign_in(people.lead)
     columns = 40_000
     lines = [",".join(f"mz_{c}" for c in range(columns))] + [",".join(str((r + c) % 10) for c in range(columns)) for r in range(5)]
-    batch = api.call("POST", f"/api/projects/{pid}/ingestions", headers,
-                     files=[("files", ("spectrum.csv", ("\n".join(lines) + "\n").encode(), "text/csv"))])  # fmt: skip
-    job_id = batch["jobs"][0]["id"]
-    deadline = time.monotonic() + 180
-    while (job := api.call("GET", f"/api/jobs/{job_id}", headers))["status"] not in {"succeeded", "failed"}:
-        assert time.monotonic() < deadline, job
-        time.sleep(0.2)
-    assert job["status"] == "succeeded", job
+    job = ingested(api, headers, pid, "spectrum.csv", ("\n".join(lines) + "\n").encode(), "text/csv")
     page = open_context().new_page()
     sign_in(page, console.url, people.lead)
     page.goto(f"{console.url}/datasets/{job['result']['dataset_id']}")
@@ -735,14 +737,7 @@ def test_a_five_million_row_dataset_is_charted_and_zoomed_to_its_raw_rows(
         handle["signal"].attrs["units"] = "V"
     pid = make_project(api, people.lead, "Long run")
     headers = api.sign_in(people.lead)
-    batch = api.call("POST", f"/api/projects/{pid}/ingestions", headers,
-                     files=[("files", ("long.h5", buffer.getvalue(), "application/x-hdf5"))])  # fmt: skip
-    job_id = batch["jobs"][0]["id"]
-    deadline = time.monotonic() + 300
-    while (job := api.call("GET", f"/api/jobs/{job_id}", headers))["status"] not in {"succeeded", "failed"}:
-        assert time.monotonic() < deadline, job
-        time.sleep(0.2)
-    assert job["status"] == "succeeded", job
+    job = ingested(api, headers, pid, "long.h5", buffer.getvalue(), "application/x-hdf5")
     page = open_context().new_page()
     sign_in(page, console.url, people.lead)
     page.goto(f"{console.url}/datasets/{job['result']['dataset_id']}")
