@@ -24,11 +24,20 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import ipc
 
-from workers.summary import BASE_ROWS, FANOUT, MAX_COLUMNS, SummaryBuilder, at_rows, is_time, reduce_rows
+from workers.summary import (
+    BASE_ROWS,
+    FANOUT,
+    MAX_COLUMNS,
+    SummaryBuilder,
+    as_numbers,
+    at_rows,
+    is_time,
+    merge,
+    reduce_rows,
+)
 from workers.worker import Reporter
 
 MAX_POINTS = 4000
@@ -239,12 +248,12 @@ class SeriesSource:
         if last > first:
             buckets = self._buckets(x, y, number, first, last)
             per = max(1, math.ceil((last - first) / max(1, points - 2)))
-            groups.append(_join(buckets, per))
+            groups.append(merge(buckets, per))
         if inner_stop < stop:
             groups.append(self._region(x, y, inner_stop, stop))
         joined = {f: np.concatenate([g[f] for g in groups]) for f in groups[0]}
         if len(joined["count"]) > points:  # the edges and the inner groups together are one too many
-            joined = _join(joined, math.ceil(len(joined["count"]) / points))
+            joined = merge(joined, math.ceil(len(joined["count"]) / points))
         xs, values = _points(joined, ends)
         return {"name": y, "x": xs, "y": values}
 
@@ -307,11 +316,11 @@ class SeriesSource:
             if start < head_stop:
                 parts.append(self._raw_part(x, y, start, head_stop))
             buckets = self._buckets(x, y, 0, whole_first, whole_last)
-            parts.append(_join(buckets, len(buckets["count"])))
+            parts.append(merge(buckets, len(buckets["count"])))
             if tail_start < stop:
                 parts.append(self._raw_part(x, y, tail_start, stop))
         together = {f: np.concatenate([p[f] for p in parts]) for f in parts[0]}
-        return _join(together, len(together["count"]))
+        return merge(together, len(together["count"]))
 
     def _raw_part(self, x: str | None, y: str, start: int, stop: int) -> dict[str, np.ndarray]:
         values = self.raw(y, start, stop)
@@ -327,37 +336,6 @@ class SeriesSource:
                 "imax": np.array([start + high]), "count": np.array([int(valid.sum())]),
                 "xmin": xs[[low]], "xmax": xs[[high]], "first": values[:1], "last": values[-1:], "xfirst": xs[:1],
                 "xlast": xs[-1:]}  # fmt: skip
-
-
-def _join(buckets: dict[str, np.ndarray], per: int) -> dict[str, np.ndarray]:
-    """Consecutive buckets joined per at a time (extremes at their first occurrence)."""
-    n = len(buckets["count"])
-    begins = np.arange(0, n, per)
-    with np.errstate(invalid="ignore"):
-        low = np.fmin.reduceat(buckets["min"], begins)
-        high = np.fmax.reduceat(buckets["max"], begins)
-    lengths = np.diff(np.append(begins, n))
-    ends = begins + lengths - 1
-    joined = {"min": low, "max": high, "count": np.add.reduceat(buckets["count"], begins),
-              "first": buckets["first"][begins], "last": buckets["last"][ends],
-              "xfirst": buckets["xfirst"][begins], "xlast": buckets["xlast"][ends]}  # fmt: skip
-    for extreme, value in (("min", low), ("max", high)):
-        which = _first_equal(buckets[extreme], value, begins, lengths)
-        safe = np.maximum(which, 0)
-        joined[f"i{extreme}"] = np.where(which >= 0, buckets[f"i{extreme}"][safe], -1)
-        joined[f"x{extreme}"] = np.where(which >= 0, buckets[f"x{extreme}"][safe], np.nan)
-    return joined
-
-
-def _first_equal(
-    values: np.ndarray, targets: np.ndarray, begins: np.ndarray, lengths: np.ndarray
-) -> np.ndarray:
-    found = np.full(len(begins), -1, dtype=np.int64)
-    matches = np.flatnonzero(values == np.repeat(targets, lengths))
-    valid = ~np.isnan(targets)
-    if valid.any():
-        found[valid] = matches[np.searchsorted(matches, begins[valid])]
-    return found
 
 
 def _points(groups: dict[str, np.ndarray], ends: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -391,15 +369,6 @@ def _points(groups: dict[str, np.ndarray], ends: bool = False) -> tuple[np.ndarr
 
 
 # -- types -------------------------------------------------------------------------------------------
-
-
-def as_numbers(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A column as float64, times as nanoseconds since the epoch, NaN for nulls."""
-    if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
-        column = pc.cast(pc.cast(column, pa.timestamp("ns"), safe=False), pa.int64())
-    return np.asarray(
-        pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=np.float64
-    )
 
 
 def parse_bound(value: str | None, field: pa.Field | None, name: str) -> float | None:

@@ -45,7 +45,7 @@ def summarised(field: pa.Field) -> bool:
     )  # fmt: skip
 
 
-def _values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+def as_numbers(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A column as float64 with NaN for gaps (times as nanoseconds since the epoch)."""
     if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
         column = pc.cast(pc.cast(column, pa.timestamp("ns"), safe=False), pa.int64())
@@ -91,7 +91,8 @@ def reduce_rows(
 
 
 def merge(parts: dict[str, np.ndarray], fanout: int) -> dict[str, np.ndarray]:
-    """A level's buckets joined fanout at a time (the last group may be shorter)."""
+    """A level's buckets joined fanout at a time (the last group may be shorter); the x fields, where
+    there are any, follow: at the extremes, and at the group's first and last row."""
     n = len(parts["count"])
     begins = np.arange(0, n, fanout)
     lengths = np.diff(np.append(begins, n))
@@ -111,6 +112,8 @@ def merge(parts: dict[str, np.ndarray], fanout: int) -> dict[str, np.ndarray]:
             field: np.where(which >= 0, parts[field][np.maximum(which, 0)], np.nan)
             for field, which in (("xmin", which_low), ("xmax", which_high)) if field in parts
         },
+        **({"xfirst": parts["xfirst"][begins]} if "xfirst" in parts else {}),
+        **({"xlast": parts["xlast"][begins + lengths - 1]} if "xlast" in parts else {}),
     }  # fmt: skip
 
 
@@ -145,7 +148,7 @@ class SummaryBuilder:
         start = self.rows - len(next(iter(self._carry.values())))  # the first carried row's number
         whole_of: dict[str, np.ndarray] = {}
         for name in self.columns:
-            fresh = _values(batch.column(name))
+            fresh = as_numbers(batch.column(name))
             if self.sorted[name]:
                 self.sorted[name] = bool(
                     not np.isnan(fresh).any() and fresh[0] >= self._last[name] and (np.diff(fresh) >= 0).all()
