@@ -8,9 +8,9 @@ import attrs
 from aiohttp import web
 
 from domain.core.pagination import Page
-from domain.datasets.models import Dataset, DatasetRows, DatasetSummary, Series, SeriesRequest
+from domain.datasets.models import Dataset, DatasetChange, DatasetRows, DatasetSummary, Series, SeriesRequest
 from domain.jobs.models import Job
-from domain.sql.models import SavedQuery
+from domain.sql.models import DatasetDiff, DiffQuery, SavedQuery
 from handlers.codec import json_response, parse_body, parse_query
 from handlers.downloads import stream_content, stream_file
 from handlers.export import stream_csv
@@ -30,20 +30,30 @@ class DatasetListQuery:
 
 
 @attrs.frozen
+class VersionQuery:
+    """version: which version of the dataset (default: its latest)."""
+
+    version: int | None = None
+
+
+@attrs.frozen
 class RowsQuery:
-    """columns: comma-separated names (default: all)."""
+    """columns: comma-separated names (default: all); version: which version (default: the latest)."""
 
     offset: int = 0
     limit: int = 100
     columns: str | None = None
+    version: int | None = None
 
 
 @attrs.frozen
 class DownloadQuery:
-    """columns: comma-separated names (default: all); only those are read and sent."""
+    """columns: comma-separated names (default: all); only those are read and sent; version: which
+    version (default: the latest)."""
 
     format: Literal["parquet", "csv", "arrow"] = "parquet"
     columns: str | None = None
+    version: int | None = None
 
 
 @routes.get("/api/projects/{pid}/datasets")
@@ -72,12 +82,43 @@ async def save_query(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/datasets/{id}")
-@doc(
-    "A dataset: schema, row count, statistics, sample rows, warnings, source and provenance", response=Dataset
-)
+@doc("A dataset (its latest version, or ?version=): schema, row count, statistics, sample rows, warnings, "
+     "source and provenance, its version and latest_version", query=VersionQuery, response=Dataset)  # fmt: skip
 async def get_dataset(request: web.Request) -> web.Response:
     actor = await require_user(request)
-    return json_response(await request.app[DATASETS].get(actor, request.match_info["id"]))
+    version = parse_query(request, VersionQuery).version
+    return json_response(await request.app[DATASETS].get(actor, request.match_info["id"], version))
+
+
+@routes.patch("/api/datasets/{id}")
+@doc("Change a dataset: key_columns, which identify a row across its versions (creator, leads, heads)",
+     body=DatasetChange, response=Dataset)  # fmt: skip
+async def change_dataset(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    change = await parse_body(request, DatasetChange)
+    return json_response(await request.app[DATASETS].change(actor, request.match_info["id"], change))
+
+
+@routes.get("/api/datasets/{id}/diff")
+@doc("What changed between two versions (default: the latest and the one before): columns added, "
+     "dropped, retyped and with new units; the row count; each column's statistics; with key columns, "
+     "rows added, removed and changed (counts and the first 100 of each)", query=DiffQuery,
+     response=DatasetDiff)  # fmt: skip
+async def diff_dataset(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    query = parse_query(request, DiffQuery)
+    diff = await request.app[SQL].diff(
+        actor, request.match_info["id"], before=query.from_, after=query.to, key=query.key
+    )
+    return json_response(diff)
+
+
+@routes.get("/api/datasets/{id}/versions")
+@doc("Every version of a dataset, oldest first (a new version comes from an ingestion with version_of)",
+     response=list[DatasetSummary])  # fmt: skip
+async def dataset_versions(request: web.Request) -> web.Response:
+    actor = await require_user(request)
+    return json_response(await request.app[DATASETS].versions(actor, request.match_info["id"]))
 
 
 @routes.get("/api/datasets/{id}/rows")
@@ -87,8 +128,9 @@ async def dataset_rows(request: web.Request) -> web.Response:
     query = parse_query(request, RowsQuery)
     columns = [c.strip() for c in query.columns.split(",") if c.strip()] if query.columns else None
     rows = await request.app[DATASETS].rows(
-        actor, request.match_info["id"], offset=query.offset, limit=query.limit, columns=columns
-    )
+        actor, request.match_info["id"], offset=query.offset, limit=query.limit, columns=columns,
+        version=query.version,
+    )  # fmt: skip
     return json_response(rows)
 
 
@@ -103,13 +145,14 @@ async def download_dataset(request: web.Request) -> web.StreamResponse:
     query = parse_query(request, DownloadQuery)
     service = request.app[DATASETS]
     columns = [c.strip() for c in query.columns.split(",") if c.strip()] if query.columns else None
+    dataset_id, version = request.match_info["id"], query.version
     if query.format == "csv":
-        name, header, rows = await service.csv_rows(actor, request.match_info["id"], columns)
+        name, header, rows = await service.csv_rows(actor, dataset_id, columns, version)
         return await stream_csv(request, name, header, rows)
     if query.format == "arrow" or columns:
-        name, media, path = await service.columns_file(actor, request.match_info["id"], columns, query.format)
+        name, media, path = await service.columns_file(actor, dataset_id, columns, query.format, version)
         return await stream_file(request, path, name, media)
-    return await stream_content(request, await service.parquet(actor, request.match_info["id"]), service.open)
+    return await stream_content(request, await service.parquet(actor, dataset_id, version), service.open)
 
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -137,16 +180,19 @@ async def dataset_series(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/datasets/{id}/raw")
-@doc("The file the dataset was made from, as uploaded (its media type as uploaded, or octet-stream for "
-     "active content)", response=bytes, response_content_type="*/*", also={206: "the byte range a Range header asked for", 304: "unchanged since If-None-Match"})  # fmt: skip
+@doc("The file the dataset (its latest version, or ?version=) was made from, as uploaded (its media type "
+     "as uploaded, or octet-stream for active content)", query=VersionQuery, response=bytes,
+     response_content_type="*/*",
+     also={206: "the byte range a Range header asked for", 304: "unchanged since If-None-Match"})  # fmt: skip
 async def dataset_raw(request: web.Request) -> web.StreamResponse:
     actor = await require_user(request)
     service = request.app[DATASETS]
-    return await stream_content(request, await service.raw(actor, request.match_info["id"]), service.open)
+    version = parse_query(request, VersionQuery).version
+    return await stream_content(request, await service.raw(actor, request.match_info["id"], version), service.open)
 
 
 @routes.delete("/api/datasets/{id}")
-@doc("Delete a dataset and its Parquet file (creator, leads, heads)", status=204)
+@doc("Delete a dataset with every version and its files (creator, leads, heads)", status=204)
 async def delete_dataset(request: web.Request) -> web.Response:
     actor = await require_user(request)
     await request.app[DATASETS].delete(actor, request.match_info["id"])

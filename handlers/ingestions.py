@@ -20,7 +20,7 @@ from handlers.openapi import doc
 
 routes = web.RouteTableDef()
 
-OPTION_FIELDS = {"dataset_type", "tag", "header_mode", "custom_headers", "manifest"}
+OPTION_FIELDS = {"dataset_type", "tag", "header_mode", "custom_headers", "manifest", "version_of"}
 JSON_FIELDS = {"custom_headers", "manifest"}
 MAX_FIELD_BYTES = 256 * 1024
 
@@ -28,7 +28,8 @@ MAX_FIELD_BYTES = 256 * 1024
 @attrs.frozen
 class IngestionForm:
     """multipart/form-data: the option fields first, then one or more `files`; custom_headers and
-    manifest are JSON arrays (manifest entries: ingest, sheets, parse_range, variables, profile)."""
+    manifest are JSON arrays (manifest entries: ingest, sheets, parse_range, variables, profile);
+    version_of: a dataset of the project the one file becomes a new version of."""
 
     files: list[bytes]
     dataset_type: str | None = None
@@ -36,6 +37,7 @@ class IngestionForm:
     header_mode: str | None = None
     custom_headers: str | None = None
     manifest: str | None = None
+    version_of: str | None = None
 
 
 @attrs.frozen

@@ -10,6 +10,7 @@ from aiohttp import web
 from domain.core.pagination import Page
 from domain.visualizations.models import PlotSpec, Visualization
 from handlers.codec import json_response, parse_body, parse_query
+from handlers.datasets import VersionQuery
 from handlers.downloads import stream_content
 from handlers.identity import require_user
 from handlers.keys import VISUALIZATIONS
@@ -38,12 +39,13 @@ class ImageQuery:
 
 
 @routes.post("/api/datasets/{id}/visualizations")
-@doc("Plot a dataset: the spec is checked against its columns, then a job renders it", body=PlotSpec,
-     response=Visualization, status=202)  # fmt: skip
+@doc("Plot a dataset (its latest version, or ?version=): the spec is checked against its columns, then a "
+     "job renders it", body=PlotSpec, query=VersionQuery, response=Visualization, status=202)  # fmt: skip
 async def create_visualization(request: web.Request) -> web.Response:
     actor = await require_user(request)
     spec = await parse_body(request, PlotSpec)
-    visualization = await request.app[VISUALIZATIONS].create(actor, request.match_info["id"], spec)
+    version = parse_query(request, VersionQuery).version
+    visualization = await request.app[VISUALIZATIONS].create(actor, request.match_info["id"], spec, version)
     return json_response(visualization, status=202)
 
 

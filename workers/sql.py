@@ -202,7 +202,7 @@ def _statement(con: duckdb.DuckDBPyConnection, sql: str) -> str:
 
 
 @contextlib.contextmanager
-def _time_limit(con: duckdb.DuckDBPyConnection, seconds: float) -> Iterator[threading.Event]:
+def time_limit(con: duckdb.DuckDBPyConnection, seconds: float) -> Iterator[threading.Event]:
     fired = threading.Event()
 
     def stop() -> None:
@@ -218,7 +218,7 @@ def _time_limit(con: duckdb.DuckDBPyConnection, seconds: float) -> Iterator[thre
         timer.cancel()
 
 
-def _failure(exc: duckdb.Error, sql: str, timed_out: bool, timeout_s: float) -> QueryError:
+def query_failure(exc: duckdb.Error, sql: str, timed_out: bool, timeout_s: float) -> QueryError:
     message = str(exc)
     if timed_out or isinstance(exc, duckdb.InterruptException):
         return QueryError("query_timeout", f"the query ran longer than its limit of {timeout_s:g} s and was stopped")
@@ -246,7 +246,7 @@ def _relation(con: duckdb.DuckDBPyConnection, statement: str) -> duckdb.DuckDBPy
         raise
 
 
-def _out_of_memory(exc: BaseException) -> QueryError:
+def out_of_memory(exc: BaseException) -> QueryError:
     if isinstance(exc, OSError) and not isinstance(exc, pa.ArrowMemoryError) and "memory" not in str(exc).lower():
         return QueryError("query_failed", f"the query failed: {str(exc)[:300]}")
     return QueryError("query_out_of_memory", OUT_OF_MEMORY)
@@ -329,7 +329,7 @@ def _unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def _mark_started(request: dict[str, Any]) -> None:
+def mark_started(request: dict[str, Any]) -> None:
     """Leave this worker's pid where the server looks for it when a query outlives its time limit."""
     control = control_dir()
     if control is not None and request.get("query_id"):
@@ -343,7 +343,7 @@ def run_query(request: dict[str, Any]) -> dict[str, Any]:
     request: sql, views [{schema, name, path}], catalog (rows or None), threads, memory_bytes,
     timeout_s, limit (rows), max_bytes, format (json|csv|parquet|arrow), query_id.
     """
-    _mark_started(request)
+    mark_started(request)
     sql, timeout_s = request["sql"], float(request["timeout_s"])
     started = time.perf_counter()
     try:
@@ -353,7 +353,7 @@ def run_query(request: dict[str, Any]) -> dict[str, Any]:
     try:
         statement = _statement(con, sql)
         limit, max_bytes = int(request["limit"]), int(request["max_bytes"])
-        with _time_limit(con, timeout_s) as fired:
+        with time_limit(con, timeout_s) as fired:
             try:
                 relation = _relation(con, statement)
                 names, types = list(relation.columns), [str(t) for t in relation.types]
@@ -375,16 +375,16 @@ def run_query(request: dict[str, Any]) -> dict[str, Any]:
                 with contextlib.suppress(Exception):
                     reader.close()
             except duckdb.Error as exc:
-                raise _failure(exc, sql, fired.is_set(), timeout_s) from None
+                raise query_failure(exc, sql, fired.is_set(), timeout_s) from None
             except (MemoryError, OSError, pa.ArrowMemoryError) as exc:  # Arrow's buffers past the memory cap
-                raise _out_of_memory(exc) from None
+                raise out_of_memory(exc) from None
         schema = batches[0].schema if batches else None
         table = pa.Table.from_batches(batches, schema) if batches else _empty(relation)
         table = table.rename_columns(_unique_names(names)) if request["format"] != "json" else table.rename_columns(names)
         try:
             body = encode(table, request["format"], types, truncated)
         except (MemoryError, OSError, pa.ArrowMemoryError) as exc:
-            raise _out_of_memory(exc) from None
+            raise out_of_memory(exc) from None
         if len(body) > max_bytes:
             raise QueryError("result_too_large", _too_large(max_bytes))
     except QueryError as error:
@@ -439,7 +439,7 @@ def save_query(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     try:
         statement = _statement(con, sql)
         reporter.progress("query", 0, None, "running the query")
-        with _time_limit(con, float(request["timeout_s"])) as fired:
+        with time_limit(con, float(request["timeout_s"])) as fired:
             try:
                 relation = _storable(_relation(con, statement))
                 reader = relation.to_arrow_reader(100_000)
@@ -448,7 +448,7 @@ def save_query(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
                 for batch in reader:
                     builder.add(batch)
             except duckdb.Error as exc:
-                raise _failure(exc, sql, fired.is_set(), float(request["timeout_s"])) from None
+                raise query_failure(exc, sql, fired.is_set(), float(request["timeout_s"])) from None
         dataset = builder.finish()
         builder = None
         if dataset["row_count"] == 0:

@@ -43,6 +43,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "dataset_type": args.dataset_type,
         "tag": args.tag,
         "header_mode": args.header_mode,
+        "version_of": getattr(args, "version_of", None),
     }
     if args.custom_headers:
         options["custom_headers"] = [h.strip() for h in args.custom_headers.split(",")]
@@ -362,6 +363,9 @@ def _ingest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--custom-headers", help="column names, comma-separated (with --header-mode custom)")
     parser.add_argument(
         "--manifest", help='JSON array, one object per file: {"sheets": [...], "ingest": false, ...}'
+    )
+    parser.add_argument(
+        "--version-of", metavar="DATASET_ID", help="the one file becomes a new version of this dataset"
     )
 
 

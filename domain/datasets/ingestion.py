@@ -59,6 +59,21 @@ log = logging.getLogger("labhub.ingestion")
 INGEST_KIND = "ingest"
 
 
+def _version_output(outputs: list[dict[str, Any]], target: dict[str, Any]) -> dict[str, Any]:
+    """Of what a file made, the one that is the new version: the only one, or the same part."""
+    if len(outputs) == 1:
+        return outputs[0]
+    same = [d for d in outputs if (d.get("sheet") or d.get("part")) == target["part"]]
+    if len(same) != 1:
+        made = ", ".join(str(d.get("sheet") or d.get("part")) for d in outputs[:10])
+        raise JobFailed(
+            "version_mismatch",
+            f"the file made {len(outputs)} datasets ({made}) and none is the part "
+            f"{target['part']!r} this dataset was made from: choose one sheet, or upload that part alone",
+        )
+    return same[0]
+
+
 def _job_count(options: IngestOptions, files: int) -> int:
     """How many jobs a batch queues: one per file ingested, one per chosen sheet of a workbook."""
     entries = [options.manifest[i] if i < len(options.manifest) else ManifestEntry() for i in range(files)]
@@ -191,6 +206,7 @@ class IngestionService:
         project = await self._gate.require(actor, project_id, Need.WRITE)
         if len(options.manifest) > len(sources):
             raise field_error("$.manifest", f"has {len(options.manifest)} entries for {len(sources)} file(s)")
+        target = await self._version_target(project.id, options, sources)
         await self._quotas.check_jobs(actor.id, _job_count(options, len(sources)))
         batch_id = self._ingestions.new_id()
         accepted: list[IngestionJob] = []
@@ -205,7 +221,7 @@ class IngestionService:
                     for sheet in sheets:
                         accepted.append(await self._record(
                             actor, project.id, batch_id, source, sheet, options, entry, job=entry.ingest,
-                            upload_id=origin, raw_until=raw_until,
+                            upload_id=origin, raw_until=raw_until, target=target,
                         ))  # fmt: skip
                 storing = True
                 unique = {f.sha256: f for f in sources}.values()
@@ -229,6 +245,31 @@ class IngestionService:
             )
         return IngestionBatch(batch_id, accepted)
 
+    async def _version_target(
+        self, project_id: str, options: IngestOptions, sources: list[SourceFile]
+    ) -> dict[str, Any] | None:
+        """With version_of: the dataset the one file becomes a new version of, as the job needs it
+        (its id, part, name, type and tag; docs/architecture.md, "Versions")."""
+        if options.version_of is None:
+            return None
+        entry = options.manifest[0] if options.manifest else ManifestEntry()
+        if len(sources) != 1 or not entry.ingest or len(entry.sheets or []) > 1:
+            raise field_error("$.version_of", "a new version is made from exactly one file (and at most one sheet)")
+        try:
+            found = await self._dataset_service.find(options.version_of)
+        except DomainError:
+            found = None
+        if found is None or found.dataset.project_id != project_id:
+            raise field_error("$.version_of", "names no dataset of this project")
+        dataset = found.dataset
+        part = dataset.part or dataset.sheet
+        if part is None and " — " in dataset.name and dataset.name.startswith(dataset.source.name):
+            part = dataset.name.removeprefix(f"{dataset.source.name} — ")  # made before parts were kept
+        return {
+            "dataset_id": dataset.id, "part": part, "name": dataset.name,
+            "dataset_type": dataset.dataset_type, "tag": dataset.tag,
+        }
+
     async def _withdraw(self, batch_id: str, accepted: list[IngestionJob]) -> None:
         """Best effort (a store may be what failed): end the batch's raw lease (a job already
         running fails at once) and cancel its queued jobs."""
@@ -245,6 +286,7 @@ class IngestionService:
     async def _record(
         self, actor: User, project_id: str, batch_id: str, source: SourceFile, sheet: str | None,
         options: IngestOptions, entry: ManifestEntry, *, job: bool, upload_id: str | None, raw_until: datetime,
+        target: dict[str, Any] | None = None,
     ) -> IngestionJob:  # fmt: skip
         ingestion_id = self._ingestions.new_id()
         job_options: dict[str, Any] = {
@@ -256,9 +298,11 @@ class IngestionService:
             "profile": entry.profile,
             "visualize": entry.visualize,
         }
+        dataset_type = options.dataset_type or (target or {}).get("dataset_type")
+        tag = options.tag or (target or {}).get("tag")
         await self._ingestions.insert({
             "_id": ingestion_id, "project_id": project_id, "batch_id": batch_id,
-            "file": attrs.asdict(source), "sheet": sheet, "dataset_type": options.dataset_type, "tag": options.tag,
+            "file": attrs.asdict(source), "sheet": sheet, "dataset_type": dataset_type, "tag": tag,
             "options": job_options, "job_id": ingestion_id if job else None, "dataset_ids": [],
             "stored_only": not job, "reason": None if job else "ingest was false: stored as is",
             "created_by": actor.id, "created_at": utcnow(), "upload_id": upload_id,
@@ -268,7 +312,7 @@ class IngestionService:
             return IngestionJob(ingestion_id, source.name, sheet, "stored")
         params = {
             "batch_id": batch_id, "file": attrs.asdict(source), "sheet": sheet, "options": job_options,
-            "dataset_type": options.dataset_type, "tag": options.tag,
+            "dataset_type": dataset_type, "tag": tag, **({"version_of": target} if target else {}),
         }  # fmt: skip
         # the caller checked the project (_accept)
         queued = await self._jobs.enqueue(actor.id, project_id, INGEST_KIND, params, job_id=ingestion_id)
@@ -319,10 +363,17 @@ class IngestionService:
             }
         await self._raw.wait(job.id, params["file"]["sha256"])
         ids: list[str] = []
+        version_ids: list[str] = []
+        versions: list[int] = []
         follower = self._followers.get((job.id, job.attempt))
-        for dataset in result["datasets"]:
+        target: dict[str, Any] | None = params.get("version_of")
+        outputs = result["datasets"] if target is None else [_version_output(result["datasets"], target)]
+        for dataset in outputs:
             path = Path(dataset["parquet_path"])
             dataset_id = output_id(job.id, path.stem)
+            version = 1 if target is None else await self._dataset_service.version_number(
+                target["dataset_id"], dataset_id
+            )
             key = dataset_key(dataset_id)
             stored = await follower.stored(path) if follower else None
             if stored is None:
@@ -331,7 +382,8 @@ class IngestionService:
             part = sheet or dataset.get("part")  # a sheet, or an HDF5/NetCDF/TDMS group, or an LVM segment
             made = NewDataset(
                 project_id=job.project_id,
-                name=f"{params['file']['name']} — {part}" if part else params["file"]["name"],
+                name=target["name"] if target else f"{params['file']['name']} — {part}" if part
+                else params["file"]["name"],
                 sheet=sheet, dataset_type=params.get("dataset_type"), tag=params.get("tag"),
                 schema=dataset["schema"], row_count=dataset["row_count"], stats=dataset["stats"],
                 sample=dataset["sample"], warnings=dataset.get("warnings", []), metadata=dataset.get("metadata", {}),
@@ -343,21 +395,29 @@ class IngestionService:
                 parquet_key=key, parquet_bytes=stored.size, parquet_sha256=stored.sha256,
                 created_by=job.owner_id, created_at=job.created_at,
                 summary_key=await self._dataset_service.store_summary(dataset_id, dataset.get("summary_path")),
-                sorted_columns=dataset.get("sorted_columns", []),
+                sorted_columns=dataset.get("sorted_columns", []), part=part,
             )  # fmt: skip
-            if not await self._datasets.write_output(dataset_id, made, attempt):
+            written = await self._dataset_service.write_output(
+                dataset_id, made, attempt, version_of=target["dataset_id"] if target else None, version=version
+            )
+            if not written:
                 raise JobFailed(
                     "stale_attempt", "a newer attempt of this job has already written its results"
                 )
             if follower:
                 follower.used.add(key)
-            ids.append(dataset_id)
+            ids.append(target["dataset_id"] if target else dataset_id)
+            version_ids.append(dataset_id)
+            versions.append(version)
         await self._ingestions.record_outcome(job.id, {"dataset_ids": ids, "stored_only": False})
         if params["options"].get("visualize") and self.visualize is not None:
-            for dataset_id in ids:
-                await self.visualize(job.owner_id, dataset_id)
-        rows = sum(d["row_count"] for d in result["datasets"])
-        return {"stored_only": False, "dataset_id": ids[0], "dataset_ids": ids, "rows": rows}
+            for version_id in version_ids:
+                await self.visualize(job.owner_id, version_id)
+        rows = sum(d["row_count"] for d in outputs)
+        return {
+            "stored_only": False, "dataset_id": ids[0], "dataset_ids": ids, "rows": rows,
+            "version": versions[0], "version_ids": version_ids,
+        }  # fmt: skip
 
     async def _cleanup(self, job: Job) -> None:
         follower = self._followers.pop((job.id, job.attempt), None)

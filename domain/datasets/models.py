@@ -8,7 +8,7 @@ from typing import Any, Literal
 import attrs
 
 from domain.core.errors import field_error
-from domain.core.ids import derived_id
+from domain.core.ids import derived_id, looks_like_id
 from domain.jobs.models import Job, error_map
 
 MAX_LABEL = 64
@@ -53,6 +53,20 @@ class Dataset:
     parquet_bytes: int = 0
     visualizations: list[dict[str, Any]] = attrs.field(factory=list)
     sorted_columns: list[str] = attrs.field(factory=list)  # never decreasing, no gaps: what may be a chart's x
+    version: int = 1  # this version's number (docs/architecture.md, "Versions")
+    latest_version: int = 1  # the dataset's newest version
+    version_id: str = ""  # this version's own id (the first version's is the dataset's)
+    published: dict[str, Any] | None = None  # {slug, license, description, published_at, by}: public
+    part: str | None = None  # the sheet, group or segment of the file it was made from
+    key_columns: list[str] = attrs.field(factory=list)  # what identifies a row across versions (diff)
+
+
+@attrs.frozen
+class DatasetChange:
+    """PATCH /api/datasets/{id}: key_columns, the columns that identify a row across the dataset's
+    versions (the diff compares rows by them; [] for none)."""
+
+    key_columns: list[str] | None = None
 
 
 @attrs.frozen
@@ -79,16 +93,20 @@ class NewDataset:
     created_at: datetime
     summary_key: str | None = None  # the min/max levels (workers/summary.py), beside the Parquet
     sorted_columns: list[str] = attrs.field(factory=list)  # never decreasing, no gaps: x candidates
+    part: str | None = None  # the sheet, group or segment of the file it was made from
 
 
 @attrs.frozen
 class DatasetFile:
-    """Where a dataset's Parquet is (S3 key and hash: the local cache's name for it)."""
+    """Where a dataset version's Parquet is (S3 key and hash: the local cache's name for it); id is
+    the dataset's, version its number."""
 
     id: str
     project_id: str
     parquet_key: str
     parquet_sha256: str
+    version: int = 1
+    version_id: str = ""  # the version's own id (its local copies are named by it)
 
 
 @attrs.frozen
@@ -103,10 +121,14 @@ class DatasetEntry:
     created_at: datetime
     parquet_key: str = ""
     parquet_sha256: str = ""
+    version: int = 1
+    version_id: str = ""
 
     @property
     def file(self) -> DatasetFile:
-        return DatasetFile(self.id, self.project_id, self.parquet_key, self.parquet_sha256)
+        return DatasetFile(
+            self.id, self.project_id, self.parquet_key, self.parquet_sha256, self.version, self.version_id
+        )
 
 
 @attrs.frozen
@@ -120,11 +142,15 @@ class StoredDataset:
 
     @property
     def id(self) -> str:
-        return self.dataset.id
+        """This version's own id: what its objects, caches and jobs are keyed by."""
+        return self.dataset.version_id or self.dataset.id
 
     @property
     def file(self) -> DatasetFile:
-        return DatasetFile(self.id, self.dataset.project_id, self.parquet_key, self.parquet_sha256)
+        return DatasetFile(
+            self.dataset.id, self.dataset.project_id, self.parquet_key, self.parquet_sha256, self.dataset.version,
+            self.id,
+        )
 
     @property
     def columns(self) -> list[dict[str, Any]]:
@@ -144,6 +170,10 @@ class DatasetSummary:
     row_count: int
     columns: int
     created_at: datetime
+    version: int = 1
+    version_id: str = ""  # this version's own id
+    created_by: str = ""
+    source_name: str = ""  # the file it was made from
 
 
 @attrs.frozen
@@ -180,6 +210,7 @@ class IngestOptions:
     header_mode: Literal["file", "none", "custom"] = "file"
     custom_headers: list[str] | None = None
     manifest: list[ManifestEntry] = attrs.field(factory=list)
+    version_of: str | None = None  # a dataset of the project this one file becomes a new version of
 
 
 @attrs.frozen(kw_only=True)
@@ -216,6 +247,8 @@ def check_labels(**labels: str | None) -> None:
 def check_options(options: IngestOptions) -> IngestOptions:
     """The rules the shapes alone do not say; each failure names its field."""
     check_labels(dataset_type=options.dataset_type, tag=options.tag)
+    if options.version_of is not None and not looks_like_id(options.version_of):
+        raise field_error("$.version_of", "must be a dataset id")
     _check_headers(options)
     for i, entry in enumerate(options.manifest):
         if entry.parse_range is not None:
@@ -305,7 +338,8 @@ class SeriesRequest:
     its first such column of numbers, else the row number; `_row` asks for the row number); y:
     comma-separated columns of numbers (default: the first four); from/to: the x range (a time
     column takes ISO 8601 or seconds since the epoch; the row number counts from 0); points: the
-    chart's width in points, 2..4000 (each series answers at most twice as many values)."""
+    chart's width in points, 2..4000 (each series answers at most twice as many values); version:
+    which version of the dataset (default: its latest)."""
 
     x: str | None = None
     y: str | None = None
@@ -313,6 +347,7 @@ class SeriesRequest:
     to: str | None = None
     points: int = 1000
     format: Literal["json", "arrow"] = "json"
+    version: int | None = None
 
 
 @attrs.frozen

@@ -62,7 +62,7 @@ class SeriesService:
     async def series(self, actor: User, dataset_id: str, request: SeriesRequest) -> Series | bytes | Job:
         """The series asked for (JSON model or Arrow IPC bytes), or the job still making the dataset's
         summary (a dataset stored before summaries existed)."""
-        stored = await self._datasets.readable(actor, dataset_id)
+        stored = await self._datasets.readable(actor, dataset_id, request.version)
         if not 2 <= request.points <= MAX_POINTS:
             raise field_error("query.points", f"must be between 2 and {MAX_POINTS}")
         schema = {c.name: c for c in stored.dataset.schema}
@@ -162,7 +162,7 @@ class SeriesService:
             )  # fmt: skip
         deadline = asyncio.get_running_loop().time() + self._wait_s
         while True:
-            again = await self._datasets.find(stored.id)
+            again = await self._datasets.find_version(stored.id)
             if again is None:
                 raise field_error("path.id", "the dataset was deleted")
             if again.summary_key is not None:
@@ -176,7 +176,7 @@ class SeriesService:
             await asyncio.sleep(0.2)
 
     async def _prepare(self, job: Job) -> dict[str, Any]:
-        stored = await self._datasets.find(job.params["dataset_id"])
+        stored = await self._datasets.find_version(job.params["dataset_id"])
         if stored is None:
             raise JobFailed("dataset_gone", "the dataset was deleted before its summary was made")
         out = self._files.work_dir(job.id, job.attempt)
@@ -185,7 +185,7 @@ class SeriesService:
         return {"parquet_path": str(path), "out_dir": str(out)}
 
     async def _commit(self, job: Job, result: dict[str, Any], attempt: Attempt) -> dict[str, Any]:
-        stored = await self._datasets.find(job.params["dataset_id"])
+        stored = await self._datasets.find_version(job.params["dataset_id"])
         if stored is None:
             raise JobFailed("dataset_gone", "the dataset was deleted before its summary was stored")
         if stored.summary_key is None and not await self._datasets.set_summary(

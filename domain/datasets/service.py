@@ -17,6 +17,7 @@ from domain.core.errors import NotFound, field_error
 from domain.core.pagination import Page, clamp_limit
 from domain.datasets.models import (
     Dataset,
+    DatasetChange,
     DatasetEntry,
     DatasetFile,
     DatasetRows,
@@ -35,6 +36,7 @@ from domain.projects.service import ProjectGate
 from workers.datasets import read_rows, row_groups, write_columns
 
 MAX_ROWS_PAGE = 5000
+MAX_KEY_COLUMNS = 16
 PARQUET = "application/vnd.apache.parquet"
 
 
@@ -55,11 +57,12 @@ class DatasetsService:
         self._ingestions = ingestions
         self._objects = objects
         self._files = files
-        self._removers: list[Callable[[str], Awaitable[None]]] = []
+        self._removers: list[Callable[[str, str], Awaitable[None]]] = []
         self._related: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None
 
-    def on_remove(self, remover: Callable[[str], Awaitable[None]]) -> None:
-        """What else goes when a dataset goes (its visualizations)."""
+    def on_remove(self, remover: Callable[[str, str], Awaitable[None]]) -> None:
+        """What else goes when a dataset version goes (its visualizations): called with the dataset's
+        id and the version's own id."""
         self._removers.append(remover)
 
     def list_related_with(self, related: Callable[[str], Awaitable[list[dict[str, Any]]]]) -> None:
@@ -76,13 +79,24 @@ class DatasetsService:
         )
         return Page(items, next_cursor)
 
-    async def find(self, dataset_id: str) -> StoredDataset | None:
-        """For an area that has checked its caller (a plot of this dataset): the stored dataset."""
-        return await self._store.get(dataset_id)
+    async def find(self, dataset_id: str, version: int | None = None) -> StoredDataset | None:
+        """For an area that checks its caller itself (a plot of this dataset): the stored dataset's
+        latest version, or the one numbered `version`."""
+        return await self._store.get(dataset_id, version)
 
-    async def _load(self, actor: User, dataset_id: str, need: Need = Need.READ) -> StoredDataset:
-        stored = await self._store.get(dataset_id)
+    async def find_version(self, version_id: str) -> StoredDataset | None:
+        """Exactly the version stored as version_id (what a job queued for it reads)."""
+        return await self._store.get_version(version_id)
+
+    async def _load(
+        self, actor: User, dataset_id: str, need: Need = Need.READ, version: int | None = None
+    ) -> StoredDataset:
+        if version is not None and version < 1:
+            raise field_error("query.version", "versions are numbered from 1")
+        stored = await self._store.get(dataset_id, version)
         if stored is None:
+            if version is not None and await self._store.get(dataset_id) is not None:
+                raise NotFound(f"the dataset has no version {version}")
             raise NotFound("dataset not found")
         dataset = stored.dataset
         project = await self._gate.require(actor, dataset.project_id, need, what="dataset")
@@ -90,11 +104,48 @@ class DatasetsService:
             check_owner_or_lead(actor, project, dataset.created_by, "the dataset's creator")
         return stored
 
-    async def get(self, actor: User, dataset_id: str) -> Dataset:
-        dataset = (await self._load(actor, dataset_id)).dataset
+    async def get(self, actor: User, dataset_id: str, version: int | None = None) -> Dataset:
+        dataset = (await self._load(actor, dataset_id, version=version)).dataset
+        if version is not None:
+            dataset = attrs.evolve(dataset, latest_version=await self._store.latest_version(dataset.id))
         if self._related is not None:
             dataset = attrs.evolve(dataset, visualizations=await self._related(dataset.id))
+        inputs = dataset.provenance.get("inputs")
+        if inputs:  # a derived dataset: which of its inputs have a newer version now
+            latest = {f.id: f.version for f in await self._store.files([i["dataset_id"] for i in inputs])}
+            marked = [
+                {**i, "latest_version": latest.get(i["dataset_id"]),
+                 "newer_version": latest.get(i["dataset_id"], 0) > i.get("version", 1)}
+                for i in inputs
+            ]  # fmt: skip
+            dataset = attrs.evolve(dataset, provenance={**dataset.provenance, "inputs": marked})
         return dataset
+
+    async def change(self, actor: User, dataset_id: str, change: DatasetChange) -> Dataset:
+        """Set what the caller may change of a dataset: its key columns (those of its latest version)."""
+        stored = await self._load(actor, dataset_id, Need.WRITE)
+        if change.key_columns is not None:
+            keys = [k.strip() for k in change.key_columns]
+            names = {c.name for c in stored.dataset.schema}
+            for i, key in enumerate(keys):
+                if key not in names:
+                    raise field_error(f"$.key_columns[{i}]", f"{key!r} is not a column of the dataset")
+            if len(set(keys)) != len(keys) or len(keys) > MAX_KEY_COLUMNS:
+                raise field_error("$.key_columns", f"at most {MAX_KEY_COLUMNS} columns, each named once")
+            await self._store.set_key_columns(stored.dataset.id, keys)
+        return await self.get(actor, stored.dataset.id)
+
+    async def versions(self, actor: User, dataset_id: str) -> list[DatasetSummary]:
+        """Every version of a dataset, oldest first."""
+        stored = await self._load(actor, dataset_id)
+        return await self._store.versions(stored.dataset.id)
+
+    async def version_number(self, dataset_id: str, version_id: str) -> int:
+        """For the job storing a new version: its number (docs/architecture.md, "Versions")."""
+        return await self._store.version_number(dataset_id, version_id)
+
+    async def settle_latest(self, dataset_id: str) -> None:
+        await self._store.settle_latest(dataset_id)
 
     async def entries(self, project_ids: list[str], *, with_schema: bool = False) -> list[DatasetEntry]:
         """For an area that has checked its caller (SQL's catalog): the datasets of these projects."""
@@ -104,10 +155,15 @@ class DatasetsService:
         """For an area that has checked its caller: where these datasets' Parquet files are."""
         return await self._store.files(dataset_ids) if dataset_ids else []
 
-    async def write_output(self, dataset_id: str, made: NewDataset, attempt: Attempt) -> bool:
-        """A dataset a job attempt made (another area's job: a saved query); False if a newer attempt
-        wrote it already."""
-        return await self._store.write_output(dataset_id, made, attempt)
+    async def write_output(
+        self, dataset_id: str, made: NewDataset, attempt: Attempt, *, version_of: str | None = None, version: int = 1
+    ) -> bool:
+        """A dataset (or, with version_of, a new version of that one) a job attempt made; False if a
+        newer attempt wrote it already."""
+        written = await self._store.write_output(dataset_id, made, attempt, version_of=version_of, version=version)
+        if written and version_of is not None:
+            await self._store.settle_latest(version_of)
+        return written
 
     async def store_file(self, key: str, path: Path) -> StoredObject:
         """A job's Parquet output (a dataset, a summary) stored under key, streamed from local disk."""
@@ -127,7 +183,7 @@ class DatasetsService:
         """The dataset's Parquet on local disk (a cache), downloaded once, streamed."""
         file = stored.file if isinstance(stored, StoredDataset) else stored
         version = (file.parquet_sha256 or "0")[:16]
-        return await self.local_copy(file.parquet_key, f"{file.id}-{version}.parquet")
+        return await self.local_copy(file.parquet_key, f"{file.version_id or file.id}-{version}.parquet")
 
     async def local_summary(self, stored: StoredDataset) -> Path | None:
         """The dataset's summary (workers/summary.py) on local disk; None for a dataset without one."""
@@ -154,9 +210,9 @@ class DatasetsService:
         await asyncio.to_thread(self._files.trim_cache)
         return path
 
-    async def readable(self, actor: User, dataset_id: str) -> StoredDataset:
-        """A dataset the caller may read (else NotFound or Forbidden)."""
-        return await self._load(actor, dataset_id)
+    async def readable(self, actor: User, dataset_id: str, version: int | None = None) -> StoredDataset:
+        """A dataset (its latest version, or `version`) the caller may read (else NotFound or Forbidden)."""
+        return await self._load(actor, dataset_id, version=version)
 
     async def set_summary(self, stored: StoredDataset, path: Path, sorted_columns: list[str]) -> bool:
         """A summary made later for a dataset stored without one (False: the dataset changed or went)."""
@@ -165,9 +221,10 @@ class DatasetsService:
         return await self._store.set_summary(stored.id, stored.parquet_sha256, key, sorted_columns)
 
     async def rows(
-        self, actor: User, dataset_id: str, *, offset: int, limit: int, columns: list[str] | None
-    ) -> DatasetRows:
-        stored = await self._load(actor, dataset_id)
+        self, actor: User, dataset_id: str, *, offset: int, limit: int, columns: list[str] | None,
+        version: int | None = None,
+    ) -> DatasetRows:  # fmt: skip
+        stored = await self._load(actor, dataset_id, version=version)
         if offset < 0:
             raise field_error("query.offset", "must be 0 or more")
         if not 1 <= limit <= MAX_ROWS_PAGE:
@@ -178,21 +235,21 @@ class DatasetsService:
         return DatasetRows(columns=names, rows=rows, offset=offset, limit=limit, total=total)
 
     async def csv_rows(
-        self, actor: User, dataset_id: str, columns: list[str] | None = None
+        self, actor: User, dataset_id: str, columns: list[str] | None = None, version: int | None = None
     ) -> tuple[str, list[str], AsyncIterator[list[Any]]]:
         """(file name, header, rows) for a streamed CSV download; rows are read a row group at a time."""
-        stored = await self._load(actor, dataset_id)
+        stored = await self._load(actor, dataset_id, version=version)
         _check_columns(stored, columns)
         path = await self.local_parquet(stored)
         header = columns or [c.name for c in stored.dataset.schema]
         return f"{Path(stored.dataset.name).stem}.csv", header, _iterate(row_groups(path, columns))
 
     async def columns_file(
-        self, actor: User, dataset_id: str, columns: list[str] | None, fmt: str
+        self, actor: User, dataset_id: str, columns: list[str] | None, fmt: str, version: int | None = None
     ) -> tuple[str, str, Path]:
         """(file name, media type, a temporary local file the caller removes) of the chosen columns,
         as Parquet or an Arrow IPC stream."""
-        stored = await self._load(actor, dataset_id)
+        stored = await self._load(actor, dataset_id, version=version)
         _check_columns(stored, columns)
         path = await self.local_parquet(stored)
         suffix, media = ("arrows", "application/vnd.apache.arrow.stream") if fmt == "arrow" else (
@@ -205,16 +262,16 @@ class DatasetsService:
             raise
         return f"{Path(stored.dataset.name).stem}.{suffix}", media, out
 
-    async def parquet(self, actor: User, dataset_id: str) -> Content:
-        stored = await self._load(actor, dataset_id)
+    async def parquet(self, actor: User, dataset_id: str, version: int | None = None) -> Content:
+        stored = await self._load(actor, dataset_id, version=version)
         name = f"{Path(stored.dataset.name).stem}.parquet"
         return Content(
             stored.parquet_key, name, PARQUET, stored.dataset.parquet_bytes,
             stored.parquet_sha256,
         )  # fmt: skip
 
-    async def raw(self, actor: User, dataset_id: str) -> Content:
-        source = (await self._load(actor, dataset_id)).dataset.source
+    async def raw(self, actor: User, dataset_id: str, version: int | None = None) -> Content:
+        source = (await self._load(actor, dataset_id, version=version)).dataset.source
         return Content(raw_key(source.sha256), source.name, source.content_type, source.size, source.sha256)
 
     def open(
@@ -223,20 +280,27 @@ class DatasetsService:
         return self._objects.open_read(content.key, byte_range)
 
     async def delete(self, actor: User, dataset_id: str) -> None:
+        """The dataset with every version."""
         stored = await self._load(actor, dataset_id, Need.WRITE)
-        await self.remove(stored.id)
+        for version in await self._store.versions(stored.dataset.id):
+            await self.remove(version.version_id)
 
-    async def remove(self, dataset_id: str) -> None:
-        """Delete a dataset's document, Parquet object and cached copy (no permission check)."""
-        keys = await self._store.delete(dataset_id)
-        if keys is None:
+    async def remove(self, version_id: str) -> None:
+        """Delete one version's document, objects and cached copies (no permission check); the
+        dataset's latest version is then its highest remaining one."""
+        removed = await self._store.delete(version_id)
+        if removed is None:
             return
+        dataset_id, keys = removed
         for remover in self._removers:
-            await remover(dataset_id)
+            await remover(dataset_id, version_id)
         await self._objects.delete(keys)
-        for cached in self._files.cache.glob(f"{dataset_id}-*.parquet"):  # and its summary
+        for cached in self._files.cache.glob(f"{version_id}-*.parquet"):  # its summary
             cached.unlink(missing_ok=True)
-        await self._ingestions.forget_dataset(dataset_id)
+        await self._ingestions.forget_dataset(version_id)
+        await self._store.settle_latest(dataset_id)
+        if await self._store.get(dataset_id) is None:
+            await self._ingestions.forget_dataset(dataset_id)
 
     async def purge_project(self, project_id: str) -> None:
         await self._objects.delete(await self._store.delete_project(project_id))

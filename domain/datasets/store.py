@@ -38,6 +38,7 @@ from domain.jobs.models import Attempt
 
 index("datasets", ("project_id", 1), ("created_at", -1), ("_id", -1), name="project_newest")
 index("datasets", ("job_id", 1), name="job")
+index("datasets", ("root_id", 1), ("version", -1), name="versions")
 index("ingestions", ("project_id", 1), ("created_at", -1), ("_id", -1), name="project_newest")
 index("ingestions", ("file.sha256", 1), name="sha256")
 index("ingestions", ("upload_id", 1), name="upload")
@@ -71,22 +72,66 @@ def dataset_from(doc: Document, details: list[Document] | None = None) -> Datase
     }
     fields["sample"] = [dict(zip(names, row, strict=False)) for row in fields.get("sample_rows", [])]
     fields["metadata"] = json.loads(doc.get("metadata_json") or "{}")
+    fields["version_id"] = doc["_id"]
+    fields["_id"] = _root(doc)
+    fields["latest_version"] = fields["version"] = doc.get("version", 1)
     return from_document(Dataset, fields)
 
 
+def _root(doc: Document) -> ObjectId:
+    """The dataset a stored version belongs to: its first version's id (docs/architecture.md, "Versions")."""
+    root: ObjectId = doc.get("root_id") or doc["_id"]
+    return root
+
+
+def _latest(doc: Document) -> bool:
+    return doc.get("latest", True) is not False
+
+
 def _summary(doc: Document) -> DatasetSummary:
-    return from_document(DatasetSummary, {**doc, "columns": len(doc.get("schema") or [])})
+    return from_document(
+        DatasetSummary, {
+            **doc, "_id": _root(doc), "columns": len(doc.get("schema") or []), "version": doc.get("version", 1),
+            "version_id": doc["_id"], "source_name": nested(doc, "source", "name") or "",
+        },
+    )  # fmt: skip
+
+
+LATEST: Document = {"latest": {"$ne": False}}  # versions before versions existed have no flag: each was its dataset
 
 
 class DatasetStore:
     def __init__(self, db: Database) -> None:
         self._datasets = db["datasets"]
         self._details = db["dataset_details"]
+        self._counters = db["dataset_versions"]  # per dataset: how many versions were added after the first
 
-    async def get(self, dataset_id: str) -> StoredDataset | None:
+    async def get(self, dataset_id: str, version: int | None = None) -> StoredDataset | None:
+        """A dataset's latest version, or the one numbered `version` (None: there is none). The id may
+        also be a version's own id: then that version, unless it is an older one and no number is asked."""
         doc = await self._datasets.find_one({"_id": object_id(dataset_id, "dataset")})
+        wanted = doc is not None and (
+            doc.get("version", 1) == version if version is not None else _latest(doc)
+        )
+        if not wanted:
+            root = _root(doc) if doc is not None else ObjectId(dataset_id)
+            if version is None:
+                found = await self._datasets.find({"root_id": root, "latest": True}).sort("version", -1).to_list(1)
+                doc = found[0] if found else doc
+            elif version == 1:
+                doc = await self._datasets.find_one({"_id": root})
+            else:
+                doc = await self._datasets.find_one({"root_id": root, "version": version})
         if doc is None:
             return None
+        return await self._stored(doc)
+
+    async def get_version(self, version_id: str) -> StoredDataset | None:
+        """Exactly this version (by its own id), latest or not: what a job made from it reads."""
+        doc = await self._datasets.find_one({"_id": object_id(version_id, "dataset")})
+        return None if doc is None else await self._stored(doc)
+
+    async def _stored(self, doc: Document) -> StoredDataset:
         details = None
         if doc.get("details_parts"):
             details = await self._details.find(
@@ -96,6 +141,45 @@ class DatasetStore:
             dataset_from(doc, details), doc["parquet_key"], doc.get("parquet_sha256", ""), doc.get("summary_key")
         )
 
+    async def versions(self, dataset_id: str) -> list[DatasetSummary]:
+        """Every version of a dataset (of which dataset_id is the first's id), oldest first."""
+        root = ObjectId(dataset_id)
+        cursor = self._datasets.find(
+            {"$or": [{"_id": root}, {"root_id": root}]}, {"stats_list": 0, "sample_rows": 0, "metadata_json": 0}
+        )
+        return sorted([_summary(d) async for d in cursor], key=lambda s: s.version)
+
+    async def latest_version(self, dataset_id: str) -> int:
+        found = await self._datasets.find({"root_id": ObjectId(dataset_id)}, {"version": 1}).sort("version", -1).to_list(1)
+        return int(found[0]["version"]) if found else 1
+
+    async def version_number(self, dataset_id: str, version_id: str) -> int:
+        """The number of the version that will be stored as version_id (the same on every attempt of
+        the job that makes it; a crash between counting and storing leaves a number unused)."""
+        made = await self._datasets.find_one({"_id": ObjectId(version_id)}, {"version": 1})
+        if made is not None and made.get("version"):
+            return int(made["version"])
+        counter = await self._counters.find_one_and_update(
+            {"_id": ObjectId(dataset_id)}, {"$inc": {"added": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        return 1 + int((counter or {}).get("added", 1))
+
+    async def settle_latest(self, dataset_id: str) -> None:
+        """Mark the dataset's highest version, and only it, as its latest (after a version came or went)."""
+        root = ObjectId(dataset_id)
+        docs = await self._datasets.find({"$or": [{"_id": root}, {"root_id": root}]}, {"version": 1, "latest": 1}).to_list()
+        if not docs:
+            await self._counters.delete_one({"_id": root})
+            return
+        top = max(docs, key=lambda d: d.get("version", 1))["_id"]
+        for doc in docs:
+            if (doc["_id"] == top) != _latest(doc):
+                await self._datasets.update_one({"_id": doc["_id"]}, {"$set": {"latest": doc["_id"] == top}})
+
+    async def set_key_columns(self, dataset_id: str, keys: list[str]) -> None:
+        root = ObjectId(dataset_id)
+        await self._datasets.update_many({"$or": [{"_id": root}, {"root_id": root}]}, {"$set": {"key_columns": keys}})
+
     async def set_summary(self, dataset_id: str, parquet_sha256: str, key: str, sorted_columns: list[str]) -> bool:
         """A summary made later for a dataset stored without one (False: the dataset is gone)."""
         same: Document = {"_id": ObjectId(dataset_id)}
@@ -104,9 +188,20 @@ class DatasetStore:
         result = await self._datasets.update_one(same, {"$set": {"summary_key": key, "sorted_columns": sorted_columns}})
         return result.matched_count == 1
 
-    async def write_output(self, dataset_id: str, made: NewDataset, attempt: Attempt) -> bool:
-        """A dataset an ingestion attempt made (False: a newer attempt wrote it already)."""
+    async def write_output(
+        self, dataset_id: str, made: NewDataset, attempt: Attempt, *, version_of: str | None = None, version: int = 1
+    ) -> bool:
+        """A dataset an ingestion attempt made (False: a newer attempt wrote it already); with
+        version_of, version `version` of that dataset (settle_latest then makes it the latest)."""
         fields = attrs.asdict(made, recurse=False)
+        fields["version"] = version
+        if version_of is not None:
+            root = ObjectId(version_of)
+            fields["root_id"], fields["latest"] = root, False
+            current = await self._datasets.find_one(
+                {"$or": [{"_id": root}, {"root_id": root}], **LATEST}, {"key_columns": 1}
+            )  # a dataset's key columns go on with its versions
+            fields["key_columns"] = (current or {}).get("key_columns") or []
         # kept as lists and text: column names may hold dots and dollars, which keys may not
         stats_list = [{"column": name, **values} for name, values in fields.pop("stats").items()]
         sample_rows = [[row.get(c["name"]) for c in made.schema] for row in fields.pop("sample")]
@@ -133,7 +228,7 @@ class DatasetStore:
     async def page(
         self, project_id: str, *, dataset_type: str | None, tag: str | None, limit: int, cursor: str | None
     ) -> tuple[list[DatasetSummary], str | None]:
-        query: dict[str, Any] = {"project_id": ObjectId(project_id)}
+        query: dict[str, Any] = {"project_id": ObjectId(project_id), **LATEST}
         if dataset_type:
             query["dataset_type"] = dataset_type
         if tag:
@@ -147,23 +242,29 @@ class DatasetStore:
         """The datasets of these projects, as the SQL catalog names and lists them."""
         fields = ["project_id", "name", "row_count", "created_at", "parquet_key", "parquet_sha256"]
         cursor = self._datasets.find(
-            {"project_id": {"$in": [ObjectId(p) for p in project_ids]}},
-            dict.fromkeys([*fields, *(["schema"] if with_schema else [])], 1),
+            {"project_id": {"$in": [ObjectId(p) for p in project_ids]}, **LATEST},
+            dict.fromkeys([*fields, "root_id", "version", *(["schema"] if with_schema else [])], 1),
         )
         return [
-            from_document(DatasetEntry, {**d, "schema": d.get("schema") or [], "row_count": d.get("row_count", 0)})
+            from_document(DatasetEntry, {
+                **d, "_id": _root(d), "schema": d.get("schema") or [], "row_count": d.get("row_count", 0),
+                "version": d.get("version", 1), "version_id": d["_id"],
+            })
             async for d in cursor
-        ]
+        ]  # fmt: skip
 
     async def files(self, dataset_ids: list[str]) -> list[DatasetFile]:
+        """Where these datasets' latest versions are."""
+        ids = [ObjectId(i) for i in dataset_ids]
         cursor = self._datasets.find(
-            {"_id": {"$in": [ObjectId(i) for i in dataset_ids]}},
-            {"project_id": 1, "parquet_key": 1, "parquet_sha256": 1},
+            {"$or": [{"_id": {"$in": ids}}, {"root_id": {"$in": ids}}], **LATEST},
+            {"project_id": 1, "parquet_key": 1, "parquet_sha256": 1, "root_id": 1, "version": 1},
         )
         return [
-            DatasetFile(str(d["_id"]), str(d["project_id"]), d["parquet_key"], d.get("parquet_sha256", ""))
+            DatasetFile(str(_root(d)), str(d["project_id"]), d["parquet_key"], d.get("parquet_sha256", ""),
+                        d.get("version", 1), str(d["_id"]))
             async for d in cursor
-        ]
+        ]  # fmt: skip
 
     async def uses_key(self, parquet_key: str) -> bool:
         return await self._datasets.count_documents({"parquet_key": parquet_key}, limit=1) > 0
@@ -171,13 +272,15 @@ class DatasetStore:
     async def ids_by_job(self, job_id: str) -> list[str]:
         return [str(d["_id"]) for d in await self._datasets.find({"job_id": ObjectId(job_id)}, {"_id": 1}).to_list()]
 
-    async def delete(self, dataset_id: str) -> list[str] | None:
-        """Remove a dataset; the keys of its objects (None: it was not there)."""
+    async def delete(self, version_id: str) -> tuple[str, list[str]] | None:
+        """Remove one stored version; its dataset's id and the keys of its objects (None: it was not there)."""
         doc = await self._datasets.find_one_and_delete(
-            {"_id": ObjectId(dataset_id)}, {"parquet_key": 1, "summary_key": 1}
+            {"_id": ObjectId(version_id)}, {"parquet_key": 1, "summary_key": 1, "root_id": 1}
         )
-        await self._details.delete_many({"dataset_id": ObjectId(dataset_id)})
-        return None if doc is None else [k for k in (doc["parquet_key"], doc.get("summary_key")) if k]
+        await self._details.delete_many({"dataset_id": ObjectId(version_id)})
+        if doc is None:
+            return None
+        return str(_root(doc)), [k for k in (doc["parquet_key"], doc.get("summary_key")) if k]
 
     async def delete_project(self, project_id: str) -> list[str]:
         keys = [
@@ -188,6 +291,7 @@ class DatasetStore:
         ]
         ids = [d["_id"] async for d in self._datasets.find({"project_id": ObjectId(project_id)}, {"_id": 1})]
         await self._details.delete_many({"dataset_id": {"$in": ids}})
+        await self._counters.delete_many({"_id": {"$in": ids}})
         await self._datasets.delete_many({"project_id": ObjectId(project_id)})
         return keys
 

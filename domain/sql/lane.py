@@ -40,13 +40,14 @@ class QueryLane:
                 raise Unavailable("the query workers are restarting; try again in a few seconds", code="query_lane_down")
             await asyncio.sleep(0.05)
 
-    async def run(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        """The worker's answer to one query; a lost worker is replaced and the query run once more."""
+    async def run(self, request: dict[str, Any], timeout_s: float, *, function: str = RUN_QUERY) -> dict[str, Any]:
+        """The worker's answer to one query (function: the worker function, a query by default); a
+        lost worker is replaced and the query run once more."""
         for attempt in (1, 2):
             await self._healthy()
             query_id = uuid.uuid4().hex
             try:
-                _generation, future = self._pool.call(RUN_QUERY, {**request, "query_id": query_id})
+                _generation, future = self._pool.call(function, {**request, "query_id": query_id})
             except (BrokenProcessPool, RuntimeError):
                 continue  # broken between the check and the call: the watchdog is on it
             try:

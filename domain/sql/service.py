@@ -30,7 +30,15 @@ from domain.core.errors import (
     field_error,
 )
 from domain.core.settings import IngestSettings, SqlSettings
-from domain.datasets.models import DatasetFile, NewDataset, check_labels, dataset_key, output_id, raw_key
+from domain.datasets.models import (
+    DatasetFile,
+    NewDataset,
+    StoredDataset,
+    check_labels,
+    dataset_key,
+    output_id,
+    raw_key,
+)
 from domain.datasets.service import DatasetsService
 from domain.infra.localfiles import LocalFiles
 from domain.infra.objects import ObjectStore
@@ -40,8 +48,18 @@ from domain.projects.models import Need
 from domain.projects.service import ProjectGate
 from domain.sql.catalog import CATALOG_TABLE, ID_TABLE, Named, assign
 from domain.sql.check import Checked, TableRef, check_statement, invalid
+from domain.sql.diff import DIFF_ROWS, MAX_COMPARED_COLUMNS, comparison, schema_diff, stat_changes
 from domain.sql.lane import QueryLane
-from domain.sql.models import SavedQuery, SqlAnswer, SqlFormat, SqlRequest
+from domain.sql.models import (
+    DatasetDiff,
+    DiffSide,
+    KeyedDiff,
+    RowChanges,
+    SavedQuery,
+    SqlAnswer,
+    SqlFormat,
+    SqlRequest,
+)
 from workers.worker import JobFailed
 
 log = logging.getLogger("labhub.sql")
@@ -71,6 +89,14 @@ class Resolved:
     views: list[dict[str, Any]]  # {schema, name, dataset_id}
     catalog: bool
     files: dict[str, DatasetFile]  # dataset id -> where its Parquet is
+
+
+DIFF_ROWS_FUNCTION = "workers.diff:diff_rows"
+
+
+def _side(stored: StoredDataset) -> DiffSide:
+    d = stored.dataset
+    return DiffSide(d.version, stored.id, d.row_count, d.source.name, d.created_at)
 
 
 class SqlService:
@@ -129,6 +155,75 @@ class SqlService:
         if fmt == "json" and body.endswith(ELAPSED_TAIL):
             body = body[: -len(ELAPSED_TAIL)] + b'"elapsed_ms":%s}' % str(elapsed_ms).encode()
         return SqlAnswer(body, answer["content_type"], fmt, answer["rows"], answer["truncated"], elapsed_ms)
+
+    # -- two versions of a dataset compared ------------------------------------------------------
+
+    async def diff(
+        self, actor: User, dataset_id: str, *, before: int | None, after: int | None, key: str | None
+    ) -> DatasetDiff:
+        """What changed from version `before` to version `after` (docs/architecture.md, "Versions")."""
+        started = time.perf_counter()
+        latest = await self._datasets.readable(actor, dataset_id)
+        versions = [v.version for v in await self._datasets.versions(actor, latest.dataset.id)]
+        to_version = latest.dataset.version if after is None else after
+        if before is None:
+            earlier = [v for v in versions if v < to_version]
+            if not earlier:
+                raise field_error("query.from", f"version {to_version} is the first: name a version to compare with")
+            before = earlier[-1]
+        old = await self._datasets.readable(actor, dataset_id, before)
+        new = latest if to_version == latest.dataset.version else await self._datasets.readable(actor, dataset_id, to_version)
+        a, b = old.dataset, new.dataset
+        old_columns, new_columns = {c.name: c for c in a.schema}, {c.name: c for c in b.schema}
+        common = [c.name for c in b.schema if c.name in old_columns]
+        keys = [k.strip() for k in key.split(",") if k.strip()] if key else list(latest.dataset.key_columns)
+        for name in keys if key else []:
+            if name not in old_columns or name not in new_columns:
+                raise field_error("query.key", f"{name!r} is not a column of both versions")
+        rows = None
+        if keys:
+            rows = await self._keyed(old, new, keys, [n for n in common if n not in keys])
+        return DatasetDiff(
+            dataset_id=a.id,
+            from_version=_side(old), to_version=_side(new),
+            schema=schema_diff(a.schema, b.schema), row_count_delta=b.row_count - a.row_count,
+            stats=stat_changes(a.stats, b.stats, common), rows=rows,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 2),
+        )  # fmt: skip
+
+    async def _keyed(
+        self, old: StoredDataset, new: StoredDataset, keys: list[str], others: list[str]
+    ) -> KeyedDiff:
+        before = {c.name: c for c in old.dataset.schema}
+        after = {c.name: c for c in new.dataset.schema}
+        missing = [k for k in keys if k not in before or k not in after]
+        if missing:
+            which = old.dataset.version if missing[0] not in before else new.dataset.version
+            return KeyedDiff(keys, error={"code": "key_missing",
+                                          "message": f"the key column {missing[0]!r} is not in version {which}"})  # fmt: skip
+        if self._lane is None:
+            raise Unavailable("queries are not run by this process", code="query_lane_down")
+        compared = others[:MAX_COMPARED_COLUMNS]
+        paths = await asyncio.gather(self._datasets.local_parquet(old), self._datasets.local_parquet(new))
+        s = self.settings
+        answer = await self._lane.run(
+            {
+                "views": [{"name": "old", "path": str(paths[0])}, {"name": "new", "path": str(paths[1])}],
+                "keys": [comparison(before[k], after[k]) for k in keys],
+                "columns": [comparison(before[c], after[c]) for c in compared],
+                "limit": DIFF_ROWS, "threads": s.threads, "memory_bytes": s.memory_bytes,
+                "timeout_s": s.save_timeout_s,
+            },
+            s.save_timeout_s, function=DIFF_ROWS_FUNCTION,
+        )  # fmt: skip
+        if "error" in answer:
+            if answer["error"]["code"] in {"keys_not_unique", "diff_failed"}:
+                return KeyedDiff(keys, error=answer["error"], compared_columns=len(compared))
+            raise _refusal({**answer["error"], "position": None})
+        return KeyedDiff(
+            keys, added=RowChanges(**answer["added"]), removed=RowChanges(**answer["removed"]),
+            changed=RowChanges(**answer["changed"]), compared_columns=len(compared),
+        )  # fmt: skip
 
     async def _check(self, sql: str) -> Checked:
         max_chars = self.settings.max_sql_chars
@@ -202,6 +297,13 @@ class SqlService:
         paths = await asyncio.gather(*(self._datasets.local_parquet(files[v["dataset_id"]]) for v in views))
         return [{**v, "path": str(path)} for v, path in zip(views, paths, strict=True)]
 
+    async def _input_files(self, inputs: list[dict[str, Any]]) -> dict[str, DatasetFile] | None:
+        """The versions a saved query was made from (None: saved before versions were recorded)."""
+        if not all(i.get("version_id") for i in inputs):
+            return None
+        found = await asyncio.gather(*(self._datasets.find_version(i["version_id"]) for i in inputs))
+        return {i["dataset_id"]: s.file for i, s in zip(inputs, found, strict=True) if s is not None}
+
     async def _catalog(self, scope: Scope) -> list[dict[str, Any]]:
         entries = await self._datasets.entries(sorted(scope.schemas), with_schema=True)
         by_project: dict[str, list[Any]] = {}
@@ -235,7 +337,9 @@ class SqlService:
         files = resolved.files
         inputs = {
             v["dataset_id"]: {"dataset_id": v["dataset_id"], "table": _text(v),
-                              "parquet_sha256": files[v["dataset_id"]].parquet_sha256}
+                              "parquet_sha256": files[v["dataset_id"]].parquet_sha256,
+                              "version": files[v["dataset_id"]].version,
+                              "version_id": files[v["dataset_id"]].version_id}
             for v in resolved.views if v["dataset_id"] in files
         }  # fmt: skip
         params = {
@@ -253,7 +357,7 @@ class SqlService:
 
     async def _prepare(self, job: Job) -> dict[str, Any]:
         try:
-            views = await self._local_views(job.params["views"])
+            views = await self._local_views(job.params["views"], await self._input_files(job.params["inputs"]))
         except Exception as exc:
             if getattr(exc, "code", "") == "invalid_sql":
                 raise JobFailed("input_gone", "a dataset the query reads was deleted before it ran") from None

@@ -60,7 +60,8 @@ class PlotSpec:
 
 @attrs.frozen
 class Visualization:
-    """source "dataset": a plot of dataset_id at dataset_version (its Parquet's sha256); source
+    """source "dataset": a plot of dataset_id's version `version` (its Parquet's sha256 is
+    dataset_version; newer_version says when the dataset has a newer one); source
     "engagement": a project's logged time, with the query in `engagement` and dataset_version the
     sha256 of the table drawn."""
 
@@ -74,6 +75,8 @@ class Visualization:
     source: Literal["dataset", "engagement"] = "dataset"
     dataset_id: str | None = None
     dataset_version: str = ""
+    version: int | None = None  # the dataset's version it was drawn from
+    newer_version: int | None = None  # the dataset's latest version, when it is newer than that
     engagement: dict[str, str | None] | None = None
     library_versions: dict[str, str] = attrs.field(factory=dict)
     image: dict[str, Any] | None = None

@@ -92,8 +92,8 @@ class VisualizationsService:
             ),
         ]  # fmt: skip
 
-    async def create(self, actor: User, dataset_id: str, spec: PlotSpec) -> Visualization:
-        dataset = await self._dataset_service.find(dataset_id)
+    async def create(self, actor: User, dataset_id: str, spec: PlotSpec, version: int | None = None) -> Visualization:
+        dataset = await self._dataset_service.find(dataset_id, version)
         if dataset is None:
             raise NotFound("dataset not found")
         await self._gate.require(actor, dataset.dataset.project_id, Need.WRITE, what="dataset")
@@ -101,17 +101,18 @@ class VisualizationsService:
         await self._jobs.quotas.check_jobs(actor.id)
         return await self._queue(actor.id, dataset, spec)
 
-    async def queue_default(self, owner_id: str, dataset_id: str) -> Visualization | None:
-        """The first plot of a freshly ingested dataset (manifest `visualize: true`)."""
-        dataset = await self._dataset_service.find(dataset_id)
+    async def queue_default(self, owner_id: str, version_id: str) -> Visualization | None:
+        """The first plot of a freshly ingested dataset version (manifest `visualize: true`)."""
+        dataset = await self._dataset_service.find_version(version_id)
         spec = default_spec(dataset.columns) if dataset else None
         if dataset is None or spec is None:
             return None
         return await self._queue(owner_id, dataset, spec)
 
     async def _queue(self, owner_id: str, dataset: StoredDataset, spec: PlotSpec) -> Visualization:
-        fields = {"dataset_id": dataset.id, "dataset_version": dataset.parquet_sha256}
-        params = {"dataset_id": dataset.id}
+        fields = {"dataset_id": dataset.dataset.id, "dataset_version": dataset.parquet_sha256,
+                  "version": dataset.dataset.version, "dataset_version_id": dataset.id}  # fmt: skip
+        params = {"dataset_id": dataset.id}  # this very version
         return await self._enqueue(owner_id, dataset.dataset.project_id, PLOT_KIND, spec, fields, params)
 
     async def queue_engagement(
@@ -157,7 +158,7 @@ class VisualizationsService:
     # -- the job kinds ----------------------------------------------------------------------------
 
     async def _prepare(self, job: Job) -> dict[str, Any]:
-        dataset = await self._dataset_service.find(job.params["dataset_id"])
+        dataset = await self._dataset_service.find_version(job.params["dataset_id"])
         if dataset is None:
             raise JobFailed("dataset_gone", "the dataset was deleted before the plot was drawn")
         path = await self._dataset_service.local_parquet(dataset)
@@ -228,7 +229,12 @@ class VisualizationsService:
 
     async def get(self, actor: User, visualization_id: str) -> Visualization:
         plot = await self._load(actor, visualization_id)
-        return plot.with_job(await self._jobs.find(plot.visualization.job_id))
+        shown = plot.with_job(await self._jobs.find(plot.visualization.job_id))
+        if shown.dataset_id is not None:
+            latest = await self._dataset_service.find(shown.dataset_id)
+            if latest is not None and latest.dataset.version > (shown.version or 1):
+                shown = attrs.evolve(shown, newer_version=latest.dataset.version)
+        return shown
 
     async def image(self, actor: User, visualization_id: str, fmt: str | None) -> Content:
         image = (await self._load(actor, visualization_id)).visualization.image
@@ -267,8 +273,9 @@ class VisualizationsService:
             for p in plots
         ]  # fmt: skip
 
-    async def remove_for_dataset(self, dataset_id: str) -> None:
-        await self._remove(list(await self._store.delete_for_dataset(dataset_id)))
+    async def remove_for_dataset(self, dataset_id: str, version_id: str) -> None:
+        """The plots of one version of a dataset, which is going."""
+        await self._remove(list(await self._store.delete_for_dataset(dataset_id, version_id)))
 
     async def purge_project(self, project_id: str) -> None:
         await self._remove(list(await self._store.delete_project(project_id)))

@@ -48,7 +48,7 @@ class VisualizationStore:
 
     async def insert(self, doc: Document) -> StoredPlot:
         """doc's ids as a service gives them (24 hex digits): stored as ObjectIds."""
-        stored = with_object_ids(doc, "_id", "project_id", "job_id", "created_by", "dataset_id")
+        stored = with_object_ids(doc, "_id", "project_id", "job_id", "created_by", "dataset_id", "dataset_version_id")
         await insert_once(self._visualizations, stored)
         return _plot(stored)
 
@@ -91,9 +91,15 @@ class VisualizationStore:
         doc = await self._visualizations.find_one_and_delete({"_id": ObjectId(visualization_id)})
         return _plot(doc) if doc else None
 
-    async def delete_for_dataset(self, dataset_id: str) -> list[StoredPlot]:
-        plots = await self.for_dataset(dataset_id)
-        await self._visualizations.delete_many({"dataset_id": ObjectId(dataset_id)})
+    async def delete_for_dataset(self, dataset_id: str, version_id: str) -> list[StoredPlot]:
+        """The plots of one version (plots from before versions name only their dataset: the first)."""
+        of_version: Document = {"$or": [
+            {"dataset_version_id": ObjectId(version_id)},
+            *([{"dataset_id": ObjectId(dataset_id), "dataset_version_id": {"$exists": False}}]
+              if dataset_id == version_id else []),
+        ]}  # fmt: skip
+        plots = [_plot(d) async for d in self._visualizations.find(of_version)]
+        await self._visualizations.delete_many(of_version)
         return plots
 
     async def delete_project(self, project_id: str) -> list[StoredPlot]:

@@ -110,6 +110,10 @@ ROUTES = [
     Route("GET", "/api/datasets/{dataset}", "read"),
     Route("GET", "/api/datasets/{dataset}/download?format=arrow&columns=a", "read"),
     Route("GET", "/api/datasets/{dataset}/rows", "read"),
+    Route("GET", "/api/datasets/{dataset}/versions", "read"),
+    Route("GET", "/api/datasets/{dataset}/diff?from=1&to=1&key=a", "read"),
+    Route("PATCH", "/api/datasets/{dataset}", "manage", lambda _c: {"json": {"key_columns": ["a"]}}),  # the lead's
+    Route("GET", "/api/datasets/{dataset}?version=1", "read"),
     Route("GET", "/api/datasets/{dataset}/download?format=csv", "read"),
     Route("GET", "/api/datasets/{dataset}/raw", "read"),
     Route("GET", "/api/datasets/{dataset}/series?y=a&points=50", "read"),

@@ -798,3 +798,39 @@ def test_a_five_million_row_dataset_is_charted_and_zoomed_to_its_raw_rows(
     expect(page.get_by_role("table", name=re.compile("^Chart data"))).to_contain_text("every row in the range")
     page.locator(".chart .u-over").dblclick()
     expect(chart).to_have_attribute("data-rows", f"0-{rows}", timeout=60_000)
+
+
+def test_a_member_adds_a_new_version_and_looks_back_at_the_first(
+    console: Server, api: Api, people: People, open_context
+):
+    pid = make_project(api, people.lead, "Versioned runs", (people.student_id, "member"))
+    headers = api.sign_in(people.lead)
+    dataset_id = ingested(api, headers, pid, "runs.csv", csv_bytes(200), "text/csv")["result"]["dataset_id"]
+    page = open_context().new_page()
+    sign_in(page, console.url, people.student)
+    page.goto(f"{console.url}/datasets/{dataset_id}")
+    expect(page.get_by_role("heading", name="runs.csv", exact=True)).to_be_visible()
+    page.get_by_role("button", name="Add a new version…").click()
+    page.get_by_label("File for the new version").set_input_files(files(("runs-day2.csv", csv_bytes(350), "text/csv")))
+    page.get_by_role("button", name="Upload as a new version").click()
+    expect(page.get_by_role("heading", name="runs.csv version 2")).to_be_visible(timeout=120_000)
+    listed = page.get_by_role("list", name="Versions of this dataset")
+    expect(listed.get_by_role("listitem")).to_have_count(2)
+    expect(listed).to_contain_text("runs-day2.csv")
+    expect(page.get_by_text("350 rows ·").first).to_be_visible()
+    # what changed: 150 rows more, found by their time
+    compare = page.get_by_role("form", name="Compare versions")
+    expect(compare.get_by_label("From")).to_have_value("1")
+    compare.get_by_label("Key columns (comma separated)").fill("time")
+    compare.get_by_role("button", name="Compare").click()
+    expect(compare.get_by_test_id("row-delta")).to_contain_text("200 → 350 (+150)")
+    expect(compare.get_by_test_id("row-counts")).to_contain_text("150 rows added, 0 removed, 0 changed")
+    expect(compare.get_by_role("table", name="Rows added (the first 100)")).to_contain_text("20.5")
+    expect(compare.get_by_role("table", name=re.compile("^Statistics: before"))).to_contain_text("200 → 350 (+150)")
+    scan(page, "dataset-versions")
+    listed.get_by_role("link", name="Version 1").click()
+    expect(page).to_have_url(re.compile(r"\?version=1$"))
+    expect(page.get_by_role("status").filter(has_text="You are looking at version 1 of 2")).to_be_visible()
+    expect(page.get_by_role("table", name=re.compile(r"^Rows 1–50 of 200$"))).to_be_visible()
+    page.get_by_role("link", name="Go to the latest").click()
+    expect(page.get_by_role("table", name=re.compile(r"^Rows 1–50 of 350$"))).to_be_visible()

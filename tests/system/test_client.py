@@ -217,6 +217,17 @@ def test_login_push_follow_list_and_download(lab: Lab) -> None:
     assert nowhere.returncode == 1
     assert "no project" in nowhere.stderr.lower()
 
+    # the next run of the same instrument: a new version of the dataset, which keeps its name
+    (lab.tmp / "wind-day2.csv").write_bytes(csv_bytes(300))
+    again = lab.run("push", str(lab.tmp / "wind-day2.csv"), "--project", lab.project_id,
+                    "--version-of", datasets["wind.csv"]["id"], "--json")  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    [job] = json.loads(again.stdout)["files"][0]["jobs"]
+    assert job["dataset_ids"] == [datasets["wind.csv"]["id"]]
+    now = {d["name"]: d for d in json.loads(lab.run("datasets", "--project", lab.project_id, "--json").stdout)}
+    assert (now["wind.csv"]["row_count"], now["wind.csv"]["version"]) == (300, 2)
+    assert set(now) == set(datasets)
+
 
 def test_an_interrupted_push_resumes_when_the_same_command_runs_again(lab: Lab) -> None:
     lab.run("login", "--url", lab.url, "--token-file", str(lab.token_file))

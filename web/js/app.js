@@ -57,11 +57,11 @@ function NotFound() {
   return html`<section><h1>Not found</h1><p>There is no page here. <${Link} href="/">Back to projects<//></p></section>`;
 }
 
-function Routes({ path, user }) {
+function Routes({ path, query, user }) {
   let m;
   if (path === '/' || path === '/projects') return html`<${Projects} />`;
   if ((m = match('/projects/:pid/:tab?', path))) return html`<${ProjectPage} pid=${m.pid} tab=${m.tab || 'overview'} />`;
-  if ((m = match('/datasets/:id', path))) return html`<${DatasetPage} id=${m.id} />`;
+  if ((m = match('/datasets/:id', path))) return html`<${DatasetPage} id=${m.id} version=${query.get('version')} />`;
   if ((m = match('/meetings/:id', path))) return html`<${MeetingPage} id=${m.id} />`;
   if (path === '/jobs') return html`<${Jobs} />`;
   if (path === '/notifications') return html`<${Notifications} />`;
@@ -73,7 +73,7 @@ function Routes({ path, user }) {
 }
 
 function App() {
-  const { path } = useLocation();
+  const { path, query } = useLocation();
   const [user, setUser] = useState(undefined); // undefined: still finding out; null: signed out
   const [reason, setReason] = useState(null);
 
@@ -123,7 +123,7 @@ function App() {
   };
   return html`<${Session.Provider} value=${{ user, setUser }}>
     <${Header} user=${user} onSignOut=${signOut} path=${path} />
-    <main id="main" tabindex="-1"><${Routes} path=${path} user=${user} /></main>
+    <main id="main" tabindex="-1"><${Routes} path=${path} query=${query} user=${user} /></main>
   <//>`;
 }
 

@@ -8,6 +8,7 @@
 import { html, useEffect, useRef, useState } from '../../vendor/htm-preact.js';
 import * as api from '../api.js';
 import { Check, ErrorNote, Select } from '../ui.js';
+import { at } from './versions.js';
 
 const ROW = '_row';
 const MAX_Y = 8;
@@ -105,7 +106,7 @@ export function Chart({ dataset }) {
     let retry = null;
     // three groups per CSS pixel (sharp on a dense screen too); up to 2 × points rows come raw
     const points = Math.max(200, Math.min(4000, Math.round((box.current?.clientWidth || 800) * 3)));
-    const query = { y: chosen ? chosen.join(',') : undefined, points, x: x ?? undefined };
+    const query = { y: chosen ? chosen.join(',') : undefined, points, x: x ?? undefined, ...at(dataset) };
     if (view && answer) {
       query.from = toApiX(answer.x, view[0]);
       query.to = toApiX(answer.x, view[1]);
@@ -129,7 +130,7 @@ export function Chart({ dataset }) {
     };
     load();
     return () => { gone = true; clearTimeout(retry); };
-  }, [dataset.id, x, chosen && chosen.join('\u0000'), view && view.join(',')]);
+  }, [dataset.id, dataset.version, x, chosen && chosen.join('\u0000'), view && view.join(',')]);
 
   // draw (again) whenever the points, the axes' kind or the colours change
   useEffect(() => {

@@ -6,6 +6,7 @@ import * as api from '../api.js';
 import { ErrorNote, Input, Link, Loading, Moment, PagedList, Select, bytes, count, day, useAction, useLoad, usePaged } from '../ui.js';
 import { Chart, summarisedColumns } from './chart.js';
 import { JobRow } from './jobrow.js';
+import { Versions, at } from './versions.js';
 
 const KINDS = [['line', 'Line'], ['scatter', 'Scatter'], ['histogram', 'Histogram'], ['bar', 'Bar'], ['box', 'Box'], ['heatmap', 'Heatmap']];
 const QUANTILE_KEYS = ['p01', 'p05', 'p25', 'p50', 'median', 'p75', 'p95', 'p99'];
@@ -78,13 +79,13 @@ function useShapes(dataset, names) {
   useEffect(() => {
     if (!wanted.length || dataset.row_count < 2) return undefined;
     let gone = false;
-    api.get(`/api/datasets/${dataset.id}/series`, { x: '_row', y: wanted.join(','), points: SPARK_POINTS })
+    api.get(`/api/datasets/${dataset.id}/series`, { x: '_row', y: wanted.join(','), points: SPARK_POINTS, ...at(dataset) })
       .then((body) => {
         if (gone || !body || !body.series) return; // 202: the summary is still being made
         setShapes(Object.fromEntries(body.series.map((s) => [s.name, s.y])));
       }, () => {}); // a column without a summary simply has no sparkline
     return () => { gone = true; };
-  }, [dataset.id, wanted.join('\u0000')]);
+  }, [dataset.id, dataset.version, wanted.join('\u0000')]);
   return shapes;
 }
 
@@ -140,7 +141,7 @@ function PagedRows({ dataset }) {
   const columns = useWindow(dataset.schema.map((c) => c.name), ROW_COLUMNS);
   const wide = dataset.schema.length > ROW_COLUMNS;
   const names = columns.shown;
-  const rows = useLoad(() => api.get(`/api/datasets/${dataset.id}/rows`, { offset, limit: size, columns: wide ? names.join(',') : null }), [dataset.id, offset, names.join('\u0000')]);
+  const rows = useLoad(() => api.get(`/api/datasets/${dataset.id}/rows`, { offset, limit: size, columns: wide ? names.join(',') : null, ...at(dataset) }), [dataset.id, dataset.version, offset, names.join('\u0000')]);
   const data = rows.data;
   return html`<section aria-labelledby="rows-h">
     <h2 id="rows-h">Rows</h2>
@@ -219,7 +220,8 @@ function PlotCard({ viz, showDataset = false }) {
       initial=${{ status: viz.status, error: viz.error }}
       onStatus=${(status) => setDone(status === 'succeeded')} />
     ${done && html`<${PlotImage} viz=${viz} />`}
-    <details><summary>Spec (for reproducing this plot)</summary><pre class="code">${JSON.stringify({ dataset_id: viz.dataset_id, dataset_version: viz.dataset_version, spec: viz.spec, library_versions: viz.library_versions }, null, 2)}</pre></details>
+    ${viz.version && html`<p class="meta">Drawn from version ${viz.version}${viz.newer_version ? html` · <span class="newer">version ${viz.newer_version} is newer</span>` : ''}</p>`}
+    <details><summary>Spec (for reproducing this plot)</summary><pre class="code">${JSON.stringify({ dataset_id: viz.dataset_id, version: viz.version, dataset_version: viz.dataset_version, spec: viz.spec, library_versions: viz.library_versions }, null, 2)}</pre></details>
   </li>`;
 }
 
@@ -237,7 +239,7 @@ function PlotForm({ dataset, onQueued }) {
       ...(histogram ? { y: [spec.x], bins: Number(spec.bins) } : { x: spec.x || null, y: spec.y ? [spec.y] : [] }),
       ...(spec.group_by ? { group_by: spec.group_by } : {}),
     };
-    run(async () => onQueued(await api.post(`/api/datasets/${dataset.id}/visualizations`, body)));
+    run(async () => onQueued(await api.post(`/api/datasets/${dataset.id}/visualizations`, body, at(dataset))));
   };
   const none = [['', '—']];
   return html`<form class="card" onSubmit=${submit} aria-label="New plot">
@@ -258,8 +260,8 @@ function PlotForm({ dataset, onQueued }) {
   </form>`;
 }
 
-export function DatasetPage({ id }) {
-  const dataset = useLoad(() => api.get(`/api/datasets/${id}`), [id]);
+export function DatasetPage({ id, version }) {
+  const dataset = useLoad(() => api.get(`/api/datasets/${id}`, version ? { version } : {}), [id, version]);
   const plots = usePaged(
     (cursor) => (dataset.data ? api.get(`/api/projects/${dataset.data.project_id}/visualizations`, { dataset_id: id, cursor, limit: 10 }) : Promise.resolve({ items: [] })),
     [id, dataset.data?.project_id],
@@ -268,14 +270,15 @@ export function DatasetPage({ id }) {
   if (dataset.loading) return html`<${Loading} />`;
   if (dataset.error) return html`<section><h1>Dataset</h1><${ErrorNote} error=${dataset.error} /></section>`;
   const d = dataset.data;
+  const v = at(d);
   return html`<section>
     <p class="crumbs"><${Link} href=${`/projects/${d.project_id}/datasets`}>Project datasets<//> /</p>
-    <h1>${d.name}${d.sheet ? ` — ${d.sheet}` : ''}</h1>
+    <h1>${d.name}${d.sheet && !d.name.endsWith(d.sheet) ? ` — ${d.sheet}` : ''}${d.latest_version > 1 ? html` <span class="version-badge">version ${d.version}</span>` : ''}</h1>
     <p class="meta">${count(d.row_count)} rows · ${count(d.schema.length)} columns · ${d.dataset_type || 'no type'} · ${d.tag || 'no tag'} · from ${d.source.name} (${bytes(d.source.size)}; ${bytes(d.parquet_bytes)} stored) · made <${Moment} iso=${d.created_at} /></p>
     <div class="row wrap">
-      <button type="button" class="secondary" onClick=${() => downloads.run(() => api.download(`/api/datasets/${id}/download`, { format: 'parquet' }, `${d.name}.parquet`))}>Download Parquet</button>
-      <button type="button" class="secondary" onClick=${() => downloads.run(() => api.download(`/api/datasets/${id}/download`, { format: 'csv' }, `${d.name}.csv`))}>Download CSV</button>
-      <button type="button" class="secondary" onClick=${() => downloads.run(() => api.download(`/api/datasets/${id}/raw`, null, d.source.name))}>Download raw file</button>
+      <button type="button" class="secondary" onClick=${() => downloads.run(() => api.download(`/api/datasets/${id}/download`, { format: 'parquet', ...v }, `${d.name}.parquet`))}>Download Parquet</button>
+      <button type="button" class="secondary" onClick=${() => downloads.run(() => api.download(`/api/datasets/${id}/download`, { format: 'csv', ...v }, `${d.name}.csv`))}>Download CSV</button>
+      <button type="button" class="secondary" onClick=${() => downloads.run(() => api.download(`/api/datasets/${id}/raw`, v, d.source.name))}>Download raw file</button>
       <${Link} class="button secondary" href=${`/projects/${d.project_id}/query?dataset=${id}`}>Query this dataset<//>
     </div>
     <${ErrorNote} error=${downloads.error} />
@@ -283,6 +286,7 @@ export function DatasetPage({ id }) {
     <h2>Columns</h2>
     <${StatsTable} dataset=${d} />
     ${d.warnings.length > 0 && html`<h2>Parse warnings</h2><ul>${d.warnings.map((w, i) => html`<li key=${i}>${w.message || JSON.stringify(w)}</li>`)}</ul>`}
+    <${Versions} dataset=${d} onNewVersion=${dataset.reload} />
     <${Metadata} dataset=${d} />
     <${PagedRows} dataset=${d} />
     <h2>Plots</h2>
