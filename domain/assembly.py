@@ -47,6 +47,7 @@ from domain.jobs.notices import JobNotices
 from domain.jobs.scheduler import Scheduler
 from domain.jobs.service import JobsService
 from domain.jobs.store import JobStore
+from domain.lineage.service import LineageService
 from domain.mail.letters import Sender
 from domain.mail.outbox import MailOutbox
 from domain.mail.service import MailService
@@ -108,6 +109,7 @@ class Domain:
     engagement: EngagementService
     sql: SqlService
     series: SeriesService
+    lineage: LineageService
 
 
 async def start_serving(domain: Domain, settings: Settings) -> None:
@@ -288,6 +290,7 @@ def build_domain(
         gate, datasets, jobs, objects, local_files, settings.sql, settings.ingest, part_size=u.part_size_bytes
     )
     series = SeriesService(datasets, jobs, local_files, zone=settings.app.timezone)
+    lineage = LineageService(gate, people, datasets, ingestions, visualizations, records, documents)
     # -- the hooks between areas: here and nowhere else --------------------------------------------
     ingestions.visualize = visualizations.queue_default
     datasets.on_remove(visualizations.remove_for_dataset)
@@ -305,5 +308,5 @@ def build_domain(
         projects=projects, quotas=quotas, uploads=uploads, documents=documents, records=records,
         event_log=event_log, notifications=notifications, meetings=meetings, calendar_links=calendar_links,
         job_events=job_events, job_notices=JobNotices(notifications, mail, people, gate, after_s=settings.mail.job_notice_after_s), jobs=jobs, local_files=local_files, datasets=datasets, ingestions=ingestions,
-        visualizations=visualizations, engagement=engagement, sql=sql, series=series,
+        visualizations=visualizations, engagement=engagement, sql=sql, series=series, lineage=lineage,
     )  # fmt: skip

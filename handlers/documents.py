@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
+from domain.core.ids import check_dataset_ids
 from domain.core.pagination import Page
 from domain.documents.models import Document, DocumentVersion
 from handlers.codec import json_response, parse_body, parse_query
@@ -33,15 +34,28 @@ class FromUpload:
 
     upload_id: str
     name: str | None = None
+    dataset_ids: list[str] | None = None  # the datasets it cites
+
+
+@attrs.frozen
+class CitationQuery:
+    """dataset_ids: the datasets the document cites, comma-separated (with a multipart upload)."""
+
+    dataset_ids: str | None = None
 
 
 async def _body(request: web.Request, max_bytes: int) -> dict[str, Any]:
-    """The new content's arguments for the service: a multipart file, or an upload named in JSON."""
+    """The new content's arguments for the service: a multipart file, or an upload named in JSON;
+    and the datasets the document cites (JSON dataset_ids, or ?dataset_ids= with a multipart file)."""
     if request.content_type == "application/json":
         body = await parse_body(request, FromUpload)
-        return {"upload_id": body.upload_id, "name": body.name}
+        cited = None if body.dataset_ids is None else check_dataset_ids(body.dataset_ids)
+        return {"upload_id": body.upload_id, "name": body.name, "dataset_ids": cited}
+    query = parse_query(request, CitationQuery).dataset_ids
+    cited = None if query is None else check_dataset_ids([i.strip() for i in query.split(",") if i.strip()],
+                                                          "query.dataset_ids")  # fmt: skip
     upload = await single_file(request, max_bytes=max_bytes)
-    return {"name": upload.name, "content_type": upload.content_type, "chunks": upload.chunks}
+    return {"name": upload.name, "content_type": upload.content_type, "chunks": upload.chunks, "dataset_ids": cited}
 
 
 @attrs.frozen
@@ -51,8 +65,8 @@ class ContentQuery:
 
 @routes.post("/api/projects/{pid}/documents")
 @doc("Upload a document (multipart field `file`), streamed into storage; or, as JSON, name a finished "
-     "resumable upload", body=UploadForm, request_content_type="multipart/form-data",
-     other_bodies={"application/json": FromUpload}, response=Document, status=201)  # fmt: skip
+     "resumable upload; dataset_ids: the datasets it cites", body=UploadForm, request_content_type="multipart/form-data",
+     other_bodies={"application/json": FromUpload}, query=CitationQuery, response=Document, status=201)  # fmt: skip
 async def upload_document(request: web.Request) -> web.Response:
     actor = await require_user(request)
     service = request.app[DOCUMENTS]
@@ -109,7 +123,7 @@ async def document_content(request: web.Request) -> web.StreamResponse:
 @routes.post("/api/documents/{id}/versions")
 @doc("Upload a new version of a document (multipart field `file`, or JSON naming a finished resumable upload)",
      body=UploadForm, request_content_type="multipart/form-data", other_bodies={"application/json": FromUpload},
-     response=Document, status=201)  # fmt: skip
+     query=CitationQuery, response=Document, status=201)  # fmt: skip
 async def add_version(request: web.Request) -> web.Response:
     actor = await require_user(request)
     service = request.app[DOCUMENTS]

@@ -23,6 +23,7 @@ from domain.jobs.events import JobEvents
 from domain.jobs.models import JobKinds
 from domain.jobs.scheduler import Scheduler
 from domain.jobs.service import JobsService
+from domain.lineage.service import LineageService
 from domain.mail.service import MailService
 from domain.meetings.calendar_links import CalendarLinks
 from domain.meetings.service import MeetingsService
@@ -67,6 +68,7 @@ SCHEDULER = web.AppKey("scheduler", Scheduler)
 LOCAL_FILES = web.AppKey("local_files", LocalFiles)
 DATASETS = web.AppKey("datasets", DatasetsService)
 SERIES = web.AppKey("series", SeriesService)
+LINEAGE = web.AppKey("lineage", LineageService)
 INGESTIONS = web.AppKey("ingestions", IngestionService)
 VISUALIZATIONS = web.AppKey("visualizations", VisualizationsService)
 MEETINGS = web.AppKey("meetings", MeetingsService)
@@ -94,4 +96,4 @@ def put_domain(app: web.Application, domain: Domain) -> None:
     app[JOB_EVENTS], app[JOBS], app[LOCAL_FILES] = domain.job_events, domain.jobs, domain.local_files
     app[DATASETS], app[INGESTIONS] = domain.datasets, domain.ingestions
     app[VISUALIZATIONS], app[ENGAGEMENT] = domain.visualizations, domain.engagement
-    app[SQL], app[SERIES] = domain.sql, domain.series
+    app[SQL], app[SERIES], app[LINEAGE] = domain.sql, domain.series, domain.lineage

@@ -16,6 +16,7 @@ from handlers import (
     health,
     ingestions,
     jobs,
+    lineage,
     meetings,
     metrics,
     notifications,
@@ -36,7 +37,7 @@ from handlers.tus import EXPOSED_HEADERS
 
 ROUTE_MODULES = (
     health, auth, users, projects, documents, records, ingestions, datasets, visualizations, sql, jobs,
-    notifications, meetings, engagement, system, tokens, calendar, tus, metrics, openapi,
+    notifications, meetings, engagement, system, tokens, calendar, tus, metrics, openapi, lineage,
 )  # fmt: skip
 
 

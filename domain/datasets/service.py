@@ -147,6 +147,19 @@ class DatasetsService:
     async def settle_latest(self, dataset_id: str) -> None:
         await self._store.settle_latest(dataset_id)
 
+    async def adjacent_version(self, dataset_id: str, version: int, *, later: bool) -> StoredDataset | None:
+        """For lineage: the version before (or after) one."""
+        return await self._store.adjacent(dataset_id, version, later=later)
+
+    async def made_from(self, version_id: str, dataset_id: str) -> list[tuple[str, str]]:
+        """For lineage: (version id, job id) of what saved queries made from this version."""
+        return await self._store.made_from(version_id, dataset_id)
+
+    async def versions_made_by(self, job_id: str) -> list[StoredDataset]:
+        """For lineage: the dataset versions a job (an ingestion, a saved query) made."""
+        found = [await self._store.get_version(i) for i in await self._store.ids_by_job(job_id)]
+        return [f for f in found if f is not None]
+
     async def entries(self, project_ids: list[str], *, with_schema: bool = False) -> list[DatasetEntry]:
         """For an area that has checked its caller (SQL's catalog): the datasets of these projects."""
         return await self._store.entries(project_ids, with_schema=with_schema) if project_ids else []

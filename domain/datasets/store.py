@@ -176,6 +176,25 @@ class DatasetStore:
             if (doc["_id"] == top) != _latest(doc):
                 await self._datasets.update_one({"_id": doc["_id"]}, {"$set": {"latest": doc["_id"] == top}})
 
+    async def adjacent(self, dataset_id: str, version: int, *, later: bool) -> StoredDataset | None:
+        """The version just before (or after) version `version` of a dataset."""
+        root = ObjectId(dataset_id)
+        order = 1 if later else -1
+        found = await self._datasets.find(
+            {"$or": [{"_id": root}, {"root_id": root}], "version": {"$gt" if later else "$lt": version}}
+        ).sort("version", order).to_list(1)
+        if not found and not later and version > 1:  # the first version of a dataset stored before versions
+            found = await self._datasets.find({"_id": root, "version": {"$exists": False}}).to_list(1)
+        return await self._stored(found[0]) if found else None
+
+    async def made_from(self, version_id: str, dataset_id: str) -> list[tuple[str, str]]:
+        """(version id, job id) of the datasets saved queries made from this version."""
+        used: list[Document] = [{"provenance.inputs.version_id": version_id}]
+        if version_id == dataset_id:  # saved before versions were recorded: named the dataset only
+            used.append({"provenance.inputs": {"$elemMatch": {"dataset_id": dataset_id, "version_id": None}}})
+        cursor = self._datasets.find({"$or": used}, {"job_id": 1}).limit(500)
+        return [(str(d["_id"]), str(d["job_id"])) async for d in cursor]
+
     async def set_key_columns(self, dataset_id: str, keys: list[str]) -> None:
         root = ObjectId(dataset_id)
         await self._datasets.update_many({"$or": [{"_id": root}, {"root_id": root}]}, {"$set": {"key_columns": keys}})

@@ -25,6 +25,7 @@ class Document:
     created_by: str
     created_at: datetime
     updated_at: datetime
+    dataset_ids: list[str] = attrs.field(factory=list)  # the datasets its current version cites
 
 
 @attrs.frozen
@@ -37,6 +38,7 @@ class DocumentVersion:
     sha256: str
     created_by: str
     created_at: datetime
+    dataset_ids: list[str] = attrs.field(factory=list)  # the datasets this version cites
 
 
 def clean_file_name(raw: str | None) -> str:

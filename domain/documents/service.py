@@ -93,20 +93,21 @@ class DocumentsService:
             yield upload
 
     async def upload_from(
-        self, actor: User, project_id: str, *, upload_id: str, name: str | None
+        self, actor: User, project_id: str, *, upload_id: str, name: str | None, dataset_ids: list[str] | None = None
     ) -> Document:
         await self._gate.require(actor, project_id, Need.WRITE)  # outsiders learn nothing of the upload
         async with self._claimed(actor, upload_id) as upload:
             return await self.upload(actor, project_id, name=name or upload.filename,
-                                     content_type=upload.content_type, chunks=upload)  # fmt: skip
+                                     content_type=upload.content_type, chunks=upload, dataset_ids=dataset_ids)  # fmt: skip
 
     async def add_version_from(
-        self, actor: User, document_id: str, *, upload_id: str, name: str | None
+        self, actor: User, document_id: str, *, upload_id: str, name: str | None, dataset_ids: list[str] | None = None
     ) -> Document:
         await self._changeable(actor, document_id)  # refused before the upload is taken
         async with self._claimed(actor, upload_id) as upload:
             return await self.add_version(actor, document_id, name=name or upload.filename,
-                                          content_type=upload.content_type, chunks=upload)  # fmt: skip
+                                          content_type=upload.content_type, chunks=upload,
+                                          dataset_ids=dataset_ids)  # fmt: skip
 
     async def upload(
         self,
@@ -116,7 +117,9 @@ class DocumentsService:
         name: str | None,
         content_type: str | None,
         chunks: Body,
+        dataset_ids: list[str] | None = None,
     ) -> Document:
+        """dataset_ids: the datasets the document cites (docs/architecture.md, "Lineage")."""
         project = await self._gate.require(actor, project_id, Need.WRITE)
         clean_name = clean_file_name(name)
         media_type = clean_content_type(content_type, clean_name)
@@ -125,7 +128,7 @@ class DocumentsService:
         try:
             document = await self._store.insert(
                 document_id=document_id, project_id=project.id, name=clean_name, content_type=media_type,
-                size=size, sha256=sha256, object_key=key, created_by=actor.id,
+                size=size, sha256=sha256, object_key=key, created_by=actor.id, dataset_ids=dataset_ids,
             )  # fmt: skip
         except BaseException:
             await self._objects.delete([key])
@@ -147,7 +150,9 @@ class DocumentsService:
         name: str | None,
         content_type: str | None,
         chunks: Body,
+        dataset_ids: list[str] | None = None,
     ) -> Document:
+        """dataset_ids: the datasets the new version cites (None: those the current one cites)."""
         current = await self._changeable(actor, document_id)
         clean_name = clean_file_name(name) if name else current.name
         media_type = clean_content_type(content_type, clean_name)
@@ -155,7 +160,7 @@ class DocumentsService:
         try:
             document = await self._store.add_version(
                 document_id=current.id, name=clean_name, content_type=media_type, size=size, sha256=sha256,
-                object_key=key, created_by=actor.id,
+                object_key=key, created_by=actor.id, dataset_ids=dataset_ids,
             )  # fmt: skip
         except BaseException:
             await self._objects.delete([key])
@@ -236,6 +241,14 @@ class DocumentsService:
             await self._store.delete_versions([row for row, _ in orphans])
             log.info("orphaned document versions removed", extra={"count": len(orphans)})
         return len(orphans)
+
+    async def find(self, document_id: str) -> Document | None:
+        """For an area that checks its caller itself (lineage): the document."""
+        return await self._store.get(document_id)
+
+    async def citing(self, dataset_id: str) -> list[Document]:
+        """For an area that checks its caller itself (lineage): documents citing a dataset."""
+        return await self._store.citing(dataset_id)
 
     async def purge_project(self, project_id: str) -> None:
         await self._objects.delete(await self._store.delete_project(project_id))

@@ -23,9 +23,13 @@ index("documents", ("project_id", 1), ("created_at", -1), ("_id", -1), name="pro
 index("document_versions", ("document_id", 1), ("version", 1), unique=True, name="document_version")
 index("document_versions", ("project_id", 1), name="project")
 index("document_versions", ("created_at", 1), name="made")
+index("documents", ("dataset_ids", 1), name="cited")
 backup_rule("documents", rank=3)
 backup_rule("document_versions", references=lambda d: (d.get("object_key"),))
 VERSION_TRIES = 20
+
+
+CITING_LIMIT = 500  # lineage shows at most this many citing documents per dataset
 
 
 class DocumentStore:
@@ -47,6 +51,7 @@ class DocumentStore:
         sha256: str,
         object_key: str,
         created_by: str,
+        dataset_ids: list[str] | None = None,
     ) -> DocumentModel:
         now = utcnow()
         doc: Document = {
@@ -58,6 +63,7 @@ class DocumentStore:
             "size": size,
             "sha256": sha256,
             "version": 1,
+            "dataset_ids": [ObjectId(i) for i in dataset_ids or []],
             "object_key": object_key,  # the current version's: marks whose update made it current
             "created_by": ObjectId(created_by),
             "created_at": now,
@@ -86,6 +92,7 @@ class DocumentStore:
                 "content_type": doc["content_type"],
                 "size": doc["size"],
                 "sha256": doc["sha256"],
+                "dataset_ids": doc.get("dataset_ids", []),
                 "object_key": object_key,
                 "created_by": ObjectId(created_by),
                 "created_at": at,
@@ -102,6 +109,7 @@ class DocumentStore:
         sha256: str,
         object_key: str,
         created_by: str,
+        dataset_ids: list[str] | None = None,
     ) -> DocumentModel | None:
         """Number the new version and make it current; None if the document is gone.
 
@@ -122,7 +130,8 @@ class DocumentStore:
                 {"_id": ObjectId(document_id), "version": current["version"]},
                 {"$set": {"version": current["version"] + 1, "object_key": object_key, "name": name,
                           "name_lower": name.lower(), "content_type": content_type, "size": size, "sha256": sha256,
-                          "updated_at": now}},
+                          "updated_at": now,
+                          **({} if dataset_ids is None else {"dataset_ids": [ObjectId(i) for i in dataset_ids]})}},
                 return_document=ReturnDocument.AFTER,
             )  # fmt: skip
             if doc is not None:
@@ -135,6 +144,11 @@ class DocumentStore:
             doc, object_key=object_key, version=doc["version"], created_by=created_by, at=now
         )
         return from_document(DocumentModel, doc)
+
+    async def citing(self, dataset_id: str) -> list[DocumentModel]:
+        """The documents whose current version cites a dataset."""
+        cursor = self._documents.find({"dataset_ids": ObjectId(dataset_id)}).limit(CITING_LIMIT)
+        return [from_document(DocumentModel, d) async for d in cursor]
 
     async def get(self, document_id: str) -> DocumentModel | None:
         doc = await self._documents.find_one({"_id": object_id(document_id, "document")})

@@ -14,6 +14,7 @@ import attrs
 
 from domain.core.clock import RANGE_MESSAGE, in_range
 from domain.core.errors import InvalidInput, field_error
+from domain.core.ids import check_dataset_ids
 from domain.core.pagination import clamp_limit
 
 MAX_KIND = 64
@@ -42,6 +43,7 @@ class Record:
     created_by: str
     created_at: datetime
     updated_at: datetime
+    dataset_ids: list[str] = attrs.field(factory=list)  # the datasets it cites (docs/architecture.md, "Lineage")
 
 
 @attrs.frozen
@@ -51,6 +53,7 @@ class RecordInput:
     data: dict[str, Any] = attrs.field(factory=dict)
     tags: list[str] = attrs.field(factory=list)
     dataset_id: str | None = None
+    dataset_ids: list[str] = attrs.field(factory=list)
 
 
 @attrs.frozen
@@ -62,6 +65,7 @@ class RecordChanges:
     data: dict[str, Any] | None = None
     tags: list[str] | None = None
     dataset_id: str | None = None
+    dataset_ids: list[str] | None = None
 
 
 class Op(enum.StrEnum):
@@ -144,6 +148,7 @@ def checked_fields(values: Mapping[str, Any]) -> dict[str, Any]:
         "data": check_data,
         "tags": check_tags,
         "dataset_id": check_dataset_id,
+        "dataset_ids": check_dataset_ids,
     }
     return {name: checks[name](value) for name, value in values.items() if value is not None}
 

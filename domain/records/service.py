@@ -85,5 +85,13 @@ class RecordsService:
                 at=utcnow(),
             )  # fmt: skip
 
+    async def find(self, record_id: str) -> Record | None:
+        """For an area that checks its caller itself (lineage): the record."""
+        return await self._store.get(record_id)
+
+    async def citing(self, dataset_id: str) -> list[Record]:
+        """For an area that checks its caller itself (lineage): the records citing a dataset."""
+        return await self._store.citing(dataset_id)
+
     async def purge_project(self, project_id: str) -> None:
         await self._store.delete_project(project_id)

@@ -19,6 +19,8 @@ from domain.records.models import Condition, Op, Record, RecordQuery
 index("records", ("project_id", 1), ("created_at", -1), ("_id", -1), name="project_newest")
 index("records", ("project_id", 1), ("kind", 1), name="project_kind")
 index("records", ("project_id", 1), ("tags", 1), name="project_tags")
+index("records", ("dataset_ids", 1), name="cited")
+index("records", ("dataset_id", 1), name="about_dataset")
 
 _STORED_FIELD = {"title": "title_lower"}  # title filters and sorting ignore case
 _INCLUSIVE = {Op.GTE: at_least, Op.LTE: at_most}  # created_at/updated_at: see at_least
@@ -37,6 +39,8 @@ def _stored(fields: dict[str, Any]) -> dict[str, Any]:
         stored["title_lower"] = stored["title"].lower()
     if stored.get("dataset_id"):
         stored["dataset_id"] = ObjectId(stored["dataset_id"])
+    if "dataset_ids" in stored:
+        stored["dataset_ids"] = [ObjectId(i) for i in stored["dataset_ids"]]
     return stored
 
 
@@ -58,6 +62,9 @@ def build_filter(project_id: str, conditions: tuple[Condition, ...]) -> dict[str
 def sort_spec(query: RecordQuery) -> SortSpec:
     direction = -1 if query.descending else 1
     return [(_STORED_FIELD.get(query.sort_field, query.sort_field), direction), ("_id", direction)]
+
+
+CITING_LIMIT = 500  # lineage shows at most this many citing records per dataset
 
 
 class RecordStore:
@@ -90,6 +97,12 @@ class RecordStore:
             {"_id": ObjectId(record_id)}, {"$set": changes}, return_document=ReturnDocument.AFTER
         )
         return from_document(Record, doc) if doc else None
+
+    async def citing(self, dataset_id: str) -> list[Record]:
+        """The records that cite a dataset (dataset_ids, or the dataset_id they were made about)."""
+        cited = ObjectId(dataset_id)
+        cursor = self._records.find({"$or": [{"dataset_ids": cited}, {"dataset_id": cited}]}).limit(CITING_LIMIT)
+        return [from_document(Record, d) async for d in cursor]
 
     async def delete(self, record_id: str) -> bool:
         return (await self._records.delete_one({"_id": ObjectId(record_id)})).deleted_count == 1

@@ -76,6 +76,7 @@ class Visualization:
     dataset_id: str | None = None
     dataset_version: str = ""
     version: int | None = None  # the dataset's version it was drawn from
+    dataset_version_id: str | None = None  # that version's own id
     newer_version: int | None = None  # the dataset's latest version, when it is newer than that
     engagement: dict[str, str | None] | None = None
     library_versions: dict[str, str] = attrs.field(factory=dict)

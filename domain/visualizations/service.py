@@ -273,6 +273,15 @@ class VisualizationsService:
             for p in plots
         ]  # fmt: skip
 
+    async def find(self, visualization_id: str) -> Visualization | None:
+        """For an area that checks its caller itself (lineage): the plot as stored."""
+        plot = await self._store.get(visualization_id)
+        return None if plot is None else plot.visualization
+
+    async def of_version(self, dataset_id: str, version_id: str) -> list[Visualization]:
+        """For lineage: the plots drawn from one version of a dataset."""
+        return [p.visualization for p in await self._store.of_version(dataset_id, version_id)]
+
     async def remove_for_dataset(self, dataset_id: str, version_id: str) -> None:
         """The plots of one version of a dataset, which is going."""
         await self._remove(list(await self._store.delete_for_dataset(dataset_id, version_id)))

@@ -83,6 +83,15 @@ class VisualizationStore:
         )
         return [_plot(d) for d in docs], next_cursor
 
+    async def of_version(self, dataset_id: str, version_id: str) -> list[StoredPlot]:
+        """The plots drawn from one version (plots from before versions name only their dataset: the first)."""
+        cursor = self._visualizations.find({"$or": [
+            {"dataset_version_id": ObjectId(version_id)},
+            *([{"dataset_id": ObjectId(dataset_id), "dataset_version_id": {"$exists": False}}]
+              if dataset_id == version_id else []),
+        ]}).limit(500)  # fmt: skip
+        return [_plot(d) async for d in cursor]
+
     async def for_dataset(self, dataset_id: str) -> list[StoredPlot]:
         cursor = self._visualizations.find({"dataset_id": ObjectId(dataset_id)}).sort([("created_at", -1)])
         return [_plot(d) async for d in cursor]

@@ -111,6 +111,9 @@ ROUTES = [
     Route("GET", "/api/datasets/{dataset}/download?format=arrow&columns=a", "read"),
     Route("GET", "/api/datasets/{dataset}/rows", "read"),
     Route("GET", "/api/datasets/{dataset}/versions", "read"),
+    Route("GET", "/api/lineage?kind=dataset&id={dataset}", "read"),
+    Route("GET", "/api/lineage?kind=plot&id={viz}&format=prov-json", "read"),
+    Route("GET", "/api/lineage?kind=file&id={ingestion}&direction=down&depth=2", "read"),
     Route("GET", "/api/datasets/{dataset}/diff?from=1&to=1&key=a", "read"),
     Route("PATCH", "/api/datasets/{dataset}", "manage", lambda _c: {"json": {"key_columns": ["a"]}}),  # the lead's
     Route("GET", "/api/datasets/{dataset}?version=1", "read"),
@@ -289,6 +292,7 @@ def test_the_matrix_covers_every_project_scoped_route():
         "/meetings/{id}",
         "/engagement/{id}",
         "/engagement/summary",
+        "/api/lineage",
     )
     scoped = {
         (route.method, route.resource.canonical)
