@@ -34,6 +34,8 @@ from domain.documents.service import DocumentsService
 from domain.documents.store import DocumentStore
 from domain.engagement.service import EngagementService
 from domain.engagement.store import EngagementStore
+from domain.fair.service import FairService
+from domain.fair.store import FairStore
 from domain.infra.events import EventLog, SessionEnds
 from domain.infra.localfiles import LocalFiles
 from domain.infra.mongo import Database
@@ -110,6 +112,7 @@ class Domain:
     sql: SqlService
     series: SeriesService
     lineage: LineageService
+    fair: FairService
 
 
 async def start_serving(domain: Domain, settings: Settings) -> None:
@@ -291,13 +294,20 @@ def build_domain(
     )
     series = SeriesService(datasets, jobs, local_files, zone=settings.app.timezone)
     lineage = LineageService(gate, people, datasets, ingestions, visualizations, records, documents)
+    fair = FairService(
+        gate, FairStore(db), people, datasets, documents, records, local_files, publisher=settings.app.publisher,
+        base_url=settings.mail_base_url,
+    )  # fmt: skip
     # -- the hooks between areas: here and nowhere else --------------------------------------------
     ingestions.visualize = visualizations.queue_default
     datasets.on_remove(visualizations.remove_for_dataset)
+    datasets.guard_with(fair.refuse_published)
+    fair.add_to_lineage(lineage)
     datasets.list_related_with(visualizations.summaries_for_dataset)
     for kind in (ingestions.job_kind(), *visualizations.job_kinds(), sql.job_kind(), series.job_kind()):
         job_kinds.register(kind)
     for purger in (
+        fair.purge_project,  # first: the public pages go before what they show
         documents.purge_project, records.purge_project, audit_store.delete_project,
         visualizations.purge_project, datasets.purge_project, ingestions.purge_project,
         meetings.purge_project, engagement.purge_project,
@@ -308,5 +318,5 @@ def build_domain(
         projects=projects, quotas=quotas, uploads=uploads, documents=documents, records=records,
         event_log=event_log, notifications=notifications, meetings=meetings, calendar_links=calendar_links,
         job_events=job_events, job_notices=JobNotices(notifications, mail, people, gate, after_s=settings.mail.job_notice_after_s), jobs=jobs, local_files=local_files, datasets=datasets, ingestions=ingestions,
-        visualizations=visualizations, engagement=engagement, sql=sql, series=series, lineage=lineage,
+        visualizations=visualizations, engagement=engagement, sql=sql, series=series, lineage=lineage, fair=fair,
     )  # fmt: skip

@@ -20,7 +20,7 @@ from handlers.openapi import not_api
 
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 ASSETS_PREFIX = "/assets/"
-_NOT_CONSOLE = ("/api/", "/health", "/ready", "/metrics", ASSETS_PREFIX)
+_NOT_CONSOLE = ("/api/", "/health", "/ready", "/metrics", "/d/", ASSETS_PREFIX)
 _TYPES = {
     ".js": "text/javascript",
     ".css": "text/css",

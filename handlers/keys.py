@@ -15,6 +15,7 @@ from domain.datasets.series import SeriesService
 from domain.datasets.service import DatasetsService
 from domain.documents.service import DocumentsService
 from domain.engagement.service import EngagementService
+from domain.fair.service import FairService
 from domain.infra.events import EventHub, EventLog
 from domain.infra.localfiles import LocalFiles
 from domain.infra.objects import ObjectStore
@@ -69,6 +70,7 @@ LOCAL_FILES = web.AppKey("local_files", LocalFiles)
 DATASETS = web.AppKey("datasets", DatasetsService)
 SERIES = web.AppKey("series", SeriesService)
 LINEAGE = web.AppKey("lineage", LineageService)
+FAIR = web.AppKey("fair", FairService)
 INGESTIONS = web.AppKey("ingestions", IngestionService)
 VISUALIZATIONS = web.AppKey("visualizations", VisualizationsService)
 MEETINGS = web.AppKey("meetings", MeetingsService)
@@ -96,4 +98,4 @@ def put_domain(app: web.Application, domain: Domain) -> None:
     app[JOB_EVENTS], app[JOBS], app[LOCAL_FILES] = domain.job_events, domain.jobs, domain.local_files
     app[DATASETS], app[INGESTIONS] = domain.datasets, domain.ingestions
     app[VISUALIZATIONS], app[ENGAGEMENT] = domain.visualizations, domain.engagement
-    app[SQL], app[SERIES], app[LINEAGE] = domain.sql, domain.series, domain.lineage
+    app[SQL], app[SERIES], app[LINEAGE], app[FAIR] = domain.sql, domain.series, domain.lineage, domain.fair

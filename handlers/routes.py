@@ -13,6 +13,7 @@ from handlers import (
     datasets,
     documents,
     engagement,
+    fair,
     health,
     ingestions,
     jobs,
@@ -37,7 +38,7 @@ from handlers.tus import EXPOSED_HEADERS
 
 ROUTE_MODULES = (
     health, auth, users, projects, documents, records, ingestions, datasets, visualizations, sql, jobs,
-    notifications, meetings, engagement, system, tokens, calendar, tus, metrics, openapi, lineage,
+    notifications, meetings, engagement, system, tokens, calendar, tus, metrics, openapi, lineage, fair,
 )  # fmt: skip
 
 

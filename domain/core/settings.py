@@ -69,6 +69,7 @@ class AppSettings:
     env: Literal["dev", "test", "production"] = "dev"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     timezone: str = attrs.field(default="UTC", validator=_timezone)
+    publisher: str = ""  # the lab or institute: the publisher of packages and public pages (default "LabHub")
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:

@@ -58,12 +58,17 @@ class DatasetsService:
         self._objects = objects
         self._files = files
         self._removers: list[Callable[[str, str], Awaitable[None]]] = []
+        self._guards: list[Callable[[list[str]], Awaitable[None]]] = []
         self._related: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None
 
     def on_remove(self, remover: Callable[[str, str], Awaitable[None]]) -> None:
         """What else goes when a dataset version goes (its visualizations): called with the dataset's
         id and the version's own id."""
         self._removers.append(remover)
+
+    def guard_with(self, guard: Callable[[list[str]], Awaitable[None]]) -> None:
+        """What may refuse the removal of dataset versions (a published one), before anything goes."""
+        self._guards.append(guard)
 
     def list_related_with(self, related: Callable[[str], Awaitable[list[dict[str, Any]]]]) -> None:
         """How a dataset's visualizations are listed on the dataset."""
@@ -134,6 +139,15 @@ class DatasetsService:
                 raise field_error("$.key_columns", f"at most {MAX_KEY_COLUMNS} columns, each named once")
             await self._store.set_key_columns(stored.dataset.id, keys)
         return await self.get(actor, stored.dataset.id)
+
+    async def set_published(self, version_id: str, published: dict[str, Any] | None) -> None:
+        """For the publishing area: what a version's description says of its publication (None: none)."""
+        await self._store.set_published(version_id, published)
+
+    async def raw_file(self, stored: StoredDataset) -> Path:
+        """The raw file a version was made from, on local disk (a cache)."""
+        source = stored.dataset.source
+        return await self.local_copy(raw_key(source.sha256), f"raw-{source.sha256[:32]}")
 
     async def versions(self, actor: User, dataset_id: str) -> list[DatasetSummary]:
         """Every version of a dataset, oldest first."""
@@ -295,12 +309,17 @@ class DatasetsService:
     async def delete(self, actor: User, dataset_id: str) -> None:
         """The dataset with every version."""
         stored = await self._load(actor, dataset_id, Need.WRITE)
-        for version in await self._store.versions(stored.dataset.id):
-            await self.remove(version.version_id)
+        versions = [v.version_id for v in await self._store.versions(stored.dataset.id)]
+        for guard in self._guards:
+            await guard(versions)
+        for version_id in versions:
+            await self.remove(version_id)
 
     async def remove(self, version_id: str) -> None:
         """Delete one version's document, objects and cached copies (no permission check); the
         dataset's latest version is then its highest remaining one."""
+        for guard in self._guards:
+            await guard([version_id])
         removed = await self._store.delete(version_id)
         if removed is None:
             return

@@ -195,6 +195,10 @@ class DatasetStore:
         cursor = self._datasets.find({"$or": used}, {"job_id": 1}).limit(500)
         return [(str(d["_id"]), str(d["job_id"])) async for d in cursor]
 
+    async def set_published(self, version_id: str, published: Document | None) -> None:
+        change = {"$set": {"published": published}} if published else {"$unset": {"published": ""}}
+        await self._datasets.update_one({"_id": ObjectId(version_id)}, change)
+
     async def set_key_columns(self, dataset_id: str, keys: list[str]) -> None:
         root = ObjectId(dataset_id)
         await self._datasets.update_many({"$or": [{"_id": root}, {"root_id": root}]}, {"$set": {"key_columns": keys}})

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import attrs
 import pytest
 
@@ -112,6 +113,14 @@ ROUTES = [
     Route("GET", "/api/datasets/{dataset}/rows", "read"),
     Route("GET", "/api/datasets/{dataset}/versions", "read"),
     Route("GET", "/api/lineage?kind=dataset&id={dataset}", "read"),
+    Route("GET", "/api/datasets/{dataset}/export?format=datacite", "read"),
+    Route("GET", "/api/datasets/{dataset}/export?format=ro-crate&license=CC0-1.0", "read"),
+    Route("POST", "/api/projects/{pid}/exports?for={dataset}", "read",
+          lambda c: {"json": {"dataset_ids": [c["dataset"]], "format": "bagit"}}),
+    Route("POST", "/api/datasets/{dataset}/publication", "manage",
+          lambda _c: {"json": {"license": "CC-BY-4.0", "description": "Wind speeds"}}, fresh=True),
+    Route("GET", "/api/datasets/{published}/publications", "read"),
+    Route("DELETE", "/api/datasets/{published}/publication", "manage", fresh=True),
     Route("GET", "/api/lineage?kind=plot&id={viz}&format=prov-json", "read"),
     Route("GET", "/api/lineage?kind=file&id={ingestion}&direction=down&depth=2", "read"),
     Route("GET", "/api/datasets/{dataset}/diff?from=1&to=1&key=a", "read"),
@@ -182,7 +191,7 @@ ROUTES = [
     ),
 ]
 
-PLACEHOLDERS = {"doc": "id", "record": "id", "ingestion": "id", "dataset": "id", "job": "id", "viz": "id",
+PLACEHOLDERS = {"doc": "id", "record": "id", "ingestion": "id", "dataset": "id", "published": "id", "job": "id", "viz": "id",
                 "running_job": "id", "failed_job": "id", "time_job": "id", "extra": "uid", "meeting": "id",
                 "held_meeting": "id", "entry": "id"}  # fmt: skip
 
@@ -212,11 +221,16 @@ async def fresh_project(client, team, extra, newcomer, needs: set[str]) -> dict[
             f"/api/projects/{pid}/records", json={"kind": "k", "title": "lead's"}, headers=lead
         )
         ctx["record"] = (await record.json())["id"]
-    if needs & {"ingestion", "dataset", "job", "viz"}:
+    if needs & {"ingestion", "dataset", "job", "viz", "published"}:
         batch = await (await client.post(f"/api/projects/{pid}/ingestions", headers=lead, **_csv(ctx))).json()
         ctx["ingestion"] = ctx["job"] = batch["jobs"][0]["id"]
         job = await wait_until(lambda: _final(client, lead, ctx["job"]))
         ctx["dataset"] = job["result"]["dataset_id"]
+    if "published" in needs:
+        made = await client.post(f"/api/datasets/{ctx['dataset']}/publication", headers=lead,
+                                 json={"license": "CC-BY-4.0", "description": "for the matrix"})  # fmt: skip
+        assert made.status == 201, await made.text()
+        ctx["published"] = ctx["dataset"]
     if "viz" in needs:
         plot = await client.post(
             f"/api/datasets/{ctx['dataset']}/visualizations", json={"kind": "line", "y": ["b"]}, headers=lead
@@ -385,3 +399,37 @@ async def test_account_route_by_caller(client, make_account, method, path, body,
             )
         else:
             await problem(response, expected[caller])
+
+
+# -- without a session: only published versions ------------------------------------------------------
+
+
+async def test_only_published_versions_are_reachable_without_a_session(client, team):
+    lead = team.lead.headers
+    batch = await (await client.post(f"/api/projects/{team.project_id}/ingestions", headers=lead, **_csv({}))).json()
+    first = (await wait_until(lambda: _final(client, lead, batch["jobs"][0]["id"])))["result"]["dataset_id"]
+    form = aiohttp.FormData()
+    form.add_field("version_of", first)
+    form.add_field("files", b"a,b\n5,6\n7,8\n9,10\n", filename="m2.csv", content_type="text/csv")
+    again = await client.post(f"/api/projects/{team.project_id}/ingestions", headers=lead, data=form)
+    made = await again.json()
+    assert (await wait_until(lambda: _final(client, lead, made["jobs"][0]["id"])))["status"] == "succeeded"
+    published = await client.post(f"/api/datasets/{first}/publication", headers=lead,
+                                  json={"version": 1, "license": "CC0-1.0", "description": "Version one"})  # fmt: skip
+    assert published.status == 201, await published.text()
+    slug = (await published.json())["slug"]
+    for path in (f"/d/{slug}", f"/d/{slug}/download?format=csv", f"/d/{slug}/download?format=parquet", f"/d/{slug}/raw"):
+        response = await client.get(path)
+        assert response.status == 200, path
+    assert (await (await client.get(f"/d/{slug}/download?format=csv")).text()).splitlines() == ["a,b", "1,2", "3,4"]
+    # version 2 is not published: no page names it, and no API route answers without a session
+    assert (await client.get(f"/d/{slug.removesuffix('-v1')}-v2")).status == 404
+    for path in (f"/api/datasets/{first}", f"/api/datasets/{first}?version=2", f"/api/datasets/{first}/rows",
+                 f"/api/datasets/{first}/download", f"/api/datasets/{first}/raw", f"/api/datasets/{first}/versions",
+                 f"/api/datasets/{first}/export", f"/api/datasets/{first}/publications",
+                 f"/api/lineage?kind=dataset&id={first}"):  # fmt: skip
+        await problem(await client.get(path), 401)
+    gone = await client.delete(f"/api/datasets/{first}/publication", headers=lead)
+    assert gone.status == 204
+    for path in (f"/d/{slug}", f"/d/{slug}/download", f"/d/{slug}/raw"):
+        assert (await client.get(path)).status == 404, path
