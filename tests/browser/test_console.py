@@ -834,3 +834,46 @@ def test_a_member_adds_a_new_version_and_looks_back_at_the_first(
     expect(page.get_by_role("table", name=re.compile(r"^Rows 1–50 of 200$"))).to_be_visible()
     page.get_by_role("link", name="Go to the latest").click()
     expect(page.get_by_role("table", name=re.compile(r"^Rows 1–50 of 350$"))).to_be_visible()
+
+
+@pytest.mark.provokes_failed_loads("status of 404")  # the unpublished page, on purpose
+def test_a_lead_sees_where_a_dataset_came_from_and_publishes_it(
+    console: Server, api: Api, people: People, open_context
+):
+    pid = make_project(api, people.lead, "Published runs")
+    headers = api.sign_in(people.lead)
+    dataset_id = ingested(api, headers, pid, "gusts.csv", csv_bytes(120), "text/csv")["result"]["dataset_id"]
+    api.call("POST", f"/api/projects/{pid}/records", headers,
+             json={"kind": "note", "title": "Gusts look high", "dataset_ids": [dataset_id]})  # fmt: skip
+    page = open_context().new_page()
+    sign_in(page, console.url, people.lead)
+    page.goto(f"{console.url}/datasets/{dataset_id}")
+    graph = page.get_by_role("region", name="Lineage graph")
+    expect(graph.locator("[data-key^='file:']")).to_contain_text("gusts.csv")
+    expect(graph.locator("[data-key^='ingestion:']")).to_be_visible()
+    expect(graph.locator("[data-key^='record:']")).to_contain_text("Gusts look high")
+    page.get_by_text("The lineage in words").click()
+    expect(page.get_by_role("listitem").filter(has_text="cites dataset")).to_have_count(1)
+    page.get_by_role("button", name="Publish this version…").click()
+    form = page.get_by_role("form", name="Publish this version")
+    form.get_by_label("Licence", exact=True).select_option("CC0-1.0")
+    form.get_by_label("Description").fill("Gust speeds on the roof, spring 2026.")
+    form.get_by_role("button", name="Publish").click()
+    published = page.get_by_test_id("published")
+    expect(published).to_contain_text("/d/gusts-v1")
+    scan(page, "dataset-lineage-publishing")
+    # the public page, without a session
+    public = open_context().new_page()
+    public.goto(f"{console.url}/d/gusts-v1")
+    expect(public.get_by_role("heading", name="gusts.csv", level=1)).to_be_visible()
+    expect(public.get_by_text("Gust speeds on the roof, spring 2026.")).to_be_visible()
+    assert "CC0-1.0" in public.locator("a[rel=license]").inner_text()
+    ld = public.locator("script[type='application/ld+json']").text_content()
+    assert '"@type": "Dataset"' in ld
+    scan(public, "public-dataset-page")
+    with public.expect_download() as download:
+        public.get_by_role("link", name="CSV", exact=True).click()
+    assert Path(download.value.path()).read_text().splitlines()[0] == "time,speed,label"
+    page.get_by_role("button", name="Unpublish").click()
+    expect(page.get_by_role("button", name="Publish this version…")).to_be_visible()
+    assert public.goto(f"{console.url}/d/gusts-v1").status == 404

@@ -6,6 +6,8 @@ import * as api from '../api.js';
 import { ErrorNote, Input, Link, Loading, Moment, PagedList, Select, bytes, count, day, useAction, useLoad, usePaged } from '../ui.js';
 import { Chart, summarisedColumns } from './chart.js';
 import { JobRow } from './jobrow.js';
+import { Lineage } from './lineage.js';
+import { Publishing } from './publishing.js';
 import { Versions, at } from './versions.js';
 
 const KINDS = [['line', 'Line'], ['scatter', 'Scatter'], ['histogram', 'Histogram'], ['bar', 'Bar'], ['box', 'Box'], ['heatmap', 'Heatmap']];
@@ -287,6 +289,8 @@ export function DatasetPage({ id, version }) {
     <${StatsTable} dataset=${d} />
     ${d.warnings.length > 0 && html`<h2>Parse warnings</h2><ul>${d.warnings.map((w, i) => html`<li key=${i}>${w.message || JSON.stringify(w)}</li>`)}</ul>`}
     <${Versions} dataset=${d} onNewVersion=${dataset.reload} />
+    <${Lineage} dataset=${d} />
+    <${Publishing} dataset=${d} onChange=${dataset.reload} />
     <${Metadata} dataset=${d} />
     <${PagedRows} dataset=${d} />
     <h2>Plots</h2>
