@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import attrs
 from aiohttp import web
 
+from domain.core.errors import field_error
 from domain.core.ids import check_dataset_ids
 from domain.core.pagination import Page
 from domain.documents.models import Document, DocumentVersion
@@ -52,10 +54,22 @@ async def _body(request: web.Request, max_bytes: int) -> dict[str, Any]:
         cited = None if body.dataset_ids is None else check_dataset_ids(body.dataset_ids)
         return {"upload_id": body.upload_id, "name": body.name, "dataset_ids": cited}
     query = parse_query(request, CitationQuery).dataset_ids
-    cited = None if query is None else check_dataset_ids([i.strip() for i in query.split(",") if i.strip()],
-                                                          "query.dataset_ids")  # fmt: skip
-    upload = await single_file(request, max_bytes=max_bytes)
+    upload = await single_file(request, max_bytes=max_bytes, text_fields=("dataset_ids",))
+    given, path = (query, "query.dataset_ids") if query is not None else (upload.fields.get("dataset_ids"), "$.dataset_ids")
+    cited = None if given is None else check_dataset_ids(_id_list(given), path)
     return {"name": upload.name, "content_type": upload.content_type, "chunks": upload.chunks, "dataset_ids": cited}
+
+
+def _id_list(text: str) -> list[str]:
+    """Ids comma-separated, or as a JSON array."""
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            values = json.loads(text)
+        except ValueError:
+            raise field_error("$.dataset_ids", "must be ids, comma-separated or as a JSON array") from None
+        return [str(v) for v in values] if isinstance(values, list) else [text]
+    return [i.strip() for i in text.split(",") if i.strip()]
 
 
 @attrs.frozen

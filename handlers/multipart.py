@@ -12,6 +12,8 @@ from aiohttp.hdrs import CONTENT_TYPE
 
 from domain.core.errors import BadRequest, InvalidInput, TooLarge, field_error
 
+TEXT_FIELD_BYTES = 64 * 1024  # a text field sent beside a file (single_file)
+
 READ_CHUNK = 1024 * 1024
 MULTIPART_SLACK = 1024 * 1024  # boundaries and headers around the file itself
 
@@ -21,13 +23,16 @@ class UploadedFile:
     name: str | None
     content_type: str | None
     chunks: AsyncIterator[bytes]
+    fields: dict[str, str] = attrs.field(factory=dict)  # the text fields asked for, sent before the file
 
 
 @attrs.frozen
 class UploadForm:
-    """multipart/form-data with the file in a field named `file`."""
+    """multipart/form-data with the file in a field named `file`; dataset_ids (comma-separated, before
+    the file): the datasets a document cites."""
 
     file: bytes
+    dataset_ids: str | None = None
 
 
 # what aiohttp's multipart reader raises for a body it cannot read (bad boundaries, lengths,
@@ -106,14 +111,26 @@ def check_multipart(request: web.Request, max_bytes: int) -> None:
         raise TooLarge(f"file is larger than the upload limit of {max_bytes} bytes", code="upload_too_large")
 
 
-async def single_file(request: web.Request, *, max_bytes: int, field: str = "file") -> UploadedFile:
-    """The first part named `field` that carries a file; other parts before it are skipped."""
+async def single_file(
+    request: web.Request, *, max_bytes: int, field: str = "file", text_fields: tuple[str, ...] = ()
+) -> UploadedFile:
+    """The first part named `field` that carries a file; of the other parts before it, the text of
+    those named in text_fields is kept (at most 64 KiB each), the rest skipped."""
     check_multipart(request, max_bytes)
     parts = multipart_parts(request)
+    kept: dict[str, str] = {}
     async for part in parts:
         if part.name == field and part.filename is not None:
             chunks = _then_the_rest(read_chunks(part), parts)
-            return UploadedFile(file_name(part.filename), part.headers.get(CONTENT_TYPE), chunks)
+            return UploadedFile(file_name(part.filename), part.headers.get(CONTENT_TYPE), chunks, kept)
+        if part.name in text_fields and part.filename is None:
+            raw = b""
+            async for chunk in read_chunks(part):
+                raw += chunk
+                if len(raw) > TEXT_FIELD_BYTES:
+                    raise field_error(f"$.{part.name}", f"must be at most {TEXT_FIELD_BYTES} bytes")
+            kept[part.name] = raw.decode("utf-8", errors="replace")
+            continue
         with _reading_multipart():
             await part.release()
     raise field_error(f"$.{field}", f"a multipart field named '{field}' holding a file is required")

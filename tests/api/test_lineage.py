@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import aiohttp
 import pytest
 from prov.model import ProvDocument
 
@@ -72,12 +73,24 @@ async def test_the_graph_of_an_ingested_plotted_queried_and_cited_dataset(client
                                           data=file_form(b"%PDF-1.4 report", "report.pdf", "application/pdf"),
                                           headers=team.member.headers), 201)  # fmt: skip
     assert document["dataset_ids"] == [dataset_id]
+    # the same as a form field before the file, as a browser's FormData sends it
+    form_data = aiohttp.FormData()
+    form_data.add_field("dataset_ids", json.dumps([dataset_id]))
+    form_data.add_field("file", b"notes", filename="notes.txt", content_type="text/plain")
+    noted = await ok(await client.post(f"/api/projects/{team.project_id}/documents", data=form_data,
+                                       headers=team.member.headers), 201)  # fmt: skip
+    assert noted["dataset_ids"] == [dataset_id]
+    wrong = aiohttp.FormData()
+    wrong.add_field("dataset_ids", "not-an-id")
+    wrong.add_field("file", b"x", filename="x.txt", content_type="text/plain")
+    refused = await client.post(f"/api/projects/{team.project_id}/documents", data=wrong, headers=team.member.headers)
+    assert (await problem(refused, 422))["errors"][0]["path"] == "$.dataset_ids[0]"
 
     down = await lineage(client, team.member, kind="dataset", id=dataset_id, direction="down", depth=2)
     kinds = by_kind(down)
     assert down["root"] == f"dataset:{dataset_id}"
     assert [n["label"] for n in kinds["record"]] == ["Run 7 looks windy"]
-    assert [n["label"] for n in kinds["document"]] == ["report.pdf"]
+    assert sorted(n["label"] for n in kinds["document"]) == ["notes.txt", "report.pdf"]
     assert len(kinds["plot"]) == 1  # the one ingestion's visualize made
     assert [n["label"] for n in kinds["query"]] == ["Query saved as Tops"]
     assert {n["id"] for n in kinds["dataset"]} == {dataset_id, derived}
