@@ -464,6 +464,11 @@ class IngestionService:
         jobs = await self._jobs.find_many([i.job_id for i in items if i.job_id])
         return [with_job(i, jobs.get(i.job_id) if i.job_id else None) for i in items]
 
+    async def with_file(self, sha256: str, project_ids: set[str] | None) -> list[str]:
+        """For an area that checks its caller itself (lineage): the ingestions of a raw file's bytes
+        in these projects (None: any), newest first."""
+        return await self._ingestions.with_file(sha256, project_ids)
+
     async def find(self, ingestion_id: str) -> Ingestion | None:
         """For an area that checks its caller itself (lineage): the ingestion as stored."""
         return await self._ingestions.get(ingestion_id)

@@ -378,6 +378,14 @@ class IngestionStore:
     async def delete(self, ingestion_id: str) -> None:
         await self._ingestions.delete_one({"_id": ObjectId(ingestion_id)})
 
+    async def with_file(self, sha256: str, project_ids: set[str] | None) -> list[str]:
+        """The ingestions of these bytes (in these projects; None: any), newest first."""
+        query: Document = {"file.sha256": sha256}
+        if project_ids is not None:
+            query["project_id"] = {"$in": [ObjectId(p) for p in project_ids]}
+        cursor = self._ingestions.find(query, {"_id": 1}).sort("created_at", -1).limit(100)
+        return [str(d["_id"]) async for d in cursor]
+
     async def sha_in_use(self, sha256: str) -> bool:
         return await self._ingestions.count_documents({"file.sha256": sha256}, limit=1) > 0
 

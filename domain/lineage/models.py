@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -14,6 +15,7 @@ KINDS = ("file", "ingestion", "dataset", "query", "plot", "record", "document", 
 # PROV's relations, subject first: the newer thing, then what it came from or used
 Relation = Literal["used", "wasGeneratedBy", "wasDerivedFrom", "wasRevisionOf", "wasInfluencedBy"]
 MAX_DEPTH = 10
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_NODES = 500
 
 
@@ -21,7 +23,7 @@ MAX_NODES = 500
 class LineageQuery:
     """GET /api/lineage. kind: file, ingestion, dataset, query, plot, record, document or export; id:
     its id (a dataset's id, with version= for an older version, or a version's own id; a file: the
-    ingestion it came in with); direction: up (what it came from), down (what came from it) or
+    ingestion it came in with, or its sha256: then its newest upload the caller may read); direction: up (what it came from), down (what came from it) or
     both; depth: steps to follow, 1..10; format: json, or prov-json (W3C PROV-JSON)."""
 
     kind: str
@@ -34,8 +36,8 @@ class LineageQuery:
     def checked(self) -> LineageQuery:
         if self.kind not in KINDS:
             raise field_error("query.kind", f"must be one of {', '.join(KINDS)}")
-        if not looks_like_id(self.id):
-            raise field_error("query.id", "must be an id (24 hexadecimal characters)")
+        if not looks_like_id(self.id) and not (self.kind == "file" and SHA256.match(self.id)):
+            raise field_error("query.id", "must be an id (24 hexadecimal characters; a file's sha256 too)")
         if not 1 <= self.depth <= MAX_DEPTH:
             raise field_error("query.depth", f"must be between 1 and {MAX_DEPTH}")
         return self

@@ -27,6 +27,7 @@ from domain.records.service import RecordsService
 from domain.visualizations.service import VisualizationsService
 
 Resolver = Callable[[str], Awaitable[Found | None]]
+SHA256_LENGTH = 64
 Down = Callable[[Found], Awaitable[list[tuple[str, Ref]]]]
 
 
@@ -65,8 +66,8 @@ class LineageService:
 
     async def graph(self, actor: User, query: LineageQuery) -> LineageGraph:
         query = query.checked()
-        start = await self._start(query)
         readable = await self._gate.readable_ids(actor)
+        start = await self._start(query, readable)
         first = await self._resolvers[start.kind](start.id)
         if first is None or not self._may_read(readable, first.project_id):
             raise NotFound(f"{query.kind} not found")
@@ -109,7 +110,12 @@ class LineageService:
                 frontier = following
         return LineageGraph(start.key, await self._named(list(nodes.values())), list(edges.values()), truncated)
 
-    async def _start(self, query: LineageQuery) -> Ref:
+    async def _start(self, query: LineageQuery, readable: set[str] | None) -> Ref:
+        if query.kind == "file" and len(query.id) == SHA256_LENGTH:  # the bytes: their newest readable upload
+            uploads = await self._ingestions.with_file(query.id, readable)
+            if not uploads:
+                raise NotFound("file not found")
+            return Ref("file", uploads[0])
         if query.kind != "dataset":
             return Ref(query.kind, query.id)
         stored = await self._datasets.find(query.id, query.version)

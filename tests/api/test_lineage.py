@@ -118,6 +118,12 @@ async def test_the_graph_of_an_ingested_plotted_queried_and_cited_dataset(client
     assert "ingestion" not in by_kind(seen)
     assert "wind.csv" not in json.dumps(seen)  # (the query names its table: the stranger reads that SQL anyway)
     assert ("query", "used", "hidden") in relations(seen)
+    # a raw file by its bytes' sha256: its ingestion and what came of it
+    by_bytes = await lineage(client, team.member, kind="file", id=hashlib.sha256(CSV).hexdigest(), direction="down", depth=2)
+    assert by_bytes["root"] == f"file:{job['id']}"
+    assert {("ingestion", "used", "file"), ("dataset", "wasGeneratedBy", "ingestion")} <= relations(by_bytes)
+    sha_params = {"kind": "file", "id": hashlib.sha256(CSV).hexdigest()}
+    await problem(await client.get("/api/lineage", params=sha_params, headers=stranger.headers), 404)
     await problem(await client.get("/api/lineage", params={"kind": "dataset", "id": dataset_id}, headers=stranger.headers), 404)
     await problem(await client.get("/api/lineage", params={"kind": "dataset", "id": dataset_id}, headers=team.outsider.headers), 404)
     for params, path in (({"kind": "table", "id": dataset_id}, "query.kind"), ({"kind": "dataset", "id": "x"}, "query.id"),
