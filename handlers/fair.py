@@ -11,8 +11,8 @@ import attrs
 from aiohttp import web
 
 from domain.core.errors import NotFound
-from domain.datasets.models import StoredDataset
-from domain.fair.crate import NUMBERS, license_name
+from domain.datasets.models import NUMBER_TYPES, PARQUET, StoredDataset, finite_number
+from domain.fair.crate import license_name
 from domain.fair.models import ExportQuery, ProjectExport, Publication, PublishRequest, UnpublishQuery
 from domain.fair.service import Package
 from handlers.codec import json_response, parse_body, parse_query
@@ -143,10 +143,10 @@ def json_ld(published: Publication, stored: StoredDataset, authors: list[tuple[s
         variable: dict[str, Any] = {"@type": "PropertyValue", "name": column.name, "description": f"{column.type} column"}
         if column.unit:
             variable["unitText"] = column.unit
-        if column.type in NUMBERS:
+        if column.type in NUMBER_TYPES:
             for key, prop in (("min", "minValue"), ("max", "maxValue")):
-                if isinstance(stats.get(key), int | float) and not isinstance(stats.get(key), bool):
-                    variable[prop] = stats[key]
+                if (number := finite_number(stats.get(key))) is not None:
+                    variable[prop] = number
         variables.append(variable)
     keywords = [k for k in (d.dataset_type, d.tag) if k]
     return {
@@ -168,7 +168,7 @@ def json_ld(published: Publication, stored: StoredDataset, authors: list[tuple[s
         "variableMeasured": variables,
         "distribution": [
             {"@type": "DataDownload", "encodingFormat": "text/csv", "contentUrl": f"{published.url}/download?format=csv"},
-            {"@type": "DataDownload", "encodingFormat": "application/vnd.apache.parquet",
+            {"@type": "DataDownload", "encodingFormat": PARQUET,
              "contentUrl": f"{published.url}/download?format=parquet"},
             {"@type": "DataDownload", "encodingFormat": d.source.content_type, "contentUrl": f"{published.url}/raw",
              "name": d.source.name},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any, Literal
 
@@ -12,6 +13,8 @@ from domain.core.ids import derived_id, looks_like_id
 from domain.jobs.models import Job, error_map
 
 MAX_LABEL = 64
+PARQUET = "application/vnd.apache.parquet"
+NUMBER_TYPES = frozenset({"integer", "number"})  # the schema's names for columns of numbers
 MAX_FILES_PER_BATCH = 100
 MAX_CUSTOM_HEADERS = 2000
 
@@ -242,6 +245,13 @@ def check_labels(**labels: str | None) -> None:
     for field, value in labels.items():
         if value is not None and (not value.strip() or len(value) > MAX_LABEL):
             raise field_error(f"$.{field}", f"must be 1-{MAX_LABEL} characters")
+
+
+def finite_number(value: Any) -> int | float | None:
+    """A statistic as a number to compute with or publish: None for text, booleans, NaN and infinities."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def check_options(options: IngestOptions) -> IngestOptions:

@@ -14,7 +14,7 @@ from domain.accounts.models import User
 from domain.core.errors import Conflict, field_error
 from domain.core.flight import SingleFlight
 from domain.core.ids import derived_id
-from domain.datasets.models import Series, SeriesAxis, SeriesLine, SeriesRequest, StoredDataset
+from domain.datasets.models import NUMBER_TYPES, Series, SeriesAxis, SeriesLine, SeriesRequest, StoredDataset
 from domain.datasets.service import DatasetsService
 from domain.infra.localfiles import LocalFiles
 from domain.jobs.models import Attempt, Job, JobKind
@@ -35,7 +35,6 @@ SUMMARY_KIND = "dataset_summary"
 ROW_NUMBER = "_row"  # x=_row asks for the row number (unless a column has that name)
 DEFAULT_YS = 4  # without y: the first columns of numbers
 SOURCES_KEPT = 32
-NUMBERS = ("integer", "number")  # the schema's names for columns a chart may draw
 
 
 class SeriesService:
@@ -70,7 +69,7 @@ class SeriesService:
         for name in ys:
             if name not in schema:
                 raise field_error("query.y", f"unknown column {name!r}")
-            if schema[name].type not in NUMBERS:
+            if schema[name].type not in NUMBER_TYPES:
                 raise field_error("query.y", f"column {name!r} does not hold numbers, so it cannot be drawn as a y")
         asked_x = request.x.strip() if request.x else None
         if asked_x and asked_x not in schema and asked_x != ROW_NUMBER:

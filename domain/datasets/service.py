@@ -16,6 +16,7 @@ from domain.core.content import Content
 from domain.core.errors import NotFound, field_error
 from domain.core.pagination import Page, clamp_limit
 from domain.datasets.models import (
+    PARQUET,
     Dataset,
     DatasetChange,
     DatasetEntry,
@@ -37,7 +38,6 @@ from workers.datasets import read_rows, row_groups, write_columns
 
 MAX_ROWS_PAGE = 5000
 MAX_KEY_COLUMNS = 16
-PARQUET = "application/vnd.apache.parquet"
 
 
 class DatasetsService:

@@ -11,20 +11,17 @@ with versions, the person). Every entity is flat (@id references), as RO-Crate w
 from __future__ import annotations
 
 import hashlib
-import math
 from datetime import datetime
 from typing import Any
 
 import attrs
 
 from domain import __version__
-from domain.datasets.models import StoredDataset
+from domain.datasets.models import NUMBER_TYPES, PARQUET, StoredDataset, finite_number
 
 CONTEXT = "https://w3id.org/ro/crate/1.3/context"
 PROFILE = "https://w3id.org/ro/crate/1.3"
-PARQUET = "application/vnd.apache.parquet"
 MAX_VARIABLES = 2000  # columns described one by one; a wider dataset says how many more it has
-NUMBERS = {"integer", "number"}
 
 
 @attrs.frozen
@@ -59,12 +56,6 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def _number(value: Any) -> float | int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return value if math.isfinite(value) else None
-
-
 def _described(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
@@ -88,7 +79,7 @@ def variables(stored: StoredDataset, anchor: str) -> list[dict[str, Any]]:
         if column.unit:
             entity["unitText"] = column.unit
         for key, prop in (("min", "minValue"), ("max", "maxValue")):
-            number = _number(stats.get(key)) if column.type in NUMBERS else None
+            number = finite_number(stats.get(key)) if column.type in NUMBER_TYPES else None
             if number is not None:
                 entity[prop] = number
             elif stats.get(key) is not None:
@@ -270,7 +261,7 @@ def datacite(
                           "descriptionType": "TechnicalInfo"}],
         "dates": [{"date": d.created_at.date().isoformat(), "dateType": "Created"}]
                  + ([{"date": published.date().isoformat(), "dateType": "Issued"}] if published else []),
-        "formats": list(dict.fromkeys(["application/vnd.apache.parquet", "text/csv", d.source.content_type])),
+        "formats": list(dict.fromkeys([PARQUET, "text/csv", d.source.content_type])),
         "sizes": [f"{d.row_count} rows", f"{d.parquet_bytes} bytes"],
         "subjects": [{"subject": s} for s in dict.fromkeys((d.dataset_type, d.tag)) if s],
         "alternateIdentifiers": [{"alternateIdentifier": f"sha256:{stored.parquet_sha256}",

@@ -21,11 +21,10 @@ from domain.accounts.models import User
 from domain.accounts.people import People
 from domain.core.clock import utcnow
 from domain.core.errors import Conflict, NotFound, field_error
-from domain.datasets.models import StoredDataset
+from domain.datasets.models import PARQUET, StoredDataset
 from domain.datasets.service import DatasetsService
 from domain.documents.service import DocumentsService
 from domain.fair.crate import (
-    PARQUET,
     PackedDataset,
     PackedFile,
     bag_tags,

@@ -3,13 +3,11 @@ the statistics from what each version keeps; rows by key from DuckDB in the quer
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from domain.datasets.models import ColumnSchema
+from domain.datasets.models import NUMBER_TYPES, ColumnSchema, finite_number
 from domain.sql.models import ColumnChange, SchemaDiff, StatChange
 
-NUMBERS = {"integer", "number"}
 DIFF_ROWS = 100  # of each kind (added, removed, changed): the first in key order
 MAX_COMPARED_COLUMNS = 1000  # a changed row is looked for in at most this many columns
 
@@ -31,12 +29,6 @@ def schema_diff(before: list[ColumnSchema], after: list[ColumnSchema]) -> Schema
     )  # fmt: skip
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 def stat_changes(
     before: dict[str, Any], after: dict[str, Any], columns: list[str]
 ) -> list[StatChange]:
@@ -46,9 +38,9 @@ def stat_changes(
         old, new = before.get(name) or {}, after.get(name) or {}
         delta = {}
         for key in old.keys() & new.keys():
-            a, b = _number(old[key]), _number(new[key])
+            a, b = finite_number(old[key]), finite_number(new[key])
             if a is not None and b is not None:
-                delta[key] = b - a
+                delta[key] = float(b) - float(a)
         changes.append(StatChange(name, old, new, delta))
     return changes
 
@@ -57,6 +49,6 @@ def comparison(before: ColumnSchema, after: ColumnSchema) -> dict[str, Any]:
     """How a column is compared across versions: as it is, as numbers, or as text."""
     if before.type == after.type:
         return {"name": after.name, "cast": None}
-    if before.type in NUMBERS and after.type in NUMBERS:
+    if before.type in NUMBER_TYPES and after.type in NUMBER_TYPES:
         return {"name": after.name, "cast": "DOUBLE"}
     return {"name": after.name, "cast": "VARCHAR"}

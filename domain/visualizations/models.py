@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any, Literal
 
 import attrs
 
 from domain.core.errors import field_error
+from domain.datasets.models import NUMBER_TYPES
 from domain.jobs.models import Job, error_map
 
 MAX_TITLE = 200
 MAX_LABEL = 100
 MAX_SERIES = 20
 MAX_PIXELS = 12_000_000
-NUMERIC = {"integer", "number"}
+NUMERIC = NUMBER_TYPES
 TIME = {"datetime", "date", "time"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TIME_NAME = re.compile(r"^(t|time|timestamp|date|datetime|zeit)\b", re.IGNORECASE)
@@ -111,7 +113,7 @@ def _text(value: str, path: str, maximum: int) -> None:
         raise field_error(path, "must not contain control characters")
 
 
-def _column(name: str | None, path: str, types: dict[str, str], allowed: set[str] | None, what: str) -> None:
+def _column(name: str | None, path: str, types: dict[str, str], allowed: AbstractSet[str] | None, what: str) -> None:
     if name is None:
         return
     if name not in types:
