@@ -158,9 +158,6 @@ class DatasetsService:
         """For the job storing a new version: its number (docs/architecture.md, "Versions")."""
         return await self._store.version_number(dataset_id, version_id)
 
-    async def settle_latest(self, dataset_id: str) -> None:
-        await self._store.settle_latest(dataset_id)
-
     async def adjacent_version(self, dataset_id: str, version: int, *, later: bool) -> StoredDataset | None:
         """For lineage: the version before (or after) one."""
         return await self._store.adjacent(dataset_id, version, later=later)
@@ -171,8 +168,7 @@ class DatasetsService:
 
     async def versions_made_by(self, job_id: str) -> list[StoredDataset]:
         """For lineage: the dataset versions a job (an ingestion, a saved query) made."""
-        found = [await self._store.get_version(i) for i in await self._store.ids_by_job(job_id)]
-        return [f for f in found if f is not None]
+        return await self._store.made_by(job_id)
 
     async def entries(self, project_ids: list[str], *, with_schema: bool = False) -> list[DatasetEntry]:
         """For an area that has checked its caller (SQL's catalog): the datasets of these projects."""
@@ -310,16 +306,19 @@ class DatasetsService:
         """The dataset with every version."""
         stored = await self._load(actor, dataset_id, Need.WRITE)
         versions = [v.version_id for v in await self._store.versions(stored.dataset.id)]
-        for guard in self._guards:
+        for guard in self._guards:  # all refused before any goes
             await guard(versions)
         for version_id in versions:
-            await self.remove(version_id)
+            await self._remove(version_id)
 
     async def remove(self, version_id: str) -> None:
         """Delete one version's document, objects and cached copies (no permission check); the
         dataset's latest version is then its highest remaining one."""
         for guard in self._guards:
             await guard([version_id])
+        await self._remove(version_id)
+
+    async def _remove(self, version_id: str) -> None:
         removed = await self._store.delete(version_id)
         if removed is None:
             return
@@ -330,8 +329,7 @@ class DatasetsService:
         for cached in self._files.cache.glob(f"{version_id}-*.parquet"):  # its summary
             cached.unlink(missing_ok=True)
         await self._ingestions.forget_dataset(version_id)
-        await self._store.settle_latest(dataset_id)
-        if await self._store.get(dataset_id) is None:
+        if not await self._store.settle_latest(dataset_id):  # none of its versions is left
             await self._ingestions.forget_dataset(dataset_id)
 
     async def purge_project(self, project_id: str) -> None:

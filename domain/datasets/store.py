@@ -164,17 +164,19 @@ class DatasetStore:
         )
         return 1 + int((counter or {}).get("added", 1))
 
-    async def settle_latest(self, dataset_id: str) -> None:
-        """Mark the dataset's highest version, and only it, as its latest (after a version came or went)."""
+    async def settle_latest(self, dataset_id: str) -> bool:
+        """Mark the dataset's highest version, and only it, as its latest (after a version came or
+        went); False when no version is left."""
         root = ObjectId(dataset_id)
         docs = await self._datasets.find({"$or": [{"_id": root}, {"root_id": root}]}, {"version": 1, "latest": 1}).to_list()
         if not docs:
             await self._counters.delete_one({"_id": root})
-            return
+            return False
         top = max(docs, key=lambda d: d.get("version", 1))["_id"]
         for doc in docs:
             if (doc["_id"] == top) != _latest(doc):
                 await self._datasets.update_one({"_id": doc["_id"]}, {"$set": {"latest": doc["_id"] == top}})
+        return True
 
     async def adjacent(self, dataset_id: str, version: int, *, later: bool) -> StoredDataset | None:
         """The version just before (or after) version `version` of a dataset."""
@@ -291,6 +293,10 @@ class DatasetStore:
 
     async def uses_key(self, parquet_key: str) -> bool:
         return await self._datasets.count_documents({"parquet_key": parquet_key}, limit=1) > 0
+
+    async def made_by(self, job_id: str) -> list[StoredDataset]:
+        """The dataset versions a job made, read at once."""
+        return [await self._stored(d) for d in await self._datasets.find({"job_id": ObjectId(job_id)}).to_list()]
 
     async def ids_by_job(self, job_id: str) -> list[str]:
         return [str(d["_id"]) for d in await self._datasets.find({"job_id": ObjectId(job_id)}, {"_id": 1}).to_list()]
