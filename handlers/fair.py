@@ -114,11 +114,9 @@ async def public_download(request: web.Request) -> web.StreamResponse:
     if wanted not in {"csv", "parquet"}:
         raise web.HTTPBadRequest(text="format must be csv or parquet")
     try:
-        name, media, path, temporary = await request.app[FAIR].public_file(request.match_info["slug"], wanted)
+        name, media, path = await request.app[FAIR].public_file(request.match_info["slug"], wanted)
     except NotFound:
         return _not_found()
-    if temporary:
-        return await stream_file(request, path, name, media)
     return web.FileResponse(path, headers={"Content-Type": media, "Content-Disposition": content_disposition(name)})
 
 
@@ -126,7 +124,7 @@ async def public_download(request: web.Request) -> web.StreamResponse:
 @not_api
 async def public_raw(request: web.Request) -> web.StreamResponse:
     try:
-        name, _media, path, _temporary = await request.app[FAIR].public_file(request.match_info["slug"], "raw")
+        name, _media, path = await request.app[FAIR].public_file(request.match_info["slug"], "raw")
     except NotFound:
         return _not_found()
     # as an attachment of octet-stream: the raw file is never shown as a page of this site

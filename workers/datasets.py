@@ -48,24 +48,20 @@ def row_groups(path: Path, columns: list[str] | None = None) -> Iterator[list[li
         yield [list(row) for row in zip(*values, strict=True)]
 
 
-def write_csv(path: Path, out: Path) -> tuple[int, str]:
+def write_csv(path: Path, out: Path) -> None:
     """The whole Parquet file as CSV (a header, then every row as stored: an archive's copy, not the
-    formula-safe download), a row group at a time; its size and sha256."""
+    formula-safe download), a row group at a time."""
     import csv
-    import hashlib
     import io
 
     import pyarrow.csv as pacsv
 
     parquet = pq.ParquetFile(str(path))
-    digest = hashlib.sha256()
     header = io.StringIO()
     csv.writer(header, lineterminator="\n").writerow(parquet.schema_arrow.names)  # quoted only where needed
     with out.open("wb") as sink:
         for chunk in _csv_chunks(parquet, header.getvalue().encode(), pacsv):
-            digest.update(chunk)
             sink.write(chunk)
-    return out.stat().st_size, digest.hexdigest()
 
 
 def _csv_chunks(parquet: pq.ParquetFile, header: bytes, pacsv: Any) -> Iterator[bytes]:

@@ -34,7 +34,7 @@ from domain.infra.objects import ObjectReader, ObjectStore, StoredObject
 from domain.jobs.models import Attempt
 from domain.projects.models import Need, check_owner_or_lead
 from domain.projects.service import ProjectGate
-from workers.datasets import read_rows, row_groups, write_columns
+from workers.datasets import read_rows, row_groups, write_columns, write_csv
 
 MAX_ROWS_PAGE = 5000
 MAX_KEY_COLUMNS = 16
@@ -208,6 +208,24 @@ class DatasetsService:
         version = (file.parquet_sha256 or "0")[:16]
         return await self.local_copy(file.parquet_key, f"{file.version_id or file.id}-{version}.parquet")
 
+    async def local_csv(self, stored: StoredDataset) -> Path:
+        """The version as CSV on local disk (a cache beside its Parquet), written once: what packages
+        and public pages hand out, so a second download costs no conversion."""
+        version = (stored.parquet_sha256 or "0")[:16]
+        path = self._files.cached(f"{stored.id}-{version}.csv")
+        if path.exists():
+            path.touch()
+            return path
+        parquet = await self.local_parquet(stored)
+        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")  # two requests may write it at once
+        try:
+            await asyncio.to_thread(write_csv, parquet, partial)
+            partial.rename(path)
+        finally:
+            partial.unlink(missing_ok=True)
+        await asyncio.to_thread(self._files.trim_cache)
+        return path
+
     async def local_summary(self, stored: StoredDataset) -> Path | None:
         """The dataset's summary (workers/summary.py) on local disk; None for a dataset without one."""
         if stored.summary_key is None:
@@ -326,7 +344,7 @@ class DatasetsService:
         for remover in self._removers:
             await remover(dataset_id, version_id)
         await self._objects.delete(keys)
-        for cached in self._files.cache.glob(f"{version_id}-*.parquet"):  # its summary
+        for cached in self._files.cache.glob(f"{version_id}-*"):  # its Parquet, summary and CSV
             cached.unlink(missing_ok=True)
         await self._ingestions.forget_dataset(version_id)
         if not await self._store.settle_latest(dataset_id):  # none of its versions is left

@@ -40,7 +40,6 @@ from domain.lineage.service import LineageService
 from domain.projects.models import Need
 from domain.projects.service import ProjectGate
 from domain.records.service import RecordsService
-from workers.datasets import write_csv
 
 NO_LICENSE = "https://w3id.org/labhub/ns#no-licence-given"  # exports before a licence is chosen
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
@@ -210,8 +209,8 @@ class FairService:
         d = stored.dataset
         parquet = await self._datasets.local_parquet(stored)
         raw = await self._datasets.raw_file(stored)
-        csv_path = self._files.work / f"export-{uuid.uuid4().hex}.csv"
-        size, sha = await asyncio.to_thread(write_csv, parquet, csv_path)
+        csv_path = await self._datasets.local_csv(stored)
+        size, sha = csv_path.stat().st_size, await asyncio.to_thread(_sha256_of, csv_path)
         stem = safe_name(Path(d.name).stem, "data")
         files = [
             PackedFile(f"{prefix}{stem}.parquet", f"{d.name} (Parquet)", PARQUET, parquet.stat().st_size,
@@ -240,7 +239,7 @@ class FairService:
             out.unlink(missing_ok=True)
             raise
         finally:
-            for f in files:  # the CSVs and document copies made for this package
+            for f in files:  # the document copies made for this package
                 if f.local and Path(f.local).name.startswith("export-"):
                     Path(f.local).unlink(missing_ok=True)
         suffix = "-bag.zip" if bag else ".crate.zip"
@@ -304,18 +303,21 @@ class FairService:
             raise NotFound("no published dataset here")
         return self._with_url(published), stored, await self._authors([stored])
 
-    async def public_file(self, slug: str, kind: str) -> tuple[str, str, Path, bool]:
-        """(download name, media type, local file, whether the caller removes it) of a published version."""
+    async def public_file(self, slug: str, kind: str) -> tuple[str, str, Path]:
+        """(download name, media type, local cached file) of a published version."""
         _published, stored, _authors = await self.public(slug)
         d = stored.dataset
         stem = safe_name(Path(d.name).stem, "data")
         if kind == "parquet":
-            return f"{stem}.parquet", PARQUET, await self._datasets.local_parquet(stored), False
+            return f"{stem}.parquet", PARQUET, await self._datasets.local_parquet(stored)
         if kind == "raw":
-            return safe_name(d.source.name, "raw"), d.source.content_type, await self._datasets.raw_file(stored), False
-        out = self._files.work / f"export-{uuid.uuid4().hex}.csv"
-        await asyncio.to_thread(write_csv, await self._datasets.local_parquet(stored), out)
-        return f"{stem}.csv", "text/csv", out, True
+            return safe_name(d.source.name, "raw"), d.source.content_type, await self._datasets.raw_file(stored)
+        return f"{stem}.csv", "text/csv", await self._datasets.local_csv(stored)
+
+
+def _sha256_of(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _mentions(dataset_ids: list[str], in_package: dict[str, str]) -> dict[str, Any]:
