@@ -163,6 +163,14 @@ export function Moment({ iso }) {
   return html`<time datetime=${iso} title=${iso}>${when(iso)} (${ago(iso)})</time>`;
 }
 
+// a cell's value: numbers to six significant digits (whole ones grouped), objects as JSON
+export function fmt(value) {
+  if (value === null || value === undefined) return '—';
+  if (typeof value === 'number') return Number.isInteger(value) ? value.toLocaleString() : String(Number(value.toPrecision(6)));
+  if (typeof value === 'object') return JSON.stringify(value);
+  return String(value);
+}
+
 // a count for people: 5,000,000 · 1.2 million past ten million
 export function count(n) {
   if (n === null || n === undefined) return '—';

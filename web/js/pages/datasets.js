@@ -3,7 +3,7 @@
 
 import { html, useEffect, useState } from '../../vendor/htm-preact.js';
 import * as api from '../api.js';
-import { ErrorNote, Input, Link, Loading, Moment, PagedList, Select, bytes, count, day, useAction, useLoad, usePaged } from '../ui.js';
+import { ErrorNote, Input, Link, Loading, Moment, PagedList, Select, bytes, count, day, fmt, useAction, useLoad, usePaged } from '../ui.js';
 import { Chart, summarisedColumns } from './chart.js';
 import { JobRow } from './jobrow.js';
 import { Lineage } from './lineage.js';
@@ -12,13 +12,6 @@ import { Versions, at } from './versions.js';
 
 const KINDS = [['line', 'Line'], ['scatter', 'Scatter'], ['histogram', 'Histogram'], ['bar', 'Bar'], ['box', 'Box'], ['heatmap', 'Heatmap']];
 const QUANTILE_KEYS = ['p01', 'p05', 'p25', 'p50', 'median', 'p75', 'p95', 'p99'];
-
-function fmt(value) {
-  if (value === null || value === undefined) return '—';
-  if (typeof value === 'number') return Number.isInteger(value) ? value.toLocaleString() : String(Number(value.toPrecision(6)));
-  if (typeof value === 'object') return JSON.stringify(value);
-  return String(value);
-}
 
 export function DatasetList({ project }) {
   const [filters, setFilters] = useState({ dataset_type: '', tag: '' });

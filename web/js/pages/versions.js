@@ -5,7 +5,7 @@
 import { html, useState } from '../../vendor/htm-preact.js';
 import * as api from '../api.js';
 import { navigate } from '../router.js';
-import { ErrorNote, Input, Link, Progress, Select, bytes, count, day, useAction, useId, useLoad } from '../ui.js';
+import { ErrorNote, Input, Link, Progress, Select, bytes, count, day, fmt, useAction, useId, useLoad } from '../ui.js';
 import { JobRow } from './jobrow.js';
 
 // the query that keeps a read on the version shown (none for the latest: reads default to it)
@@ -48,8 +48,7 @@ function NewVersion({ dataset, onDone }) {
   </form>`;
 }
 
-const num = (v) => (v === null || v === undefined ? '—' : typeof v === 'number' ? (Number.isInteger(v) ? v.toLocaleString() : String(Number(v.toPrecision(6)))) : String(v));
-const signed = (v) => (typeof v === 'number' ? `${v > 0 ? '+' : ''}${num(v)}` : '—');
+const signed = (v) => (typeof v === 'number' ? `${v > 0 ? '+' : ''}${fmt(v)}` : '—');
 const SHOWN_STATS = ['count', 'nulls', 'min', 'max', 'mean', 'std'];
 
 function ChangedColumns({ schema }) {
@@ -67,7 +66,7 @@ function RowSample({ caption, rows }) {
   const columns = Object.keys(rows[0]);
   return html`<div class="scroll" tabindex="0" role="region" aria-label=${caption}><table><caption>${caption}</caption>
     <thead><tr>${columns.map((c) => html`<th scope="col" key=${c}>${c}</th>`)}</tr></thead>
-    <tbody>${rows.map((r, i) => html`<tr key=${i}>${columns.map((c) => html`<td key=${c}>${num(r[c])}</td>`)}</tr>`)}</tbody>
+    <tbody>${rows.map((r, i) => html`<tr key=${i}>${columns.map((c) => html`<td key=${c}>${fmt(r[c])}</td>`)}</tr>`)}</tbody>
   </table></div>`;
 }
 
@@ -80,8 +79,8 @@ function KeyedRows({ rows }) {
     <${RowSample} caption=${`Rows removed${shown(rows.removed.rows.length, rows.removed.count)}`} rows=${rows.removed.rows} />
     ${rows.changed.rows.length > 0 && html`<div class="scroll" tabindex="0" role="region" aria-label="Rows changed"><table><caption>Rows changed${shown(rows.changed.rows.length, rows.changed.count)}</caption>
       <thead><tr><th scope="col">${rows.keys.join(', ')}</th><th scope="col">Changes</th></tr></thead>
-      <tbody>${rows.changed.rows.map((r, i) => html`<tr key=${i}><td>${Object.values(r.key).map(num).join(', ')}</td>
-        <td>${Object.entries(r.changes).map(([c, [a, b]]) => `${c}: ${num(a)} → ${num(b)}`).join('; ')}</td></tr>`)}</tbody>
+      <tbody>${rows.changed.rows.map((r, i) => html`<tr key=${i}><td>${Object.values(r.key).map(fmt).join(', ')}</td>
+        <td>${Object.entries(r.changes).map(([c, [a, b]]) => `${c}: ${fmt(a)} → ${fmt(b)}`).join('; ')}</td></tr>`)}</tbody>
     </table></div>`}
   </div>`;
 }
@@ -96,7 +95,7 @@ function DiffView({ diff }) {
     <div class="scroll" tabindex="0" role="region" aria-label="Statistics changes"><table><caption>Statistics: before → after (change)</caption>
       <thead><tr><th scope="col">Column</th>${SHOWN_STATS.map((k) => html`<th scope="col" key=${k}>${k}</th>`)}</tr></thead>
       <tbody>${diff.stats.slice(0, 200).map((s) => html`<tr key=${s.column}><th scope="row">${s.column}</th>
-        ${SHOWN_STATS.map((k) => html`<td key=${k}>${k in s.before || k in s.after ? `${num(s.before[k])} → ${num(s.after[k])}${k in s.delta && s.delta[k] !== 0 ? ` (${signed(s.delta[k])})` : ''}` : '—'}</td>`)}</tr>`)}</tbody>
+        ${SHOWN_STATS.map((k) => html`<td key=${k}>${k in s.before || k in s.after ? `${fmt(s.before[k])} → ${fmt(s.after[k])}${k in s.delta && s.delta[k] !== 0 ? ` (${signed(s.delta[k])})` : ''}` : '—'}</td>`)}</tr>`)}</tbody>
     </table></div>
     <h4>Rows</h4>
     ${diff.rows ? html`<${KeyedRows} rows=${diff.rows} />` : html`<p class="muted">Name the key columns that identify a row to see which rows were added, removed or changed.</p>`}
