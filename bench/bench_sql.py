@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import sys
@@ -32,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import duckdb  # noqa: E402
 from aiohttp.test_utils import TestClient  # noqa: E402
-from harness import client_sign_up, labhub_server, wait_final  # noqa: E402
+from harness import client_sign_up, labhub_server, rows_and_rounds, wait_final  # noqa: E402
 
 from handlers.keys import SETTINGS  # noqa: E402
 
@@ -166,10 +165,7 @@ async def run(folder: Path, rows: int, rounds: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=5)
-    options = parser.parse_args()
+    options = rows_and_rounds(__doc__)
     with tempfile.TemporaryDirectory(prefix="labhub-sql-bench-") as tmp:
         asyncio.run(run(Path(tmp), options.rows, options.rounds))
 

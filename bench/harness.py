@@ -69,6 +69,14 @@ def size_and_rounds(doc: str | None) -> argparse.Namespace:
     return parser.parse_args()
 
 
+def rows_and_rounds(doc: str | None) -> argparse.Namespace:
+    """The command line of the benches over a generated table: --rows (default 1,000,000) and --rounds."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    return parser.parse_args()
+
+
 async def sign_up(session: aiohttp.ClientSession, base: str) -> tuple[str, str]:
     """A bench account on a fresh server and a project of its own: (access token, project id)."""
     account = {"email": "bench@lab.example", "password": "bench password 1", "name": "Bench"}
