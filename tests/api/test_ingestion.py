@@ -54,11 +54,16 @@ async def ingest(client, team, files, who=None, **fields):
 
 
 async def finished(client, team, job_id):
-    async def check():
-        body = await (await client.get(f"/api/jobs/{job_id}", headers=team.member.headers)).json()
-        return body if body["status"] in {"succeeded", "failed", "cancelled"} else None
+    seen = {}
 
-    return await wait_until(check, timeout_s=60)
+    async def check():
+        seen["job"] = await (await client.get(f"/api/jobs/{job_id}", headers=team.member.headers)).json()
+        return seen["job"] if seen["job"]["status"] in {"succeeded", "failed", "cancelled"} else None
+
+    try:
+        return await wait_until(check)
+    except AssertionError as unfinished:  # say where the job stood (queued, running, which attempt)
+        raise AssertionError(f"{unfinished}; the job: {seen.get('job')!r}") from None
 
 
 async def test_csv_becomes_a_dataset_with_everything_readable(client, team):
