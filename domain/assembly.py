@@ -18,10 +18,11 @@ from domain.accounts.audit import AccountAuditStore
 from domain.accounts.jwt import TokenConfig
 from domain.accounts.passwords import Passwords
 from domain.accounts.people import People
+from domain.accounts.policy import SignInPolicies
 from domain.accounts.refresh_tokens import RefreshTokenStore
 from domain.accounts.service import AccountsService
 from domain.accounts.signin import AuthService
-from domain.accounts.store import UserStore
+from domain.accounts.store import SignInPolicyStore, UserStore
 from domain.activity.service import ActivityLog
 from domain.activity.store import ActivityStore
 from domain.core.metrics import Metrics
@@ -72,6 +73,11 @@ from domain.resets.service import PasswordResets, ResetLimits
 from domain.resets.store import PasswordResetStore
 from domain.sql.lane import QueryLane
 from domain.sql.service import SqlService
+from domain.sso.oidc import OidcClient
+from domain.sso.service import SsoService
+from domain.sso.store import IdentityStore, PendingSignIns
+from domain.tokens.device_store import DeviceLoginStore
+from domain.tokens.devices import DeviceLogins
 from domain.tokens.service import AccessTokenService
 from domain.tokens.store import AccessTokenStore
 from domain.uploads.service import UploadsService
@@ -113,6 +119,9 @@ class Domain:
     series: SeriesService
     lineage: LineageService
     fair: FairService
+    sso: SsoService
+    sign_in_policies: SignInPolicies
+    device_logins: DeviceLogins
 
 
 async def start_serving(domain: Domain, settings: Settings) -> None:
@@ -226,9 +235,13 @@ def build_domain(
     )
     users = UserStore(db)
     people = People(users, AccountAuditStore(db))
+    policies = SignInPolicies(
+        SignInPolicyStore(db), people, cache_s=a.identity_cache_s, sso_enabled=settings.oidc.enabled
+    )
     accounts = AccountsService(
         users, RefreshTokenStore(db), passwords, open_registration=a.open_registration,
         cache_s=a.identity_cache_s, registrations=registrations, session_ends=SessionEnds(redis),
+        policies=policies,
     )  # fmt: skip
     tokens = TokenConfig(
         secret=a.jwt_secret, issuer=a.jwt_issuer, audience=a.jwt_audience, access_ttl_s=a.access_ttl_s,
@@ -236,7 +249,12 @@ def build_domain(
     )  # fmt: skip
     auth = AuthService(
         users, RefreshTokenStore(db), passwords, _login_throttle(redis, settings), accounts, tokens,
-        SingleUse(redis, "sse-ticket"), refresh_ttl_s=a.refresh_ttl_s,
+        SingleUse(redis, "sse-ticket"), refresh_ttl_s=a.refresh_ttl_s, policies=policies,
+    )  # fmt: skip
+    o = settings.oidc
+    sso = SsoService(
+        o, OidcClient(o) if o.enabled else None, IdentityStore(db), PendingSignIns(redis, o.state_ttl_s),
+        accounts, auth, people,
     )  # fmt: skip
     project_store, audit_store = ProjectStore(db), AuditStore(db)
     gate = ProjectGate(project_store, cache_s=a.identity_cache_s)
@@ -244,6 +262,13 @@ def build_domain(
         AccessTokenStore(db), accounts, people, gate, cache_s=a.identity_cache_s
     )
     accounts.revoke_tokens_with(access_tokens.revoke_user)
+    d = settings.device_login
+    device_logins = DeviceLogins(
+        DeviceLoginStore(redis), access_tokens, people, d,
+        starts=WindowLimit(redis, "device-start", limit=d.starts_per_client, window_s=d.window_s),
+        lookups=WindowLimit(redis, "device-lookup", limit=d.lookups_per_user, window_s=d.window_s),
+        base_url=settings.http.public_url,
+    )  # fmt: skip
     mail = _mail(db, settings)
     resets = _resets(db, settings, redis, people, accounts, mail)
     audit = AuditLog(audit_store)
@@ -319,4 +344,5 @@ def build_domain(
         event_log=event_log, notifications=notifications, meetings=meetings, calendar_links=calendar_links,
         job_events=job_events, job_notices=JobNotices(notifications, mail, people, gate, after_s=settings.mail.job_notice_after_s), jobs=jobs, local_files=local_files, datasets=datasets, ingestions=ingestions,
         visualizations=visualizations, engagement=engagement, sql=sql, series=series, lineage=lineage, fair=fair,
+        sso=sso, sign_in_policies=policies, device_logins=device_logins,
     )  # fmt: skip

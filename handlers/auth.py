@@ -41,7 +41,7 @@ def wants_cookie(request: web.Request) -> bool:
     return request.headers.get(SESSION_HEADER, "").strip().lower() == "cookie"
 
 
-def _secure(request: web.Request) -> bool:
+def secure_cookie(request: web.Request) -> bool:
     """Whether the session cookie is Secure: from http.public_url when set (behind a TLS proxy the
     request itself is plain HTTP), else from the request."""
     public_url = request.app[SETTINGS].http.public_url
@@ -56,14 +56,14 @@ def _session_response(request: web.Request, pair: TokenPair) -> web.Response:
     )
     response.set_cookie(
         REFRESH_COOKIE, pair.refresh_token, path=COOKIE_PATH, httponly=True, samesite="Strict",
-        secure=_secure(request), max_age=request.app[SETTINGS].auth.refresh_ttl_s,
+        secure=secure_cookie(request), max_age=request.app[SETTINGS].auth.refresh_ttl_s,
     )  # fmt: skip
     return response
 
 
 def _clear_cookie(request: web.Request, response: web.StreamResponse) -> None:
     response.set_cookie(
-        REFRESH_COOKIE, "", path=COOKIE_PATH, httponly=True, samesite="Strict", secure=_secure(request),
+        REFRESH_COOKIE, "", path=COOKIE_PATH, httponly=True, samesite="Strict", secure=secure_cookie(request),
         max_age=0, expires="Thu, 01 Jan 1970 00:00:00 GMT",
     )  # fmt: skip
 

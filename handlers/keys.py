@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from pymongo.asynchronous.database import AsyncDatabase
 
+from domain.accounts.policy import SignInPolicies
 from domain.accounts.service import AccountsService
 from domain.accounts.signin import AuthService
 from domain.assembly import Domain
@@ -34,6 +35,8 @@ from domain.quotas.service import Quotas
 from domain.records.service import RecordsService
 from domain.resets.service import PasswordResets
 from domain.sql.service import SqlService
+from domain.sso.service import SsoService
+from domain.tokens.devices import DeviceLogins
 from domain.tokens.models import TokenGrant
 from domain.tokens.service import AccessTokenService
 from domain.uploads.service import UploadsService
@@ -81,6 +84,9 @@ CALENDAR_LINKS = web.AppKey("calendar_links", CalendarLinks)
 MAIL = web.AppKey("mail", MailService)
 UPLOADS = web.AppKey("uploads", UploadsService)
 PASSWORD_RESETS = web.AppKey("password_resets", PasswordResets)
+SSO = web.AppKey("sso", SsoService)
+SIGN_IN_POLICIES = web.AppKey("sign_in_policies", SignInPolicies)
+DEVICE_LOGINS = web.AppKey("device_logins", DeviceLogins)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 USER_ID = web.RequestKey("user_id", str)
@@ -99,3 +105,4 @@ def put_domain(app: web.Application, domain: Domain) -> None:
     app[DATASETS], app[INGESTIONS] = domain.datasets, domain.ingestions
     app[VISUALIZATIONS], app[ENGAGEMENT] = domain.visualizations, domain.engagement
     app[SQL], app[SERIES], app[LINEAGE], app[FAIR] = domain.sql, domain.series, domain.lineage, domain.fair
+    app[SSO], app[SIGN_IN_POLICIES], app[DEVICE_LOGINS] = domain.sso, domain.sign_in_policies, domain.device_logins

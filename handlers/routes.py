@@ -11,6 +11,7 @@ from handlers import (
     auth,
     calendar,
     datasets,
+    device,
     documents,
     engagement,
     fair,
@@ -25,6 +26,7 @@ from handlers import (
     projects,
     records,
     sql,
+    sso,
     system,
     tokens,
     tus,
@@ -39,6 +41,7 @@ from handlers.tus import EXPOSED_HEADERS
 ROUTE_MODULES = (
     health, auth, users, projects, documents, records, ingestions, datasets, visualizations, sql, jobs,
     notifications, meetings, engagement, system, tokens, calendar, tus, metrics, openapi, lineage, fair,
+    sso, device,
 )  # fmt: skip
 
 

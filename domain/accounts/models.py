@@ -39,6 +39,9 @@ class User:
     # access tokens issued before this moment no longer work (a password change or reset, a
     # deactivation, "sign out everywhere")
     sessions_valid_after: datetime | None = None
+    # the role was given by the identity provider's groups (oidc.group_roles), which may take it
+    # back; a head's change of role in LabHub clears it (docs/architecture.md, "Single sign-on")
+    role_from_provider: bool = False
 
     @property
     def is_head(self) -> bool:
@@ -69,6 +72,25 @@ class NotificationSettings:
 class NotificationSettingsChanges:
     meeting_invitations: bool | None = None
     job_notices: bool | None = None
+
+
+class PasswordSignIn(enum.StrEnum):
+    """Who may sign in with a password (a head's choice; single sign-on is unaffected)."""
+
+    EVERYONE = "everyone"
+    HEADS = "heads"
+
+
+@attrs.frozen
+class SignInPolicy:
+    password_sign_in: PasswordSignIn = PasswordSignIn.EVERYONE
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+
+@attrs.frozen
+class SignInPolicyChange:
+    password_sign_in: PasswordSignIn
 
 
 def normalize_email(email: str) -> str:

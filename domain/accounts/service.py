@@ -20,6 +20,7 @@ from domain.accounts.models import (
     normalize_email,
 )
 from domain.accounts.passwords import Passwords
+from domain.accounts.policy import SignInPolicies
 from domain.accounts.refresh_tokens import RefreshTokenStore
 from domain.accounts.store import UserStore
 from domain.core.cache import TtlCache
@@ -48,6 +49,7 @@ class AccountsService:
         cache_s: float = 0.0,
         registrations: WindowLimit | None = None,
         session_ends: SessionEnds | None = None,
+        policies: SignInPolicies | None = None,
     ) -> None:
         """registrations: how many accounts one client may register per window (None: the command
         line, which registers nobody); session_ends: where a sign-out is announced, so that every
@@ -58,6 +60,7 @@ class AccountsService:
         self._open_registration = open_registration
         self._registrations = registrations
         self._session_ends = session_ends
+        self._policies = policies
         self._active: TtlCache[str, User] = TtlCache(cache_s)
         self._token_revoker: Callable[[str, str | None], Awaitable[None]] | None = None
 
@@ -69,6 +72,11 @@ class AccountsService:
         if not self._open_registration:
             raise Forbidden(
                 "registration is closed; ask a head of the lab for an account", code="registration_closed"
+            )
+        if self._policies is not None and not await self._policies.password_for_everyone():
+            raise Forbidden(
+                "accounts with a password are for heads only here; sign in with your institution's account",
+                code="registration_closed",
             )
         if self._registrations is not None and (wait := await self._registrations.hit(client_key(client))):
             raise TooManyRequests(
@@ -84,6 +92,37 @@ class AccountsService:
         return await self._users.insert(
             email=email, name=name, role=role, password_hash=await self._passwords.hash(password)
         )
+
+    async def create_external(self, *, email: str, name: str, role: Role, role_from_provider: bool) -> User:
+        """An account signed in to through the identity provider: no password (a reset link can set one)."""
+        return await self._users.insert(
+            email=normalize_email(email), name=check_name(name), role=role, password_hash=None,
+            role_from_provider=role_from_provider,
+        )  # fmt: skip
+
+    async def account(self, user_id: str) -> User | None:
+        """The account, active or not (single sign-on says what a deactivated one means)."""
+        try:
+            return await self._users.get(user_id)
+        except NotFound:
+            return None
+
+    async def set_provider_role(self, user: User, role: Role | None) -> User:
+        """The role the provider's groups give (None: no mapped group, so a role the provider gave
+        before goes back to student; a role LabHub gave stays)."""
+        if role is None:
+            if not user.role_from_provider:
+                return user
+            fields: dict[str, Any] = {"role": Role.STUDENT, "role_from_provider": False}
+        elif role is user.role and user.role_from_provider:
+            return user
+        else:
+            fields = {"role": role, "role_from_provider": True}
+        updated = await self._users.update(user.id, fields)
+        self._active.forget(user.id)
+        if updated is None:
+            raise NotFound("user not found")
+        return updated
 
     async def ensure_head(self, *, email: str, password: str, name: str) -> User | None:
         """Create a DH account unless the email is taken; used to bootstrap a new installation."""
@@ -134,6 +173,7 @@ class AccountsService:
             fields["password_hash"] = await self._passwords.hash(changes.password)
         if changes.role is not None:
             fields["role"] = changes.role
+            fields["role_from_provider"] = False  # LabHub's own from now on
         if changes.active is not None:
             fields["active"] = changes.active
         signs_out = changes.password is not None or changes.active is False

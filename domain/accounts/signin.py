@@ -20,11 +20,12 @@ from domain.accounts.jwt import (
 )
 from domain.accounts.models import User, normalize_email
 from domain.accounts.passwords import Passwords
+from domain.accounts.policy import SignInPolicies
 from domain.accounts.refresh_tokens import RefreshTokenStore
 from domain.accounts.service import AccountsService
 from domain.accounts.store import UserStore
 from domain.core.clock import utcnow
-from domain.core.errors import InvalidInput, TooManyRequests, Unauthenticated
+from domain.core.errors import Forbidden, InvalidInput, TooManyRequests, Unauthenticated
 from domain.infra.throttle import LoginThrottle, SingleUse
 
 _BAD_LOGIN = Unauthenticated("email or password is wrong", code="invalid_credentials")
@@ -57,6 +58,7 @@ class AuthService:
         tickets: SingleUse,
         *,
         refresh_ttl_s: int,
+        policies: SignInPolicies | None = None,
     ) -> None:
         self._users = users
         self._refresh_tokens = refresh_tokens
@@ -67,6 +69,7 @@ class AuthService:
         self._tickets = tickets
         self._verified = VerifiedTokens(tokens)
         self._refresh_ttl = timedelta(seconds=refresh_ttl_s)
+        self._policies = policies
 
     async def login(self, *, email: str, password: str, client: str) -> TokenPair:
         try:
@@ -88,8 +91,17 @@ class AuthService:
             raise _BAD_LOGIN
         user, stored_hash = found
         await self._throttle.succeeded(email, client)
+        if self._policies is not None and not await self._policies.password_allowed(user):
+            raise Forbidden(
+                "password sign-in is for heads only here; use the button to sign in with your institution's account",
+                code="password_sign_in_off",
+            )
         if self._passwords.needs_rehash(stored_hash):
             await self._users.update(user.id, {"password_hash": await self._passwords.hash(password)})
+        return await self._issue(user, family_id=secrets.token_hex(16))
+
+    async def issue_session(self, user: User) -> TokenPair:
+        """A new session for someone whose identity another way proved (single sign-on)."""
         return await self._issue(user, family_id=secrets.token_hex(16))
 
     async def refresh(self, refresh_token: str) -> TokenPair:

@@ -9,7 +9,7 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from domain.accounts.models import NotificationSettings, Role, User
+from domain.accounts.models import NotificationSettings, Role, SignInPolicy, User
 from domain.core.clock import utcnow
 from domain.core.errors import Conflict
 from domain.infra.bson_codec import from_document
@@ -34,7 +34,9 @@ class UserStore:
     def __init__(self, db: Database) -> None:
         self._users = db["users"]
 
-    async def insert(self, *, email: str, name: str, role: Role, password_hash: str) -> User:
+    async def insert(
+        self, *, email: str, name: str, role: Role, password_hash: str | None, role_from_provider: bool = False
+    ) -> User:
         now = utcnow()
         doc: dict[str, Any] = {
             "email": email,
@@ -43,6 +45,7 @@ class UserStore:
             "role": role.value,
             "active": True,
             "password_hash": password_hash,
+            "role_from_provider": role_from_provider,
             "created_at": now,
             "updated_at": now,
         }
@@ -126,3 +129,22 @@ class UserStore:
             self._users, query, [("name_lower", 1), ("_id", 1)], limit, cursor
         )
         return [from_document(User, d) for d in docs], next_cursor
+
+
+class SignInPolicyStore:
+    """The lab's sign-in choices: one document in lab_settings."""
+
+    def __init__(self, db: Database) -> None:
+        self._settings = db["lab_settings"]
+
+    async def get(self) -> SignInPolicy:
+        doc = await self._settings.find_one({"_id": "sign_in"})
+        return from_document(SignInPolicy, {k: v for k, v in doc.items() if k != "_id"}) if doc else SignInPolicy()
+
+    async def put(self, policy: SignInPolicy) -> None:
+        await self._settings.update_one(
+            {"_id": "sign_in"},
+            {"$set": {"password_sign_in": policy.password_sign_in.value, "updated_at": policy.updated_at,
+                      "updated_by": policy.updated_by}},
+            upsert=True,
+        )  # fmt: skip

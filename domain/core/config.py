@@ -24,6 +24,7 @@ from domain.core.settings import (
     MIN_PRODUCTION_SECRET_BYTES,
     SAMPLE_JWT_SECRET,
     MailSettings,
+    OidcSettings,
     Settings,
     SettingsError,
 )
@@ -36,6 +37,7 @@ SECRET_KEYS = frozenset(
         ("s3", "secret_key"),
         ("mail", "password"),
         ("metrics", "bearer_secret"),
+        ("oidc", "client_secret"),
     }
 )
 _SECTIONS: dict[str, type[Any]] = typing.get_type_hints(Settings)
@@ -98,6 +100,11 @@ _CONVERTER = _make_converter()
 def _env_value(raw: str, field_type: Any) -> object:
     """Environment values are strings; lists accept JSON arrays or comma-separated items."""
     origin = typing.get_origin(field_type)
+    if origin is dict:  # a JSON object, e.g. LABHUB_OIDC_GROUP_ROLES='{"lab-heads": "DH"}'
+        value = json.loads(raw)
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a JSON object, got {raw!r}")
+        return value
     if origin in (tuple, list):
         stripped = raw.strip()
         if stripped.startswith("["):
@@ -198,7 +205,19 @@ def structure_settings(data: Mapping[str, Any]) -> Settings:
             raise SettingsError(_first_error(exc)) from None
         raise SettingsError(str(exc)) from None
     _check_mail(settings.mail)
+    _check_oidc(settings.oidc)
     return settings
+
+
+def _check_oidc(oidc: OidcSettings) -> None:
+    if not oidc.enabled:
+        return
+    if not oidc.issuer:
+        raise SettingsError("oidc.issuer: required when oidc.enabled is true (the provider's issuer URL)")
+    if not oidc.client_id:
+        raise SettingsError("oidc.client_id: required when oidc.enabled is true")
+    if "openid" not in oidc.scopes:
+        raise SettingsError("oidc.scopes: must include openid")
 
 
 def _check_mail(mail: MailSettings) -> None:

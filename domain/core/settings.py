@@ -288,6 +288,59 @@ class QuotaSettings:
     streams_per_user: int = attrs.field(default=20, validator=_not_negative)
 
 
+_ROLE_NAMES = ("student", "researcher", "GD", "DH")
+
+
+def _issuer(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if value and (not re.match(r"^https?://[^\s?#]+$", value) or value.endswith("/.well-known/openid-configuration")):
+        raise ValueError(
+            f"{attribute.name}: must be the provider's issuer URL, e.g. https://idp.uni.example/realms/lab, got {value!r}"
+        )
+
+
+def _group_roles(_inst: object, attribute: attrs.Attribute[Any], value: dict[str, str]) -> None:
+    for group, role in value.items():
+        if role not in _ROLE_NAMES:
+            raise ValueError(
+                f"{attribute.name}: group {group!r} maps to {role!r}; roles are {', '.join(_ROLE_NAMES)}"
+            )
+
+
+@attrs.frozen
+class OidcSettings:
+    """Sign-in with the university's account (docs/architecture.md, "Single sign-on")."""
+
+    enabled: bool = False
+    issuer: str = attrs.field(default="", validator=_issuer)
+    client_id: str = ""
+    client_secret: str = attrs.field(default="", repr=False)
+    client_secret_file: str = ""
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+    display_name: str = "your institution's account"
+    email_claim: str = "email"
+    name_claim: str = "name"
+    groups_claim: str = "groups"
+    allowed_email_domains: tuple[str, ...] = ()  # empty: any; else the address's domain or a subdomain of one
+    create_users: bool = True  # a first sign-in makes a student; false: only existing accounts may sign in
+    group_roles: dict[str, str] = attrs.field(factory=dict, validator=_group_roles)
+    http_timeout_s: float = attrs.field(default=10.0, validator=_positive)
+    state_ttl_s: int = attrs.field(default=600, validator=_positive)  # a sign-in must come back within this
+    metadata_ttl_s: int = attrs.field(default=3600, validator=_positive)  # discovery and keys are read again after this
+    jwks_refresh_s: float = attrs.field(default=10.0, validator=_positive)  # an unknown key id reads the keys again at most this often
+    leeway_s: int = attrs.field(default=60, validator=_not_negative)  # clock skew allowed on exp/iat
+
+
+@attrs.frozen
+class DeviceLoginSettings:
+    """labhub-client login --browser: a code shown on the command line, approved in the browser."""
+
+    ttl_s: int = attrs.field(default=600, validator=_positive)  # a code works this long (10 minutes), once
+    interval_s: int = attrs.field(default=5, validator=_positive)  # the client polls at most this often
+    starts_per_client: int = attrs.field(default=20, validator=_positive)  # codes one address may ask for per window
+    lookups_per_user: int = attrs.field(default=10, validator=_positive)  # wrong codes one person may type per window
+    window_s: int = attrs.field(default=600, validator=_positive)
+
+
 @attrs.frozen
 class Settings:
     app: AppSettings = AppSettings()
@@ -306,6 +359,8 @@ class Settings:
     sql: SqlSettings = SqlSettings()
     mail: MailSettings = MailSettings()
     metrics: MetricsSettings = MetricsSettings()
+    oidc: OidcSettings = OidcSettings()
+    device_login: DeviceLoginSettings = DeviceLoginSettings()
 
     @property
     def mail_base_url(self) -> str:

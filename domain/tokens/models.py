@@ -146,7 +146,9 @@ ADMIN_ROUTES = ("/api/users", "/api/system", "/metrics")
 # only a signed-in person (a session) can manage credentials: a leaked token cannot mint others
 SESSION_ONLY = (("POST", "/api/tokens"), ("DELETE", "/api/tokens/{id}"), ("POST", "/api/calendar/link"),
                 ("DELETE", "/api/calendar/link"), ("POST", "/api/users/{id}/password-reset"),
-                ("POST", "/api/auth/logout-all"))  # fmt: skip
+                ("POST", "/api/auth/logout-all"), ("GET", "/api/auth/device/{user_code}"),
+                ("POST", "/api/auth/device/{user_code}/approve"), ("POST", "/api/auth/device/{user_code}/deny"),
+                ("PATCH", "/api/auth/sign-in-policy"))  # fmt: skip
 READ_POSTS = frozenset({"/api/auth/sse-ticket", "/api/sql"})  # an SSE ticket, a query: reading
 
 
