@@ -20,6 +20,7 @@ from handlers.keys import ACCOUNTS
 from ops.embedded import EmbeddedServices, ServiceEndpoints
 from server import create_app
 from tests.mailbox import Mailbox
+from tests.openid import openid_provider  # noqa: F401 - a session fixture: the real OpenID provider
 
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 S3_KEY = "labhub-test"

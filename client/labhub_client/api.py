@@ -67,6 +67,53 @@ def _problem(response: httpx.Response) -> LabHubError:
     return LabHubError(response.status_code, code, detail, retriable=retriable)
 
 
+def device_login(
+    url: str,
+    *,
+    machine: str,
+    scopes: list[str],
+    on_code: Callable[[dict[str, Any]], None],
+    sleep: Callable[[float], None] = time.sleep,
+    timeout_s: float = 30.0,
+) -> dict[str, Any]:
+    """Sign in without a password (RFC 8628 device flow, LabHub's /api/auth/device): on_code gets the
+    user code and the URL to show; the answer is the new personal access token once the person
+    approves in the browser. LabHubError when they deny, the code expires or the server refuses."""
+    with httpx.Client(
+        base_url=url.rstrip("/"), timeout=httpx.Timeout(timeout_s, connect=10.0),
+        headers={"User-Agent": f"labhub-client/{VERSION}"},
+    ) as http:  # fmt: skip
+
+        def post(path: str, body: dict[str, Any]) -> httpx.Response:
+            try:
+                return http.post(path, json=body)
+            except httpx.TransportError as exc:
+                raise unreachable(exc) from None
+
+        started = post("/api/auth/device", {"client_name": "labhub-client", "machine": machine, "scopes": scopes})
+        if started.status_code != 200:
+            raise _problem(started)
+        code = started.json()
+        on_code(code)
+        interval = float(code.get("interval") or 5)
+        deadline = time.monotonic() + float(code.get("expires_in") or 600) + interval
+        while True:
+            sleep(interval)
+            answer = post("/api/auth/device/token", {"device_code": code["device_code"]})
+            if answer.status_code == 200:
+                token: dict[str, Any] = answer.json()
+                return token
+            problem = _problem(answer)
+            if problem.code == "authorization_pending" and time.monotonic() < deadline:
+                continue
+            if problem.code == "slow_down":
+                interval += 5  # RFC 8628 §3.5
+                continue
+            if problem.retriable and time.monotonic() < deadline:
+                continue
+            raise problem
+
+
 class Backoff:
     """Waits that double from `first` to `most` seconds, with jitter; reset after a success."""
 

@@ -11,6 +11,7 @@ import getpass
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from labhub_client.api import VERSION, Backoff, LabHub, LabHubError, save_json
+from labhub_client.api import VERSION, Backoff, LabHub, LabHubError, device_login, save_json
 from labhub_client.bars import JobBars, progress_for
 from labhub_client.config import Config, ConfigError, config_dir
 from labhub_client.watch import Watch
@@ -81,13 +82,30 @@ def _read_token(source: str) -> str:
 # -- login -------------------------------------------------------------------------------------------
 
 
+def _show_code(code: dict[str, Any]) -> None:
+    minutes = max(1, int(code.get("expires_in", 600)) // 60)
+    err.print(
+        f"To sign in, open {code['verification_uri']} in a browser, sign in there and enter the code\n\n"
+        f"    {code['user_code']}\n\n"
+        f"(or open {code['verification_uri_complete']}). The code works for {minutes} minutes. Waiting…"
+    )
+
+
 def cmd_login(args: argparse.Namespace) -> int:
     url = args.url or os.environ.get("LABHUB_URL")
     if not url:
         raise ConfigError("give the server with --url URL (or LABHUB_URL)")
-    token = _read_token(args.token_file) if args.token_file else os.environ.get("LABHUB_TOKEN")
+    if args.browser:
+        scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+        made = device_login(url, machine=args.machine or socket.gethostname(), scopes=scopes, on_code=_show_code)
+        token = made["token"]
+        err.print(f"Approved: a personal access token “{made['name']}” ({', '.join(made['scopes'])}).")
+    else:
+        token = _read_token(args.token_file) if args.token_file else os.environ.get("LABHUB_TOKEN")
     if not token:
-        token = getpass.getpass("Personal access token (make one in the console: Account → Tokens): ").strip()
+        token = getpass.getpass(
+            "Personal access token (make one in the console: Account → Tokens; or use login --browser): "
+        ).strip()
     if not token:
         raise ConfigError("no token given")
     with LabHub(url, token) as hub:
@@ -388,8 +406,13 @@ def parser() -> argparse.ArgumentParser:
     common = [connection(argparse.SUPPRESS)]
 
     login = commands.add_parser(
-        "login", help="check a personal access token and save it (mode 0600)", parents=common
-    )
+        "login", help="check a personal access token and save it (mode 0600); --browser: approve in the "
+        "browser instead, no token to copy", parents=common,
+    )  # fmt: skip
+    login.add_argument("--browser", action="store_true",
+                       help="print a code and a URL; sign in there (password or your institution's account) and approve")  # fmt: skip
+    login.add_argument("--scopes", default="read,write", help="with --browser: the token's scopes (read, write, admin)")
+    login.add_argument("--machine", help="with --browser: the name the token gets (default: this machine's host name)")
     login.set_defaults(run=cmd_login)
 
     push = commands.add_parser(

@@ -19,7 +19,7 @@ return 1
 
 # The client's poll. KEYS[1]: the login's hash; ARGV: now (ms), the interval (ms). Returns the state,
 # or "slow_down" when polled again within the interval (which then counts from now: RFC 8628 §3.5),
-# or "gone". An approved login is taken here ("used"), so only one poll gets the token.
+# or "gone". An approved login is taken here: that poll gets "granted", any later one "used".
 _POLL = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
 local now, interval = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -27,7 +27,10 @@ local last = tonumber(redis.call('HGET', KEYS[1], 'polled_ms') or '0')
 redis.call('HSET', KEYS[1], 'polled_ms', ARGV[1])
 if now - last < interval then return 'slow_down' end
 local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'approved' then redis.call('HSET', KEYS[1], 'status', 'used') end
+if status == 'approved' then
+  redis.call('HSET', KEYS[1], 'status', 'used')
+  return 'granted'
+end
 return status
 """
 

@@ -210,7 +210,7 @@ class DeviceLogins:
             raise BadRequest(f"poll every {self._settings.interval_s} s, not faster", code="slow_down")
         if status == "denied":
             raise BadRequest("the login was denied in the browser", code="access_denied")
-        if status != "used":  # gone (expired or never was), or taken by an earlier poll
+        if status != "granted":  # gone (expired or never was), or taken by an earlier poll ("used")
             raise BadRequest("this code has expired or was used; start again", code="expired_token")
         fields = await self._store.get(code_hash)
         if fields is None or "user_id" not in fields:

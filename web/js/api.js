@@ -63,6 +63,20 @@ export async function signIn(email, password) {
   localStorage.setItem(HINT, '1');
 }
 
+// after the institution's sign-in set the session cookie: from now on this browser has a session
+export async function takeUpSession() {
+  localStorage.setItem(HINT, '1');
+  await refresh();
+}
+
+// a route that needs no session (what the sign-in page shows)
+export async function publicGet(path) {
+  const response = await fetch(path, { credentials: 'same-origin' }).catch(() => null);
+  if (!response) throw await networkError();
+  if (!response.ok) throw new ApiError(response.status, await problemOf(response));
+  return response.json();
+}
+
 // a new access token from the session cookie; one request at a time however many callers wait
 export function refresh() {
   if (!refreshing) {

@@ -6,7 +6,8 @@ import { match, navigate, useLocation } from './router.js';
 import { isHead, Session } from './session.js';
 import { openStream } from './stream.js';
 import { Link, Loading } from './ui.js';
-import { SignIn, Register } from './pages/auth.js';
+import { SignIn, Register, SsoLanding } from './pages/auth.js';
+import { DeviceApproval } from './pages/device.js';
 import { ForgotPassword, ResetPassword } from './pages/reset.js';
 import { Projects } from './pages/projects.js';
 import { ProjectPage } from './pages/project.js';
@@ -66,6 +67,7 @@ function Routes({ path, query, user }) {
   if (path === '/jobs') return html`<${Jobs} />`;
   if (path === '/notifications') return html`<${Notifications} />`;
   if (path === '/account') return html`<${Account} />`;
+  if (path === '/device') return html`<${DeviceApproval} code=${query.get('code')} />`;
   if (path === '/forgot') return html`<${ForgotPassword} />`;
   if (path === '/admin/users' && isHead(user)) return html`<${AdminUsers} />`;
   if (path === '/admin/system' && isHead(user)) return html`<${AdminSystem} />`;
@@ -100,14 +102,17 @@ function App() {
     document.title = title ? `${title} · LabHub` : 'LabHub';
   });
 
-  const signedIn = async () => {
+  const signedIn = async (next) => {
     setReason(null);
     setUser(await api.get('/api/auth/me'));
-    if (['/signin', '/register', '/forgot'].includes(path)) navigate('/', { replace: true });
+    if (typeof next === 'string') navigate(next, { replace: true });
+    else if (['/signin', '/signin/sso', '/register', '/forgot'].includes(path)) navigate('/', { replace: true });
   };
 
   // a reset link works whoever is signed in here (the reset signs every session out anyway)
   if (path === '/reset') return html`<main id="main" class="narrow"><${ResetPassword} /></main>`;
+  // back from the institution's sign-in: whoever was signed in here, the new session is the one
+  if (path === '/signin/sso') return html`<main id="main" class="narrow"><${SsoLanding} onDone=${signedIn} /></main>`;
   if (user === undefined) return html`<main id="main"><${Loading} what="Opening LabHub" /></main>`;
   if (user === null) {
     return html`<main id="main" class="narrow">

@@ -65,6 +65,24 @@ function Pairs({ caption, data }) {
   </tbody></table>`;
 }
 
+function SignInPolicy() {
+  const policy = useLoad(() => api.get('/api/auth/sign-in-policy'), []);
+  const providers = useLoad(() => api.publicGet('/api/auth/providers'), []);
+  const { busy, error, run } = useAction();
+  if (!policy.data || !providers.data) return html`<${ErrorNote} error=${policy.error || providers.error} />`;
+  const set = (value) => run(async () => { await api.patch('/api/auth/sign-in-policy', { password_sign_in: value }); await policy.reload(); });
+  const everyone = policy.data.password_sign_in === 'everyone';
+  return html`<section aria-labelledby="signin-policy">
+    <h2 id="signin-policy">Sign-in</h2>
+    <p>${providers.data.oidc ? `Single sign-on: ${providers.data.display_name}.` : 'Single sign-on is not set up ([oidc] in config.toml).'}
+      Password sign-in: ${everyone ? 'everyone' : 'heads only'}.</p>
+    ${everyone
+      ? html`<button type="button" class="secondary" disabled=${busy || !providers.data.oidc} onClick=${() => set('heads')}>Password sign-in for heads only</button>`
+      : html`<button type="button" class="secondary" disabled=${busy} onClick=${() => set('everyone')}>Password sign-in for everyone</button>`}
+    <${ErrorNote} error=${error} />
+  </section>`;
+}
+
 export function AdminSystem() {
   const system = useLoad(() => api.get('/api/system'), []);
   if (system.loading && !system.data) return html`<${Loading} />`;
@@ -86,5 +104,6 @@ export function AdminSystem() {
       <tbody>${s.mail.troubles.map((t) => html`<tr key=${t.id}><td>${t.kind}</td><td>${t.recipient}</td><td>${t.status === 'failed' ? 'given up' : 'will retry'}</td>
         <td>${t.attempts}</td><td>${t.error}</td><td>${when(t.at)}</td></tr>`)}</tbody>
     </table></div>`}
+    <${SignInPolicy} />
   </section>`;
 }

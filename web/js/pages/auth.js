@@ -1,29 +1,65 @@
 // Sign in and register.
 
-import { html, useState } from '../../vendor/htm-preact.js';
+import { html, useEffect, useState } from '../../vendor/htm-preact.js';
 import * as api from '../api.js';
-import { ErrorNote, Input, Link, Notice, useAction } from '../ui.js';
+import { ErrorNote, Input, Link, Notice, useAction, useLoad } from '../ui.js';
+
+// where to come back to after the institution's sign-in: this page, unless it is a sign-in page
+function comeBack() {
+  const { pathname, search } = window.location;
+  if (['/signin', '/signin/sso', '/register', '/forgot'].includes(pathname)) return '/';
+  return pathname + search;
+}
 
 export function SignIn({ reason, onDone }) {
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
   const { busy, error, run } = useAction();
+  const providers = useLoad(() => api.publicGet('/api/auth/providers'), []);
+  const p = providers.data;
+  const ssoError = new URLSearchParams(window.location.search).get('sso_error');
+  const ssoMessage = ssoError && (p?.reasons?.[ssoError] || 'Signing in with your institution\'s account did not work. Try again.');
   const submit = (e) => {
     e.preventDefault();
     run(async () => { await api.signIn(email, password); await onDone(); });
   };
+  const sso = p?.oidc && html`<p><a class="button sso" href=${`${p.login_url}?${new URLSearchParams({ next: comeBack() })}`}>Sign in with ${p.display_name}</a></p>`;
   return html`<section class="card">
     <h1>Sign in to LabHub</h1>
     ${reason && html`<${Notice} text=${reason} />`}
+    ${ssoMessage && html`<p class="note error" role="alert">${ssoMessage}</p>`}
+    ${sso}
+    ${p?.oidc && html`<p class="muted">${p.password ? 'Or with your LabHub password:' : 'Heads of the lab may also sign in with a password:'}</p>`}
     <form onSubmit=${submit}>
       <${Input} label="Email" type="email" autocomplete="username" required value=${email} onInput=${setEmail} />
       <${Input} label="Password" type="password" autocomplete="current-password" required value=${password} onInput=${setPassword} />
       <${ErrorNote} error=${error} />
-      <button type="submit" disabled=${busy}>${busy ? 'Signing in…' : 'Sign in'}</button>
+      <button type="submit" class=${p?.oidc ? 'secondary' : ''} disabled=${busy}>${busy ? 'Signing in…' : 'Sign in'}</button>
     </form>
     <p><${Link} href="/forgot">Forgot your password?<//></p>
-    <p>New here? <${Link} href="/register">Create a student account<//></p>
+    ${(!p || p.registration) && html`<p>New here? <${Link} href="/register">Create a student account<//></p>`}
   </section>`;
+}
+
+// where the institution's sign-in comes back to: the session cookie is set; take it up and go on
+export function SsoLanding({ onDone }) {
+  const [failed, setFailed] = useState(null);
+  useEffect(() => {
+    (async () => {
+      try {
+        await api.takeUpSession();
+        const next = new URLSearchParams(window.location.search).get('next');
+        await onDone(next && next.startsWith('/') && !next.startsWith('//') ? next : '/');
+      } catch (e) {
+        setFailed(e);
+      }
+    })();
+  }, []);
+  if (failed) {
+    return html`<section class="card"><h1>Sign in to LabHub</h1><${ErrorNote} error=${failed} />
+      <p><${Link} href="/signin">Back to sign-in<//></p></section>`;
+  }
+  return html`<p class="muted" role="status">Signing you in…</p>`;
 }
 
 export function Register({ onDone }) {
