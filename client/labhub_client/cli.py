@@ -387,6 +387,13 @@ def _ingest_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _login_arguments(login: argparse.ArgumentParser) -> None:
+    login.add_argument("--browser", action="store_true",
+                       help="print a code and a URL; sign in there (password or your institution's account) and approve")  # fmt: skip
+    login.add_argument("--scopes", default="read,write", help="with --browser: the token's scopes (read, write, admin)")
+    login.add_argument("--machine", help="with --browser: the name the token gets (default: this machine's host name)")
+
+
 def parser() -> argparse.ArgumentParser:
     def connection(default: Any) -> argparse.ArgumentParser:
         common = argparse.ArgumentParser(add_help=False)
@@ -409,10 +416,7 @@ def parser() -> argparse.ArgumentParser:
         "login", help="check a personal access token and save it (mode 0600); --browser: approve in the "
         "browser instead, no token to copy", parents=common,
     )  # fmt: skip
-    login.add_argument("--browser", action="store_true",
-                       help="print a code and a URL; sign in there (password or your institution's account) and approve")  # fmt: skip
-    login.add_argument("--scopes", default="read,write", help="with --browser: the token's scopes (read, write, admin)")
-    login.add_argument("--machine", help="with --browser: the name the token gets (default: this machine's host name)")
+    _login_arguments(login)
     login.set_defaults(run=cmd_login)
 
     push = commands.add_parser(
