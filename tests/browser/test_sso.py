@@ -153,7 +153,13 @@ def test_first_sign_in_makes_a_student_and_the_lab_heads_group_a_DH(sso, browse)
 
 
 @pytest.mark.provokes_failed_loads("status of 401")  # signing out: the page's open requests end so
-def test_a_verified_email_links_the_existing_account_and_other_addresses_are_refused(sso, browse):
+def test_a_verified_email_links_the_existing_account_and_denials_and_other_addresses_are_refused(sso, browse):
+    page = browse()
+    page.goto(sso.url + "/")
+    page.get_by_role("link", name="Sign in with Uni account").click()
+    page.get_by_role("link", name="[ Cancel ]").click()  # denied at the provider
+    refused(page, "cancelled at your institution's sign-in page")
+
     page = browse()
     sso_sign_in(page, sso, "uma")  # rita's address, not verified by the provider
     refused(page, "has not verified your email address")
@@ -174,7 +180,9 @@ def test_a_verified_email_links_the_existing_account_and_other_addresses_are_ref
 def test_a_replayed_callback_a_wrong_nonce_and_a_forged_signature_are_refused(sso, openid_provider, browse):
     page = browse()
     callbacks: list[str] = []
-    page.on("request", lambda r: r.url.startswith(f"{sso.url}/api/auth/oidc/callback") and callbacks.append(r.url))
+    page.on(
+        "request", lambda r: r.url.startswith(f"{sso.url}/api/auth/oidc/callback") and callbacks.append(r.url)
+    )
     sso_sign_in(page, sso, "ben")
     signed_in_as(page, "Ben", "student")
     page.get_by_role("button", name="Sign out").click()
