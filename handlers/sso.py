@@ -15,6 +15,7 @@ import attrs
 from aiohttp import web
 
 from domain.accounts.models import SignInPolicy, SignInPolicyChange
+from domain.infra.availability import unavailable_service
 from domain.sso.models import ProviderError
 from domain.sso.service import ProviderInfo
 from handlers.auth import COOKIE_PATH, REFRESH_COOKIE, secure_cookie
@@ -77,6 +78,10 @@ async def oidc_login(request: web.Request) -> web.Response:
     except ProviderError as exc:
         log.warning("single sign-on could not start", extra={"code": exc.code, "reason": exc.detail})
         raise _to_sign_in_page(exc.code) from None
+    except Exception as exc:
+        if not unavailable_service(exc):
+            raise
+        raise _to_sign_in_page("unavailable") from None  # Redis or MongoDB restarting: a sentence, not JSON
     response = web.HTTPSeeOther(url, headers=_NO_STORE)
     # the browser that started the sign-in must be the one that finishes it (no login CSRF); Lax,
     # because the provider sends the browser back with a top-level GET from its own site
@@ -98,6 +103,10 @@ async def oidc_callback(request: web.Request) -> web.Response:
     except ProviderError as exc:
         log.warning("single sign-on refused", extra={"code": exc.code, "reason": exc.detail})
         response = _to_sign_in_page(exc.code)
+    except Exception as exc:
+        if not unavailable_service(exc):
+            raise
+        response = _to_sign_in_page("unavailable")  # Redis or MongoDB restarting: a sentence, not JSON
     else:
         log.info("signed in with the identity provider", extra={"user_id": signed_in.user.id})
         response = web.HTTPSeeOther(

@@ -25,6 +25,7 @@ REASONS = {
     "no_account": "There is no LabHub account for this address. Ask a head of the lab to create one.",
     "inactive_account": "This LabHub account has been deactivated.",
     "sso_disabled": "Sign-in with your institution's account is not set up here.",
+    "unavailable": "LabHub cannot finish signing you in right now (one of its services is restarting). Try again in a moment.",
 }
 
 ROLE_RANK = {Role.STUDENT: 0, Role.RESEARCHER: 1, Role.GD: 2, Role.DH: 3}
