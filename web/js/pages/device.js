@@ -33,6 +33,7 @@ export function DeviceApproval({ code: given }) {
         <dt>Code expires</dt><dd>${when(request.expires_at)}</dd>
       </dl>
       <p>${request.grants}</p>
+      <p class="muted">Approve only if you started this login yourself, on that machine: whoever holds the client gets the token.</p>
       ${request.status === 'pending' && html`<div class="row">
         <button type="button" onClick=${() => decide('approve')} disabled=${answer.busy}>Approve</button>
         <button type="button" class="secondary" onClick=${() => decide('deny')} disabled=${answer.busy}>Deny</button>
