@@ -23,13 +23,15 @@ from tests.openid import OpenIdProvider, client_for
 SECRET = "api-test-client-secret-0123456789"
 
 
-def sso_settings(services, tmp_path, issuer: str, **oidc: Any):
+def sso_settings(
+    services, tmp_path, issuer: str, *, device_ttl_s: int = 600, device_interval_s: int = 1, **oidc: Any
+):
     return make_settings(
         services, tmp_path,
         oidc={"enabled": True, "issuer": issuer, "client_id": "labhub-api", "client_secret": SECRET,
               "scopes": ["openid", "email", "profile", "groups"], "group_roles": {"lab-heads": "GD"},
               "jwks_refresh_s": 0.2, **oidc},
-        device_login={"ttl_s": 3, "interval_s": 1, "lookups_per_user": 3},
+        device_login={"ttl_s": device_ttl_s, "interval_s": device_interval_s, "lookups_per_user": 3},
     )  # fmt: skip
 
 
@@ -201,6 +203,7 @@ async def _poll(client, device_code: str):
     return await client.post("/api/auth/device/token", json={"device_code": device_code})
 
 
+@pytest.mark.parametrize("sso_app", [{"device_interval_s": 120}], indirect=True)  # a second poll is too soon
 async def test_device_login_refusals(sso_app):
     client, _base = sso_app
     student, head = await create_account(client, "student"), await create_account(client, "DH")
@@ -239,7 +242,14 @@ async def test_device_login_refusals(sso_app):
         "code"
     ] == "device_code_throttled"
 
-    # the code expires (ttl 3 s here): the poll then says so, and approving finds nothing
+
+@pytest.mark.parametrize("sso_app", [{"device_ttl_s": 2}], indirect=True)
+async def test_a_device_code_expires(sso_app):
+    client, _base = sso_app
+    head = await create_account(client, "DH")
+    started = await (await client.post("/api/auth/device", json={"machine": "rig"})).json()
+
+    # the code expires (ttl 2 s here): the poll then says so, and approving finds nothing
     async def expired():
         answer = await _poll(client, started["device_code"])
         body = await answer.json()
