@@ -29,6 +29,7 @@ from domain.sso.store import IdentityStore, PendingSignIns
 
 _NEXT = re.compile(r"^/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*$")
 MAX_NEXT_LENGTH = 512
+LOGIN_URL = "/api/auth/oidc/login"
 
 
 def safe_next(value: str | None) -> str:
@@ -36,6 +37,14 @@ def safe_next(value: str | None) -> str:
     if not value or len(value) > MAX_NEXT_LENGTH or not _NEXT.match(value) or value.startswith("/api/"):
         return "/"
     return value
+
+
+@attrs.frozen
+class SignInWay:
+    id: str  # "password" or "oidc"
+    display_name: str
+    login_url: str | None = None  # for oidc: where the button goes (add ?next=/a/path)
+    heads_only: bool = False  # for password: only heads may use it here
 
 
 @attrs.frozen
@@ -48,6 +57,7 @@ class ProviderInfo:
     display_name: str | None
     login_url: str | None
     reasons: dict[str, str]
+    providers: list[SignInWay]  # the same, as a list
 
 
 @attrs.frozen
@@ -75,13 +85,17 @@ class SsoService:
         return self._client is not None
 
     def info(self, *, password_for_everyone: bool, open_registration: bool) -> ProviderInfo:
+        ways = [SignInWay(id="password", display_name="LabHub password", heads_only=not password_for_everyone)]
+        if self.enabled:
+            ways.insert(0, SignInWay(id="oidc", display_name=self._settings.display_name, login_url=LOGIN_URL))
         return ProviderInfo(
             password=password_for_everyone,
             registration=open_registration and password_for_everyone,
             oidc=self.enabled,
             display_name=self._settings.display_name if self.enabled else None,
-            login_url="/api/auth/oidc/login" if self.enabled else None,
+            login_url=LOGIN_URL if self.enabled else None,
             reasons=dict(REASONS),
+            providers=ways,
         )
 
     async def start(self, *, next_path: str | None, redirect_uri: str) -> tuple[str, str]:

@@ -190,6 +190,8 @@ async def test_password_sign_in_for_heads_only(sso_app):
     assert (await problem(registered, 403))["code"] == "registration_closed"
     info = await (await client.get("/api/auth/providers")).json()
     assert (info["oidc"], info["password"], info["registration"]) == (True, False, False)
+    assert [(w["id"], w["heads_only"]) for w in info["providers"]] == [("oidc", False), ("password", True)]
+    assert info["providers"][0]["login_url"] == "/api/auth/oidc/login"
     opened = await client.patch(
         "/api/auth/sign-in-policy", json={"password_sign_in": "everyone"}, headers=head.headers
     )
