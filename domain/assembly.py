@@ -267,7 +267,6 @@ def build_domain(
         DeviceLoginStore(redis), access_tokens, people, d,
         starts=WindowLimit(redis, "device-start", limit=d.starts_per_client, window_s=d.window_s),
         lookups=WindowLimit(redis, "device-lookup", limit=d.lookups_per_user, window_s=d.window_s),
-        base_url=settings.http.public_url,
     )  # fmt: skip
     mail = _mail(db, settings)
     resets = _resets(db, settings, redis, people, accounts, mail)

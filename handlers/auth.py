@@ -48,16 +48,21 @@ def secure_cookie(request: web.Request) -> bool:
     return public_url.startswith("https://") if public_url else request.secure
 
 
+def set_session_cookie(request: web.Request, response: web.StreamResponse, refresh_token: str) -> None:
+    """The browser session's refresh token, as a password sign-in and single sign-on both set it."""
+    response.set_cookie(
+        REFRESH_COOKIE, refresh_token, path=COOKIE_PATH, httponly=True, samesite="Strict",
+        secure=secure_cookie(request), max_age=request.app[SETTINGS].auth.refresh_ttl_s,
+    )  # fmt: skip
+
+
 def _session_response(request: web.Request, pair: TokenPair) -> web.Response:
     if not wants_cookie(request):
         return json_response(pair, headers=_NO_STORE)
     response = json_response(
         BrowserSession(access_token=pair.access_token, expires_in=pair.expires_in), headers=_NO_STORE
     )
-    response.set_cookie(
-        REFRESH_COOKIE, pair.refresh_token, path=COOKIE_PATH, httponly=True, samesite="Strict",
-        secure=secure_cookie(request), max_age=request.app[SETTINGS].auth.refresh_ttl_s,
-    )  # fmt: skip
+    set_session_cookie(request, response, pair.refresh_token)
     return response
 
 

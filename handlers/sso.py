@@ -18,7 +18,7 @@ from domain.accounts.models import SignInPolicy, SignInPolicyChange
 from domain.infra.availability import unavailable_service
 from domain.sso.models import ProviderError
 from domain.sso.service import ProviderInfo
-from handlers.auth import COOKIE_PATH, REFRESH_COOKIE, secure_cookie
+from handlers.auth import secure_cookie, set_session_cookie
 from handlers.calendar import public_base
 from handlers.codec import json_response, parse_body
 from handlers.identity import require_user
@@ -112,10 +112,7 @@ async def oidc_callback(request: web.Request) -> web.Response:
         response = web.HTTPSeeOther(
             f"/signin/sso?{urllib.parse.urlencode({'next': signed_in.next})}", headers=_NO_STORE
         )
-        response.set_cookie(
-            REFRESH_COOKIE, signed_in.session.refresh_token, path=COOKIE_PATH, httponly=True, samesite="Strict",
-            secure=secure_cookie(request), max_age=request.app[SETTINGS].auth.refresh_ttl_s,
-        )  # fmt: skip
+        set_session_cookie(request, response, signed_in.session.refresh_token)
     response.del_cookie(STATE_COOKIE, path=STATE_COOKIE_PATH)
     raise response
 

@@ -32,7 +32,7 @@ class SignInPolicies:
         return policy
 
     async def password_allowed(self, user: User) -> bool:
-        return user.is_head or (await self.current()).password_sign_in is PasswordSignIn.EVERYONE
+        return user.is_head or await self.password_for_everyone()
 
     async def password_for_everyone(self) -> bool:
         return (await self.current()).password_sign_in is PasswordSignIn.EVERYONE

@@ -98,10 +98,11 @@ class AuthService:
             )
         if self._passwords.needs_rehash(stored_hash):
             await self._users.update(user.id, {"password_hash": await self._passwords.hash(password)})
-        return await self._issue(user, family_id=secrets.token_hex(16))
+        return await self.issue_session(user)
 
     async def issue_session(self, user: User) -> TokenPair:
-        """A new session for someone whose identity another way proved (single sign-on)."""
+        """A new session (a new refresh token family) for someone whose identity was proved: by
+        password here, by the identity provider in single sign-on."""
         return await self._issue(user, family_id=secrets.token_hex(16))
 
     async def refresh(self, refresh_token: str) -> TokenPair:

@@ -103,7 +103,7 @@ _SAYS = {
 class DeviceLogins:
     def __init__(
         self, store: DeviceLoginStore, tokens: AccessTokenService, people: People, settings: DeviceLoginSettings,
-        *, starts: WindowLimit, lookups: WindowLimit, base_url: str,
+        *, starts: WindowLimit, lookups: WindowLimit,
     ) -> None:  # fmt: skip
         self._store = store
         self._tokens = tokens
@@ -111,9 +111,9 @@ class DeviceLogins:
         self._settings = settings
         self._starts = starts
         self._lookups = lookups
-        self._base_url = base_url
 
-    async def start(self, body: DeviceStart, client: str, base_url: str | None = None) -> DeviceCode:
+    async def start(self, body: DeviceStart, client: str, base_url: str) -> DeviceCode:
+        """base_url: where people open the console (http.public_url, else the request's)."""
         client_name = _clean(body.client_name, "$.client_name", MAX_CLIENT_NAME)
         machine = _clean(body.machine or "unnamed machine", "$.machine", MAX_MACHINE)
         scopes = check_scopes(body.scopes, head=True)  # whether the person may grant admin: at approval
@@ -136,10 +136,9 @@ class DeviceLogins:
         else:
             raise Conflict("no free code could be drawn; try again", code="device_code_busy")
         shown = show_user_code(user_code)
-        base = self._base_url or base_url or ""
         return DeviceCode(
-            device_code=device_code, user_code=shown, verification_uri=f"{base}/device",
-            verification_uri_complete=f"{base}/device?code={shown}", expires_in=self._settings.ttl_s,
+            device_code=device_code, user_code=shown, verification_uri=f"{base_url}/device",
+            verification_uri_complete=f"{base_url}/device?code={shown}", expires_in=self._settings.ttl_s,
             interval=self._settings.interval_s,
         )  # fmt: skip
 

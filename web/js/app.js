@@ -6,7 +6,7 @@ import { match, navigate, useLocation } from './router.js';
 import { isHead, Session } from './session.js';
 import { openStream } from './stream.js';
 import { Link, Loading } from './ui.js';
-import { SignIn, Register, SsoLanding } from './pages/auth.js';
+import { SIGN_IN_PAGES, SignIn, Register, SsoLanding } from './pages/auth.js';
 import { DeviceApproval } from './pages/device.js';
 import { ForgotPassword, ResetPassword } from './pages/reset.js';
 import { Projects } from './pages/projects.js';
@@ -106,7 +106,7 @@ function App() {
     setReason(null);
     setUser(await api.get('/api/auth/me'));
     if (typeof next === 'string') navigate(next, { replace: true });
-    else if (['/signin', '/signin/sso', '/register', '/forgot'].includes(path)) navigate('/', { replace: true });
+    else if (SIGN_IN_PAGES.includes(path)) navigate('/', { replace: true });
   };
 
   // a reset link works whoever is signed in here (the reset signs every session out anyway)

@@ -4,10 +4,13 @@ import { html, useEffect, useState } from '../../vendor/htm-preact.js';
 import * as api from '../api.js';
 import { ErrorNote, Input, Link, Notice, useAction, useLoad } from '../ui.js';
 
+// the pages of a signed-out visitor: signing in from one of them goes on to the projects
+export const SIGN_IN_PAGES = ['/signin', '/signin/sso', '/register', '/forgot'];
+
 // where to come back to after the institution's sign-in: this page, unless it is a sign-in page
 function comeBack() {
   const { pathname, search } = window.location;
-  if (['/signin', '/signin/sso', '/register', '/forgot'].includes(pathname)) return '/';
+  if (SIGN_IN_PAGES.includes(pathname)) return '/';
   return pathname + search;
 }
 
