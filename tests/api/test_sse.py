@@ -117,8 +117,13 @@ async def test_a_new_watcher_of_a_retried_job_follows_the_attempt_running_now(cl
 
 
 async def _final(client, headers, job_id):
+    """The job is final and its terminal event is in the log (the record is written before the event)."""
     body = await (await client.get(f"/api/jobs/{job_id}", headers=headers)).json()
-    return body["status"] in {"succeeded", "failed", "cancelled"}
+    if body["status"] not in {"succeeded", "failed", "cancelled"}:
+        return False
+    log = client.app[JOBS]._events.log
+    entries = await log.replay(log.job_stream(job_id), None)
+    return bool(entries) and entries[-1][1] == "status" and entries[-1][2].get("status") == body["status"]
 
 
 async def test_many_watchers_of_one_job_get_the_same_events(client):
