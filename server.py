@@ -78,13 +78,15 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def mongo_ctx(app: web.Application) -> AsyncIterator[None]:
-    async with open_mongo(app[ENDPOINTS].mongo_uri, app[SETTINGS].mongo.database) as db:
+    count = app[METRICS].backend_call
+    async with open_mongo(app[ENDPOINTS].mongo_uri, app[SETTINGS].mongo.database, count=count) as db:
         app[MONGO] = db
         yield
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    async with open_redis(app[ENDPOINTS].redis_url, app[SETTINGS].redis.key_prefix) as store:
+    redis = app[SETTINGS].redis
+    async with open_redis(app[ENDPOINTS].redis_url, redis.key_prefix, count=app[METRICS].backend_call) as store:
         app[REDIS] = store
         yield
 
@@ -92,7 +94,8 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 async def objects_ctx(app: web.Application) -> AsyncIterator[None]:
     s3 = app[SETTINGS].s3
     async with open_objects(
-        app[ENDPOINTS].s3_endpoint_url, s3.access_key, s3.secret_key, s3.bucket, s3.region
+        app[ENDPOINTS].s3_endpoint_url, s3.access_key, s3.secret_key, s3.bucket, s3.region,
+        count=app[METRICS].backend_call,
     ) as store:
         app[OBJECTS] = store
         yield

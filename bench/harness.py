@@ -24,6 +24,7 @@ from ops.embedded import EmbeddedServices  # noqa: E402
 from server import create_app  # noqa: E402
 
 S3_KEY, S3_SECRET = "labhub-bench", "labhub-bench-secret"
+METRICS_SECRET = "labhub-bench-metrics"  # the scraper's bearer secret of every bench server
 
 
 def start_server(
@@ -37,7 +38,8 @@ def start_server(
     level = {"LABHUB_APP_LOG_LEVEL": "INFO" if log else "WARNING", "LABHUB_AUTH_REGISTRATIONS_PER_CLIENT": "100000",
              "LABHUB_AUTH_LOGIN_FAILURES_PER_CLIENT": "100000",
              # benches measure capacity: one simulated person may hold many streams and jobs
-             "LABHUB_QUOTAS_STREAMS_PER_USER": "0", "LABHUB_QUOTAS_QUEUED_JOBS_PER_USER": "0"}  # fmt: skip
+             "LABHUB_QUOTAS_STREAMS_PER_USER": "0", "LABHUB_QUOTAS_QUEUED_JOBS_PER_USER": "0",
+             "LABHUB_METRICS_BEARER_SECRET": METRICS_SECRET}  # fmt: skip
     env = {**os.environ, "LABHUB_SERVICES_DATA_DIR": str(data_dir), "LABHUB_HTTP_PORT": str(port), **level,
            **settings}  # fmt: skip
     stderr = log.open("ab") if log else None
@@ -47,6 +49,38 @@ def start_server(
     finally:
         if stderr:
             stderr.close()
+
+
+async def backend_calls(session: aiohttp.ClientSession, base: str) -> dict[str, float]:
+    """The server's calls to its services so far, from GET /metrics: {"mongodb find": n, ...,
+    "pool task": n}. Two readings subtracted give what happened in between."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with session.get(f"{base}/metrics", headers={"Authorization": f"Bearer {METRICS_SECRET}"}) as response:
+        text = await response.text()
+        assert response.status == 200, text[:200]
+    calls: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "labhub_backend_calls_total":
+                calls[f"{sample.labels['service']} {sample.labels['operation']}"] = sample.value
+            elif sample.name == "labhub_pool_tasks_total":
+                calls["pool task"] = calls.get("pool task", 0.0) + sample.value
+    return calls
+
+
+def calls_between(before: dict[str, float], after: dict[str, float], per: int) -> str:
+    """Per unit (file, request): MongoDB commands, Redis round trips, S3 requests, pool tasks; then
+    each MongoDB command and S3 operation."""
+    delta = {k: (v - before.get(k, 0.0)) / per for k, v in after.items() if v - before.get(k, 0.0) > 0}
+
+    def total(service: str) -> float:
+        return sum(v for k, v in delta.items() if k.startswith(service + " "))
+
+    detail = ", ".join(f"{k} {v:.2f}" for k, v in sorted(delta.items(), key=lambda kv: -kv[1])
+                       if k.split()[0] in ("mongodb", "s3"))  # fmt: skip
+    return (f"MongoDB commands {total('mongodb'):.2f}, Redis round trips {total('redis'):.2f}, "
+            f"S3 requests {total('s3'):.2f}, pool tasks {delta.get('pool task', 0.0):.2f} ({detail})")  # fmt: skip
 
 
 async def wait_ready(session: aiohttp.ClientSession, base: str, path: str = "/ready") -> None:

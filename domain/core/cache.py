@@ -42,5 +42,11 @@ class TtlCache(Generic[K, V]):
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
 
+    def replace(self, key: K, value: V) -> None:
+        """A new value for a live entry, which keeps its expiry (nothing happens to a missing one)."""
+        found = self._entries.get(key)
+        if found is not None and found[0] >= time.monotonic():
+            self._entries[key] = (found[0], value)
+
     def forget(self, key: K) -> None:
         self._entries.pop(key, None)

@@ -79,6 +79,15 @@ class Metrics:
             "labhub_embedded_service_restarts", "Times an embedded service died and was started again (since start)",
             ["service"], registry=r,
         )  # fmt: skip
+        self.backend_calls = Counter(
+            "labhub_backend_calls", "Calls this instance made to its services: MongoDB commands, Redis round "
+            "trips (a pipeline is one), S3 HTTP requests (a retry is another)", ["service", "operation"], registry=r,
+        )  # fmt: skip
+        self.pool_tasks = Counter(
+            "labhub_pool_tasks", "Tasks handed to the worker pool (one per job attempt that reached a worker)",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        self._backend_children: dict[tuple[str, str], Any] = {}
         self.info = Gauge("labhub_build_info", "This instance's LabHub version", ["version"], registry=r)
 
     def http(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -92,6 +101,13 @@ class Metrics:
             )
         children[0].inc()
         children[1].observe(seconds)
+
+    def backend_call(self, service: str, operation: str) -> None:
+        """One call to a service; operation comes from the client library (command or API names)."""
+        child = self._backend_children.get((service, operation))
+        if child is None:
+            child = self._backend_children[(service, operation)] = self.backend_calls.labels(service, operation)
+        child.inc()
 
     def job_finished(self, kind: str, status: str, seconds: float | None) -> None:
         """seconds None: ended without running here (its lease ran out elsewhere)."""

@@ -106,6 +106,9 @@ class IngestionService:
         self._datasets = datasets
         self._objects = objects
         self._files = files
+        # job id -> the spooled file (sha256) a job queued here holds until its attempt ends; a job
+        # that runs elsewhere, or again after a crash, reads the raw object instead
+        self._job_holds: dict[str, str] = {}
         self._dataset_service = dataset_service
         self.settings = settings
         self._part_size = part_size
@@ -123,8 +126,9 @@ class IngestionService:
     # -- the upload ------------------------------------------------------------------------------
 
     async def check_project(self, actor: User, project_id: str) -> None:
-        """Before any byte is read: the caller may add data to this project."""
-        await self._gate.require(actor, project_id, Need.WRITE)
+        """Before any byte is read: the caller may add data to this project (checked again when the
+        upload is accepted)."""
+        await self._gate.require(actor, project_id, Need.WRITE, early=True)
 
     async def storage_room(self, actor: User, project_id: str) -> Room:
         """Before any byte is read: what the quotas leave for an upload (413 if nothing)."""
@@ -210,6 +214,7 @@ class IngestionService:
         await self._quotas.check_jobs(actor.id, _job_count(options, len(sources)))
         batch_id = self._ingestions.new_id()
         accepted: list[IngestionJob] = []
+        recorded: list[int] = []  # each record's file size
         raw_until = utcnow() + timedelta(seconds=self.settings.raw_lease_s)
         storing = False
         try:
@@ -219,6 +224,7 @@ class IngestionService:
                     origin = upload_ids[index] if upload_ids else None
                     sheets: list[str | None] = list(entry.sheets) if entry.sheets and entry.ingest else [None]
                     for sheet in sheets:
+                        recorded.append(source.size)
                         accepted.append(await self._record(
                             actor, project.id, batch_id, source, sheet, options, entry, job=entry.ingest,
                             upload_id=origin, raw_until=raw_until, target=target,
@@ -236,7 +242,10 @@ class IngestionService:
                     "the files could not be stored; nothing was kept, upload them again"
                 ) from None
             raise
-        self._quotas.stored(actor.id, project.id)
+        # each record counts its file's bytes (the sums held for the quota grow by as much); bytes of
+        # resumable uploads were counted already, and are now counted as the ingestion's instead
+        added = None if upload_ids else sum(recorded)
+        self._quotas.stored(actor.id, project.id, added=added)
         try:
             await self._activity.count(project.id, actor.id, Signal.INGESTION, utcnow(), n=len(sources))
         except Exception as exc:  # noqa: BLE001 - the batch is accepted: a lost count must not undo that
@@ -278,6 +287,7 @@ class IngestionService:
             for item in accepted:
                 if item.status != "stored":
                     await self._jobs.withdraw(item.id)
+                    self._let_go(item.id)
         except Exception as exc:  # noqa: BLE001 - left to the lease, which is no longer renewed
             log.warning(
                 "could not withdraw a failed batch", extra={"batch_id": batch_id, "error": repr(exc)[:200]}
@@ -314,8 +324,14 @@ class IngestionService:
             "batch_id": batch_id, "file": attrs.asdict(source), "sheet": sheet, "options": job_options,
             "dataset_type": dataset_type, "tag": tag, **({"version_of": target} if target else {}),
         }  # fmt: skip
-        # the caller checked the project (_accept)
-        queued = await self._jobs.enqueue(actor.id, project_id, INGEST_KIND, params, job_id=ingestion_id)
+        # the caller checked the project (_accept); held before it is queued (it may end at once)
+        self._files.hold(source.sha256)
+        self._job_holds[ingestion_id] = source.sha256
+        try:
+            queued = await self._jobs.enqueue(actor.id, project_id, INGEST_KIND, params, job_id=ingestion_id)
+        except BaseException:
+            self._let_go(ingestion_id)
+            raise
         return IngestionJob(queued.id, source.name, sheet, queued.status.value)
 
     # -- the job kind ----------------------------------------------------------------------------
@@ -365,6 +381,7 @@ class IngestionService:
         ids: list[str] = []
         version_ids: list[str] = []
         versions: list[int] = []
+        parquet_bytes: list[int] = []
         follower = self._followers.get((job.id, job.attempt))
         target: dict[str, Any] | None = params.get("version_of")
         outputs = result["datasets"] if target is None else [_version_output(result["datasets"], target)]
@@ -406,10 +423,12 @@ class IngestionService:
                 )
             if follower:
                 follower.used.add(key)
+            parquet_bytes.append(stored.size)
             ids.append(target["dataset_id"] if target else dataset_id)
             version_ids.append(dataset_id)
             versions.append(version)
         await self._ingestions.record_outcome(job.id, {"dataset_ids": ids, "stored_only": False})
+        self._quotas.stored(job.owner_id, job.project_id, added=sum(parquet_bytes))
         if params["options"].get("visualize") and self.visualize is not None:
             for version_id in version_ids:
                 await self.visualize(job.owner_id, version_id)
@@ -432,15 +451,17 @@ class IngestionService:
             1, job.attempt + 1
         ):  # this attempt's and older ones' (a crash left them), never a newer one's
             shutil.rmtree(self._files.work_dir(job.id, attempt), ignore_errors=True)
-        await self._release(job.params["file"]["sha256"])
+        self._let_go(job.id)
+        self._release(job.params["file"]["sha256"])
 
-    async def _release(self, sha256: str) -> None:
-        """A spooled upload goes once no upload request holds it and no queued or running job needs it."""
-        if (
-            not self._raw.under_way(sha256)
-            and not self._files.held(sha256)
-            and not await self._jobs.any_active(INGEST_KIND, "params.file.sha256", sha256)
-        ):
+    def _let_go(self, job_id: str) -> None:
+        if (sha256 := self._job_holds.pop(job_id, None)) is not None:
+            self._files.let_go(sha256)
+
+    def _release(self, sha256: str) -> None:
+        """A spooled upload goes once no upload request and no job queued here holds it. (A job
+        queued elsewhere, or tried again after a crash, reads the raw object when the file is gone.)"""
+        if not self._raw.under_way(sha256) and not self._files.held(sha256):
             self._files.spool_path(sha256).unlink(missing_ok=True)
 
     async def release_spool(self, files: list[SpooledFile]) -> None:
@@ -448,7 +469,7 @@ class IngestionService:
         for spooled in files:
             self._files.let_go(spooled.sha256)
         for spooled in files:
-            await self._release(spooled.sha256)
+            self._release(spooled.sha256)
 
     # -- reading and deleting --------------------------------------------------------------------
 

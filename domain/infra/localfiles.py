@@ -46,8 +46,8 @@ class LocalFiles:
         self.work = root / "work"
         self.cache = root / "cache"
         self.cache_bytes = cache_bytes
-        # spooled files an upload request still holds (it has not queued its jobs yet): same bytes,
-        # same file, so another upload's finished job must not remove them from under it
+        # spooled files an upload request or a job queued here still holds: same bytes, same file,
+        # so another upload's finished job must not remove them from under it
         self._holds: Counter[str] = Counter()
         for directory in (self.spool, self.work, self.cache):
             directory.mkdir(parents=True, exist_ok=True)
@@ -110,8 +110,12 @@ class LocalFiles:
     def spool_path(self, sha256: str) -> Path:
         return self.spool / sha256
 
+    def hold(self, sha256: str) -> None:
+        """One more holder of these spooled bytes (a job queued here that will read them)."""
+        self._holds[sha256] += 1
+
     def let_go(self, sha256: str) -> None:
-        """The upload request that spooled these bytes is done with them (its jobs hold them now)."""
+        """A holder (the upload request that spooled these bytes, or a job) is done with them."""
         self._holds[sha256] -= 1
         if self._holds[sha256] <= 0:
             del self._holds[sha256]

@@ -11,7 +11,7 @@ import attrs
 import bson
 from bson import CodecOptions, ObjectId
 from bson.errors import InvalidId
-from pymongo import AsyncMongoClient, IndexModel
+from pymongo import AsyncMongoClient, IndexModel, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -21,6 +21,23 @@ from domain.core.errors import NotFound
 Document = dict[str, Any]
 Database = AsyncDatabase[Document]
 DUPLICATE_KEY = 11000
+CountCall = Callable[[str, str], None]  # (service, operation): one call to a service, for the metrics
+
+
+class _CommandCounter(monitoring.CommandListener):
+    """Counts every command the driver sends (PyMongo's command monitoring)."""
+
+    def __init__(self, count: CountCall) -> None:
+        self._count = count
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self._count("mongodb", event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
 
 
 @attrs.frozen
@@ -127,11 +144,12 @@ async def ensure_indexes(db: Database) -> None:
 
 @asynccontextmanager
 async def open_mongo(
-    uri: str, database: str, *, timeout_ms: int = 10_000, max_pool_size: int = 32
+    uri: str, database: str, *, timeout_ms: int = 10_000, max_pool_size: int = 32, count: CountCall | None = None
 ) -> AsyncIterator[Database]:
     client: AsyncMongoClient[Document] = AsyncMongoClient(
-        uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, appname="labhub", maxPoolSize=max_pool_size
-    )
+        uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, appname="labhub", maxPoolSize=max_pool_size,
+        event_listeners=[_CommandCounter(count)] if count else [],
+    )  # fmt: skip
     try:
         db = client[database]
         await client.admin.command("ping")

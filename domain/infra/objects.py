@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import io
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from ipaddress import ip_address
 from typing import Any
@@ -266,7 +266,8 @@ def _is_loopback(url: str) -> bool:
 
 @asynccontextmanager
 async def open_objects(
-    endpoint_url: str, access_key: str, secret_key: str, bucket: str, region: str
+    endpoint_url: str, access_key: str, secret_key: str, bucket: str, region: str,
+    *, count: Callable[[str, str], None] | None = None,
 ) -> AsyncIterator[ObjectStore]:
     config = AioConfig(
         # rclone and MinIO do not all speak the newer default checksums; only send them when required
@@ -292,6 +293,12 @@ async def open_objects(
         region_name=region,
         config=config,
     ) as client:
+        if count is not None:
+
+            def counted(event_name: str, **_: Any) -> None:  # None: botocore sends the request itself
+                count("s3", event_name.rsplit(".", 1)[-1])
+
+            client.meta.events.register("before-send.s3", counted)
         store = ObjectStore(client, bucket)
         await store.ensure_bucket()
         yield store

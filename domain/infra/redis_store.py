@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -55,8 +56,21 @@ class RedisStore:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
+def _counting_connection(count: Callable[[str, str], None]) -> type[aioredis.Connection]:
+    class CountingConnection(aioredis.Connection):
+        """Counts round trips: every command, or a whole pipeline, goes out in one send."""
+
+        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            count("redis", "round_trip")
+            await super().send_packed_command(command, check_health)
+
+    return CountingConnection
+
+
 @asynccontextmanager
-async def open_redis(url: str, prefix: str, *, max_connections: int = 32) -> AsyncIterator[RedisStore]:
+async def open_redis(
+    url: str, prefix: str, *, max_connections: int = 32, count: Callable[[str, str], None] | None = None
+) -> AsyncIterator[RedisStore]:
     # a bounded pool that waits for a free connection instead of opening hundreds under a burst; a
     # command on a connection that a Redis restart closed is tried again on a new one (a few quick
     # tries, then the error: a Redis that is down answers 503 at once instead of holding requests)
@@ -64,6 +78,7 @@ async def open_redis(url: str, prefix: str, *, max_connections: int = 32) -> Asy
         url, max_connections=max_connections, timeout=10, socket_connect_timeout=5, health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        **({"connection_class": _counting_connection(count)} if count else {}),
     )  # fmt: skip
     client = aioredis.Redis(connection_pool=pool)
     try:

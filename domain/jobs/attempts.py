@@ -41,7 +41,9 @@ class Running:
     kill_reason: str | None = None  # timeout | cancel | lost | shutdown
     started: float = attrs.field(factory=time.monotonic)
     progress: Progress | None = None
-    progress_saved_at: float = 0.0
+    # a job that ends within PROGRESS_TO_MONGO_S never writes progress to MongoDB (its final
+    # state replaces it); progress is shown live from Redis all along
+    progress_saved_at: float = attrs.field(factory=time.monotonic)
     # Progress is written by two tasks (the worker's events, the scheduler's own stages) and status
     # changes by a third: one lock puts them in order, and once the worker has returned (or the job
     # changed status) its late events are dropped, so progress never moves backwards or lands after

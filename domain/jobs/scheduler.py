@@ -67,6 +67,10 @@ class Scheduler:
         self._metrics = metrics or Metrics()
         self._running: dict[str, Running] = {}
         self._wake = asyncio.Event()
+        # False once a claim found nothing, until a wake-up says work may have come (a submission, a
+        # requeue, a poll): a job that ends then frees its slot without asking MongoDB again
+        self._maybe_queued = True
+        self._work_wakes = 0
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._worker_events: asyncio.Queue[WorkerEvent] = asyncio.Queue()
@@ -121,7 +125,7 @@ class Scheduler:
         """Called from the pool's watchdog once a broken pool works again: count it, claim again."""
         self._metrics.pool_rebuilds.inc()
         if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._wake.set)
+            self._loop.call_soon_threadsafe(self._work_may_be_queued)
 
     @property
     def running_jobs(self) -> list[str]:
@@ -129,27 +133,40 @@ class Scheduler:
 
     # -- claiming ----------------------------------------------------------------------------------
 
+    def _work_may_be_queued(self) -> None:
+        self._maybe_queued = True
+        self._work_wakes += 1
+        self._wake.set()
+
     async def _claim_loop(self) -> None:
         while not self._stopping:
             stop_if_cancelled()
+            self._wake.clear()  # before claiming: a wake-up while a claim is under way is kept
             try:
                 # nothing is claimed while the pool is broken: the watchdog is rebuilding it, and
                 # wakes this loop when it is done
-                while len(self._running) < self._pool.size and self._pool.healthy and not self._stopping:
+                while (
+                    self._maybe_queued and len(self._running) < self._pool.size and self._pool.healthy
+                    and not self._stopping
+                ):  # fmt: skip
+                    seen = self._work_wakes
                     job = await self._store.claim(
                         self.instance_id, self._kinds.names(), self._settings.lease_s
                     )
                     if job is None:
+                        if self._work_wakes == seen:
+                            self._maybe_queued = False
                         break
                     self._launch(job)
             except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
                 log_failure("claiming jobs failed; trying again", exc)
                 await asyncio.sleep(1)
-            self._wake.clear()
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races a wake-up
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(self._settings.poll_s):
                     await self._wake.wait()
+            except TimeoutError:
+                self._maybe_queued = True  # the poll: the fallback for wake-ups that were missed
 
     def _launch(self, job: Job) -> None:
         running = Running(job)
@@ -245,6 +262,7 @@ class Scheduler:
             self._pool.submit, kind.worker, job.id, job.attempt, inputs
         )
         running.future = future
+        self._metrics.pool_tasks.labels(job.kind).inc()
         waiting = asyncio.wrap_future(future)
         # if this task is cancelled (shutdown) the outcome is dropped on purpose, not "never retrieved"
         waiting.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -400,7 +418,7 @@ class Scheduler:
     async def _sweep(self) -> None:
         """Jobs whose lease ran out (a crashed instance) go back to the queue, or end."""
         if await sweep_expired(self._store, self._metrics, set(self._running), self._publish, self._notify):
-            self._wake.set()
+            self._work_may_be_queued()
 
     def _cancel(self, job_id: str) -> None:
         running = self._running.get(job_id)
@@ -419,7 +437,7 @@ class Scheduler:
 
         def on_message(channel: str, data: bytes) -> None:
             if channel == wake:
-                self._wake.set()
+                self._work_may_be_queued()
             elif channel == control:
                 self._on_control(data)
 

@@ -124,10 +124,6 @@ class JobsService:
     async def find_many(self, job_ids: list[str]) -> dict[str, Job]:
         return await self._store.get_many(job_ids)
 
-    async def any_active(self, kind: str, field: str, value: Any) -> bool:
-        """Whether a queued or running job of this kind has this value at this params field."""
-        return await self._store.active_with(kind, field, value)
-
     async def forget(self, job_id: str) -> None:
         """Remove a job whose record is removed (an ingestion deleted)."""
         await self._store.delete(job_id)

@@ -85,15 +85,6 @@ class JobStore:
         cursor = self._jobs.find({"_id": {"$in": [ObjectId(j) for j in job_ids]}})
         return {str(doc["_id"]): from_document(Job, doc) async for doc in cursor}
 
-    async def active_with(self, kind: str, field: str, value: Any) -> bool:
-        """Whether a queued or running job of this kind has params field == value."""
-        query = {
-            "kind": kind,
-            field: value,
-            "status": {"$in": [JobStatus.QUEUED.value, JobStatus.RUNNING.value]},
-        }
-        return await self._jobs.count_documents(query, limit=1) > 0
-
     async def delete(self, job_id: str) -> None:
         await self._jobs.delete_one({"_id": ObjectId(job_id)})
 

@@ -86,12 +86,15 @@ class ProjectGate:
         return own if reach is None else own & set(reach)
 
     async def require(
-        self, actor: User, project_id: str, need: Need, *, what: str = "project", allow_archived: bool = False
+        self, actor: User, project_id: str, need: Need, *, what: str = "project", allow_archived: bool = False,
+        early: bool = False,
     ) -> Project:
+        """early: a check that only refuses early (before an upload is read), whose change checks
+        again when it is made; it may use a cached copy, as reads do."""
         if not reaches(project_id):
             raise NotFound(f"{what} not found")  # a token narrowed to other projects sees none of this one
         # reads may use a cached copy; changes always check the stored project
-        project = self._cache.get(project_id) if need is Need.READ else None
+        project = self._cache.get(project_id) if need is Need.READ or early else None
         if project is None:
             try:
                 project = await self._projects.get(project_id)

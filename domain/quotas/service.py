@@ -3,9 +3,12 @@ waiting or running, and open event streams. Past a limit the answer is a problem
 `quota_exceeded` for storage, 429 for the rest.
 
 Storage is summed from what is stored (domain/quotas/store.py), looked up at most every few
-seconds per person or project and forgotten here after each upload, so uploads one after another
-are held to the byte; uploads started at the same moment on several instances may together pass a
-limit by what they carry. Unfinished uploads are counted after the new one is recorded (two at once
+seconds per person or project; what this instance stores meanwhile is added to the sums it holds
+(and a removal makes it look them up again), so uploads one after another are held to the byte
+without summing every collection for each; uploads started at the same moment on several instances
+may together pass a limit by what they carry. Jobs waiting or running are counted the same way
+while a person is far from the limit (an upload of many small files then counts them once), and
+counted afresh near it. Unfinished uploads are counted after the new one is recorded (two at once
 cannot both slip under the limit); open streams are counted per instance.
 """
 
@@ -24,6 +27,7 @@ from domain.core.settings import QuotaSettings
 from domain.quotas.store import UsageStore
 
 USAGE_CACHE_S = 10.0
+JOBS_CACHE_S = 5.0  # a person's active jobs, counted at most this often while far below the limit
 JOBS_RETRY_AFTER_S = 30
 
 
@@ -73,6 +77,7 @@ class Quotas:
         self._store = store
         self._settings = settings
         self._bytes: TtlCache[str, int] = TtlCache(USAGE_CACHE_S)
+        self._jobs: TtlCache[str, int] = TtlCache(JOBS_CACHE_S)
         self._streams: dict[str, int] = {}
 
     def limits(self) -> QuotaLimits:
@@ -125,11 +130,14 @@ class Quotas:
             raise self.too_large(room, needed)
         return room
 
-    def stored(self, user_id: str, project_id: str | None = None) -> None:
-        """Something was stored or removed: look the sums up again next time."""
-        self._bytes.forget(f"user:{user_id}")
-        if project_id is not None:
-            self._bytes.forget(f"project:{project_id}")
+    def stored(self, user_id: str, project_id: str | None = None, *, added: int | None = None) -> None:
+        """Something was stored (`added` bytes more: added to the sums held here) or removed, or
+        changed by an amount not known here (added None: look the sums up again next time)."""
+        for key in (f"user:{user_id}", *([f"project:{project_id}"] if project_id is not None else [])):
+            if added is None:
+                self._bytes.forget(key)
+            elif (held := self._bytes.get(key)) is not None:
+                self._bytes.replace(key, held + added)
 
     # -- counts ----------------------------------------------------------------------------------
 
@@ -146,12 +154,18 @@ class Quotas:
         limit = self._settings.queued_jobs_per_user
         if not limit:
             return
-        active = await self._store.active_jobs(user_id)
-        if active + adding > limit:
+        # a count held here only grows (jobs added here), so it is never below the real one but
+        # for other instances' jobs; near the limit the jobs are counted afresh
+        held = self._jobs.get(user_id)
+        if held is None or 2 * (held + adding) > limit:
+            held = await self._store.active_jobs(user_id)
+            self._jobs.put(user_id, held)
+        if held + adding > limit:
             raise TooManyRequests(
-                f"you have {active} jobs waiting or running and may have {limit}; this adds {adding}: "
+                f"you have {held} jobs waiting or running and may have {limit}; this adds {adding}: "
                 "wait for some to finish", retry_after_s=JOBS_RETRY_AFTER_S, code="too_many_jobs",
             )  # fmt: skip
+        self._jobs.replace(user_id, held + adding)
 
     @contextmanager
     def stream(self, user_id: str | None) -> Iterator[None]:

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from handlers.keys import INGESTIONS, LOCAL_FILES, MONGO, OBJECTS
+from handlers.keys import INGESTIONS, LOCAL_FILES, METRICS, MONGO, OBJECTS
 from server import create_app
 from tests.conftest import job_settings, problem, wait_until
 from tests.sse_client import read_events
@@ -314,6 +314,21 @@ async def test_a_job_whose_raw_file_nobody_stores_fails_at_once(client, team):
     assert "upload it again" in job["error"]["message"]
 
 
+async def test_jobs_queued_here_hold_their_spooled_bytes_until_the_last_one_ends(client, team):
+    """The same bytes twice in one upload share one spool file: the first job's end leaves it to the
+    second (which reads it instead of fetching the raw object from S3), and the last one removes it."""
+    content = b"t,v\n" + b"".join(b"%d,%d\n" % (i, i * 3) for i in range(300))
+    sha = hashlib.sha256(content).hexdigest()
+    fetches = client.app[METRICS].backend_calls.labels("s3", "GetObject")
+    before = fetches._value.get()
+    response = await ingest(client, team, [("a.csv", content, "text/csv"), ("b.csv", content, "text/csv")])
+    assert response.status == 202
+    jobs = [await finished(client, team, entry["id"]) for entry in (await response.json())["jobs"]]
+    assert [job["status"] for job in jobs] == ["succeeded", "succeeded"]
+    assert fetches._value.get() == before, "a job fetched the raw object although its bytes were spooled here"
+    await wait_until(lambda: asyncio.sleep(0, result=not client.app[LOCAL_FILES].spool_path(sha).exists()))
+
+
 async def test_viewers_and_outsiders_cannot_upload(client, team):
     await problem(await ingest(client, team, [("w.csv", CSV, "text/csv")], who=team.viewer), 403)
     await problem(await ingest(client, team, [("w.csv", CSV, "text/csv")], who=team.outsider), 404)
@@ -434,7 +449,7 @@ async def test_an_upload_keeps_its_spooled_bytes_while_another_ingestion_of_them
     deleted = await client.delete(f"/api/ingestions/{entry['id']}", headers=team.member.headers)
     assert deleted.status == 204
     assert await client.app[OBJECTS].keys("raw/" + sha) == []
-    await client.app[INGESTIONS]._release(sha)
+    client.app[INGESTIONS]._release(sha)
     assert spool.exists(), "a request still reading its body holds its spooled files"
 
     await send(b"1,2\n" + f"\r\n--{boundary}--\r\n".encode())
