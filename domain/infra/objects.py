@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import io
 import logging
@@ -14,7 +15,7 @@ from urllib.parse import urlsplit
 
 import attrs
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
+from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import ClientError
 
 from domain.core.errors import NotFound, TooLarge
@@ -264,6 +265,12 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
+@functools.cache
+def _session() -> AioSession:
+    """One botocore session per process: it keeps the S3 service model it parsed (~0.1 s each time)."""
+    return get_session()
+
+
 @asynccontextmanager
 async def open_objects(
     endpoint_url: str, access_key: str, secret_key: str, bucket: str, region: str,
@@ -284,7 +291,7 @@ async def open_objects(
         read_timeout=60,
         retries={"max_attempts": 3, "mode": "standard"},
     )
-    session = get_session()
+    session = _session()
     async with session.create_client(
         "s3",
         endpoint_url=endpoint_url,
