@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import functools
 import importlib.metadata
 from collections.abc import Callable
 from pathlib import Path
@@ -103,6 +104,7 @@ def _looks_like_text(head: bytes) -> bool:
     )
 
 
+@functools.cache  # a worker lives for many jobs; reading the packages' metadata takes ~10 ms
 def _versions() -> dict[str, str]:
     versions = {}
     for name in LIBRARIES:
@@ -114,7 +116,7 @@ def _versions() -> dict[str, str]:
 
 
 def _stored(reason: str | None) -> dict[str, Any]:
-    return {"stored_only": True, "reason": reason, "datasets": [], "format": None, "versions": _versions()}
+    return {"stored_only": True, "reason": reason, "datasets": [], "format": None, "versions": dict(_versions())}
 
 
 Reader = Callable[[Path, dict[str, Any], Limits, Reporter, Path], list[dict[str, Any]]]
@@ -163,4 +165,4 @@ def ingest_file(params: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
         fmt = "text"
     else:
         datasets = READERS[fmt](path, options, limits, reporter, work_dir)
-    return {"stored_only": False, "datasets": datasets, "format": fmt, "versions": _versions()}
+    return {"stored_only": False, "datasets": datasets, "format": fmt, "versions": dict(_versions())}
