@@ -11,6 +11,7 @@ from domain.accounts.people import People
 from domain.core.cache import TtlCache
 from domain.core.clock import utcnow
 from domain.core.errors import Conflict, Forbidden, InvalidInput, NotFound, field_error
+from domain.core.flight import SingleFlight
 from domain.core.pagination import Page, clamp_limit
 from domain.projects.audit import AuditLog
 from domain.projects.grant import project_filter, reaches
@@ -51,6 +52,7 @@ class ProjectGate:
         self._projects = projects
         self._cache: TtlCache[str, Project] = TtlCache(cache_s)
         self._names: TtlCache[None, list[ProjectName]] = TtlCache(cache_s, max_entries=1)
+        self._reading: SingleFlight[str, Project | None] = SingleFlight()
 
     def forget(self, project_id: str) -> None:
         self._cache.forget(project_id)
@@ -94,10 +96,15 @@ class ProjectGate:
         if not reaches(project_id):
             raise NotFound(f"{what} not found")  # a token narrowed to other projects sees none of this one
         # reads may use a cached copy; changes always check the stored project
-        project = self._cache.get(project_id) if need is Need.READ or early else None
+        cached = need is Need.READ or early
+        project = self._cache.get(project_id) if cached else None
         if project is None:
             try:
-                project = await self._projects.get(project_id)
+                # requests that may use a cached copy and find none read it once between them
+                project = await (
+                    self._reading.run(project_id, lambda: self._projects.get(project_id))
+                    if cached else self._projects.get(project_id)
+                )  # fmt: skip
             except NotFound:
                 project = None
             if project is None:

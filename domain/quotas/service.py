@@ -23,6 +23,7 @@ from domain.core.cache import TtlCache
 from domain.core.clock import utcnow
 from domain.core.content import human_size
 from domain.core.errors import TooLarge, TooManyRequests
+from domain.core.flight import SingleFlight
 from domain.core.settings import QuotaSettings
 from domain.quotas.store import UsageStore
 
@@ -78,6 +79,7 @@ class Quotas:
         self._settings = settings
         self._bytes: TtlCache[str, int] = TtlCache(USAGE_CACHE_S)
         self._jobs: TtlCache[str, int] = TtlCache(JOBS_CACHE_S)
+        self._summing: SingleFlight[str, int] = SingleFlight()  # many uploads at once sum once
         self._streams: dict[str, int] = {}
 
     def limits(self) -> QuotaLimits:
@@ -92,14 +94,14 @@ class Quotas:
     async def _user_bytes(self, user_id: str) -> int:
         key = f"user:{user_id}"
         if (cached := self._bytes.get(key)) is None:
-            cached = await self._store.user_bytes(user_id, utcnow())
+            cached = await self._summing.run(key, lambda: self._store.user_bytes(user_id, utcnow()))
             self._bytes.put(key, cached)
         return cached
 
     async def _project_bytes(self, project_id: str) -> int:
         key = f"project:{project_id}"
         if (cached := self._bytes.get(key)) is None:
-            cached = await self._store.project_bytes(project_id)
+            cached = await self._summing.run(key, lambda: self._store.project_bytes(project_id))
             self._bytes.put(key, cached)
         return cached
 
@@ -158,7 +160,7 @@ class Quotas:
         # for other instances' jobs; near the limit the jobs are counted afresh
         held = self._jobs.get(user_id)
         if held is None or 2 * (held + adding) > limit:
-            held = await self._store.active_jobs(user_id)
+            held = await self._summing.run(f"jobs:{user_id}", lambda: self._store.active_jobs(user_id))
             self._jobs.put(user_id, held)
         if held + adding > limit:
             raise TooManyRequests(
