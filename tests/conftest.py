@@ -28,11 +28,18 @@ S3_SECRET = "labhub-test-secret"
 PASSWORD = "correct horse battery"
 
 
+SLOW_FIRST = ("/tests/browser/", "/tests/system/", "/tests/api/")  # then the unit tests
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The browser tests go last: Playwright's sync API (pytest-playwright) keeps an event loop
-    running in this thread from its first use to the end of the session, and pytest-asyncio cannot
-    start another one for the async tests after it."""
-    items.sort(key=lambda item: "/tests/browser/" in str(item.path).replace("\\", "/"))
+    """The slowest files first (browsers, then whole servers, then the API): the suite's workers
+    (pytest-xdist, whole files each) take them in this order, and the quick ones fill in at the end."""
+
+    def rank(item: pytest.Item) -> int:
+        path = str(item.path).replace("\\", "/")
+        return next((i for i, part in enumerate(SLOW_FIRST) if part in path), len(SLOW_FIRST))
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")

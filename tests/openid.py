@@ -8,6 +8,7 @@ line saying what to install; they never skip.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import subprocess
@@ -37,7 +38,9 @@ def ensure_packages() -> None:
     """npm ci from the lock file, once (a stamp of the lock's content says it was done)."""
     stamp = HERE / "node_modules" / ".labhub-lock"
     lock = (HERE / "package-lock.json").read_text()
-    with _INSTALL:
+    # a thread lock and a file lock: the suite's workers (pytest-xdist) are processes
+    with _INSTALL, (HERE / ".install-lock").open("w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
         if stamp.exists() and stamp.read_text() == lock:
             return
         npm = shutil.which("npm")

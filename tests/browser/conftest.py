@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import Browser, BrowserContext, BrowserType, Page, Playwright, sync_playwright
 
 from ops.children import free_port
 from tests.system.conftest import ROOT, output, start, wait_ready
@@ -69,6 +69,39 @@ def chromium_path() -> str:
 def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
     """pytest-playwright's launch options: the system's Chromium (Playwright's download cannot work here)."""
     return {**browser_type_launch_args, "executable_path": chromium_path(), "args": CHROMIUM_ARGS}
+
+
+# Playwright's sync API keeps an event loop running in this thread while it is started, and
+# pytest-asyncio cannot run the async tests' loop beside it. pytest-playwright starts it once per
+# session; here it lives for one test module, so that async tests may run after a browser module in
+# the same process (the suite's workers, pytest-xdist, take whole files in any order).
+@pytest.fixture(scope="module")
+def playwright(_pw_api_request_contexts: Any) -> Iterator[Playwright]:
+    pw = sync_playwright().start()
+    if _pw_api_request_contexts:
+        _pw_api_request_contexts.instrument(pw)
+    yield pw
+    pw.stop()
+
+
+@pytest.fixture(scope="module")
+def browser_type(playwright: Playwright, browser_name: str) -> BrowserType:
+    return getattr(playwright, browser_name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def launch_browser(browser_type_launch_args: dict[str, Any], browser_type: BrowserType) -> Any:
+    def launch(**kwargs: Any) -> Browser:
+        return browser_type.launch(**{**browser_type_launch_args, **kwargs})
+
+    return launch
+
+
+@pytest.fixture(scope="module")
+def browser(launch_browser: Any) -> Iterator[Browser]:
+    browser = launch_browser()
+    yield browser
+    browser.close()
 
 
 @attrs.define
