@@ -33,7 +33,8 @@ def loggable_path(request: web.Request) -> str:
     secret = request.match_info.get("secret")
     if secret:
         path = path.replace(secret, "***")
-    return _SECRET_IN_PATH.sub(r"\1***", path)
+    # most paths hold no "lh": the pattern is looked for only where it may be
+    return _SECRET_IN_PATH.sub(r"\1***", path) if "lh" in path else path
 
 
 # request ids: this process's 80 random bits and a counter (32 hex digits, like a UUID's), not a
