@@ -80,7 +80,11 @@ class EventLog:
     def user_stream(self, user_id: str) -> str:
         return self.redis.key("user", user_id, "events")
 
-    async def append(self, stream: str, event: str, data: dict[str, Any], *, expire: bool = False) -> str:
+    async def append(
+        self, stream: str, event: str, data: dict[str, Any], *, expire: bool = False,
+        snapshot: tuple[str, dict[str, Any]] | None = None,
+    ) -> str:
+        """snapshot: (job id, its snapshot), set after the event in the same round trip."""
         pipe = self.redis.client.pipeline(transaction=False)
         pipe.xadd(
             stream,
@@ -90,6 +94,8 @@ class EventLog:
         )
         if expire:
             pipe.expire(stream, self._ttl_s)
+        if snapshot is not None:
+            self._put_snapshot(pipe, *snapshot, expire=expire)
         results = await pipe.execute()
         entry_id = results[0]
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
@@ -98,12 +104,15 @@ class EventLog:
         return await read_entries(self.redis, stream, after)
 
     async def set_snapshot(self, job_id: str, snapshot: dict[str, Any], *, expire: bool = False) -> None:
-        key = self.job_snapshot_key(job_id)
         pipe = self.redis.client.pipeline(transaction=False)
+        self._put_snapshot(pipe, job_id, snapshot, expire=expire)
+        await pipe.execute()
+
+    def _put_snapshot(self, pipe: Any, job_id: str, snapshot: dict[str, Any], *, expire: bool) -> None:
+        key = self.job_snapshot_key(job_id)
         pipe.set(key, json.dumps(snapshot, default=str))
         if expire:
             pipe.expire(key, self._ttl_s)
-        await pipe.execute()
 
     async def snapshot(self, job_id: str) -> dict[str, Any] | None:
         raw = await self.redis.client.get(self.job_snapshot_key(job_id))

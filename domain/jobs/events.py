@@ -37,8 +37,9 @@ class JobEvents:
     async def status(self, job: Job) -> None:
         try:
             snapshot = job_snapshot(job)
-            await self.log.append(self.log.job_stream(job.id), "status", snapshot, expire=job.final)
-            await self.log.set_snapshot(job.id, snapshot, expire=job.final)
+            await self.log.append(
+                self.log.job_stream(job.id), "status", snapshot, expire=job.final, snapshot=(job.id, snapshot)
+            )
         except RedisError as exc:
             self.unpublished.add(job.id)
             log.warning(

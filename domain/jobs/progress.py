@@ -51,8 +51,8 @@ async def _show(
             log_.job_stream(job.id),
             "progress",
             {"job_id": job.id, "attempt": job.attempt, **attrs.asdict(progress)},
+            snapshot=(job.id, snapshot),
         )
-        await log_.set_snapshot(job.id, snapshot)
         now = time.monotonic()
         if now - running.progress_saved_at >= PROGRESS_TO_MONGO_S:
             running.progress_saved_at = now

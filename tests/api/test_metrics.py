@@ -95,6 +95,15 @@ async def test_requests_jobs_ingestion_streams_and_services_are_counted(client, 
     assert value(after, "labhub_jobs_finished_total", kind="ingest", status="succeeded") == 1
     assert value(after, "labhub_job_duration_seconds_count", kind="ingest", status="succeeded") == 1
     assert value(after, "labhub_ingested_rows_total") - value(before, "labhub_ingested_rows_total") == 300
+    # what the ingestion cost: its MongoDB commands, Redis round trips, S3 requests and one pool task
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("labhub_backend_calls_total", service="mongodb", operation="insert") >= 2  # record, job
+    assert grew("labhub_backend_calls_total", service="mongodb", operation="findAndModify") >= 2  # claim, end
+    assert grew("labhub_backend_calls_total", service="redis", operation="round_trip") >= 1
+    assert grew("labhub_backend_calls_total", service="s3", operation="PutObject") >= 2  # raw file, Parquet
+    assert grew("labhub_pool_tasks_total", kind="ingest") == 1
     assert value(after, "labhub_ingested_bytes_total") - value(before, "labhub_ingested_bytes_total") == len(
         csv
     )
