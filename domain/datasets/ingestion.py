@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -57,6 +58,8 @@ from workers.worker import JobFailed
 log = logging.getLogger("labhub.ingestion")
 
 INGEST_KIND = "ingest"
+SPOOL_HOLD_S = 3600.0  # a queued job's hold on its spooled upload lapses after this (it reads S3 then)
+HOLDS_BEFORE_PRUNING = 1000  # lapsed holds are looked for once this many are kept
 
 
 def _version_output(outputs: list[dict[str, Any]], target: dict[str, Any]) -> dict[str, Any]:
@@ -106,9 +109,10 @@ class IngestionService:
         self._datasets = datasets
         self._objects = objects
         self._files = files
-        # job id -> the spooled file (sha256) a job queued here holds until its attempt ends; a job
-        # that runs elsewhere, or again after a crash, reads the raw object instead
-        self._job_holds: dict[str, str] = {}
+        # job id -> the spooled file (sha256) a job queued here holds until its attempt ends, and
+        # when the hold lapses (a job that ran on another instance never lets go here); a job that
+        # runs elsewhere, again after a crash, or after its hold lapsed reads the raw object instead
+        self._job_holds: dict[str, tuple[str, float]] = {}
         self._dataset_service = dataset_service
         self.settings = settings
         self._part_size = part_size
@@ -325,8 +329,7 @@ class IngestionService:
             "dataset_type": dataset_type, "tag": tag, **({"version_of": target} if target else {}),
         }  # fmt: skip
         # the caller checked the project (_accept); held before it is queued (it may end at once)
-        self._files.hold(source.sha256)
-        self._job_holds[ingestion_id] = source.sha256
+        self._hold(ingestion_id, source.sha256)
         try:
             queued = await self._jobs.enqueue(actor.id, project_id, INGEST_KIND, params, job_id=ingestion_id)
         except BaseException:
@@ -454,9 +457,18 @@ class IngestionService:
         self._let_go(job.id)
         self._release(job.params["file"]["sha256"])
 
+    def _hold(self, job_id: str, sha256: str) -> None:
+        now = time.monotonic()
+        if len(self._job_holds) >= HOLDS_BEFORE_PRUNING:
+            for lapsed, (lapsed_sha, _) in [(j, h) for j, h in self._job_holds.items() if h[1] < now]:
+                self._let_go(lapsed)
+                self._release(lapsed_sha)
+        self._files.hold(sha256)
+        self._job_holds[job_id] = (sha256, now + SPOOL_HOLD_S)
+
     def _let_go(self, job_id: str) -> None:
-        if (sha256 := self._job_holds.pop(job_id, None)) is not None:
-            self._files.let_go(sha256)
+        if (held := self._job_holds.pop(job_id, None)) is not None:
+            self._files.let_go(held[0])
 
     def _release(self, sha256: str) -> None:
         """A spooled upload goes once no upload request and no job queued here holds it. (A job

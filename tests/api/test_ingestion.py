@@ -329,6 +329,22 @@ async def test_jobs_queued_here_hold_their_spooled_bytes_until_the_last_one_ends
     await wait_until(lambda: asyncio.sleep(0, result=not client.app[LOCAL_FILES].spool_path(sha).exists()))
 
 
+async def test_a_hold_whose_job_ran_elsewhere_lapses(client, team, monkeypatch):
+    """A job queued here but run by another instance never lets go of its spooled file here: its
+    hold lapses (after an hour; at once here) and the file goes when holds are next looked over."""
+    monkeypatch.setattr("domain.datasets.ingestion.SPOOL_HOLD_S", 0.0)
+    monkeypatch.setattr("domain.datasets.ingestion.HOLDS_BEFORE_PRUNING", 1)
+    service, files = client.app[INGESTIONS], client.app[LOCAL_FILES]
+    elsewhere = "9" * 64
+    files.spool_path(elsewhere).write_bytes(b"t,v\n1,2\n")
+    service._hold("000000000000000000000000", elsewhere)  # as _record does; the job then ran elsewhere
+    assert files.held(elsewhere)
+    [entry] = (await (await ingest(client, team, [("w.csv", CSV, "text/csv")])).json())["jobs"]
+    assert (await finished(client, team, entry["id"]))["status"] == "succeeded"
+    assert not files.held(elsewhere)
+    assert not files.spool_path(elsewhere).exists()
+
+
 async def test_viewers_and_outsiders_cannot_upload(client, team):
     await problem(await ingest(client, team, [("w.csv", CSV, "text/csv")], who=team.viewer), 403)
     await problem(await ingest(client, team, [("w.csv", CSV, "text/csv")], who=team.outsider), 404)
