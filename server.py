@@ -78,8 +78,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def mongo_ctx(app: web.Application) -> AsyncIterator[None]:
-    count = app[METRICS].backend_call
-    async with open_mongo(app[ENDPOINTS].mongo_uri, app[SETTINGS].mongo.database, count=count) as db:
+    mongo = app[SETTINGS].mongo
+    async with open_mongo(app[ENDPOINTS].mongo_uri, mongo.database, count=app[METRICS].backend_call) as db:
         app[MONGO] = db
         yield
 

@@ -218,7 +218,7 @@ class IngestionService:
         await self._quotas.check_jobs(actor.id, _job_count(options, len(sources)))
         batch_id = self._ingestions.new_id()
         accepted: list[IngestionJob] = []
-        recorded: list[int] = []  # each record's file size
+        added = 0  # bytes the batch's records count (each its file's size) for the quota sums
         raw_until = utcnow() + timedelta(seconds=self.settings.raw_lease_s)
         storing = False
         try:
@@ -228,7 +228,7 @@ class IngestionService:
                     origin = upload_ids[index] if upload_ids else None
                     sheets: list[str | None] = list(entry.sheets) if entry.sheets and entry.ingest else [None]
                     for sheet in sheets:
-                        recorded.append(source.size)
+                        added += source.size
                         accepted.append(await self._record(
                             actor, project.id, batch_id, source, sheet, options, entry, job=entry.ingest,
                             upload_id=origin, raw_until=raw_until, target=target,
@@ -248,8 +248,7 @@ class IngestionService:
             raise
         # each record counts its file's bytes (the sums held for the quota grow by as much); bytes of
         # resumable uploads were counted already, and are now counted as the ingestion's instead
-        added = None if upload_ids else sum(recorded)
-        self._quotas.stored(actor.id, project.id, added=added)
+        self._quotas.stored(actor.id, project.id, added=None if upload_ids else added)
         try:
             await self._activity.count(project.id, actor.id, Signal.INGESTION, utcnow(), n=len(sources))
         except Exception as exc:  # noqa: BLE001 - the batch is accepted: a lost count must not undo that

@@ -17,11 +17,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from domain.core.errors import NotFound
+from domain.core.metrics import CountCall
 
 Document = dict[str, Any]
 Database = AsyncDatabase[Document]
 DUPLICATE_KEY = 11000
-CountCall = Callable[[str, str], None]  # (service, operation): one call to a service, for the metrics
 
 
 class _CommandCounter(monitoring.CommandListener):

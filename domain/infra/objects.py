@@ -7,7 +7,7 @@ import functools
 import hashlib
 import io
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from ipaddress import ip_address
 from typing import Any
@@ -19,6 +19,7 @@ from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import ClientError
 
 from domain.core.errors import NotFound, TooLarge
+from domain.core.metrics import CountCall
 
 log = logging.getLogger("labhub.objects")
 
@@ -274,7 +275,7 @@ def _session() -> AioSession:
 @asynccontextmanager
 async def open_objects(
     endpoint_url: str, access_key: str, secret_key: str, bucket: str, region: str,
-    *, count: Callable[[str, str], None] | None = None,
+    *, count: CountCall | None = None,
 ) -> AsyncIterator[ObjectStore]:
     config = AioConfig(
         # rclone and MinIO do not all speak the newer default checksums; only send them when required

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from domain.core.background import stop_if_cancelled
+from domain.core.metrics import CountCall
 
 log = logging.getLogger("labhub.redis")
 
@@ -56,7 +57,7 @@ class RedisStore:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
-def _counting_connection(count: Callable[[str, str], None]) -> type[aioredis.Connection]:
+def _counting_connection(count: CountCall) -> type[aioredis.Connection]:
     class CountingConnection(aioredis.Connection):
         """Counts round trips: every command, or a whole pipeline, goes out in one send."""
 
@@ -69,7 +70,7 @@ def _counting_connection(count: Callable[[str, str], None]) -> type[aioredis.Con
 
 @asynccontextmanager
 async def open_redis(
-    url: str, prefix: str, *, max_connections: int = 32, count: Callable[[str, str], None] | None = None
+    url: str, prefix: str, *, max_connections: int = 32, count: CountCall | None = None
 ) -> AsyncIterator[RedisStore]:
     # a bounded pool that waits for a free connection instead of opening hundreds under a burst; a
     # command on a connection that a Redis restart closed is tried again on a new one (a few quick

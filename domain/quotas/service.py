@@ -14,7 +14,7 @@ cannot both slip under the limit); open streams are counted per instance.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 import attrs
@@ -91,19 +91,18 @@ class Quotas:
 
     # -- storage ---------------------------------------------------------------------------------
 
+    async def _held_bytes(self, key: str, total: Callable[[], Awaitable[int]]) -> int:
+        """The sum held for key, else summed (once for everyone asking at that moment) and held."""
+        if (held := self._bytes.get(key)) is None:
+            held = await self._summing.run(key, total)
+            self._bytes.put(key, held)
+        return held
+
     async def _user_bytes(self, user_id: str) -> int:
-        key = f"user:{user_id}"
-        if (cached := self._bytes.get(key)) is None:
-            cached = await self._summing.run(key, lambda: self._store.user_bytes(user_id, utcnow()))
-            self._bytes.put(key, cached)
-        return cached
+        return await self._held_bytes(f"user:{user_id}", lambda: self._store.user_bytes(user_id, utcnow()))
 
     async def _project_bytes(self, project_id: str) -> int:
-        key = f"project:{project_id}"
-        if (cached := self._bytes.get(key)) is None:
-            cached = await self._summing.run(key, lambda: self._store.project_bytes(project_id))
-            self._bytes.put(key, cached)
-        return cached
+        return await self._held_bytes(f"project:{project_id}", lambda: self._store.project_bytes(project_id))
 
     async def room(self, user_id: str | None, project_id: str | None = None) -> Room:
         """What may still be stored by this person (None: bytes already counted as theirs, such as
