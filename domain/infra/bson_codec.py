@@ -6,12 +6,14 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
+import bson
 import cattrs
-from bson import ObjectId
+from bson import CodecOptions, ObjectId
 
 T = TypeVar("T")
 
 _converter = cattrs.Converter()
+_TZ_AWARE: CodecOptions[Mapping[str, Any]] = CodecOptions(tz_aware=True, tzinfo=UTC)
 
 
 def _structure_str(value: object, type_: type) -> str:
@@ -47,3 +49,12 @@ def from_document(cls: type[T], doc: Mapping[str, Any]) -> T:
     if "_id" in data:
         data["id"] = data.pop("_id")
     return _converter.structure(data, cls)
+
+
+def to_bson(model: object) -> bytes:
+    """A model as BSON bytes (for a copy kept outside MongoDB); from_bson reads it back the same."""
+    return bson.encode(_converter.unstructure(model))
+
+
+def from_bson(cls: type[T], raw: bytes) -> T:
+    return from_document(cls, bson.decode(raw, codec_options=_TZ_AWARE))

@@ -77,14 +77,18 @@ class EventLog:
     def job_snapshot_key(self, job_id: str) -> str:
         return self.redis.key("job", job_id)
 
+    def final_job_key(self, job_id: str) -> str:
+        return self.redis.key("job", job_id, "final")
+
     def user_stream(self, user_id: str) -> str:
         return self.redis.key("user", user_id, "events")
 
     async def append(
         self, stream: str, event: str, data: dict[str, Any], *, expire: bool = False,
-        snapshot: tuple[str, dict[str, Any]] | None = None,
+        snapshot: tuple[str, dict[str, Any]] | None = None, final: bytes | None = None,
     ) -> str:
-        """snapshot: (job id, its snapshot), set after the event in the same round trip."""
+        """snapshot: (job id, its snapshot), set after the event in the same round trip; final: the
+        whole job when it is final (b"": it is not, and a copy kept from before a retry goes)."""
         pipe = self.redis.client.pipeline(transaction=False)
         pipe.xadd(
             stream,
@@ -96,6 +100,8 @@ class EventLog:
             pipe.expire(stream, self._ttl_s)
         if snapshot is not None:
             self._put_snapshot(pipe, *snapshot, expire=expire)
+            if final is not None:
+                self._put_final(pipe, snapshot[0], final)
         results = await pipe.execute()
         entry_id = results[0]
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
@@ -114,6 +120,20 @@ class EventLog:
         if expire:
             pipe.expire(key, self._ttl_s)
 
+    def _put_final(self, pipe: Any, job_id: str, final: bytes) -> None:
+        if final:
+            pipe.set(self.final_job_key(job_id), final, ex=self._ttl_s)
+        else:
+            pipe.delete(self.final_job_key(job_id))
+
+    async def final_job(self, job_id: str) -> bytes | None:
+        """The final job's copy append() kept (None: none kept, or it expired)."""
+        raw = await self.redis.client.get(self.final_job_key(job_id))
+        return raw.encode() if isinstance(raw, str) else raw
+
+    async def forget_final_job(self, job_id: str) -> None:
+        await self.redis.client.delete(self.final_job_key(job_id))
+
     async def snapshot(self, job_id: str) -> dict[str, Any] | None:
         raw = await self.redis.client.get(self.job_snapshot_key(job_id))
         return json.loads(raw) if raw else None
@@ -122,6 +142,7 @@ class EventLog:
         pipe = self.redis.client.pipeline(transaction=False)
         pipe.expire(self.job_stream(job_id), self._ttl_s)
         pipe.expire(self.job_snapshot_key(job_id), self._ttl_s)
+        pipe.expire(self.final_job_key(job_id), self._ttl_s)
         await pipe.execute()
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from domain.infra.bson_codec import from_bson, to_bson
 from domain.infra.events import EventLog
 from domain.infra.redis_store import RedisStore
 from domain.jobs.models import Job, job_snapshot
@@ -26,6 +27,8 @@ class JobEvents:
     want of Redis: a status Redis did not take is kept (`unpublished`) and goes out again with the
     scheduler's next heartbeat (watchers wait for it: a final status ends their streams), and a
     wake-up or cancellation that is lost is made up by the scheduler's polling and lease checks.
+    A final job is also kept whole beside its snapshot: it changes no more (a retry publishes first
+    thing), so reads of it take this copy instead of MongoDB's (docs/architecture.md, "Jobs").
     One instance per process, shared by the jobs service and the scheduler.
     """
 
@@ -38,7 +41,8 @@ class JobEvents:
         try:
             snapshot = job_snapshot(job)
             await self.log.append(
-                self.log.job_stream(job.id), "status", snapshot, expire=job.final, snapshot=(job.id, snapshot)
+                self.log.job_stream(job.id), "status", snapshot, expire=job.final, snapshot=(job.id, snapshot),
+                final=to_bson(job) if job.final else b"",
             )
         except RedisError as exc:
             self.unpublished.add(job.id)
@@ -48,6 +52,17 @@ class JobEvents:
             )
         else:
             self.unpublished.discard(job.id)
+
+    async def final(self, job_id: str) -> Job | None:
+        """The final job as last published (None: not final, not kept, or Redis unreachable)."""
+        try:
+            raw = await self.log.final_job(job_id)
+        except RedisError:
+            return None
+        return from_bson(Job, raw) if raw else None
+
+    async def forget(self, job_id: str) -> None:
+        await self.log.forget_final_job(job_id)
 
     async def wake(self) -> None:
         await self._signal(WAKE_CHANNEL, b"1")

@@ -88,7 +88,10 @@ class JobsService:
         return Page(jobs, next_cursor)
 
     async def get(self, actor: User, job_id: str, need: Need = Need.READ) -> Job:
-        job = await self._store.get(job_id)
+        # a final job's copy in Redis is MongoDB's (JobEvents): reads take it when it is there
+        job = await self._events.final(job_id) if need is Need.READ and looks_like_id(job_id) else None
+        if job is None:
+            job = await self._store.get(job_id)
         if job is None:
             raise NotFound("job not found")
         project = await self._gate.require(actor, job.project_id, Need.READ, what="job")
@@ -126,6 +129,7 @@ class JobsService:
 
     async def forget(self, job_id: str) -> None:
         """Remove a job whose record is removed (an ingestion deleted)."""
+        await self._events.forget(job_id)  # first: should Redis fail, the job is still whole
         await self._store.delete(job_id)
 
     async def withdraw(self, job_id: str) -> None:
