@@ -60,7 +60,10 @@ class OutputFollower:
 
     async def stored(self, path: Path) -> StoredObject | None:
         """The finished upload of path, or None when it was not being followed or its upload failed
-        (S3 was restarting, say): the commit then stores the finished file itself."""
+        (S3 was restarting, say): the commit then stores the finished file itself. Asked at the
+        commit, when the worker has written everything: no new file is followed from then on (a
+        file the watch had not seen yet, as a small one, would be stored twice)."""
+        self._watcher.cancel()
         task = self.uploads.get(path.name)
         if task is None:
             return None

@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
+from domain.core.cache import TtlCache
 from domain.core.clock import utcnow
 from domain.core.flight import SingleFlight
 from domain.datasets.models import SourceFile, raw_key
@@ -34,6 +35,10 @@ class RawFiles:
         self._lease_s = lease_s
         self._wait_s = wait_s
         self._under_way: SingleFlight[str, None] = SingleFlight()  # raw uploads under way on this instance
+        # bytes this instance stored (or found stored) for a batch it took, lately: the commits of
+        # their jobs need not ask S3 again. Bytes an ingestion names are not removed (only the
+        # removal of the last such ingestion removes them, and that cancels its job), so it holds
+        self._stored: TtlCache[str, bool] = TtlCache(2 * lease_s)
 
     def under_way(self, sha256: str) -> bool:
         return self._under_way.running(sha256) is not None
@@ -67,8 +72,18 @@ class RawFiles:
         async def put_once() -> None:
             if not await self._objects.exists(raw_key(source.sha256)):
                 await put(source)
+            self._stored.put(source.sha256, True)
 
         await self._under_way.run(source.sha256, put_once)
+
+    def stored_lately(self, sha256: str) -> bool:
+        """Whether this instance stored these bytes (or found them stored) for a batch lately: the
+        commit of a job of that batch need not ask S3 again (a job that must read them does)."""
+        return self._stored.get(sha256) is not None
+
+    def forget(self, sha256: str) -> None:
+        """The bytes are being removed: jobs ask S3 again."""
+        self._stored.forget(sha256)
 
     async def wait(self, job_id: str, sha256: str) -> None:
         """Until raw/{sha256} is stored: by this instance's request (awaited), or by a request
