@@ -341,8 +341,12 @@ class EmbeddedServices:
     def _write_state(self) -> None:
         state = {"pid": os.getpid(), **attrs.asdict(self.endpoints()), "pids": self.pids}
         state_path = self.data_dir / STATE_NAME
-        state_path.write_text(json.dumps(state), encoding="utf-8")
-        state_path.chmod(0o600)
+        # written aside and renamed: a reader (a command line, a restart's supervisor) never sees it
+        # half written, as one did when a service restarted while it was read
+        partial = state_path.with_name(f".{STATE_NAME}.{os.getpid()}")
+        partial.write_text(json.dumps(state), encoding="utf-8")
+        partial.chmod(0o600)
+        os.replace(partial, state_path)
 
     async def supervise(self, *, max_failures: int) -> None:
         """Restart any child that exits, until cancelled (before stop()). Runs on the main thread's
