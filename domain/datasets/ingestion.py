@@ -527,13 +527,10 @@ class IngestionService:
         if ingestion.job_id:
             await self._jobs.forget(ingestion.job_id)
         if not await self._ingestions.sha_in_use(ingestion.file.sha256):
-            self._raw.forget(ingestion.file.sha256)
-            await self._objects.delete([raw_key(ingestion.file.sha256)])
+            await self._raw.remove([ingestion.file.sha256])
         self._quotas.stored(ingestion.created_by, ingestion.project_id)
 
     async def purge_project(self, project_id: str) -> None:
         shas = await self._ingestions.delete_project(project_id)
         unused = [s for s in shas if not await self._ingestions.sha_in_use(s)]
-        for sha in unused:
-            self._raw.forget(sha)
-        await self._objects.delete([raw_key(s) for s in unused])
+        await self._raw.remove(unused)

@@ -81,9 +81,11 @@ class RawFiles:
         commit of a job of that batch need not ask S3 again (a job that must read them does)."""
         return self._stored.get(sha256) is not None
 
-    def forget(self, sha256: str) -> None:
-        """The bytes are being removed: jobs ask S3 again."""
-        self._stored.forget(sha256)
+    async def remove(self, sha256s: list[str]) -> None:
+        """Remove these raw files (no ingestion names them any more); jobs ask S3 for them again."""
+        for sha256 in sha256s:
+            self._stored.forget(sha256)
+        await self._objects.delete([raw_key(s) for s in sha256s])
 
     async def wait(self, job_id: str, sha256: str) -> None:
         """Until raw/{sha256} is stored: by this instance's request (awaited), or by a request

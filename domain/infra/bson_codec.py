@@ -13,7 +13,7 @@ from bson import CodecOptions, ObjectId
 T = TypeVar("T")
 
 _converter = cattrs.Converter()
-_TZ_AWARE: CodecOptions[Mapping[str, Any]] = CodecOptions(tz_aware=True, tzinfo=UTC)
+TZ_AWARE: CodecOptions[Mapping[str, Any]] = CodecOptions(tz_aware=True, tzinfo=UTC)  # datetimes back in UTC
 
 
 def _structure_str(value: object, type_: type) -> str:
@@ -57,4 +57,4 @@ def to_bson(model: object) -> bytes:
 
 
 def from_bson(cls: type[T], raw: bytes) -> T:
-    return from_document(cls, bson.decode(raw, codec_options=_TZ_AWARE))
+    return from_document(cls, bson.decode(raw, codec_options=TZ_AWARE))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import attrs
 import bson
-from bson import CodecOptions, ObjectId
+from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import AsyncMongoClient, IndexModel, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
@@ -18,6 +18,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from domain.core.errors import NotFound
 from domain.core.metrics import CountCall
+from domain.infra.bson_codec import TZ_AWARE
 
 Document = dict[str, Any]
 Database = AsyncDatabase[Document]
@@ -95,12 +96,11 @@ def nested(doc: Any, *path: str) -> Any:
 # try and then answers the retry with a DuplicateKeyError. Every insert therefore carries an _id
 # chosen here and treats "this very document is there already" as the success it was.
 
-_ROUND_TRIP: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo=UTC)
 
 
 def _as_stored(doc: Mapping[str, Any]) -> dict[str, Any]:
     """doc as the database gives it back (datetimes to the millisecond, tuples as lists)."""
-    return dict(bson.decode(bson.encode(doc), codec_options=_ROUND_TRIP))
+    return dict(bson.decode(bson.encode(doc), codec_options=TZ_AWARE))
 
 
 async def _is_there(collection: AsyncCollection[Document], doc: Mapping[str, Any]) -> bool:

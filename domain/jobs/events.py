@@ -28,7 +28,7 @@ class JobEvents:
     scheduler's next heartbeat (watchers wait for it: a final status ends their streams), and a
     wake-up or cancellation that is lost is made up by the scheduler's polling and lease checks.
     A final job is also kept whole beside its snapshot: it changes no more (a retry publishes first
-    thing), so reads of it take this copy instead of MongoDB's (docs/architecture.md, "Jobs").
+    thing), so reads of it take this copy instead of MongoDB's (docs/architecture.md, "The job path").
     One instance per process, shared by the jobs service and the scheduler.
     """
 
