@@ -152,7 +152,12 @@ class MailOutbox:
         return doc["next_attempt_at"] if doc else None
 
     async def counts(self) -> dict[str, int]:
-        return {s.value: await self._mail.count_documents({"status": s.value}) for s in MailStatus}
+        """Mail by status, in one read: counted one status at a time, a mail the sender moves from
+        queued to sending and back (a relay that is down) could be missed by both counts."""
+        counts = {status.value: 0 for status in MailStatus}
+        async for row in await self._mail.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}]):
+            counts[str(row["_id"])] = int(row["n"])
+        return counts
 
     async def troubles(self, limit: int = 10) -> list[MailFailure]:
         """The newest mail that failed for good, or is waiting to be tried again after an error."""

@@ -245,13 +245,14 @@ async def test_cancel_a_job_that_never_checks_is_killed_after_the_grace(engine):
     job = await submit(client, user, project, steps=5, delay=0.01, hang_at=0)
     events = client.app[JOBS]._events.log
 
-    async def hanging():  # its one progress point has passed: from now on only a kill stops it
+    async def hanging():  # the worker's one progress point has passed: from now on only a kill stops it
+        # (the scheduler's own "prepare" stage comes first: the job may still be waiting for a worker)
         return any(
-            event == "progress" for _, event, _ in await events.replay(events.job_stream(job.id), None)
+            event == "progress" and data.get("stage") == "working"
+            for _, event, data in await events.replay(events.job_stream(job.id), None)
         )
 
     await wait_until(hanging)
-    await asyncio.sleep(0.1)
     generation = client.app[POOL].generation
     await client.post(f"/api/jobs/{job.id}/cancel", headers=headers)
     cancelled = await final_job(client, headers, job.id)  # a loaded machine may take a while to kill and report it
