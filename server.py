@@ -190,6 +190,17 @@ async def upload_sweep_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def activity_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The activity counts' flusher (domain/activity/service.py); what waits is flushed at the end."""
+    activity = app[DOMAIN].activity
+    async with background(activity.run(), "activity-flush"):
+        yield
+    try:
+        await activity.flush()
+    except Exception as exc:  # noqa: BLE001 - the counts wait in Redis for the next flush
+        log.warning("activity counts left in Redis at shutdown", extra={"error": repr(exc)[:200]})
+
+
 async def mail_ctx(app: web.Application) -> AsyncIterator[None]:
     """The mail sender: one background task per instance, when mail is on."""
     settings, mail = app[SETTINGS], app[MAIL]
@@ -237,6 +248,7 @@ def create_app(settings: Settings) -> web.Application:
             pool_ctx,
             scheduler_ctx,
             mail_ctx,
+            activity_ctx,
             upload_sweep_ctx,
         ]
     )

@@ -23,6 +23,7 @@ from domain.accounts.refresh_tokens import RefreshTokenStore
 from domain.accounts.service import AccountsService
 from domain.accounts.signin import AuthService
 from domain.accounts.store import SignInPolicyStore, UserStore
+from domain.activity.pending import PendingCounts
 from domain.activity.service import ActivityLog
 from domain.activity.store import ActivityStore
 from domain.core.metrics import Metrics
@@ -98,6 +99,7 @@ class Domain:
     access_tokens: AccessTokenService
     mail: MailService
     password_resets: PasswordResets
+    activity: ActivityLog
     projects: ProjectsService
     quotas: Quotas
     uploads: UploadsService
@@ -272,7 +274,7 @@ def build_domain(
     resets = _resets(db, settings, redis, people, accounts, mail)
     audit = AuditLog(audit_store)
     projects = ProjectsService(gate, project_store, people, audit)
-    activity = ActivityLog(ActivityStore(db), settings.app.zone)
+    activity = ActivityLog(ActivityStore(db), PendingCounts(redis), settings.app.zone)
     quotas = Quotas(UsageStore(db), settings.quotas)
     uploads = UploadsService(
         UploadStore(db), objects, quotas, max_size=max(u.max_bytes, settings.ingest.max_file_bytes),
@@ -338,7 +340,7 @@ def build_domain(
     ):  # fmt: skip
         projects.add_purger(purger)
     return Domain(
-        accounts=accounts, auth=auth, access_tokens=access_tokens, mail=mail, password_resets=resets,
+        accounts=accounts, auth=auth, access_tokens=access_tokens, mail=mail, password_resets=resets, activity=activity,
         projects=projects, quotas=quotas, uploads=uploads, documents=documents, records=records,
         event_log=event_log, notifications=notifications, meetings=meetings, calendar_links=calendar_links,
         job_events=job_events, job_notices=JobNotices(notifications, mail, people, gate, after_s=settings.mail.job_notice_after_s), jobs=jobs, local_files=local_files, datasets=datasets, ingestions=ingestions,

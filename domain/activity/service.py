@@ -3,35 +3,79 @@ counted per project, person and day (in the lab's time zone) as it happens. The 
 things happen call `count`; engagement reads the counts (and adds meeting attendance itself). A
 summary reads one small document per person and active day, however many records there are.
 Counts are of things done: deleting a record later does not undo the work of having made it.
+
+A count goes to Redis first and reaches MongoDB in bulk within FLUSH_S (activity/pending.py); a read
+flushes first, so it sees every count made before it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from domain.activity.models import Count, Signal
+from domain.activity.pending import PendingCounts
 from domain.activity.store import ActivityStore
+from domain.core.background import stop_if_cancelled
 
 log = logging.getLogger("labhub.activity")
 
+FLUSH_S = 1.0  # counts wait in Redis at most about this long while a server runs
+RECOVER_EVERY_S = 10.0
+
 
 class ActivityLog:
-    def __init__(self, store: ActivityStore, zone: ZoneInfo) -> None:
+    def __init__(self, store: ActivityStore, pending: PendingCounts, zone: ZoneInfo) -> None:
         self._store = store
+        self._pending = pending
         self._zone = zone
+        self._counted = asyncio.Event()
 
     async def count(self, project_id: str, user_id: str, signal: Signal, at: datetime, n: int = 1) -> None:
         """Add n to the person's count for that day; never fails the write it follows."""
+        day = at.astimezone(self._zone).date()
         try:
-            await self._store.add(project_id, user_id, at.astimezone(self._zone).date(), signal, n)
+            await self._pending.add(project_id, user_id, day, signal, n)
+            self._counted.set()
+            return
+        except Exception as exc:  # noqa: BLE001 - Redis is down: straight to MongoDB instead
+            log.warning("activity count not queued; writing it now", extra={"error": repr(exc)[:200]})
+        try:
+            await self._store.add(project_id, user_id, day, signal, n)
         except Exception:
             log.exception("activity count lost", extra={"project_id": project_id, "signal": signal.value})
 
+    async def flush(self) -> None:
+        """Everything counted so far (on any instance) into MongoDB."""
+        await self._pending.flush(self._store.apply)
+
+    async def run(self) -> None:
+        """The flusher, one background task per serving instance: soon after counts are made here,
+        and every RECOVER_EVERY_S (counts a stopped instance left, flushes a dead one began)."""
+        while True:
+            stop_if_cancelled()
+            try:
+                await self.flush()
+                await self._pending.recover(self._store.apply)
+            except Exception as exc:  # noqa: BLE001 - the counts wait in Redis: tried again next time
+                log.warning("activity counts not flushed yet", extra={"error": repr(exc)[:200]})
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RECOVER_EVERY_S):
+                    await self._counted.wait()
+                    await asyncio.sleep(FLUSH_S)  # counts made meanwhile go in the same bulk write
+            self._counted.clear()
+
     async def between(self, project_id: str, start: date, end: date) -> list[Count]:
         """Every count in [start, end] (days in the lab's time zone)."""
+        try:
+            await self.flush()
+        except Exception as exc:  # noqa: BLE001 - answer from MongoDB; the counts stay in Redis
+            log.warning("activity counts not flushed before a read", extra={"error": repr(exc)[:200]})
         return await self._store.between(project_id, start, end)
 
     async def delete_project(self, project_id: str) -> None:
+        await self.flush()  # no count of the project may arrive after its documents are gone
         await self._store.delete_project(project_id)
