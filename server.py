@@ -190,15 +190,20 @@ async def upload_sweep_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def activity_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The activity counts' flusher (domain/activity/service.py); what waits is flushed at the end."""
-    activity = app[DOMAIN].activity
-    async with background(activity.run(), "activity-flush"):
+async def write_behind_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The flushers of what waits in Redis for MongoDB (domain/infra/write_behind.py): activity
+    counts and notifications; what waits is flushed once more at the end."""
+    domain = app[DOMAIN]
+    waiting = {"activity counts": domain.activity.waiting, "notifications": domain.notifications.waiting}
+    async with contextlib.AsyncExitStack() as stack:
+        for name, queue in waiting.items():
+            await stack.enter_async_context(background(queue.run(), f"flush {name}"))
         yield
-    try:
-        await activity.flush()
-    except Exception as exc:  # noqa: BLE001 - the counts wait in Redis for the next flush
-        log.warning("activity counts left in Redis at shutdown", extra={"error": repr(exc)[:200]})
+    for name, queue in waiting.items():
+        try:
+            await queue.flush()
+        except Exception as exc:  # noqa: BLE001 - it waits in Redis for the next flush
+            log.warning("%s left in Redis at shutdown", name, extra={"error": repr(exc)[:200]})
 
 
 async def mail_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -248,7 +253,7 @@ def create_app(settings: Settings) -> web.Application:
             pool_ctx,
             scheduler_ctx,
             mail_ctx,
-            activity_ctx,
+            write_behind_ctx,
             upload_sweep_ctx,
         ]
     )

@@ -23,7 +23,6 @@ from domain.accounts.refresh_tokens import RefreshTokenStore
 from domain.accounts.service import AccountsService
 from domain.accounts.signin import AuthService
 from domain.accounts.store import SignInPolicyStore, UserStore
-from domain.activity.pending import PendingCounts
 from domain.activity.service import ActivityLog
 from domain.activity.store import ActivityStore
 from domain.core.metrics import Metrics
@@ -274,7 +273,7 @@ def build_domain(
     resets = _resets(db, settings, redis, people, accounts, mail)
     audit = AuditLog(audit_store)
     projects = ProjectsService(gate, project_store, people, audit)
-    activity = ActivityLog(ActivityStore(db), PendingCounts(redis), settings.app.zone)
+    activity = ActivityLog(ActivityStore(db), redis, settings.app.zone)
     quotas = Quotas(UsageStore(db), settings.quotas)
     uploads = UploadsService(
         UploadStore(db), objects, quotas, max_size=max(u.max_bytes, settings.ingest.max_file_bytes),

@@ -4,42 +4,36 @@ things happen call `count`; engagement reads the counts (and adds meeting attend
 summary reads one small document per person and active day, however many records there are.
 Counts are of things done: deleting a record later does not undo the work of having made it.
 
-A count goes to Redis first and reaches MongoDB in bulk within FLUSH_S (activity/pending.py); a read
-flushes first, so it sees every count made before it.
+A count goes to Redis first and reaches MongoDB in bulk about a second later (activity/pending.py);
+a read flushes first, so it sees every count made before it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from domain.activity.models import Count, Signal
-from domain.activity.pending import PendingCounts
+from domain.activity.pending import Item, PendingCounts
 from domain.activity.store import ActivityStore
-from domain.core.background import stop_if_cancelled
+from domain.infra.redis_store import RedisStore
+from domain.infra.write_behind import WriteBehind
 
 log = logging.getLogger("labhub.activity")
 
-FLUSH_S = 1.0  # counts wait in Redis at most about this long while a server runs
-RECOVER_EVERY_S = 10.0
-
 
 class ActivityLog:
-    def __init__(self, store: ActivityStore, pending: PendingCounts, zone: ZoneInfo) -> None:
+    def __init__(self, store: ActivityStore, redis: RedisStore, zone: ZoneInfo) -> None:
         self._store = store
-        self._pending = pending
+        self._pending = PendingCounts(redis, store.apply)
         self._zone = zone
-        self._counted = asyncio.Event()
 
     async def count(self, project_id: str, user_id: str, signal: Signal, at: datetime, n: int = 1) -> None:
         """Add n to the person's count for that day; never fails the write it follows."""
         day = at.astimezone(self._zone).date()
         try:
             await self._pending.add(project_id, user_id, day, signal, n)
-            self._counted.set()
             return
         except Exception as exc:  # noqa: BLE001 - Redis is down: straight to MongoDB instead
             log.warning("activity count not queued; writing it now", extra={"error": repr(exc)[:200]})
@@ -48,25 +42,14 @@ class ActivityLog:
         except Exception:
             log.exception("activity count lost", extra={"project_id": project_id, "signal": signal.value})
 
+    @property
+    def waiting(self) -> WriteBehind[list[Item]]:
+        """The counts waiting in Redis (the server runs its flusher)."""
+        return self._pending.waiting
+
     async def flush(self) -> None:
         """Everything counted so far (on any instance) into MongoDB."""
-        await self._pending.flush(self._store.apply)
-
-    async def run(self) -> None:
-        """The flusher, one background task per serving instance: soon after counts are made here,
-        and every RECOVER_EVERY_S (counts a stopped instance left, flushes a dead one began)."""
-        while True:
-            stop_if_cancelled()
-            try:
-                await self.flush()
-                await self._pending.recover(self._store.apply)
-            except Exception as exc:  # noqa: BLE001 - the counts wait in Redis: tried again next time
-                log.warning("activity counts not flushed yet", extra={"error": repr(exc)[:200]})
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(RECOVER_EVERY_S):
-                    await self._counted.wait()
-                    await asyncio.sleep(FLUSH_S)  # counts made meanwhile go in the same bulk write
-            self._counted.clear()
+        await self._pending.waiting.flush()
 
     async def between(self, project_id: str, start: date, end: date) -> list[Count]:
         """Every count in [start, end] (days in the lab's time zone)."""

@@ -86,10 +86,12 @@ class EventLog:
     async def append(
         self, stream: str, event: str, data: dict[str, Any], *, expire: bool = False,
         snapshot: tuple[str, dict[str, Any]] | None = None, final: bytes | None = None,
+        also: Callable[[Any], None] | None = None,
     ) -> str:
         """snapshot: (job id, its snapshot), set after the event in the same round trip; final: the
-        whole job when it is final (b"": it is not, and a copy kept from before a retry goes)."""
-        pipe = self.redis.client.pipeline(transaction=False)
+        whole job when it is final (b"": it is not, and a copy kept from before a retry goes); also:
+        adds commands that must land with the event, or not at all (one MULTI)."""
+        pipe = self.redis.client.pipeline(transaction=also is not None)
         pipe.xadd(
             stream,
             {"event": event, "data": json.dumps(data, default=str)},
@@ -102,6 +104,8 @@ class EventLog:
             self._put_snapshot(pipe, *snapshot, expire=expire)
             if final is not None:
                 self._put_final(pipe, snapshot[0], final)
+        if also is not None:
+            also(pipe)
         results = await pipe.execute()
         entry_id = results[0]
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

@@ -9,7 +9,7 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 
 from domain.infra.bson_codec import from_document
-from domain.infra.mongo import Database, Document, index, insert_once, object_id
+from domain.infra.mongo import Database, Document, index, insert_many_once, insert_once, object_id
 from domain.infra.pagination import find_page
 from domain.notifications.models import Notification
 
@@ -29,12 +29,22 @@ class NotificationStore:
     def __init__(self, db: Database) -> None:
         self._notifications = db["notifications"]
 
-    async def insert(self, *, user_id: str, project_id: str, category: str, title: str, body: str,
-                     link: str | None, created_at: datetime) -> Notification:  # fmt: skip
-        doc: Document = {"user_id": ObjectId(user_id), "project_id": ObjectId(project_id), "category": category,
-                         "title": title, "body": body, "link": link, "created_at": created_at, "read_at": None}  # fmt: skip
+    @staticmethod
+    def new(*, user_id: str, project_id: str, category: str, title: str, body: str, link: str | None,
+            created_at: datetime) -> Document:  # fmt: skip
+        """A notification's document, its id chosen now (it may wait in Redis before it is stored)."""
+        return {"_id": ObjectId(), "user_id": ObjectId(user_id), "project_id": ObjectId(project_id),
+                "category": category, "title": title, "body": body, "link": link, "created_at": created_at,
+                "read_at": None}  # fmt: skip
+
+    async def insert(self, doc: Document) -> Notification:
         await insert_once(self._notifications, doc)
         return from_document(Notification, doc)
+
+    async def insert_many(self, docs: list[Document], _token: str = "") -> None:
+        """Notifications that waited in Redis: a second write of the same ones is a no-op (their ids)."""
+        if docs:
+            await insert_many_once(self._notifications, docs)
 
     async def page(
         self, user_id: str, *, unread_only: bool, limit: int, cursor: str | None,
