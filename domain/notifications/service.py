@@ -7,84 +7,62 @@ notifications flushes first, so it sees every notification sent before it.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import attrs
-import bson
-from redis.exceptions import RedisError
 
 from domain.accounts.models import User
 from domain.core.clock import utcnow
 from domain.core.errors import NotFound
 from domain.core.pagination import Page, clamp_limit
-from domain.infra.bson_codec import TZ_AWARE, from_document
+from domain.infra.bson_codec import from_document
 from domain.infra.events import EventLog, StreamFilter
-from domain.infra.mongo import Document
 from domain.infra.write_behind import WriteBehind
 from domain.notifications.models import MAX_BODY, MAX_TITLE, Notification, UnreadCount
+from domain.notifications.pending import PendingNotifications
 from domain.notifications.store import NotificationStore
 from domain.projects.grant import project_filter
-
-log = logging.getLogger("labhub.notifications")
 
 
 class NotificationsService:
     def __init__(self, store: NotificationStore, events: EventLog) -> None:
         self._store = store
         self._events = events
-        self.waiting = WriteBehind(events.redis, "notifications", self._waiting, store.insert_many)
+        self._pending = PendingNotifications(events, store)
 
-    async def _waiting(self, key: str) -> list[Document]:
-        raw = await self._events.redis.client.lrange(key, 0, -1)
-        return [dict(bson.decode(bytes(item), codec_options=TZ_AWARE)) for item in raw]  # type: ignore[arg-type]
-
-    async def _flushed(self) -> None:
-        """Before a read: what waits in Redis goes to MongoDB first (Redis down: the read answers
-        from MongoDB, and what waits is stored once Redis is back)."""
-        try:
-            await self.waiting.flush()
-        except RedisError as exc:
-            log.warning("notifications not flushed before a read", extra={"error": repr(exc)[:200]})
+    @property
+    def waiting(self) -> WriteBehind[Any]:
+        """The notifications waiting in Redis (the server runs its flusher)."""
+        return self._pending.waiting
 
     async def notify(
         self, user_id: str, *, project_id: str, category: str, title: str, body: str = "", link: str | None = None
     ) -> Notification:
-        """The one call that tells a user something about a project: stored, then pushed to their
-        live stream."""
+        """The one call that tells a user something about a project: pushed to their live stream
+        and stored (notifications/pending.py)."""
         doc = self._store.new(
             user_id=user_id, project_id=project_id, category=category, title=title[:MAX_TITLE],
             body=body[:MAX_BODY], link=link, created_at=utcnow(),
         )  # fmt: skip
         notification = from_document(Notification, doc)
-        stream, data = self._events.user_stream(user_id), attrs.asdict(notification)
-        encoded = bson.encode(doc)
-        try:
-            await self._events.append(
-                stream, "notification", data, also=lambda pipe: pipe.rpush(self.waiting.pending, encoded)
-            )
-        except RedisError:  # stored straight away; the push (Redis still down) fails as it always did
-            await self._store.insert(doc)
-            await self._events.append(stream, "notification", data)
-            return notification
-        self.waiting.added()
+        await self._pending.send(doc, attrs.asdict(notification))
         return notification
 
     async def list_for(
         self, user: User, *, unread_only: bool, limit: int | None, cursor: str | None
     ) -> Page[Notification]:
-        await self._flushed()
+        await self._pending.flush()
         items, next_cursor = await self._store.page(
             user.id, unread_only=unread_only, limit=clamp_limit(limit), cursor=cursor, only_projects=project_filter()
         )
         return Page(items, next_cursor)
 
     async def unread_count(self, user: User) -> UnreadCount:
-        await self._flushed()
+        await self._pending.flush()
         return UnreadCount(await self._store.unread_count(user.id, project_filter()))
 
     async def mark_read(self, user: User, notification_id: str) -> Notification:
-        await self._flushed()
+        await self._pending.flush()
         notification = await self._store.mark_read(user.id, notification_id, utcnow(), project_filter())
         if notification is None:
             raise NotFound("notification not found")
@@ -92,7 +70,7 @@ class NotificationsService:
         return notification
 
     async def mark_all_read(self, user: User) -> UnreadCount:
-        await self._flushed()
+        await self._pending.flush()
         await self._store.mark_all_read(user.id, utcnow(), project_filter())
         await self._push_count(user.id)
         return UnreadCount(0)
