@@ -158,6 +158,7 @@ def build_scheduler(
         metrics=metrics,
     )  # fmt: skip
     pool.listen(scheduler.on_worker_event, scheduler.on_pool_rebuilt)
+    domain.jobs.run_here(scheduler)  # a job submitted while a slot is idle starts here at once
     scheduler.on_finished(domain.job_notices.in_app)
     scheduler.on_finished(domain.job_notices.by_mail)
     scheduler.on_finished(_count_ingestion(metrics))

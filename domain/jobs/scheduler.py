@@ -71,6 +71,7 @@ class Scheduler:
         # requeue, a poll): a job that ends then frees its slot without asking MongoDB again
         self._maybe_queued = True
         self._work_wakes = 0
+        self._reserved = 0  # slots held for jobs being inserted already claimed (reserve_slot)
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._worker_events: asyncio.Queue[WorkerEvent] = asyncio.Queue()
@@ -133,6 +134,28 @@ class Scheduler:
 
     # -- claiming ----------------------------------------------------------------------------------
 
+    def _free_slot(self) -> bool:
+        return len(self._running) + self._reserved < self._pool.size and self._pool.healthy and not self._stopping
+
+    def reserve_slot(self) -> float | None:
+        """For a job submitted here: the lease it is inserted with, holding a free slot for it, when
+        the claim loop would leave that slot idle (its last claim found nothing, and no wake-up came
+        since); None otherwise, and the job is queued. See JobsService.run_here."""
+        if self._maybe_queued or not self._free_slot():
+            return None
+        self._reserved += 1
+        return self._settings.lease_s
+
+    def release_slot(self) -> None:
+        self._reserved -= 1
+
+    def run_claimed(self, job: Job) -> None:
+        """Start a job inserted already claimed in a slot reserve_slot held."""
+        self._reserved -= 1
+        if self._stopping:  # the lease runs out and another instance (or this one, again) takes it
+            return
+        self._launch(job)
+
     def _work_may_be_queued(self) -> None:
         self._maybe_queued = True
         self._work_wakes += 1
@@ -145,10 +168,7 @@ class Scheduler:
             try:
                 # nothing is claimed while the pool is broken: the watchdog is rebuilding it, and
                 # wakes this loop when it is done
-                while (
-                    self._maybe_queued and len(self._running) < self._pool.size and self._pool.healthy
-                    and not self._stopping
-                ):  # fmt: skip
+                while self._maybe_queued and self._free_slot():
                     seen = self._work_wakes
                     job = await self._store.claim(
                         self.instance_id, self._kinds.names(), self._settings.lease_s

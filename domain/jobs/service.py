@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from domain.accounts.models import User
 from domain.core.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -20,6 +21,19 @@ from domain.quotas.service import Quotas
 log = logging.getLogger("labhub.jobs")
 
 
+class RunsHere(Protocol):
+    """This process's scheduler, for a job it can start at once (docs/architecture.md, "The job path")."""
+
+    instance_id: str
+
+    def reserve_slot(self) -> float | None:
+        """The lease (s) of a job held a free slot, or None: no slot, or jobs may be queued."""
+
+    def release_slot(self) -> None: ...
+
+    def run_claimed(self, job: Job) -> None: ...
+
+
 class JobsService:
     def __init__(
         self, gate: ProjectGate, store: JobStore, events: JobEvents, kinds: JobKinds, quotas: Quotas
@@ -29,6 +43,12 @@ class JobsService:
         self._store = store
         self._events = events
         self.kinds = kinds
+        self._here: RunsHere | None = None
+
+    def run_here(self, scheduler: RunsHere) -> None:
+        """A serving process's scheduler: a job submitted while it has a free slot and nothing is
+        queued is inserted already claimed and started here, without a claim (or a wake-up)."""
+        self._here = scheduler
 
     async def submit(
         self,
@@ -58,12 +78,34 @@ class JobsService:
         """Queue a job for a caller already checked (or for the system, on a user's behalf); job_id:
         the id of the record the job makes (an ingestion, a plot), which the job shares."""
         job_kind = self.kinds.get(kind)
+        here = self._here
+        lease_s = here.reserve_slot() if here is not None else None
+        if here is not None and lease_s is not None:
+            # shielded: a request cancelled halfway must not leave the slot held or the job unstarted
+            return await asyncio.shield(self._start_here(here, lease_s, owner_id, project_id, kind, params, job_id))
         job = await self._store.insert(
             kind=kind, project_id=project_id, owner_id=owner_id, params=params,
             max_attempts=job_kind.max_attempts if job_kind else 3, job_id=job_id,
         )  # fmt: skip
         await self._events.status(job)
         await self._events.wake()
+        return job
+
+    async def _start_here(
+        self, here: RunsHere, lease_s: float, owner_id: str, project_id: str, kind: str, params: dict[str, Any],
+        job_id: str | None,
+    ) -> Job:  # fmt: skip
+        job_kind = self.kinds.get(kind)
+        try:
+            job = await self._store.insert(
+                kind=kind, project_id=project_id, owner_id=owner_id, params=params,
+                max_attempts=job_kind.max_attempts if job_kind else 3, job_id=job_id,
+                claimed=(here.instance_id, lease_s),
+            )  # fmt: skip
+        except BaseException:
+            here.release_slot()
+            raise
+        here.run_claimed(job)  # its running status is published as the scheduler starts it
         return job
 
     async def list_jobs(

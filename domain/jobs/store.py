@@ -51,8 +51,9 @@ class JobStore:
 
     async def insert(
         self, *, kind: str, project_id: str, owner_id: str, params: dict[str, Any], max_attempts: int,
-        job_id: str | None = None,
+        job_id: str | None = None, claimed: tuple[str, float] | None = None,
     ) -> Job:  # fmt: skip
+        """claimed: (owner, lease s) of a job inserted already claimed, as claim() would leave it."""
         now = utcnow()
         doc: Document = {
             "kind": kind,
@@ -73,6 +74,10 @@ class JobStore:
             "finished_at": None,
             **({"_id": ObjectId(job_id)} if job_id else {}),
         }
+        if claimed is not None:
+            owner, lease_s = claimed
+            doc["status"], doc["started_at"] = JobStatus.RUNNING.value, now
+            doc["lease"] = {"owner": owner, "expires_at": now + timedelta(seconds=lease_s)}
         await insert_once(self._jobs, doc)
         job = _job(doc)
         assert job is not None

@@ -197,6 +197,31 @@ async def test_out_of_memory_fails_cleanly(engine):
     assert failed["error"]["code"] == "out_of_memory"
 
 
+async def test_a_job_submitted_while_a_slot_is_idle_starts_without_a_claim(engine):
+    client = engine
+    user, project, headers = await owner_and_project(client)
+    scheduler, jobs = client.app[SCHEDULER], client.app[MONGO]["jobs"]
+
+    async def idle():  # its last claim found nothing and no wake-up came since
+        return not scheduler._maybe_queued and not scheduler.running_jobs
+
+    await wait_until(idle)
+    started = await submit(client, user, project, steps=1)
+    assert started.status.value == "running"
+    assert started.lease is not None
+    assert started.lease.owner == scheduler.instance_id
+    stored = await jobs.find_one({"_id": ObjectId(started.id)})
+    assert (stored["status"], stored["lease"]["owner"]) == ("running", scheduler.instance_id)
+    assert (await final_job(client, headers, started.id))["status"] == "succeeded"
+    # every slot busy: the next job is queued, and claimed once a slot is free
+    blockers = [await submit(client, user, project, steps=200, delay=0.05) for _ in range(client.app[POOL].size)]
+    queued = await submit(client, user, project, steps=1)
+    assert queued.status.value == "queued"
+    for blocker in blockers:
+        await client.post(f"/api/jobs/{blocker.id}/cancel", headers=headers)
+    assert (await final_job(client, headers, queued.id))["status"] == "succeeded"
+
+
 async def test_timeout_kills_and_fails_once_attempts_are_used(engine):
     client = engine
     user, project, headers = await owner_and_project(client)
