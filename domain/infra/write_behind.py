@@ -4,10 +4,12 @@ MongoDB by whichever instance flushes first, about a second after something was 
 before a read that must see it.
 
 A flush renames the key to one of its own (what is added meanwhile starts a new key), notes itself in
-a sorted set, hands what it took to `write` with its token and only then deletes its key. A flusher
-that dies before the delete leaves its key and token behind: any instance writes it again once it is
-older than ABANDONED_S, so `write` must make a second write of the same token a no-op (a token kept
-on the documents, or documents with ids chosen before they waited).
+a sorted set, hands what it took to `write` with its token and only then deletes its key. Every
+flush also writes the flushes still under way (another reader's or instance's, or one whose instance
+died before its delete): a read that flushes first then sees everything added before it, whatever
+else is flushing, and nothing is left behind by a dead flusher. So a flush may be written twice, and
+`write` must make a second write of the same token a no-op (a token kept on the documents, or
+documents with ids chosen before they waited).
 """
 
 from __future__ import annotations
@@ -26,18 +28,18 @@ from domain.infra.redis_store import RedisStore
 log = logging.getLogger("labhub.write_behind")
 
 T = TypeVar("T")
-ABANDONED_S = 30.0  # a flush not done after this long died with its instance: written again
-RECOVER_AT_ONCE = 20
 LINGER_S = 1.0  # what is added within this long goes in the same bulk write
-RECOVER_EVERY_S = 10.0
+IDLE_FLUSH_S = 10.0  # a flusher with nothing added here looks anyway (what a dead instance left)
 
 # KEYS[1]: the pending key, KEYS[2]: the flush's own key, KEYS[3]: the flushes under way (zset).
-# ARGV: the token, now (s). Returns 1 when there was something to flush.
+# ARGV: the token, now (s). Takes what is pending (if anything) as this flush; returns the tokens of
+# every flush under way, this one included, oldest first.
 _TAKE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('RENAME', KEYS[1], KEYS[2])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-return 1
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('RENAME', KEYS[1], KEYS[2])
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+end
+return redis.call('ZRANGE', KEYS[3], 0, -1)
 """
 
 
@@ -69,20 +71,14 @@ class WriteBehind(Generic[T]):
         self._added.set()
 
     async def flush(self) -> None:
-        """Write everything pending (from every instance) to MongoDB."""
+        """Write everything added so far (on any instance) to MongoDB: what is pending, and what
+        other flushes have taken and may not have written yet."""
         token = uuid.uuid4().hex[:16]
-        key = self.flush_key(token)
-        if await self._take(keys=[self.pending, key, self.under_way], args=[token, time.time()]):
-            await self._finish(token, key)
-
-    async def recover(self) -> int:
-        """Write again the flushes whose instance died before finishing them; how many there were."""
-        tokens = await self._redis.client.zrangebyscore(
-            self.under_way, "-inf", time.time() - ABANDONED_S, start=0, num=RECOVER_AT_ONCE
+        under_way = await self._take(
+            keys=[self.pending, self.flush_key(token), self.under_way], args=[token, time.time()]
         )
-        for token in (text(t) for t in tokens):
-            await self._finish(token, self.flush_key(token))
-        return len(tokens)
+        for taken in (text(t) for t in under_way):
+            await self._finish(taken, self.flush_key(taken))
 
     async def _finish(self, token: str, key: str) -> None:
         await self._write(await self._read(key), token)
@@ -93,16 +89,15 @@ class WriteBehind(Generic[T]):
 
     async def run(self) -> None:
         """The flusher, one background task per serving instance: LINGER_S after something was added
-        here, and every RECOVER_EVERY_S (what a stopped instance left, flushes a dead one began)."""
+        here, and every IDLE_FLUSH_S (what a stopped instance left, flushes a dead one began)."""
         while True:
             stop_if_cancelled()
             try:
                 await self.flush()
-                await self.recover()
             except Exception as exc:  # noqa: BLE001 - what waits stays in Redis: tried again next time
                 log.warning("%s not flushed yet", self._name, extra={"error": repr(exc)[:200]})
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(RECOVER_EVERY_S):
+                async with asyncio.timeout(IDLE_FLUSH_S):
                     await self._added.wait()
                     await asyncio.sleep(LINGER_S)
             self._added.clear()

@@ -1,7 +1,7 @@
 """Activity counts and notifications wait in Redis and reach MongoDB in bulk
-(domain/infra/write_behind.py): a read sees everything made before it, the flusher writes them
-without a read, and a flush whose instance died is written once, whether or not it had reached
-MongoDB."""
+(domain/infra/write_behind.py): a read sees everything made before it (taken by another flush or
+not), the flusher writes them without a read, and a flush whose instance died is written once,
+whether or not it had reached MongoDB."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import bson
 from bson import ObjectId
 
 from domain.activity.models import Signal
-from domain.infra.write_behind import ABANDONED_S
 from handlers.keys import DOMAIN, MONGO, NOTIFICATIONS, REDIS
 from tests.conftest import wait_until
 
@@ -57,19 +56,18 @@ async def test_a_flush_whose_instance_died_is_written_once(client, team):
     pending, store, redis = activity._pending.waiting, activity._store, client.app[REDIS].client
     today = datetime.now(UTC).date()
     field = f"{team.project_id}|{team.member.id}|{today.isoformat()}|{Signal.RECORD.value}"
-    # two flushes an instance began and never finished: one had written its counts to MongoDB, one
-    # had not; both are older than a live flush can be
+    # two flushes an instance began and never finished (or has not finished yet): one had written
+    # its counts to MongoDB, one had not
     for token, written in (("died-after-writing", True), ("died-before-writing", False)):
         await redis.hset(pending.flush_key(token), field, 2)
         if written:
             await store.apply([(team.project_id, team.member.id, today, Signal.RECORD, 2)], token)
-        await redis.zadd(pending.under_way, {token: time.time() - ABANDONED_S - 1})
-
-    async def recovered():  # the flusher looks for abandoned flushes every few seconds
-        return await redis.zcard(pending.under_way) == 0
-
-    await wait_until(recovered)
-    assert (await stored_counts(client, team))["records"] == 4  # 2 + 2: nothing written twice
+        await redis.zadd(pending.under_way, {token: time.time()})
+    # a read writes them first: it sees both, each once (2 + 2)
+    counts = await activity.between(team.project_id, today, today)
+    assert sum(c.n for c in counts if c.user_id == team.member.id and c.signal is Signal.RECORD) == 4
+    assert await redis.zcard(pending.under_way) == 0
+    assert (await stored_counts(client, team))["records"] == 4
     assert not await redis.exists(
         pending.flush_key("died-after-writing"), pending.flush_key("died-before-writing")
     )
@@ -118,11 +116,23 @@ async def test_notifications_of_a_flush_whose_instance_died_are_stored_once(clie
     token = "died-while-writing"
     await redis.rpush(waiting.flush_key(token), *(bson.encode(d) for d in docs))
     await store.insert_many(docs[:2])
-    await redis.zadd(waiting.under_way, {token: time.time() - ABANDONED_S - 1})
-
-    async def recovered():
-        return await redis.zcard(waiting.under_way) == 0
-
-    await wait_until(recovered)
+    await redis.zadd(waiting.under_way, {token: time.time()})
+    # a read writes that flush first: all three, each once
     listed = await (await client.get("/api/notifications", headers=team.member.headers)).json()
-    assert sorted(n["id"] for n in listed["items"]) == sorted(str(d["_id"]) for d in docs)  # each once
+    assert sorted(n["id"] for n in listed["items"]) == sorted(str(d["_id"]) for d in docs)
+    assert await redis.zcard(waiting.under_way) == 0
+
+
+async def test_a_flush_left_by_a_dead_instance_is_written_without_a_read(client, team):
+    notifications, redis = client.app[NOTIFICATIONS], client.app[REDIS].client
+    waiting, store, mongo = notifications.waiting, notifications._store, client.app[MONGO]["notifications"]
+    doc = store.new(user_id=team.member.id, project_id=team.project_id, category="x", title="left",
+                    body="", link=None, created_at=datetime.now(UTC))  # fmt: skip
+    await redis.rpush(waiting.flush_key("left-behind"), bson.encode(doc))
+    await redis.zadd(waiting.under_way, {"left-behind": time.time()})
+
+    async def stored():  # the flusher looks every few seconds even when nothing is added
+        return await mongo.find_one({"_id": doc["_id"]})
+
+    await wait_until(stored)
+    assert await redis.zcard(waiting.under_way) == 0
