@@ -137,11 +137,12 @@ class Scheduler:
     def _free_slot(self) -> bool:
         return len(self._running) + self._reserved < self._pool.size and self._pool.healthy and not self._stopping
 
-    def reserve_slot(self) -> float | None:
+    def reserve_slot(self, kind: str) -> float | None:
         """For a job submitted here: the lease it is inserted with, holding a free slot for it, when
         the claim loop would leave that slot idle (its last claim found nothing, and no wake-up came
-        since); None otherwise, and the job is queued. See JobsService.run_here."""
-        if self._maybe_queued or not self._free_slot():
+        since) and would claim a job of this kind; None otherwise, and the job is queued (for another
+        instance, maybe, that knows its kind). See JobsService.run_here."""
+        if self._maybe_queued or not self._free_slot() or self._kinds.get(kind) is None:
             return None
         self._reserved += 1
         return self._settings.lease_s

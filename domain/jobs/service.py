@@ -26,8 +26,9 @@ class RunsHere(Protocol):
 
     instance_id: str
 
-    def reserve_slot(self) -> float | None:
-        """The lease (s) of a job held a free slot, or None: no slot, or jobs may be queued."""
+    def reserve_slot(self, kind: str) -> float | None:
+        """The lease (s) of a job held a free slot, or None: no slot, jobs may be queued, or this
+        scheduler does not run the kind."""
 
     def release_slot(self) -> None: ...
 
@@ -79,7 +80,7 @@ class JobsService:
         the id of the record the job makes (an ingestion, a plot), which the job shares."""
         job_kind = self.kinds.get(kind)
         here = self._here
-        lease_s = here.reserve_slot() if here is not None else None
+        lease_s = here.reserve_slot(kind) if here is not None else None
         if here is not None and lease_s is not None:
             # shielded: a request cancelled halfway must not leave the slot held or the job unstarted
             return await asyncio.shield(self._start_here(here, lease_s, owner_id, project_id, kind, params, job_id))

@@ -220,6 +220,10 @@ async def test_a_job_submitted_while_a_slot_is_idle_starts_without_a_claim(engin
     for blocker in blockers:
         await client.post(f"/api/jobs/{blocker.id}/cancel", headers=headers)
     assert (await final_job(client, headers, queued.id))["status"] == "succeeded"
+    # a kind this instance does not run stays queued, idle slot or not (another instance may run it)
+    await wait_until(idle)
+    elsewhere = await client.app[JOBS].enqueue(user.id, project.id, "test.run-elsewhere", {})
+    assert elsewhere.status.value == "queued"
 
 
 async def test_timeout_kills_and_fails_once_attempts_are_used(engine):
