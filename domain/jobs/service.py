@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from domain.accounts.models import User
@@ -79,30 +81,26 @@ class JobsService:
         """Queue a job for a caller already checked (or for the system, on a user's behalf); job_id:
         the id of the record the job makes (an ingestion, a plot), which the job shares."""
         job_kind = self.kinds.get(kind)
+        insert = functools.partial(
+            self._store.insert, kind=kind, project_id=project_id, owner_id=owner_id, params=params,
+            max_attempts=job_kind.max_attempts if job_kind else 3, job_id=job_id,
+        )  # fmt: skip
         here = self._here
         lease_s = here.reserve_slot(kind) if here is not None else None
         if here is not None and lease_s is not None:
             # shielded: a request cancelled halfway must not leave the slot held or the job unstarted
-            return await asyncio.shield(self._start_here(here, lease_s, owner_id, project_id, kind, params, job_id))
-        job = await self._store.insert(
-            kind=kind, project_id=project_id, owner_id=owner_id, params=params,
-            max_attempts=job_kind.max_attempts if job_kind else 3, job_id=job_id,
-        )  # fmt: skip
+            return await asyncio.shield(self._start_here(here, lease_s, insert))
+        job = await insert()
         await self._events.status(job)
         await self._events.wake()
         return job
 
     async def _start_here(
-        self, here: RunsHere, lease_s: float, owner_id: str, project_id: str, kind: str, params: dict[str, Any],
-        job_id: str | None,
-    ) -> Job:  # fmt: skip
-        job_kind = self.kinds.get(kind)
+        self, here: RunsHere, lease_s: float, insert: Callable[..., Awaitable[Job]]
+    ) -> Job:
+        """Insert the job (enqueue's insert) already claimed in the slot `here` holds, and start it."""
         try:
-            job = await self._store.insert(
-                kind=kind, project_id=project_id, owner_id=owner_id, params=params,
-                max_attempts=job_kind.max_attempts if job_kind else 3, job_id=job_id,
-                claimed=(here.instance_id, lease_s),
-            )  # fmt: skip
+            job = await insert(claimed=(here.instance_id, lease_s))
         except BaseException:
             here.release_slot()
             raise
