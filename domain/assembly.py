@@ -302,7 +302,7 @@ def build_domain(
     local_files = LocalFiles(settings.data_path, cache_bytes=settings.ingest.cache_bytes)
     dataset_store, ingestion_store = DatasetStore(db), IngestionStore(db)
     datasets = DatasetsService(
-        gate, dataset_store, ingestion_store, objects, local_files, part_size=u.part_size_bytes
+        gate, dataset_store, objects, local_files, part_size=u.part_size_bytes
     )
     ingestions = IngestionService(
         gate, jobs, ingestion_store, dataset_store, objects, local_files, datasets,

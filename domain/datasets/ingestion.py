@@ -37,6 +37,7 @@ from domain.datasets.models import (
     NewDataset,
     SourceFile,
     dataset_key,
+    made_by,
     output_id,
     raw_key,
     with_job,
@@ -369,10 +370,8 @@ class IngestionService:
 
     async def _commit(self, job: Job, result: dict[str, Any], attempt: Attempt) -> dict[str, Any]:
         params = job.params
+        # what the job made is recorded by its final write only (models.with_job reads it there)
         if result.get("stored_only"):
-            await self._ingestions.record_outcome(
-                job.id, {"stored_only": True, "reason": result.get("reason")}
-            )
             return {
                 "stored_only": True,
                 "reason": result.get("reason"),
@@ -430,7 +429,6 @@ class IngestionService:
             ids.append(target["dataset_id"] if target else dataset_id)
             version_ids.append(dataset_id)
             versions.append(version)
-        await self._ingestions.record_outcome(job.id, {"dataset_ids": ids, "stored_only": False})
         self._quotas.stored(job.owner_id, job.project_id, added=sum(parquet_bytes))
         if params["options"].get("visualize") and self.visualize is not None:
             for version_id in version_ids:
@@ -493,9 +491,11 @@ class IngestionService:
         return Page(await self._views(items), next_cursor)
 
     async def _views(self, items: list[Ingestion]) -> list[Ingestion]:
-        """Ingestions with their jobs' live status folded in, with one read of the jobs."""
+        """Ingestions with their jobs' live status and what they made folded in, with one read of
+        the jobs and one of the datasets."""
         jobs = await self._jobs.find_many([i.job_id for i in items if i.job_id])
-        return [with_job(i, jobs.get(i.job_id) if i.job_id else None) for i in items]
+        existing = await self._datasets.existing([d for job in jobs.values() for d in made_by(job)])
+        return [with_job(i, jobs.get(i.job_id) if i.job_id else None, existing) for i in items]
 
     async def with_file(self, sha256: str, project_ids: set[str] | None) -> list[str]:
         """For an area that checks its caller itself (lineage): the ingestions of a raw file's bytes
@@ -513,8 +513,7 @@ class IngestionService:
         project = await self._gate.require(actor, ingestion.project_id, need, what="ingestion")
         if need is Need.WRITE:
             check_owner_or_lead(actor, project, ingestion.created_by, "the uploader")
-        job = await self._jobs.find(ingestion.job_id) if ingestion.job_id else None
-        return with_job(ingestion, job)
+        return (await self._views([ingestion]))[0]
 
     async def delete(self, actor: User, ingestion_id: str) -> None:
         """Cancel its job, remove its datasets, and its raw bytes when nothing else uses them."""

@@ -308,15 +308,30 @@ class Ingestion:
     upload_id: str | None = None  # the resumable upload it was made from
 
 
-def with_job(ingestion: Ingestion, job: Job | None) -> Ingestion:
-    """An ingestion with its job's live status folded in ("stored" when no job runs for it)."""
+def with_job(ingestion: Ingestion, job: Job | None, existing: set[str] | frozenset[str] = frozenset()) -> Ingestion:
+    """An ingestion with its job's live status folded in ("stored" when no job runs for it), and
+    what its job made: the datasets of its result that still exist (`existing`), or that it stored
+    the file only (the job's final write is the only record of its outcome)."""
     if job is None:
         return attrs.evolve(ingestion, status="stored")
     error = error_map(job)
     progress = None if job.progress is None else {
         "stage": job.progress.stage, "done": job.progress.done, "total": job.progress.total,
     }  # fmt: skip
-    return attrs.evolve(ingestion, status=job.status.value, error=error, progress=progress)
+    outcome: dict[str, Any] = {}
+    if job.result is not None:
+        stored_only = bool(job.result.get("stored_only"))
+        outcome = {
+            "dataset_ids": [i for i in made_by(job) if i in existing],
+            "stored_only": stored_only, "reason": job.result.get("reason") if stored_only else ingestion.reason,
+        }  # fmt: skip
+    return attrs.evolve(ingestion, status=job.status.value, error=error, progress=progress, **outcome)
+
+
+def made_by(job: Job | None) -> list[str]:
+    """The datasets an ingestion's job made, as its result names them (they may be gone since)."""
+    ids = (job.result or {}).get("dataset_ids") if job is not None else None
+    return [str(i) for i in ids] if isinstance(ids, list) else []
 
 
 # -- where a dataset's bytes are kept ------------------------------------------------------------

@@ -28,7 +28,7 @@ from domain.datasets.models import (
     raw_key,
     summary_key,
 )
-from domain.datasets.store import DatasetStore, IngestionStore
+from domain.datasets.store import DatasetStore
 from domain.infra.localfiles import LocalFiles, file_chunks
 from domain.infra.objects import ObjectReader, ObjectStore, StoredObject
 from domain.jobs.models import Attempt
@@ -45,7 +45,6 @@ class DatasetsService:
         self,
         gate: ProjectGate,
         store: DatasetStore,
-        ingestions: IngestionStore,
         objects: ObjectStore,
         files: LocalFiles,
         *,
@@ -54,7 +53,6 @@ class DatasetsService:
         self._gate = gate
         self._part_size = part_size
         self._store = store
-        self._ingestions = ingestions
         self._objects = objects
         self._files = files
         self._removers: list[Callable[[str, str], Awaitable[None]]] = []
@@ -346,9 +344,7 @@ class DatasetsService:
         await self._objects.delete(keys)
         for cached in self._files.cache.glob(f"{version_id}-*"):  # its Parquet, summary and CSV
             cached.unlink(missing_ok=True)
-        await self._ingestions.forget_dataset(version_id)
-        if not await self._store.settle_latest(dataset_id):  # none of its versions is left
-            await self._ingestions.forget_dataset(dataset_id)
+        await self._store.settle_latest(dataset_id)  # an ingestion lists it no more once none is left
 
     async def purge_project(self, project_id: str) -> None:
         await self._objects.delete(await self._store.delete_project(project_id))

@@ -298,6 +298,14 @@ class DatasetStore:
         """The dataset versions a job made, read at once."""
         return [await self._stored(d) for d in await self._datasets.find({"job_id": ObjectId(job_id)}).to_list()]
 
+    async def existing(self, dataset_ids: list[str]) -> set[str]:
+        """Of these dataset ids, the datasets that still have a version."""
+        ids = [ObjectId(i) for i in dict.fromkeys(dataset_ids)]
+        if not ids:
+            return set()
+        query = {"$or": [{"_id": {"$in": ids}}, {"root_id": {"$in": ids}}]}
+        return {str(_root(d)) for d in await self._datasets.find(query, {"_id": 1, "root_id": 1}).to_list()}
+
     async def ids_by_job(self, job_id: str) -> list[str]:
         return [str(d["_id"]) for d in await self._datasets.find({"job_id": ObjectId(job_id)}, {"_id": 1}).to_list()]
 
@@ -370,16 +378,6 @@ class IngestionStore:
             limit=1,
         )  # fmt: skip
         return found > 0
-
-    async def record_outcome(self, ingestion_id: str, fields: Document) -> None:
-        await self._ingestions.find_one_and_update(
-            {"_id": ObjectId(ingestion_id)}, {"$set": fields}, return_document=ReturnDocument.AFTER
-        )
-
-    async def forget_dataset(self, dataset_id: str) -> None:
-        await self._ingestions.update_many(
-            {"dataset_ids": dataset_id}, {"$pull": {"dataset_ids": dataset_id}}
-        )
 
     async def delete(self, ingestion_id: str) -> None:
         await self._ingestions.delete_one({"_id": ObjectId(ingestion_id)})

@@ -87,6 +87,8 @@ class JobStore:
         return _job(await self._jobs.find_one({"_id": object_id(job_id, "job")}))
 
     async def get_many(self, job_ids: list[str]) -> dict[str, Job]:
+        if not job_ids:
+            return {}
         cursor = self._jobs.find({"_id": {"$in": [ObjectId(j) for j in job_ids]}})
         return {str(doc["_id"]): from_document(Job, doc) async for doc in cursor}
 

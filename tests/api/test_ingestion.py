@@ -161,6 +161,10 @@ async def test_ingest_false_stores_raw_only_and_other_formats_are_stored(client,
     assert photo["status"] == "succeeded"
     assert photo["result"]["stored_only"] is True
     assert ".png" in photo["result"]["reason"]
+    seen = await (await client.get(f"/api/ingestions/{jobs[1]['id']}", headers=team.viewer.headers)).json()
+    assert (seen["status"], seen["stored_only"], seen["reason"], seen["dataset_ids"]) == (
+        "succeeded", True, photo["result"]["reason"], []
+    )
     assert len(await client.app[OBJECTS].keys("raw/")) == 2
     listing = await (
         await client.get(f"/api/projects/{team.project_id}/ingestions", headers=team.viewer.headers)
@@ -399,13 +403,14 @@ async def test_deleting_an_ingestion_removes_its_datasets_and_unused_raw_bytes(c
 
 
 async def test_dataset_list_filters_and_dataset_delete(client, team):
+    made = {}
     for tag in ("a", "b"):
         [entry] = (
             await (
                 await ingest(client, team, [(f"{tag}.csv", CSV, "text/csv")], tag=tag, dataset_type="cfd")
             ).json()
         )["jobs"]
-        await finished(client, team, entry["id"])
+        made[tag] = (entry["id"], (await finished(client, team, entry["id"]))["result"]["dataset_id"])
     url = f"/api/projects/{team.project_id}/datasets"
     tagged = await (await client.get(url, params={"tag": "a"}, headers=team.viewer.headers)).json()
     assert [d["name"] for d in tagged["items"]] == ["a.csv"]
@@ -414,8 +419,16 @@ async def test_dataset_list_filters_and_dataset_delete(client, team):
     assert len(typed["items"]) == 2
     target = tagged["items"][0]["id"]
     await problem(await client.delete(f"/api/datasets/{target}", headers=team.viewer.headers), 403)
+    ingestions = f"/api/projects/{team.project_id}/ingestions"
+    listed = (await (await client.get(ingestions, headers=team.viewer.headers)).json())["items"]
+    assert {i["id"]: i["dataset_ids"] for i in listed} == {made["a"][0]: [target], made["b"][0]: [made["b"][1]]}
     assert (await client.delete(f"/api/datasets/{target}", headers=team.member.headers)).status == 204
     assert len((await (await client.get(url, headers=team.viewer.headers)).json())["items"]) == 1
+    # an ingestion lists only the datasets it made that are still there
+    listed = (await (await client.get(ingestions, headers=team.viewer.headers)).json())["items"]
+    assert {i["id"]: i["dataset_ids"] for i in listed} == {made["a"][0]: [], made["b"][0]: [made["b"][1]]}
+    one = await (await client.get(f"/api/ingestions/{made['a'][0]}", headers=team.viewer.headers)).json()
+    assert (one["status"], one["dataset_ids"], one["stored_only"]) == ("succeeded", [], False)
 
 
 async def test_an_upload_keeps_its_spooled_bytes_while_another_ingestion_of_them_ends(client, team):
