@@ -64,6 +64,7 @@ from domain.notifications.store import NotificationStore
 from domain.projects.audit import AuditLog
 from domain.projects.audit_store import AuditStore
 from domain.projects.service import ProjectGate, ProjectsService
+from domain.projects.stamps import ProjectStamps
 from domain.projects.store import ProjectStore
 from domain.quotas.service import Quotas
 from domain.quotas.store import UsageStore
@@ -259,7 +260,7 @@ def build_domain(
         accounts, auth, people,
     )  # fmt: skip
     project_store, audit_store = ProjectStore(db), AuditStore(db)
-    gate = ProjectGate(project_store, cache_s=a.identity_cache_s)
+    gate = ProjectGate(project_store, cache_s=a.identity_cache_s, stamps=ProjectStamps(redis))
     access_tokens = AccessTokenService(
         AccessTokenStore(db), accounts, people, gate, cache_s=a.identity_cache_s
     )

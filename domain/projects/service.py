@@ -36,6 +36,7 @@ from domain.projects.models import (
     with_role_changed,
     without_member,
 )
+from domain.projects.stamps import ProjectStamps
 from domain.projects.store import ProjectStore
 
 CANDIDATE_LIMIT = 20  # people a member search shows at once
@@ -48,14 +49,23 @@ ProjectPurger = Callable[[str], Awaitable[None]]
 class ProjectGate:
     """Loads a project and checks the caller's place in it: the one authorisation point."""
 
-    def __init__(self, projects: ProjectStore, cache_s: float = 0.0) -> None:
+    def __init__(
+        self, projects: ProjectStore, cache_s: float = 0.0, stamps: ProjectStamps | None = None
+    ) -> None:
         self._projects = projects
         self._cache: TtlCache[str, Project] = TtlCache(cache_s)
         self._names: TtlCache[None, list[ProjectName]] = TtlCache(cache_s, max_entries=1)
         self._reading: SingleFlight[str, Project | None] = SingleFlight()
+        self._stamps = stamps
+        # for changes' checks: copies with the stamp their project had when they were read
+        self._stamped: TtlCache[str, tuple[str, Project]] = TtlCache(cache_s)
 
-    def forget(self, project_id: str) -> None:
+    async def changed(self, project_id: str) -> None:
+        """After a change to the project is stored (or its removal)."""
         self._cache.forget(project_id)
+        self._stamped.forget(project_id)
+        if self._stamps is not None:
+            await self._stamps.changed(project_id)
 
     # -- for the system, where there is no caller to check (a job notice, a calendar feed's owner) --
 
@@ -95,7 +105,7 @@ class ProjectGate:
         again when it is made; it may use a cached copy, as reads do."""
         if not reaches(project_id):
             raise NotFound(f"{what} not found")  # a token narrowed to other projects sees none of this one
-        # reads may use a cached copy; changes always check the stored project
+        # reads may use a cached copy; changes check the project as stored now
         cached = need is Need.READ or early
         project = self._cache.get(project_id) if cached else None
         if project is None:
@@ -103,7 +113,7 @@ class ProjectGate:
                 # requests that may use a cached copy and find none read it once between them
                 project = await (
                     self._reading.run(project_id, lambda: self._projects.get(project_id))
-                    if cached else self._projects.get(project_id)
+                    if cached else self._current(project_id)
                 )  # fmt: skip
             except NotFound:
                 project = None
@@ -113,6 +123,19 @@ class ProjectGate:
         check_access(actor, project, need, what=what)
         if need is not Need.READ and not allow_archived:
             check_active(project)
+        return project
+
+
+    async def _current(self, project_id: str) -> Project | None:
+        """The project as stored now: a copy read on this instance when its change stamp says that
+        no change was made since on any instance (projects/stamps.py), else the stored one."""
+        stamp = await self._stamps.current(project_id) if self._stamps is not None else None
+        copy = self._stamped.get(project_id) if stamp is not None else None
+        if copy is not None and copy[0] == stamp:
+            return copy[1]
+        project = await self._projects.get(project_id)  # read after the stamp: never older than it
+        if stamp is not None and project is not None:
+            self._stamped.put(project_id, (stamp, project))
         return project
 
 
@@ -195,7 +218,7 @@ class ProjectsService:
         for purger in self._purgers:
             await purger(project.id)
         await self._projects.delete(project.id)
-        self._gate.forget(project.id)
+        await self._gate.changed(project.id)
         log.info("project purged", extra={"project_id": project.id, "actor_id": actor.id})
 
     async def _change(
@@ -214,7 +237,7 @@ class ProjectsService:
             project = await self._gate.require(actor, project_id, need, allow_archived=allow_archived)
             fields = compute(project)
             updated = await self._projects.update(project, fields)
-            self._gate.forget(project.id)
+            await self._gate.changed(project.id)
             if updated is None:
                 continue
             target_type, target_id = target or (TargetType.PROJECT, project.id)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from handlers.keys import MONGO, OBJECTS
+from handlers.keys import DOMAIN, MONGO, OBJECTS, REDIS
+from server import create_app
 from tests.conftest import file_form, problem
 
 
@@ -173,3 +174,43 @@ async def test_purge_removes_everything_and_is_for_heads(client, team):
     db = client.app[MONGO]
     for collection in ("documents", "document_versions", "records", "audit"):
         assert await db[collection].count_documents({}) == 0, collection
+
+
+async def test_a_change_checks_the_project_as_it_is_now_on_every_instance(client, team, aiohttp_client, settings):
+    """A change's check may use a copy of the project read earlier on this instance only while no
+    instance has changed the project since (its change stamp in Redis, domain/projects/stamps.py)."""
+    other = await aiohttp_client(create_app(settings))  # a second instance on the same services
+    store = other.app[DOMAIN].projects._gate._projects
+    reads = []
+    real_get = store.get
+
+    async def counted_get(project_id):
+        reads.append(project_id)
+        return await real_get(project_id)
+
+    store.get = counted_get
+    records = f"/api/projects/{team.project_id}/records"
+
+    async def record(instance, title):
+        return await instance.post(records, json={"kind": "run", "title": title}, headers=team.member.headers)
+
+    assert (await record(other, "first")).status == 201
+    assert (await record(other, "second")).status == 201
+    assert len(reads) == 1  # the second change's check used the copy: nothing changed since
+    # the lead removes the member on the first instance: the other refuses her next change at once
+    assert (await client.delete(f"/api/projects/{team.project_id}/members/{team.member.id}",
+                                headers=team.lead.headers)).status == 204  # fmt: skip
+    await problem(await record(other, "third"), 404)
+    assert len(reads) == 2
+    # archived on the first instance: the other refuses a change to it at once too
+    archived = await client.patch(
+        f"/api/projects/{team.project_id}", json={"status": "archived"}, headers=team.lead.headers
+    )
+    assert archived.status == 200, await archived.text()
+    created = await other.post(records, json={"kind": "run", "title": "late"}, headers=team.lead.headers)
+    assert (await problem(created, 409))["code"] == "project_archived"
+    # a stamp that is gone (expired, or Redis lost it) is never taken for the one a copy was read with
+    await other.app[REDIS].client.delete(other.app[REDIS].key("project-stamp", team.project_id))
+    created = await other.post(records, json={"kind": "run", "title": "later"}, headers=team.lead.headers)
+    await problem(created, 409)
+    assert len(reads) == 4
