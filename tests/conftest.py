@@ -224,6 +224,20 @@ def job_settings(
     )
 
 
+def count_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[tuple[Any, ...]]:
+    """Each call's arguments of owner's async method `name`, which still does its work (a spy on
+    LabHub's own code: how often a store is asked, never a stand-in for a service)."""
+    calls: list[tuple[Any, ...]] = []
+    real = getattr(owner, name)
+
+    async def counted(*args: Any) -> Any:
+        calls.append(args)
+        return await real(*args)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
 async def wait_until(
     check: Callable[[], Awaitable[Any]], timeout_s: float = 90.0, every_s: float = 0.05
 ) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from handlers.keys import DOMAIN, MONGO, OBJECTS, REDIS
 from server import create_app
-from tests.conftest import file_form, problem
+from tests.conftest import count_calls, file_form, problem
 
 
 async def test_create_makes_the_creator_lead_and_lists_per_user(client, make_account):
@@ -176,19 +176,13 @@ async def test_purge_removes_everything_and_is_for_heads(client, team):
         assert await db[collection].count_documents({}) == 0, collection
 
 
-async def test_a_change_checks_the_project_as_it_is_now_on_every_instance(client, team, aiohttp_client, settings):
+async def test_a_change_checks_the_project_as_it_is_now_on_every_instance(
+    client, team, aiohttp_client, settings, monkeypatch
+):
     """A change's check may use a copy of the project read earlier on this instance only while no
     instance has changed the project since (its change stamp in Redis, domain/projects/stamps.py)."""
     other = await aiohttp_client(create_app(settings))  # a second instance on the same services
-    store = other.app[DOMAIN].projects._gate._projects
-    reads = []
-    real_get = store.get
-
-    async def counted_get(project_id):
-        reads.append(project_id)
-        return await real_get(project_id)
-
-    store.get = counted_get
+    reads = count_calls(monkeypatch, other.app[DOMAIN].projects._gate._projects, "get")
     records = f"/api/projects/{team.project_id}/records"
 
     async def record(instance, title):

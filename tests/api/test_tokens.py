@@ -13,7 +13,7 @@ from domain.core.clock import utcnow
 from domain.tokens.models import PREFIX, SECRET_LENGTH, new_secret, well_formed
 from handlers.keys import MONGO, NOTIFICATIONS
 from server import create_app
-from tests.conftest import PASSWORD, problem, wait_until
+from tests.conftest import PASSWORD, count_calls, problem, wait_until
 from tests.sse_client import read_events
 
 
@@ -319,19 +319,13 @@ async def test_an_sse_ticket_keeps_to_the_projects_of_the_token_that_made_it(cli
         assert stream.status == 200  # a session's ticket reaches every project of the user
 
 
-async def test_a_mistyped_token_is_refused_before_any_lookup_and_no_secret_is_logged(client, team, caplog):
+async def test_a_mistyped_token_is_refused_before_any_lookup_and_no_secret_is_logged(
+    client, team, caplog, monkeypatch
+):
     from handlers.keys import ACCESS_TOKENS
 
     token = await make_token(client, team.member)
-    store = client.app[ACCESS_TOKENS]._store
-    lookups = []
-    real = store.by_hash
-
-    async def counted(digest):
-        lookups.append(digest)
-        return await real(digest)
-
-    store.by_hash = counted
+    lookups = count_calls(monkeypatch, client.app[ACCESS_TOKENS]._store, "by_hash")
     mistyped = token["token"][:20] + ("x" if token["token"][20] != "x" else "y") + token["token"][21:]
     with caplog.at_level("DEBUG"):
         assert (
