@@ -125,7 +125,6 @@ class ProjectGate:
             check_active(project)
         return project
 
-
     async def _current(self, project_id: str) -> Project | None:
         """The project as stored now: a copy read on this instance when its change stamp says that
         no change was made since on any instance (projects/stamps.py), else the stored one."""
