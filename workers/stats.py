@@ -26,8 +26,29 @@ MAX_DISTINCT = 100_000
 TOP_VALUES = 10
 
 
+class LatestDraws:
+    """Of a batch's values that drew the same reservoir slot, the one that came last (Algorithm R,
+    one value at a time, would have left that one there), without sorting the draws:
+    np.maximum.at leaves in each slot the highest position that drew it. Its scratch array (per
+    slot: the winner, -1 between batches) is shared by a table's columns, updated one at a time."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._winner: np.ndarray | None = None
+
+    def __call__(self, slots: np.ndarray) -> np.ndarray:
+        """The positions in `slots` that are the last to draw their slot."""
+        if self._winner is None:
+            self._winner = np.full(self._capacity, -1, dtype=np.int64)
+        order = np.arange(len(slots), dtype=np.int64)
+        np.maximum.at(self._winner, slots, order)
+        latest = np.flatnonzero(self._winner[slots] == order)
+        self._winner[slots] = -1
+        return latest
+
+
 class NumericStats:
-    def __init__(self, capacity: int, rng: np.random.Generator) -> None:
+    def __init__(self, capacity: int, rng: np.random.Generator, latest: LatestDraws | None = None) -> None:
         self.count = 0
         self.nulls = 0
         self.mean = 0.0
@@ -36,6 +57,7 @@ class NumericStats:
         self.max: float | None = None
         self.capacity = capacity
         self._rng = rng
+        self._latest = latest or LatestDraws(capacity)
         self._values: list[np.ndarray] = []
         self._kept = 0
         self._sample: np.ndarray | None = None  # once sampling: the reservoir of `capacity` values
@@ -78,8 +100,7 @@ class NumericStats:
         offered = np.arange(self._seen + 1, self._seen + len(values) + 1, dtype=np.float64)
         chosen = np.flatnonzero(self._rng.random(len(values)) * offered < self.capacity)
         slots = self._rng.integers(0, self.capacity, len(chosen))
-        _, last = np.unique(slots[::-1], return_index=True)
-        latest = len(slots) - 1 - last
+        latest = self._latest(slots)
         self._sample[slots[latest]] = values[chosen[latest]]
         self._seen += len(values)
 
@@ -195,11 +216,13 @@ class BoolStats:
 ColumnStats = NumericStats | TextStats | TimeStats | BoolStats
 
 
-def stats_for(data_type: pa.DataType, capacity: int, rng: np.random.Generator) -> ColumnStats:
+def stats_for(
+    data_type: pa.DataType, capacity: int, rng: np.random.Generator, latest: LatestDraws | None = None
+) -> ColumnStats:
     if pa.types.is_boolean(data_type):
         return BoolStats()
     if pa.types.is_integer(data_type) or pa.types.is_floating(data_type) or pa.types.is_decimal(data_type):
-        return NumericStats(capacity, rng)
+        return NumericStats(capacity, rng, latest)
     if pa.types.is_timestamp(data_type) or pa.types.is_date(data_type) or pa.types.is_time(data_type):
         return TimeStats()
     return TextStats()
@@ -211,8 +234,8 @@ class TableStats:
     def __init__(self, schema: pa.Schema, budget_values: int, seed: int = 0) -> None:
         numeric = [f for f in schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
         capacity = max(10_000, budget_values // max(1, len(numeric)))
-        rng = np.random.default_rng(seed)
-        self.columns = {f.name: stats_for(f.type, capacity, rng) for f in schema}
+        rng, latest = np.random.default_rng(seed), LatestDraws(capacity)
+        self.columns = {f.name: stats_for(f.type, capacity, rng, latest) for f in schema}
 
     def update(self, batch: pa.RecordBatch) -> None:
         for name, column in zip(batch.schema.names, batch.columns, strict=True):

@@ -52,3 +52,21 @@ def test_within_the_budget_the_quantiles_are_exact():
     stats = sampled(values, capacity=5_000, batch=999, seed=0).result()
     assert stats["quantiles_exact"] is True
     assert stats["p25"] == pytest.approx(np.quantile(values, 0.25))
+
+
+def test_a_slot_drawn_twice_in_a_batch_keeps_the_later_value_as_one_at_a_time_would():
+    # small capacity, big batches: many values of a batch draw the same slot
+    values, capacity, batch = np.arange(20_000, dtype=np.float64), 50, 4_000
+    stats = sampled(values, capacity, batch, seed=7)
+    # Algorithm R value by value, with the very draws the batched code makes (same generator, same calls)
+    rng = np.random.default_rng(7)
+    sample, seen = values[:capacity].copy(), capacity
+    for start in range(0, len(values), batch):  # the first batch fills the reservoir, then goes on
+        chunk = values[max(start, capacity) : start + batch]
+        offered = np.arange(seen + 1, seen + len(chunk) + 1, dtype=np.float64)
+        chosen = np.flatnonzero(rng.random(len(chunk)) * offered < capacity)
+        for position, slot in zip(chosen, rng.integers(0, capacity, len(chosen)), strict=True):
+            sample[slot] = chunk[position]
+        seen += len(chunk)
+    assert stats._sample is not None
+    assert np.array_equal(stats._sample, sample)
