@@ -224,6 +224,22 @@ def test_statistics_are_right(tmp_path):
     assert estimate["mean"] == pytest.approx(values.mean(), rel=1e-12)  # moments stay exact
 
 
+def test_a_column_zstd_hardly_shrinks_is_stored_plain_and_the_others_compressed(tmp_path):
+    rng = np.random.default_rng(2)
+    n = 20_000
+    noisy, steps = rng.normal(size=n), np.cumsum(rng.integers(-3, 4, size=n)) * 0.001
+    content = ("t,noisy,steps,label\n" + "".join(
+        f"{i * 0.01:.2f},{float(noisy[i])!r},{steps[i]:.3f},{'ab'[i % 2]}\n" for i in range(n)
+    )).encode()  # fmt: skip
+    data = one(run(tmp_path, "mixed.csv", content))
+    chunks = pq.ParquetFile(data["parquet_path"]).metadata.row_group(0)
+    codec = {chunks.column(i).path_in_schema: chunks.column(i).compression for i in range(chunks.num_columns)}
+    assert codec == {"t": "ZSTD", "noisy": "UNCOMPRESSED", "steps": "ZSTD", "label": "ZSTD"}
+    stored = table(data)
+    assert stored["noisy"] == [float(v) for v in noisy]  # plain or not, every value as it was
+    assert stored["steps"][:3] == [float(f"{v:.3f}") for v in steps[:3]]
+
+
 def test_wind_tunnel_profile(tmp_path):
     content = b"Tunnel B, 2024-05-01\nOperator Z\n%Dyn, Alpha, Beta\n% CL, CD\n1.0, 2.0, 3.0, 4.0, 5.0\n2.0, 3.0, 4.0, 5.0, 6.0\nPAUSE\n3.0, 4.0, 5.0, 6.0, 7.0\n"
     data = one(run(tmp_path, "wt.txt", content, profile="wind_tunnel"))

@@ -123,6 +123,24 @@ class Warnings:
         return list(self._entries.values())
 
 
+INCOMPRESSIBLE = 0.9  # a column whose first batch zstd leaves at more than this of its size is stored plain
+PROBE_VALUES = 65_536  # of the first batch, the values zstd is tried on
+MIN_PROBE_VALUES = 4_096  # fewer tell nothing (and their file is small): zstd
+
+
+def zstd_pays(column: pa.Array) -> bool:
+    """Whether zstd shrinks this column enough to pay for its time: tried on the first values of a
+    floating-point column (other types: always; their values repeat more often than not)."""
+    if not pa.types.is_floating(column.type) or len(column) < MIN_PROBE_VALUES:
+        return True
+    values = column.slice(0, PROBE_VALUES)
+    width = int(values.type.bit_width) // 8
+    data = values.buffers()[1]
+    size = len(values) * width
+    packed: bytes = pa.compress(data[values.offset * width :][:size], "zstd", asbytes=True)
+    return len(packed) <= INCOMPRESSIBLE * size
+
+
 class DatasetBuilder:
     """Receives record batches of one schema; writes Parquet, keeps stats and the first rows.
 
@@ -167,9 +185,7 @@ class DatasetBuilder:
         # a failed attempt per column chunk, which doubled the writing time here
         text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
         self._text = text
-        self._writer = pq.ParquetWriter(
-            str(path), schema, compression="zstd", compression_level=1, use_dictionary=text or False
-        )
+        self._writer: pq.ParquetWriter | None = None  # opened at the first batch (its codecs: _open)
         self._queue: queue.Queue[tuple[pa.RecordBatch, float | None, float | None] | None] = queue.Queue(
             self.QUEUE_BATCHES
         )
@@ -222,6 +238,8 @@ class DatasetBuilder:
                 raise limit_exceeded(
                     f"a cell in column {name!r} holds {longest} bytes; at most {self.limits.max_cell_bytes} are accepted"
                 )
+        if self._writer is None:
+            self._writer = self._open(batch)
         self._writer.write_batch(batch)
         self.stats.update(batch)
         self.summary.add(batch)
@@ -232,6 +250,20 @@ class DatasetBuilder:
         self.reporter.progress(
             self.stage, done if done is not None else self.rows, total, f"{self.rows} rows"
         )
+
+    def _open(self, first: pa.RecordBatch | None) -> pq.ParquetWriter:
+        """The Parquet file, each column compressed with zstd unless its first batch shows that it
+        hardly compresses: noisy measurements (floats whose low bytes are all noise) shrink by a few
+        per cent at twice the writing time, so such a column is stored plain (zstd_pays)."""
+        codecs = {
+            field.name: "zstd" if first is None or zstd_pays(first.column(i)) else "none"
+            for i, field in enumerate(self.schema)
+        }
+        return pq.ParquetWriter(
+            str(self.path), self.schema, compression=codecs,
+            compression_level={name: 1 for name, codec in codecs.items() if codec == "zstd"},
+            use_dictionary=self._text or False,
+        )  # fmt: skip
 
     def _drain(self) -> None:
         self._hand_over()
@@ -245,7 +277,7 @@ class DatasetBuilder:
         self.reporter.progress("stats", 0, 1, "finishing statistics")
         stats = self.stats.result()
         self.reporter.progress("write", 0, 1, "closing the Parquet file")
-        self._writer.close()
+        (self._writer or self._open(None)).close()
         summary = self.summary.finish()
         summary_path = summary_file(self.path)
         pq.write_table(summary, str(summary_path), compression="zstd")
@@ -270,7 +302,8 @@ class DatasetBuilder:
                 self._failure = self._failure or JobFailed("aborted", "stopped")
                 self._queue.put(None)
                 self._thread.join()
-            self._writer.close()
+            if self._writer is not None:
+                self._writer.close()
         finally:
             self.path.unlink(missing_ok=True)
             summary_file(self.path).unlink(missing_ok=True)
