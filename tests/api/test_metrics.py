@@ -100,7 +100,8 @@ async def test_requests_jobs_ingestion_streams_and_services_are_counted(client, 
         return value(after, name, **labels) - value(before, name, **labels)
 
     assert grew("labhub_backend_calls_total", service="mongodb", operation="insert") >= 2  # record, job
-    assert grew("labhub_backend_calls_total", service="mongodb", operation="findAndModify") >= 2  # claim, end
+    # the job's end (and its claim, unless it was inserted already claimed: a slot was idle)
+    assert grew("labhub_backend_calls_total", service="mongodb", operation="findAndModify") >= 1
     assert grew("labhub_backend_calls_total", service="redis", operation="round_trip") >= 1
     # the raw file, the Parquet (once, though the job was too quick for the upload that follows the
     # worker: the commit stored it) and its summary; one look whether the raw bytes were there already
