@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 from datetime import date
 
 from domain.activity.models import Signal
-from domain.infra.redis_store import RedisStore
-from domain.infra.write_behind import WriteBehind, text
+from domain.infra.redis_store import RedisStore, text
+from domain.infra.write_behind import WriteBehind
 
 Item = tuple[str, str, date, Signal, int]  # project, user, day, signal, n
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from redis.exceptions import RedisError
 
 from domain.core.background import stop_if_cancelled
-from domain.infra.redis_store import RedisStore
+from domain.infra.redis_store import RedisStore, text
 
 log = logging.getLogger("labhub.events")
 
@@ -47,7 +47,7 @@ def valid_stream_id(value: str | None) -> str | None:
 
 
 def _decode(raw_id: bytes | str, fields: dict[bytes, bytes]) -> Entry:
-    entry_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+    entry_id = text(raw_id)
     event = fields.get(b"event", b"message").decode()
     try:
         data = json.loads(fields.get(b"data", b"{}"))
@@ -108,7 +108,7 @@ class EventLog:
             also(pipe)
         results = await pipe.execute()
         entry_id = results[0]
-        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        return text(entry_id)
 
     async def replay(self, stream: str, after: str | None) -> list[Entry]:
         return await read_entries(self.redis, stream, after)
@@ -263,7 +263,7 @@ class EventHub:
                         streams, count=READ_COUNT, block=READ_BLOCK_MS
                     )
                     for raw_stream, entries in response or []:
-                        stream = raw_stream.decode() if isinstance(raw_stream, bytes) else raw_stream
+                        stream = text(raw_stream)
                         self._broadcast(stream, [_decode(raw_id, fields) for raw_id, fields in entries])
             except TimeoutError:
                 pass

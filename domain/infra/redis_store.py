@@ -22,6 +22,11 @@ from domain.core.metrics import CountCall
 log = logging.getLogger("labhub.redis")
 
 
+def text(value: Any) -> str:
+    """A Redis reply (bytes, or str from a client that decodes) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class RedisStore:
     """A redis.asyncio client plus the key prefix every LabHub key carries."""
 

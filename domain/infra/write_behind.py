@@ -20,10 +20,10 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from domain.core.background import stop_if_cancelled
-from domain.infra.redis_store import RedisStore
+from domain.infra.redis_store import RedisStore, text
 
 log = logging.getLogger("labhub.write_behind")
 
@@ -41,10 +41,6 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 return redis.call('ZRANGE', KEYS[3], 0, -1)
 """
-
-
-def text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class WriteBehind(Generic[T]):

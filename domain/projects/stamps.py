@@ -15,8 +15,7 @@ import secrets
 
 from redis.exceptions import RedisError
 
-from domain.infra.redis_store import RedisStore
-from domain.infra.write_behind import text
+from domain.infra.redis_store import RedisStore, text
 
 log = logging.getLogger("labhub.projects")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.infra.redis_store import RedisStore
+from domain.infra.redis_store import RedisStore, text
 
 # KEYS[1]: the login's hash; ARGV: the state it must be in, the state it goes to, then field/value
 # pairs to set. Returns 1 when it moved, 0 when it was in another state (or is gone).
@@ -63,13 +63,13 @@ class DeviceLoginStore:
         raw = await self._redis.client.get(self._user_code(user_code))
         if raw is None:
             return None
-        code_hash = raw.decode() if isinstance(raw, bytes) else str(raw)
+        code_hash = text(raw)
         found = await self.get(code_hash)
         return (code_hash, found) if found else None
 
     async def get(self, code_hash: str) -> dict[str, str] | None:
         raw = await self._redis.client.hgetall(self._login(code_hash))
-        return {_text(k): _text(v) for k, v in raw.items()} or None
+        return {text(k): text(v) for k, v in raw.items()} or None
 
     async def move(self, code_hash: str, from_status: str, to_status: str, **fields: str) -> bool:
         args: list[Any] = [from_status, to_status]
@@ -79,8 +79,4 @@ class DeviceLoginStore:
 
     async def poll(self, code_hash: str, now_ms: int, interval_ms: int) -> str:
         status = await self._poll(keys=[self._login(code_hash)], args=[now_ms, interval_ms])
-        return status.decode() if isinstance(status, bytes) else str(status)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        return text(status)
