@@ -308,7 +308,7 @@ class Ingestion:
     upload_id: str | None = None  # the resumable upload it was made from
 
 
-def with_job(ingestion: Ingestion, job: Job | None, existing: set[str] | frozenset[str] = frozenset()) -> Ingestion:
+def with_job(ingestion: Ingestion, job: Job | None, existing: set[str]) -> Ingestion:
     """An ingestion with its job's live status folded in ("stored" when no job runs for it), and
     what its job made: the datasets of its result that still exist (`existing`), or that it stored
     the file only (the job's final write is the only record of its outcome)."""
@@ -328,9 +328,9 @@ def with_job(ingestion: Ingestion, job: Job | None, existing: set[str] | frozens
     return attrs.evolve(ingestion, status=job.status.value, error=error, progress=progress, **outcome)
 
 
-def made_by(job: Job | None) -> list[str]:
+def made_by(job: Job) -> list[str]:
     """The datasets an ingestion's job made, as its result names them (they may be gone since)."""
-    ids = (job.result or {}).get("dataset_ids") if job is not None else None
+    ids = (job.result or {}).get("dataset_ids")
     return [str(i) for i in ids] if isinstance(ids, list) else []
 
 
