@@ -135,9 +135,8 @@ def zstd_pays(column: pa.Array) -> bool:
         return True
     values = column.slice(0, PROBE_VALUES)
     width = int(values.type.bit_width) // 8
-    data = values.buffers()[1]
     size = len(values) * width
-    packed: bytes = pa.compress(data[values.offset * width :][:size], "zstd", asbytes=True)
+    packed: bytes = pa.compress(values.buffers()[1].slice(values.offset * width, size), "zstd", asbytes=True)
     return len(packed) <= INCOMPRESSIBLE * size
 
 
